@@ -1,0 +1,168 @@
+//! The command line of DESIGN §3, as clap types. Parsing only: `commands` runs them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Herald sends Facebook Messenger campaigns through RabbitMQ and a fleet of workers.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Settings every command accepts; they override `herald.toml` and `HERALD_*` variables.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Configuration file (default: ./herald.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// RabbitMQ URL (overrides HERALD_AMQP_URL).
+    #[arg(long = "amqp", global = true, value_name = "URL")]
+    pub(crate) amqp_url: Option<String>,
+    /// Database URL (overrides HERALD_DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// Graph API base URL (overrides HERALD_GRAPH_URL), e.g. a `herald sim` address.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) graph_url: Option<String>,
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Declare every exchange and queue (idempotent).
+    Topology,
+    /// Consume herald.send and deliver jobs to the Graph API.
+    Worker(WorkerArgs),
+    /// Create, inspect and control campaign runs.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+    /// Producer and workers in one process over an in-process queue.
+    Run(RunArgs),
+    /// Manage the profile store.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Webhook receiver, admin API and the ingest and results consumers.
+    Serve(ServeArgs),
+    /// A Graph API simulator for tests, demos and benchmarks.
+    Sim(SimArgs),
+    /// Inspect and replay dead-lettered jobs.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Run a sample campaign against the simulator, end to end.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Graph calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Unacknowledged jobs the broker may hand this worker.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) prefetch: u16,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    pub(crate) metrics_addr: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CampaignCommand {
+    /// Expand the segment and publish one job per user.
+    Send(SendArgs),
+    /// Totals by status for a run.
+    Status {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending a run's jobs until resumed.
+    Pause { run_id: String },
+    /// Resume a paused run (or a halted page's jobs).
+    Resume { run_id: String },
+    /// Cancel a run: its unsent jobs end as `cancelled`.
+    Cancel { run_id: String },
+    /// Render for one user and send straight to the Graph API.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    pub(crate) campaign: PathBuf,
+    #[arg(long)]
+    pub(crate) segment: Option<PathBuf>,
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[arg(long, value_name = "RUN_ID")]
+    pub(crate) resume: Option<String>,
+    /// Abort on the first malformed row instead of reporting and skipping it.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    pub(crate) campaign: PathBuf,
+    #[arg(long)]
+    pub(crate) psid: String,
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub(crate) attrs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    pub(crate) campaign: PathBuf,
+    #[arg(long)]
+    pub(crate) segment: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Upsert users from a CSV or JSONL file.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    #[arg(long, default_value = "127.0.0.1:8900")]
+    pub(crate) addr: SocketAddr,
+    /// Fixed latency added to every answer.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) latency_ms: u64,
+    /// Accepted calls per second per page; more get code 613.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) rate_per_sec: u32,
+    /// Probability (0..1) of an HTTP 5xx answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) fail_rate: f64,
+    /// App secret: requires appsecret_proof and signs webhook callbacks (or HERALD_APP_SECRET).
+    #[arg(long, value_name = "SECRET", hide_default_value = true)]
+    pub(crate) app_secret: Option<String>,
+    /// A valid page token (repeatable). Without any, every non-empty token is valid.
+    #[arg(long = "token", value_name = "PAGE_ID=TOKEN")]
+    pub(crate) tokens: Vec<String>,
+    /// Where signed delivery, read and inbound events are posted.
+    #[arg(long, value_name = "URL")]
+    pub(crate) webhook_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// List dead-lettered jobs.
+    List,
+    /// Requeue dead-lettered jobs.
+    Replay,
+}

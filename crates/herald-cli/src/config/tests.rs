@@ -1,0 +1,131 @@
+//! Layering and validation of `Config`, driven by maps and temporary files, never the real
+//! process environment.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write");
+    file
+}
+
+fn with_file(file: &tempfile::NamedTempFile) -> Overrides {
+    Overrides { config_file: Some(file.path().to_owned()), ..Overrides::default() }
+}
+
+#[test]
+fn defaults_apply_with_nothing_set() {
+    let config = Config::load(&Overrides::default(), &env(&[])).expect("valid");
+    assert_eq!(config.amqp_url.expose(), DEFAULT_AMQP_URL);
+    assert_eq!(config.database_url.expose(), "sqlite://herald.db");
+    assert_eq!(config.graph_url, "https://graph.facebook.com");
+    assert_eq!(config.graph_version, "v25.0");
+    assert_eq!(config.page_rate("1").get(), 250);
+}
+
+#[test]
+fn layers_override_in_order_file_env_flags() {
+    let toml = file(
+        "graph_version = \"v24.0\"\ngraph_url = \"http://file\"\namqp_url = \"amqp://file\"\n\
+         page_rate_per_sec = 100\n[page_rates]\n\"42\" = 10\n[page_tokens]\n\"42\" = \"from-file\"\n",
+    );
+    let vars = env(&[
+        ("HERALD_GRAPH_URL", "http://env"),
+        ("HERALD_AMQP_URL", "amqp://env"),
+        ("HERALD_PAGE_TOKEN_42", "from-env"),
+        ("HERALD_PAGE_RATE_PER_SEC_7", "5"),
+    ]);
+    let flags = Overrides { amqp_url: Some("amqp://flag".into()), ..with_file(&toml) };
+    let config = Config::load(&flags, &vars).expect("valid");
+    assert_eq!(config.graph_version, "v24.0", "file beats default");
+    assert_eq!(config.graph_url, "http://env", "env beats file");
+    assert_eq!(config.amqp_url.expose(), "amqp://flag", "flag beats env");
+    assert_eq!(config.page_tokens["42"].expose(), "from-env");
+    assert_eq!(config.page_rate("42").get(), 10);
+    assert_eq!(config.page_rate("7").get(), 5);
+    assert_eq!(config.page_rate("8").get(), 100);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let vars = env(&[
+        ("HERALD_GRAPH_VERSION", "25"),
+        ("HERALD_GRAPH_URL", "graph.facebook.com"),
+        ("HERALD_PAGE_RATE_PER_SEC", "0"),
+        ("HERALD_PAGE_RATE_PER_SEC_12", "fast"),
+        ("HERALD_PAGE_TOKEN_abc", "t"),
+        ("HERALD_AMPQ_URL", "amqp://typo"),
+        ("HERALD_AMQP_URL", "http://nope"),
+    ]);
+    let errors = Config::load(&Overrides::default(), &vars).expect_err("invalid");
+    let expected = [
+        "graph_version",
+        "graph_url",
+        "HERALD_PAGE_RATE_PER_SEC: must be",
+        "HERALD_PAGE_RATE_PER_SEC_12",
+        "page id \"abc\"",
+        "HERALD_AMPQ_URL: unknown setting",
+        "amqp_url: must start",
+    ];
+    for needle in expected {
+        assert!(errors.0.iter().any(|p| p.contains(needle)), "missing {needle:?} in {:?}", errors.0);
+    }
+    assert_eq!(errors.0.len(), expected.len(), "{:?}", errors.0);
+}
+
+#[test]
+fn unknown_file_key_is_reported_with_its_position() {
+    let toml = file("graph_version = \"v25.0\"\nrate_per_second = 3\n");
+    let errors = Config::load(&with_file(&toml), &env(&[])).expect_err("invalid");
+    assert_eq!(errors.0.len(), 1, "{:?}", errors.0);
+    assert!(errors.0[0].contains(":2:1") && errors.0[0].contains("rate_per_second"), "{}", errors.0[0]);
+}
+
+#[test]
+fn missing_config_file_is_a_problem() {
+    let flags = Overrides { config_file: Some("/nonexistent/herald.toml".into()), ..Overrides::default() };
+    let errors = Config::load(&flags, &env(&[])).expect_err("invalid");
+    assert!(errors.0[0].contains("/nonexistent/herald.toml"));
+}
+
+#[test]
+fn tokens_file_fills_pages_env_wins_and_bad_lines_do_not_echo() {
+    let tokens = file("# page tokens\n111=tok-a\n\n222 = tok-b\nEAAsecretwithoutpage\n");
+    let path = tokens.path().to_str().expect("utf-8 path");
+    let vars = env(&[("HERALD_TOKENS_FILE", path), ("HERALD_PAGE_TOKEN_111", "tok-env")]);
+    let errors = Config::load(&Overrides::default(), &vars).expect_err("bad line");
+    assert_eq!(errors.0.len(), 1);
+    assert!(errors.0[0].ends_with(":5: expected PAGE_ID=TOKEN"), "{}", errors.0[0]);
+    assert!(!errors.to_string().contains("EAAsecret"));
+
+    let good = file("111=tok-a\n222 = tok-b\n");
+    let path = good.path().to_str().expect("utf-8 path");
+    let vars = env(&[("HERALD_TOKENS_FILE", path), ("HERALD_PAGE_TOKEN_111", "tok-env")]);
+    let config = Config::load(&Overrides::default(), &vars).expect("valid");
+    assert_eq!(config.page_tokens["111"].expose(), "tok-env");
+    assert_eq!(config.page_tokens["222"].expose(), "tok-b");
+}
+
+#[test]
+fn secrets_never_print() {
+    let vars = env(&[
+        ("HERALD_APP_SECRET", "app-secret-value"),
+        ("HERALD_API_TOKEN", "api-token-value"),
+        ("HERALD_VERIFY_TOKEN", "verify-token-value"),
+        ("HERALD_PAGE_TOKEN_42", "page-token-value"),
+        ("HERALD_AMQP_URL", "amqp://user:amqp-password@host/%2f"),
+        ("HERALD_DATABASE_URL", "postgres://u:db-password@host/db"),
+    ]);
+    let config = Config::load(&Overrides::default(), &vars).expect("valid");
+    let shown = format!("{config:?} {config:#?}");
+    for secret in ["app-secret", "api-token-value", "verify-token", "page-token", "amqp-password", "db-password"] {
+        assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+    }
+}

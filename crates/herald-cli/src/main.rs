@@ -1,0 +1,54 @@
+//! `herald`: parse the command line, load configuration once, start telemetry, run the command.
+//! Exit codes: 0 done, 2 command-line misuse or a command not built yet, 64 bad configuration,
+//! 65 bad data, 1 anything else.
+
+mod cli;
+mod commands;
+mod config;
+mod signal;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald_telemetry::{LogFormat, init_tracing};
+
+use crate::cli::Cli;
+use crate::config::{Config, Overrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let format_name = cli.global.log_format.clone().or_else(|| env.get("HERALD_LOG_FORMAT").cloned());
+    let format = match format_name.as_deref().map(LogFormat::parse) {
+        None => LogFormat::Auto,
+        Some(Some(format)) => format,
+        Some(None) => {
+            eprintln!("herald: --log-format must be auto, text or json");
+            return ExitCode::from(64);
+        }
+    };
+    init_tracing(env.get("HERALD_LOG").map(String::as_str), format);
+
+    let overrides = Overrides {
+        config_file: cli.global.config.clone(),
+        amqp_url: cli.global.amqp_url.clone(),
+        database_url: cli.global.database_url.clone(),
+        graph_url: cli.global.graph_url.clone(),
+    };
+    let config = match Config::load(&overrides, &env) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("herald: {errors}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("herald: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(commands::run(cli.command, config))
+}

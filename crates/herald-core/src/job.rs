@@ -1,0 +1,47 @@
+//! `SendJob` v1: one rendered Send API request for one user, the unit on `herald.send`
+//! (DESIGN §2). The `request` is the exact JSON body, kept as raw bytes so the worker passes it
+//! through without re-serialising. Page tokens are never in a job.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+/// The wire version this build writes and reads.
+pub const JOB_VERSION: u32 = 1;
+
+/// One per-user send, as published to `herald.jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendJob {
+    /// Wire format version; `JOB_VERSION`.
+    pub v: u32,
+    /// `<run_id>:<external_id>`: the dedup key downstream.
+    pub job_id: String,
+    /// The campaign run this job belongs to.
+    pub run_id: String,
+    /// The campaign's id.
+    pub campaign_id: String,
+    /// The Facebook Page that sends.
+    pub page_id: String,
+    /// The user's id in the customer's systems.
+    pub external_id: String,
+    /// The exact Send API body, rendered, with `message.metadata` = `job_id`.
+    pub request: Box<RawValue>,
+    /// The campaign's ceiling for its page, messages per second.
+    pub rate_per_sec: u32,
+    /// Graph calls allowed before the job is dead-lettered.
+    pub max_attempts: u32,
+    /// A job not sent by then becomes `expired`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// When the producer published it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub enqueued_at: OffsetDateTime,
+}
+
+impl SendJob {
+    /// Builds the dedup key for a user in a run.
+    pub fn job_id_for(run_id: &str, external_id: &str) -> String {
+        format!("{run_id}:{external_id}")
+    }
+}

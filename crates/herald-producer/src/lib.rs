@@ -1,0 +1,1 @@
+//! Segment to SendJobs, published with confirms (not built yet: see issue 3).

@@ -1,0 +1,1 @@
+//! A faithful Graph API simulator for tests, demos and benchmarks; shares no code with herald-graph.

@@ -1,0 +1,222 @@
+//! Every metric Herald exports, in one list a reviewer can read (STYLE.md, "Logs and metrics").
+//! Names follow Prometheus conventions: `herald_` prefix, base units, counters end in `_total`.
+//! Label values come from closed sets; never a PSID, user id, job id, message id or campaign id.
+
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Buckets for Graph call latency: 5 ms to 30 s.
+const SEND_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets for time spent waiting on a page's rate limiter.
+const WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
+/// The registry and every collector in it. Cheap to clone (collectors are shared handles).
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Jobs published by the producer and confirmed by the broker.
+    pub jobs_published: IntCounter,
+    /// Users the producer skipped, by `reason` (a `SkipReason` label).
+    pub jobs_skipped: IntCounterVec,
+    /// Jobs a worker took off the queue.
+    pub jobs_received: IntCounter,
+    /// Graph calls by `outcome`: sent, retry, give_up, halt.
+    pub send_attempts: IntCounterVec,
+    /// Terminal results by `status` (sent, failed, dead, expired, skipped, cancelled).
+    pub jobs_completed: IntCounterVec,
+    /// Graph error answers by `code` (Graph's numeric code, or `transport`/`timeout`/`http`).
+    pub graph_errors: IntCounterVec,
+    /// Duration of one Graph call.
+    pub send_duration: Histogram,
+    /// Jobs republished to a retry tier, by `tier`.
+    pub retries_scheduled: IntCounterVec,
+    /// Jobs being processed right now.
+    pub jobs_in_flight: IntGauge,
+    /// The rate this process allows itself per page, by `page_id`.
+    pub rate_limit_per_second: GaugeVec,
+    /// Time spent waiting for a page's limiter.
+    pub rate_limit_wait: Histogram,
+    /// 1 while a page is halted (dead token, policy block), by `page_id`.
+    pub page_halted: IntGaugeVec,
+    /// The page's Graph usage as reported by usage headers (1.0 = 100 %), by `page_id`.
+    pub graph_usage_ratio: GaugeVec,
+    /// 1 while the broker connection is up.
+    pub broker_connected: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let send_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_send_duration_seconds",
+                "Duration of one Graph Send API call.",
+            )
+            .buckets(SEND_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(send_duration.clone()))
+            .expect("unique metric");
+        let rate_limit_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_rate_limit_wait_seconds",
+                "Time a send waited for its page's rate limiter.",
+            )
+            .buckets(WAIT_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(rate_limit_wait.clone()))
+            .expect("unique metric");
+
+        Self {
+            jobs_published: counter(
+                "herald_jobs_published_total",
+                "Jobs published and confirmed by the broker.",
+            ),
+            jobs_skipped: counter_vec(
+                "herald_jobs_skipped_total",
+                "Users the producer skipped, by reason.",
+                &["reason"],
+            ),
+            jobs_received: counter("herald_jobs_received_total", "Jobs taken off herald.send."),
+            send_attempts: counter_vec(
+                "herald_send_attempts_total",
+                "Graph calls, by outcome.",
+                &["outcome"],
+            ),
+            jobs_completed: counter_vec(
+                "herald_jobs_completed_total",
+                "Terminal results, by status.",
+                &["status"],
+            ),
+            graph_errors: counter_vec(
+                "herald_graph_errors_total",
+                "Graph error answers, by code.",
+                &["code"],
+            ),
+            send_duration,
+            retries_scheduled: counter_vec(
+                "herald_retries_scheduled_total",
+                "Jobs sent to a retry tier, by tier.",
+                &["tier"],
+            ),
+            jobs_in_flight: int_gauge("herald_jobs_in_flight", "Jobs being processed now."),
+            rate_limit_per_second: gauge_vec(
+                "herald_rate_limit_per_second",
+                "This process's send rate for a page.",
+                &["page_id"],
+            ),
+            rate_limit_wait,
+            page_halted: int_gauge_vec(
+                "herald_page_halted",
+                "1 while sending for the page is halted.",
+                &["page_id"],
+            ),
+            graph_usage_ratio: gauge_vec(
+                "herald_graph_usage_ratio",
+                "Graph usage reported for the page (1 = 100 %).",
+                &["page_id"],
+            ),
+            broker_connected: int_gauge(
+                "herald_broker_connected",
+                "1 while connected to the broker.",
+            ),
+            registry,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding our own registry only fails on invalid metric families, which `new` rules out.
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let metrics = Metrics::new();
+        // Touch every vector once so it appears in the output.
+        metrics
+            .jobs_skipped
+            .with_label_values(&["blank_psid"])
+            .inc();
+        metrics.send_attempts.with_label_values(&["sent"]).inc();
+        metrics.jobs_completed.with_label_values(&["sent"]).inc();
+        metrics.graph_errors.with_label_values(&["613"]).inc();
+        metrics.retries_scheduled.with_label_values(&["5s"]).inc();
+        metrics
+            .rate_limit_per_second
+            .with_label_values(&["1"])
+            .set(1.0);
+        metrics.rate_limit_wait.observe(0.1);
+        metrics.page_halted.with_label_values(&["1"]).set(0);
+        metrics.graph_usage_ratio.with_label_values(&["1"]).set(0.5);
+        for family in metrics.registry.gather() {
+            let name = family.name();
+            assert!(name.starts_with("herald_"), "{name}");
+            assert!(!name.ends_with("_ms"), "{name}");
+            let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(counter, name.ends_with("_total"), "{name}");
+        }
+        assert!(
+            metrics
+                .encode()
+                .contains("herald_send_attempts_total{outcome=\"sent\"} 1")
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! The end-to-end tests, one file per capability.
+
+mod broker;
