@@ -93,7 +93,11 @@ impl Config {
             }
         }
         config.validate(&mut problems);
-        if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
     }
 
     fn defaults() -> Self {
@@ -114,7 +118,10 @@ impl Config {
 
     /// The page's send ceiling: its own setting, else the default for every page.
     pub(crate) fn page_rate(&self, page_id: &str) -> NonZeroU32 {
-        self.page_rates.get(page_id).copied().unwrap_or(self.page_rate_per_sec)
+        self.page_rates
+            .get(page_id)
+            .copied()
+            .unwrap_or(self.page_rate_per_sec)
     }
 
     fn apply_file(&mut self, file: FileLayer, problems: &mut Vec<String>) {
@@ -171,7 +178,9 @@ impl Config {
                     }
                 }
                 // A typo in a variable name would otherwise silently fall back to a default.
-                _ => problems.push(format!("{name}: unknown setting (see README, Configuration)")),
+                _ => problems.push(format!(
+                    "{name}: unknown setting (see README, Configuration)"
+                )),
             }
         }
     }
@@ -188,16 +197,25 @@ impl Config {
 
     fn validate(&self, problems: &mut Vec<String>) {
         let scheme_ok = |url: &str, schemes: &[&str]| {
-            schemes.iter().any(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")))
+            schemes.iter().any(|s| {
+                url.strip_prefix(s)
+                    .is_some_and(|rest| rest.starts_with("://"))
+            })
         };
         if !scheme_ok(self.amqp_url.expose(), &["amqp", "amqps"]) {
             problems.push("amqp_url: must start with amqp:// or amqps://".to_owned());
         }
-        if !scheme_ok(self.database_url.expose(), &["sqlite", "postgres", "postgresql"]) {
+        if !scheme_ok(
+            self.database_url.expose(),
+            &["sqlite", "postgres", "postgresql"],
+        ) {
             problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
         }
         if !scheme_ok(&self.graph_url, &["http", "https"]) {
-            problems.push(format!("graph_url: {:?} must be an http(s) URL", self.graph_url));
+            problems.push(format!(
+                "graph_url: {:?} must be an http(s) URL",
+                self.graph_url
+            ));
         }
         if !is_graph_version(&self.graph_version) {
             problems.push(format!(
@@ -207,7 +225,9 @@ impl Config {
         }
         for page in self.page_tokens.keys().chain(self.page_rates.keys()) {
             if page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()) {
-                problems.push(format!("page id {page:?}: a Facebook Page id is all digits"));
+                problems.push(format!(
+                    "page id {page:?}: a Facebook Page id is all digits"
+                ));
             }
         }
         for (page, token) in &self.page_tokens {
@@ -215,7 +235,10 @@ impl Config {
                 problems.push(format!("page token for {page}: is empty"));
             }
         }
-        for (name, secret) in [("app_secret", &self.app_secret), ("api_token", &self.api_token)] {
+        for (name, secret) in [
+            ("app_secret", &self.app_secret),
+            ("api_token", &self.api_token),
+        ] {
             if secret.as_ref().is_some_and(Secret::is_blank) {
                 problems.push(format!("{name}: is set but empty"));
             }
@@ -228,7 +251,10 @@ fn load_file(
     env: &HashMap<String, String>,
     problems: &mut Vec<String>,
 ) -> FileLayer {
-    let explicit = overrides.config_file.clone().or_else(|| env.get("HERALD_CONFIG").map(PathBuf::from));
+    let explicit = overrides
+        .config_file
+        .clone()
+        .or_else(|| env.get("HERALD_CONFIG").map(PathBuf::from));
     let path = match explicit {
         Some(path) => path,
         None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
@@ -242,8 +268,15 @@ fn load_file(
         }
     };
     toml::from_str(&text).unwrap_or_else(|error: toml::de::Error| {
-        let at = error.span().map(|span| line_col(&text, span.start)).unwrap_or_default();
-        problems.push(format!("config file {}{at}: {}", path.display(), error.message()));
+        let at = error
+            .span()
+            .map(|span| line_col(&text, span.start))
+            .unwrap_or_default();
+        problems.push(format!(
+            "config file {}{at}: {}",
+            path.display(),
+            error.message()
+        ));
         FileLayer::default()
     })
 }
@@ -277,9 +310,12 @@ fn line_col(text: &str, offset: usize) -> String {
 }
 
 fn is_graph_version(version: &str) -> bool {
-    let Some(rest) = version.strip_prefix('v') else { return false };
+    let Some(rest) = version.strip_prefix('v') else {
+        return false;
+    };
     let mut parts = rest.split('.');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
 }
 

@@ -19,7 +19,11 @@ use crate::config::{Config, Overrides};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let format_name = cli.global.log_format.clone().or_else(|| env.get("HERALD_LOG_FORMAT").cloned());
+    let format_name = cli
+        .global
+        .log_format
+        .clone()
+        .or_else(|| env.get("HERALD_LOG_FORMAT").cloned());
     let format = match format_name.as_deref().map(LogFormat::parse) {
         None => LogFormat::Auto,
         Some(Some(format)) => format,

@@ -4,8 +4,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub(crate) async fn terminated() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process can only be killed; wait forever rather than exit.
         tracing::warn!("Cannot install signal handlers; stop this process with SIGKILL.");
         return std::future::pending().await;

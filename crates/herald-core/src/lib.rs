@@ -2,12 +2,25 @@
 //! every failure maps to, and secrets that refuse to print. This crate does no I/O: its serde
 //! types are the wire contract, so a field change here is a versioned change.
 
+pub mod campaign;
 pub mod class;
+pub mod duration;
+pub mod filter;
 pub mod job;
+pub mod limits;
+mod path;
+mod render;
 pub mod result;
 pub mod secret;
+pub mod skip;
+pub mod user;
+pub mod window;
 
+pub use campaign::{Campaign, CampaignErrors, Problem, ProblemKind};
 pub use class::{ErrorClass, Verdict};
 pub use job::{JOB_VERSION, SendJob};
 pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;
+pub use skip::SkipReason;
+pub use user::User;
+pub use window::{admit, window_check};

@@ -34,6 +34,11 @@ impl FieldPath {
         Self(out)
     }
 
+    /// A path already printed (limit violations carry their path as a string).
+    pub(crate) fn from_printed(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
     /// The element `index` of a list.
     pub(crate) fn index(&self, index: usize) -> Self {
         Self(format!("{}[{index}]", self.0))

@@ -54,10 +54,16 @@ pub(crate) fn classify(failure: &Failure<'_>, usage: Option<&Usage>, attempt: u3
         Failure::Http { .. } => (Retry, None),
         // Graph answered 2xx, so the message was probably delivered: resending risks a duplicate.
         Failure::MalformedSuccess => (Invalid, None),
-        Failure::Graph { status, code, subcode, is_transient, message } => {
+        Failure::Graph {
+            status,
+            code,
+            subcode,
+            is_transient,
+            message,
+        } => {
             // Reference §3.2 (one row per code / subcode); §2 for the appsecret_proof text.
             match (code, subcode) {
-                (100, None) if is_appsecret_error(message) => (Invalid, None),
+                (100, _) if is_appsecret_error(message) => (Invalid, None),
                 // Batch "invalid JSON reply": may already be delivered, never resend blindly.
                 (1, Some(1_357_046)) => (Invalid, None),
                 // Unknown error, often a missing permission: once more, then stop the page.
@@ -104,7 +110,9 @@ pub(crate) fn classify(failure: &Failure<'_>, usage: Option<&Usage>, attempt: u3
 /// True for the two appsecret_proof messages, compared case-insensitively.
 fn is_appsecret_error(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    APPSECRET_MESSAGES.iter().any(|known| message.contains(known))
+    APPSECRET_MESSAGES
+        .iter()
+        .any(|known| message.contains(known))
 }
 
 #[cfg(test)]
@@ -114,11 +122,18 @@ mod tests {
     use ErrorClass::{DropUser, HaltPage, Invalid, Retry, SlowDown};
 
     const REGAIN: Duration = Duration::from_secs(7 * 60);
-    const USAGE: Usage = Usage { ratio: 1.2, regain_access: Some(REGAIN) };
+    const USAGE: Usage = Usage {
+        ratio: 1.2,
+        regain_access: Some(REGAIN),
+    };
 
     fn check(failure: Failure<'_>, attempt: u32, class: ErrorClass, retry_after: Option<Duration>) {
         let verdict = classify(&failure, Some(&USAGE), attempt);
-        assert_eq!(verdict, Verdict { class, retry_after }, "{failure:?} on attempt {attempt}");
+        assert_eq!(
+            verdict,
+            Verdict { class, retry_after },
+            "{failure:?} on attempt {attempt}"
+        );
     }
 
     fn graph(code: u32, subcode: Option<u32>) -> Failure<'static> {
@@ -126,13 +141,21 @@ mod tests {
     }
 
     fn graph_at(status: u16, code: u32, subcode: Option<u32>) -> Failure<'static> {
-        Failure::Graph { status, code, subcode, is_transient: None, message: "x" }
+        Failure::Graph {
+            status,
+            code,
+            subcode,
+            is_transient: None,
+            message: "x",
+        }
     }
 
-    /// One row per code / subcode of reference §3.2 (and its "Graph-wide" line), in its order:
     /// (code, subcode, attempt, expected class, expected retry_after).
+    type Row = (u32, Option<u32>, u32, ErrorClass, Option<Duration>);
+
+    /// One row per code / subcode of reference §3.2 (and its "Graph-wide" line), in its order.
     #[rustfmt::skip]
-    const GRAPH_TABLE: &[(u32, Option<u32>, u32, ErrorClass, Option<Duration>)] = &[
+    const GRAPH_TABLE: &[Row] = &[
         (1, Some(99), 1, Retry, None),
         (1, Some(99), 2, HaltPage, None),
         (1, None, 1, Retry, None),
@@ -217,16 +240,25 @@ mod tests {
 
     #[test]
     fn appsecret_proof_errors_are_invalid_by_text() {
-        let appsecret = |message| Failure::Graph {
-            status: 400,
-            code: 100,
-            subcode: None,
-            is_transient: Some(true),
-            message,
-        };
-        check(appsecret("API calls from the server require an appsecret_proof argument"), 1, Invalid, None);
-        check(appsecret("Invalid appsecret_proof provided in the API argument"), 1, Invalid, None);
-        check(appsecret("INVALID APPSECRET_PROOF PROVIDED IN THE API ARGUMENT"), 1, Invalid, None);
+        // Reference §2: code 100, no subcode; told apart by text only, case-insensitively, and
+        // still a configuration error should a subcode ever appear next to that text.
+        #[rustfmt::skip]
+        let rows: &[(&str, Option<u32>)] = &[
+            ("API calls from the server require an appsecret_proof argument", None),
+            ("Invalid appsecret_proof provided in the API argument", None),
+            ("(#100) INVALID APPSECRET_PROOF PROVIDED IN THE API ARGUMENT", None),
+            ("Invalid appsecret_proof provided in the API argument", Some(33)),
+        ];
+        for &(message, subcode) in rows {
+            let failure = Failure::Graph {
+                status: 400,
+                code: 100,
+                subcode,
+                is_transient: Some(true),
+                message,
+            };
+            check(failure, 1, Invalid, None);
+        }
     }
 
     #[test]
@@ -260,6 +292,12 @@ mod tests {
     #[test]
     fn throttling_without_usage_has_no_floor() {
         let verdict = classify(&graph(613, None), None, 1);
-        assert_eq!(verdict, Verdict { class: SlowDown, retry_after: None });
+        assert_eq!(
+            verdict,
+            Verdict {
+                class: SlowDown,
+                retry_after: None
+            }
+        );
     }
 }

@@ -125,8 +125,15 @@ impl GraphClient {
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| BuildError::Client(error.without_url()))?;
-        let inner = Inner { http, base, version: version.to_owned(), app_secret: settings.app_secret };
-        Ok(Self { inner: Arc::new(inner) })
+        let inner = Inner {
+            http,
+            base,
+            version: version.to_owned(),
+            app_secret: settings.app_secret,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// POSTs `body` (the job's rendered JSON, sent byte-for-byte) as Page `page_id`.
@@ -184,13 +191,20 @@ impl GraphClient {
         // `parse_base` rejected URLs that cannot take path segments; `push` percent-encodes,
         // so a page id cannot escape its segment.
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().push(&inner.version).push(page_id).push("messages");
+            segments
+                .pop_if_empty()
+                .push(&inner.version)
+                .push(page_id)
+                .push("messages");
         }
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("access_token", token.expose());
             if let Some(secret) = &inner.app_secret {
-                query.append_pair("appsecret_proof", &appsecret_proof(secret, token, unix_secs));
+                query.append_pair(
+                    "appsecret_proof",
+                    &appsecret_proof(secret, token, unix_secs),
+                );
                 query.append_pair("appsecret_time", &unix_secs.to_string());
             }
         }
@@ -215,13 +229,18 @@ fn unanswered(error: reqwest::Error, attempt: u32) -> SendError {
 }
 
 fn parse_base(graph_url: &str) -> Result<Url, BuildError> {
-    let mut base = Url::parse(graph_url.trim())
-        .map_err(|error| BuildError::GraphUrl { reason: error.to_string() })?;
+    let mut base = Url::parse(graph_url.trim()).map_err(|error| BuildError::GraphUrl {
+        reason: error.to_string(),
+    })?;
     if !matches!(base.scheme(), "http" | "https") {
-        return Err(BuildError::GraphUrl { reason: "scheme must be http or https".to_owned() });
+        return Err(BuildError::GraphUrl {
+            reason: "scheme must be http or https".to_owned(),
+        });
     }
     if base.path_segments_mut().is_err() {
-        return Err(BuildError::GraphUrl { reason: "URL cannot take a path".to_owned() });
+        return Err(BuildError::GraphUrl {
+            reason: "URL cannot take a path".to_owned(),
+        });
     }
     base.set_query(None);
     base.set_fragment(None);
@@ -229,7 +248,9 @@ fn parse_base(graph_url: &str) -> Result<Url, BuildError> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ impl SendError {
     /// error and its sources (none of which holds the URL).
     pub fn error_info(&self) -> ErrorInfo {
         let message = match self {
-            Self::Graph(graph) => graph.message.clone(),
+            Self::Graph(graph) if !graph.message.is_empty() => graph.message.clone(),
             other => chain_text(other),
         };
         ErrorInfo {

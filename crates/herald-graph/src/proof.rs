@@ -28,7 +28,10 @@ mod tests {
     fn matches_independent_hmac_vectors() {
         let check = |secret: &str, token: &str, secs: u64, expected: &str| {
             let proof = appsecret_proof(&Secret::new(secret), &Secret::new(token), secs);
-            assert_eq!(proof, expected, "secret {secret:?}, token {token:?}, secs {secs}");
+            assert_eq!(
+                proof, expected,
+                "secret {secret:?}, token {token:?}, secs {secs}"
+            );
         };
         check(
             "app-secret-123",
@@ -36,6 +39,11 @@ mod tests {
             1_700_000_000,
             "0708eb1f2a82c2c9c37058bb06ad6cecce2f1089009fc61c0528737a950bc4ec",
         );
-        check("s", "t", 0, "b9fd855096cf54a0eb00b32ec2639799e7c9c08c84946c1e39b4b3b73e37630c");
+        check(
+            "s",
+            "t",
+            0,
+            "b9fd855096cf54a0eb00b32ec2639799e7c9c08c84946c1e39b4b3b73e37630c",
+        );
     }
 }

@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::Usage;
 use crate::classify::{Failure, classify};
 use crate::error::{GraphError, SendError};
-use crate::Usage;
 
 /// Graph accepted the message.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,27 +32,40 @@ pub(crate) fn interpret(
         _ => None,
     };
     // A Graph error wins over the HTTP status, whatever the status (reference §3.1).
-    if let Some(error) = json.as_ref().and_then(|object| {
-        graph_error(object, status, usage, attempt, secrets)
-    }) {
+    if let Some(error) = json
+        .as_ref()
+        .and_then(|object| graph_error(object, status, usage, attempt, secrets))
+    {
         return Err(SendError::Graph(Box::new(error)));
     }
     if (200..300).contains(&status) {
-        let message_id = json.as_ref().and_then(|object| string(object, "message_id"));
+        let message_id = json
+            .as_ref()
+            .and_then(|object| string(object, "message_id"));
         return match message_id {
             Some(message_id) => Ok(Sent {
                 message_id,
-                recipient_id: json.as_ref().and_then(|object| string(object, "recipient_id")),
+                recipient_id: json
+                    .as_ref()
+                    .and_then(|object| string(object, "recipient_id")),
                 usage,
             }),
             None => {
                 let verdict = classify(&Failure::MalformedSuccess, usage.as_ref(), attempt);
-                Err(SendError::MalformedSuccess { status, usage, verdict })
+                Err(SendError::MalformedSuccess {
+                    status,
+                    usage,
+                    verdict,
+                })
             }
         };
     }
     let verdict = classify(&Failure::Http { status }, usage.as_ref(), attempt);
-    Err(SendError::Http { status, usage, verdict })
+    Err(SendError::Http {
+        status,
+        usage,
+        verdict,
+    })
 }
 
 /// `{"error": {...}}` with a numeric `code`, classified; `None` for any other body.
@@ -70,7 +83,13 @@ fn graph_error(
     let subcode = number(error.get("error_subcode"));
     let is_transient = error.get("is_transient").and_then(Value::as_bool);
     let message = mask(&string(error, "message").unwrap_or_default(), secrets);
-    let failure = Failure::Graph { status, code, subcode, is_transient, message: &message };
+    let failure = Failure::Graph {
+        status,
+        code,
+        subcode,
+        is_transient,
+        message: &message,
+    };
     let verdict = classify(&failure, usage.as_ref(), attempt);
     Some(GraphError {
         status,
@@ -120,12 +139,18 @@ mod tests {
 
     /// The parts of an outcome a test compares: Ok(message_id, recipient_id) or
     /// Err(variant kind, code, subcode, class).
-    type Shape = Result<(String, Option<String>), (&'static str, Option<u32>, Option<u32>, ErrorClass)>;
+    type Shape =
+        Result<(String, Option<String>), (&'static str, Option<u32>, Option<u32>, ErrorClass)>;
 
     fn check(status: u16, body: &str, expected: Shape) {
         let got = match interpret(status, None, body.as_bytes(), 1, &["TOKEN"]) {
             Ok(sent) => Ok((sent.message_id, sent.recipient_id)),
-            Err(error) => Err((variant(&error), error.code(), error.subcode(), error.verdict().class)),
+            Err(error) => Err((
+                variant(&error),
+                error.code(),
+                error.subcode(),
+                error.verdict().class,
+            )),
         };
         assert_eq!(got, expected, "http {status}, body {body}");
     }
@@ -147,9 +172,21 @@ mod tests {
     #[test]
     fn response_shapes() {
         // Reference §1.5 success shapes.
-        check(200, r#"{"recipient_id":"1254477777772919","message_id":"m_AG5Hz2U"}"#, sent("m_AG5Hz2U", Some("1254477777772919")));
-        check(200, r#"{"message_id":"mid.1456970487936:c34767dfe57ee6e339"}"#, sent("mid.1456970487936:c34767dfe57ee6e339", None));
-        check(200, r#"{"recipient_id":"1"}"#, Err(("malformed", None, None, ErrorClass::Invalid)));
+        check(
+            200,
+            r#"{"recipient_id":"1254477777772919","message_id":"m_AG5Hz2U"}"#,
+            sent("m_AG5Hz2U", Some("1254477777772919")),
+        );
+        check(
+            200,
+            r#"{"message_id":"mid.1456970487936:c34767dfe57ee6e339"}"#,
+            sent("mid.1456970487936:c34767dfe57ee6e339", None),
+        );
+        check(
+            200,
+            r#"{"recipient_id":"1"}"#,
+            Err(("malformed", None, None, ErrorClass::Invalid)),
+        );
         check(200, "", Err(("malformed", None, None, ErrorClass::Invalid)));
         // Reference §3.1 error shape; the status does not decide.
         check(
@@ -157,20 +194,45 @@ mod tests {
             r#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190,"error_subcode":460,"is_transient":false,"fbtrace_id":"EJplcsCHuLu"}}"#,
             Err(("graph", Some(190), Some(460), ErrorClass::HaltPage)),
         );
-        check(500, r#"{"error":{"message":"x","code":"10","error_subcode":"2018278"}}"#, Err(("graph", Some(10), Some(2_018_278), ErrorClass::DropUser)));
-        check(200, r#"{"error":{"message":"x","code":613}}"#, Err(("graph", Some(613), None, ErrorClass::SlowDown)));
+        check(
+            500,
+            r#"{"error":{"message":"x","code":"10","error_subcode":"2018278"}}"#,
+            Err(("graph", Some(10), Some(2_018_278), ErrorClass::DropUser)),
+        );
+        check(
+            200,
+            r#"{"error":{"message":"x","code":613}}"#,
+            Err(("graph", Some(613), None, ErrorClass::SlowDown)),
+        );
         // Bodies that are not Graph errors.
-        check(502, "<html>Bad Gateway</html>", Err(("http", None, None, ErrorClass::Retry)));
+        check(
+            502,
+            "<html>Bad Gateway</html>",
+            Err(("http", None, None, ErrorClass::Retry)),
+        );
         check(503, "", Err(("http", None, None, ErrorClass::Retry)));
-        check(400, r#"{"error":"nope"}"#, Err(("http", None, None, ErrorClass::Retry)));
-        check(400, r#"{"error":{"message":"no code"}}"#, Err(("http", None, None, ErrorClass::Retry)));
+        check(
+            400,
+            r#"{"error":"nope"}"#,
+            Err(("http", None, None, ErrorClass::Retry)),
+        );
+        check(
+            400,
+            r#"{"error":{"message":"no code"}}"#,
+            Err(("http", None, None, ErrorClass::Retry)),
+        );
     }
 
     #[test]
     fn graph_error_fields_and_usage_are_kept() {
-        let usage = Usage { ratio: 1.07, regain_access: Some(Duration::from_secs(540)) };
+        let usage = Usage {
+            ratio: 1.07,
+            regain_access: Some(Duration::from_secs(540)),
+        };
         let body = r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit. TOKEN","type":"OAuthException","code":613,"is_transient":true,"fbtrace_id":"AbC"}}"#;
-        let Err(SendError::Graph(graph)) = interpret(400, Some(usage), body.as_bytes(), 1, &["TOKEN", " "]) else {
+        let Err(SendError::Graph(graph)) =
+            interpret(400, Some(usage), body.as_bytes(), 1, &["TOKEN", " "])
+        else {
             panic!("expected a Graph error");
         };
         assert_eq!(graph.error_type.as_deref(), Some("OAuthException"));

@@ -77,7 +77,10 @@ impl Accumulator {
             }
         }
         if let Some(minutes) = non_negative(entry.get("estimated_time_to_regain_access")) {
-            self.regain_minutes = Some(self.regain_minutes.map_or(minutes, |seen| seen.max(minutes)));
+            self.regain_minutes = Some(
+                self.regain_minutes
+                    .map_or(minutes, |seen| seen.max(minutes)),
+            );
         }
     }
 
@@ -91,13 +94,18 @@ impl Accumulator {
             .and_then(|minutes| {
                 Duration::try_from_secs_f64((minutes * 60.0).min(MAX_REGAIN.as_secs_f64())).ok()
             });
-        Some(Usage { ratio: self.percent.unwrap_or(0.0) / 100.0, regain_access })
+        Some(Usage {
+            ratio: self.percent.unwrap_or(0.0) / 100.0,
+            regain_access,
+        })
     }
 }
 
 /// A finite, non-negative number (Meta sends integers; floats are accepted too).
 fn non_negative(value: Option<&Value>) -> Option<f64> {
-    value.and_then(Value::as_f64).filter(|number| number.is_finite() && *number >= 0.0)
+    value
+        .and_then(Value::as_f64)
+        .filter(|number| number.is_finite() && *number >= 0.0)
 }
 
 #[cfg(test)]
@@ -105,12 +113,19 @@ mod tests {
     use super::*;
 
     fn check(buc: Option<&str>, app: Option<&str>, page: Option<&str>, expected: Option<Usage>) {
-        assert_eq!(Usage::parse(buc, app, page), expected, "buc {buc:?}, app {app:?}, page {page:?}");
+        assert_eq!(
+            Usage::parse(buc, app, page),
+            expected,
+            "buc {buc:?}, app {app:?}, page {page:?}"
+        );
     }
 
     fn usage(ratio: f64, regain_minutes: u64) -> Option<Usage> {
         let regain_access = (regain_minutes > 0).then(|| Duration::from_secs(regain_minutes * 60));
-        Some(Usage { ratio, regain_access })
+        Some(Usage {
+            ratio,
+            regain_access,
+        })
     }
 
     #[test]
@@ -147,12 +162,29 @@ mod tests {
     #[test]
     fn app_and_page_headers() {
         // Reference §4.2: X-App-Usage example, and the all-zero one seen on Page-token sends.
-        check(None, Some(r#"{"call_count":28,"total_time":25,"total_cputime":25}"#), None, usage(0.28, 0));
-        check(None, Some(r#"{"call_count":0,"total_time":0,"total_cputime":0}"#), None, usage(0.0, 0));
-        check(None, None, Some(r#"{"call_count":12,"total_time":40,"total_cputime":3}"#), usage(0.4, 0));
+        check(
+            None,
+            Some(r#"{"call_count":28,"total_time":25,"total_cputime":25}"#),
+            None,
+            usage(0.28, 0),
+        );
+        check(
+            None,
+            Some(r#"{"call_count":0,"total_time":0,"total_cputime":0}"#),
+            None,
+            usage(0.0, 0),
+        );
+        check(
+            None,
+            None,
+            Some(r#"{"call_count":12,"total_time":40,"total_cputime":3}"#),
+            usage(0.4, 0),
+        );
         // The highest value across all headers wins.
         check(
-            Some(r#"{"9":[{"type":"messenger","call_count":50,"total_cputime":1,"total_time":1}]}"#),
+            Some(
+                r#"{"9":[{"type":"messenger","call_count":50,"total_cputime":1,"total_time":1}]}"#,
+            ),
             Some(r#"{"call_count":70,"total_time":1,"total_cputime":1}"#),
             Some(r#"{"call_count":60,"total_time":1,"total_cputime":1}"#),
             usage(0.7, 0),
@@ -163,16 +195,34 @@ mod tests {
     fn malformed_headers_are_ignored() {
         check(None, None, None, None);
         check(Some("not json"), Some("{"), Some("[1,2]"), None);
-        check(Some(r#"{"1":"oops"}"#), Some(r#"{"call_count":"high"}"#), None, None);
-        check(Some(r#"{"1":[1,null,{"call_count":-5}]}"#), None, None, None);
+        check(
+            Some(r#"{"1":"oops"}"#),
+            Some(r#"{"call_count":"high"}"#),
+            None,
+            None,
+        );
+        check(
+            Some(r#"{"1":[1,null,{"call_count":-5}]}"#),
+            None,
+            None,
+            None,
+        );
         // One bad header does not hide a good one.
-        check(Some("garbage"), Some(r#"{"call_count":30}"#), None, usage(0.3, 0));
+        check(
+            Some("garbage"),
+            Some(r#"{"call_count":30}"#),
+            None,
+            usage(0.3, 0),
+        );
         // An absurd wait is capped at the 24-hour window instead of overflowing.
         check(
             Some(r#"{"1":[{"call_count":100,"estimated_time_to_regain_access":1e300}]}"#),
             None,
             None,
-            Some(Usage { ratio: 1.0, regain_access: Some(MAX_REGAIN) }),
+            Some(Usage {
+                ratio: 1.0,
+                regain_access: Some(MAX_REGAIN),
+            }),
         );
     }
 

@@ -18,7 +18,9 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
         Command::Campaign(CampaignCommand::Test(_)) => not_built("herald campaign test", 3),
         Command::Campaign(CampaignCommand::Status { .. }) => not_built("herald campaign status", 5),
         Command::Campaign(
-            CampaignCommand::Pause { .. } | CampaignCommand::Resume { .. } | CampaignCommand::Cancel { .. },
+            CampaignCommand::Pause { .. }
+            | CampaignCommand::Resume { .. }
+            | CampaignCommand::Cancel { .. },
         ) => not_built("herald campaign pause|resume|cancel", 4),
         Command::Run(_) => not_built("herald run", 6),
         Command::Users(UsersCommand::Import { .. }) => not_built("herald users import", 5),

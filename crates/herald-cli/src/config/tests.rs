@@ -7,7 +7,10 @@ use std::io::Write;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn file(text: &str) -> tempfile::NamedTempFile {
@@ -17,7 +20,10 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 }
 
 fn with_file(file: &tempfile::NamedTempFile) -> Overrides {
-    Overrides { config_file: Some(file.path().to_owned()), ..Overrides::default() }
+    Overrides {
+        config_file: Some(file.path().to_owned()),
+        ..Overrides::default()
+    }
 }
 
 #[test]
@@ -42,7 +48,10 @@ fn layers_override_in_order_file_env_flags() {
         ("HERALD_PAGE_TOKEN_42", "from-env"),
         ("HERALD_PAGE_RATE_PER_SEC_7", "5"),
     ]);
-    let flags = Overrides { amqp_url: Some("amqp://flag".into()), ..with_file(&toml) };
+    let flags = Overrides {
+        amqp_url: Some("amqp://flag".into()),
+        ..with_file(&toml)
+    };
     let config = Config::load(&flags, &vars).expect("valid");
     assert_eq!(config.graph_version, "v24.0", "file beats default");
     assert_eq!(config.graph_url, "http://env", "env beats file");
@@ -75,7 +84,11 @@ fn every_problem_is_reported_at_once() {
         "amqp_url: must start",
     ];
     for needle in expected {
-        assert!(errors.0.iter().any(|p| p.contains(needle)), "missing {needle:?} in {:?}", errors.0);
+        assert!(
+            errors.0.iter().any(|p| p.contains(needle)),
+            "missing {needle:?} in {:?}",
+            errors.0
+        );
     }
     assert_eq!(errors.0.len(), expected.len(), "{:?}", errors.0);
 }
@@ -85,12 +98,19 @@ fn unknown_file_key_is_reported_with_its_position() {
     let toml = file("graph_version = \"v25.0\"\nrate_per_second = 3\n");
     let errors = Config::load(&with_file(&toml), &env(&[])).expect_err("invalid");
     assert_eq!(errors.0.len(), 1, "{:?}", errors.0);
-    assert!(errors.0[0].contains(":2:1") && errors.0[0].contains("rate_per_second"), "{}", errors.0[0]);
+    assert!(
+        errors.0[0].contains(":2:1") && errors.0[0].contains("rate_per_second"),
+        "{}",
+        errors.0[0]
+    );
 }
 
 #[test]
 fn missing_config_file_is_a_problem() {
-    let flags = Overrides { config_file: Some("/nonexistent/herald.toml".into()), ..Overrides::default() };
+    let flags = Overrides {
+        config_file: Some("/nonexistent/herald.toml".into()),
+        ..Overrides::default()
+    };
     let errors = Config::load(&flags, &env(&[])).expect_err("invalid");
     assert!(errors.0[0].contains("/nonexistent/herald.toml"));
 }
@@ -99,15 +119,25 @@ fn missing_config_file_is_a_problem() {
 fn tokens_file_fills_pages_env_wins_and_bad_lines_do_not_echo() {
     let tokens = file("# page tokens\n111=tok-a\n\n222 = tok-b\nEAAsecretwithoutpage\n");
     let path = tokens.path().to_str().expect("utf-8 path");
-    let vars = env(&[("HERALD_TOKENS_FILE", path), ("HERALD_PAGE_TOKEN_111", "tok-env")]);
+    let vars = env(&[
+        ("HERALD_TOKENS_FILE", path),
+        ("HERALD_PAGE_TOKEN_111", "tok-env"),
+    ]);
     let errors = Config::load(&Overrides::default(), &vars).expect_err("bad line");
     assert_eq!(errors.0.len(), 1);
-    assert!(errors.0[0].ends_with(":5: expected PAGE_ID=TOKEN"), "{}", errors.0[0]);
+    assert!(
+        errors.0[0].ends_with(":5: expected PAGE_ID=TOKEN"),
+        "{}",
+        errors.0[0]
+    );
     assert!(!errors.to_string().contains("EAAsecret"));
 
     let good = file("111=tok-a\n222 = tok-b\n");
     let path = good.path().to_str().expect("utf-8 path");
-    let vars = env(&[("HERALD_TOKENS_FILE", path), ("HERALD_PAGE_TOKEN_111", "tok-env")]);
+    let vars = env(&[
+        ("HERALD_TOKENS_FILE", path),
+        ("HERALD_PAGE_TOKEN_111", "tok-env"),
+    ]);
     let config = Config::load(&Overrides::default(), &vars).expect("valid");
     assert_eq!(config.page_tokens["111"].expose(), "tok-env");
     assert_eq!(config.page_tokens["222"].expose(), "tok-b");
@@ -125,7 +155,14 @@ fn secrets_never_print() {
     ]);
     let config = Config::load(&Overrides::default(), &vars).expect("valid");
     let shown = format!("{config:?} {config:#?}");
-    for secret in ["app-secret", "api-token-value", "verify-token", "page-token", "amqp-password", "db-password"] {
+    for secret in [
+        "app-secret",
+        "api-token-value",
+        "verify-token",
+        "page-token",
+        "amqp-password",
+        "db-password",
+    ] {
         assert!(!shown.contains(secret), "{secret} leaked in {shown}");
     }
 }

@@ -1,0 +1,161 @@
+//! `Publisher`: persistent, mandatory, confirmed publishing on a channel of its own. `publish`
+//! returns once the message is written, with a `PendingConfirm` to await later, so callers keep
+//! up to `confirm_window` confirms in flight; `flush` waits for all of them. Matching confirms to
+//! messages is `confirm.rs`; what to publish (jobs, results, retries) is the callers' business.
+
+use std::sync::{Arc, Mutex};
+
+use lapin::{
+    BasicProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::AMQPValue,
+};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{
+    AmqpError, Connection, Headers,
+    confirm::{Driver, PUBLISH_ID_HEADER, Pending, Unobserved},
+    topology::short_string,
+};
+
+/// Content type of every message Herald publishes through `publish`.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// A confirmed publisher. Share it by reference (or `Arc`) between tasks.
+#[derive(Debug)]
+pub struct Publisher {
+    channel: lapin::Channel,
+    window: Arc<Semaphore>,
+    window_size: u32,
+    /// Serialises `basic.publish`: lapin numbers a confirm before it queues the frames, so two
+    /// threads publishing on one channel at once could swap numbers. Holds the next publish id.
+    next_id: tokio::sync::Mutex<u64>,
+    intake: mpsc::UnboundedSender<Pending>,
+    unobserved: Arc<Mutex<Unobserved>>,
+    driver: JoinHandle<()>,
+}
+
+/// The broker's verdict on one message, resolved by the broker's confirm. Dropping it is fine:
+/// a failure nobody awaited is reported by the next `Publisher::flush`.
+#[derive(Debug)]
+pub struct PendingConfirm {
+    outcome: oneshot::Receiver<Result<(), AmqpError>>,
+}
+
+impl Publisher {
+    /// Opens a channel in confirm mode. At most `confirm_window` (at least 1) messages await
+    /// their confirm at any time; `publish` waits for room.
+    pub async fn open(connection: &Connection, confirm_window: usize) -> Result<Self, AmqpError> {
+        let window_size = u32::try_from(confirm_window.clamp(1, Semaphore::MAX_PERMITS))
+            .unwrap_or(u32::MAX);
+        let channel = connection.channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(AmqpError::amqp("confirm.select"))?;
+        let (intake, receiver) = mpsc::unbounded_channel();
+        let unobserved = Arc::new(Mutex::new(Unobserved::default()));
+        let driver = Driver::new(channel.clone(), receiver, unobserved.clone());
+        Ok(Self {
+            channel,
+            window: Arc::new(Semaphore::new(window_size as usize)),
+            window_size,
+            next_id: tokio::sync::Mutex::new(1),
+            intake,
+            unobserved,
+            driver: tokio::spawn(driver.run()),
+        })
+    }
+
+    /// Publishes one persistent JSON message with `mandatory` set and returns as soon as it is
+    /// written, without waiting for the broker's confirm. Waits while the confirm window is full.
+    /// Cancelling this future mid-write leaves that message's outcome unknown.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        headers: Headers,
+    ) -> Result<PendingConfirm, AmqpError> {
+        let (exchange_name, key) = (short_string(exchange)?, short_string(routing_key)?);
+        let permit =
+            self.window.clone().acquire_owned().await.map_err(|_| AmqpError::PublisherClosed)?;
+        let (reply, outcome) = oneshot::channel();
+        let mut next_id = self.next_id.lock().await;
+        let id = *next_id;
+        *next_id += 1;
+        let mut headers = headers.into_table();
+        headers.insert(PUBLISH_ID_HEADER.into(), AMQPValue::LongLongInt(id as i64));
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_headers(headers);
+        let options = BasicPublishOptions { mandatory: true, immediate: false };
+        let confirm = self
+            .channel
+            .basic_publish(exchange_name, key, options, body, properties)
+            .await
+            .map_err(AmqpError::amqp("basic.publish"))?;
+        // Still under the lock, so the driver receives messages in id order.
+        let pending = Pending {
+            id,
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            confirm,
+            reply,
+            permit,
+        };
+        self.intake.send(pending).map_err(|_| AmqpError::PublisherClosed)?;
+        Ok(PendingConfirm { outcome })
+    }
+
+    /// Waits until every message published before this call has its outcome. Returns the failures
+    /// nobody awaited (dropped `PendingConfirm`s) since the last flush, as `Unobserved`.
+    pub async fn flush(&self) -> Result<(), AmqpError> {
+        // Each unsettled message holds one permit; holding all of them means none is left.
+        let all = self.window.acquire_many(self.window_size).await;
+        drop(all);
+        let mut unobserved = self.unobserved.lock().unwrap_or_else(|e| e.into_inner());
+        let count = std::mem::take(&mut unobserved.count);
+        match unobserved.first.take() {
+            Some(first) => Err(AmqpError::Unobserved { count, first: Box::new(first) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Messages published and not yet settled.
+    pub fn outstanding(&self) -> usize {
+        self.window_size as usize - self.window.available_permits()
+    }
+
+    /// False once the channel is closed (by us, the broker or a lost connection); open a new one.
+    pub fn is_usable(&self) -> bool {
+        self.channel.status().connected() && !self.driver.is_finished()
+    }
+
+    /// Flushes, closes the channel and waits for the confirm driver to finish.
+    pub async fn close(self) -> Result<(), AmqpError> {
+        let flushed = self.flush().await;
+        let Self { channel, intake, driver, .. } = self;
+        drop(intake);
+        crate::connect::close_quietly(&channel).await;
+        let _ = driver.await;
+        flushed
+    }
+}
+
+impl std::future::Future for PendingConfirm {
+    type Output = Result<(), AmqpError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.outcome)
+            .poll(cx)
+            .map(|received| received.unwrap_or(Err(AmqpError::PublisherClosed)))
+    }
+}

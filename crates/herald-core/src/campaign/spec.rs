@@ -1,0 +1,216 @@
+//! The value types of a campaign document (`MessagingType`, `MessageTag`, `Segment`,
+//! `Delivery`, ...) and their spelling in files. Reading them out of a document, with every
+//! problem reported, is `validate`'s job; this file only names things.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::duration::format_duration;
+use crate::filter::{Filter, FilterGroup, Match, Op};
+
+/// The Send API `messaging_type` (reference §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessagingType {
+    /// A reply inside the standard 24-hour window.
+    Response,
+    /// A proactive message inside the standard 24-hour window (may be promotional).
+    Update,
+    /// Outside the window with a `tag`: non-promotional only.
+    MessageTag,
+    /// A utility template message (reference §1.6).
+    Utility,
+}
+
+/// A message tag Meta still accepts (reference §1.4). Retired tags never parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageTag {
+    /// A person replying by hand, up to 7 days after the user's message; needs the Human Agent
+    /// feature approved in App Review; automated messages are not allowed with it.
+    HumanAgent,
+    /// Only with the Customer Feedback template, within 7 days of the user's last message.
+    /// The reference marks it CONFLICT (a 2026 audit says it is gone from current docs): it
+    /// is accepted here so that Graph, not Herald, has the last word.
+    CustomerFeedback,
+}
+
+/// The Send API `notification_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotificationType {
+    /// Sound or vibration (Graph's default).
+    Regular,
+    /// On-screen only.
+    SilentPush,
+    /// No notification.
+    NoPush,
+}
+
+/// Where the users come from and which of them are in.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Segment {
+    /// The source of users.
+    pub source: SegmentSource,
+    /// `match` and `filter`: an empty group takes every user.
+    pub filter: FilterGroup,
+}
+
+/// The source of a segment's users.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SegmentSource {
+    /// `file = "users.csv"`: a CSV or JSONL file, relative to the campaign file.
+    File(String),
+    /// `source = "store"`: the store's users for the campaign's page.
+    Store,
+    /// Neither: the command line must supply one (`--segment FILE`).
+    #[default]
+    Unset,
+}
+
+/// How the campaign is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// This campaign's ceiling for its page, messages per second (1 or more; default 250).
+    pub rate_per_sec: u32,
+    /// Graph calls a job may make before it is dead-lettered (1..=20; default 5).
+    pub max_attempts: u32,
+    /// A job not sent this long after it was enqueued becomes `expired` (default 24 h).
+    pub expires_after: Duration,
+    /// The 24-hour window policy for RESPONSE/UPDATE (default `Enforce`).
+    pub window: WindowPolicy,
+}
+
+/// What to do with users known to be outside the 24-hour window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowPolicy {
+    /// Skip them (`outside_window`) instead of letting Graph refuse them.
+    #[default]
+    Enforce,
+    /// Send anyway (Graph answers 10/2018278 and the user is dropped).
+    Off,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            rate_per_sec: 250,
+            max_attempts: 5,
+            expires_after: Duration::from_secs(24 * 3600),
+            window: WindowPolicy::Enforce,
+        }
+    }
+}
+
+/// Spellings in files, for parsing and printing.
+pub(crate) const MESSAGING_TYPES: [(&str, MessagingType); 4] = [
+    ("RESPONSE", MessagingType::Response),
+    ("UPDATE", MessagingType::Update),
+    ("MESSAGE_TAG", MessagingType::MessageTag),
+    ("UTILITY", MessagingType::Utility),
+];
+pub(crate) const TAGS: [(&str, MessageTag); 2] = [
+    ("HUMAN_AGENT", MessageTag::HumanAgent),
+    ("CUSTOMER_FEEDBACK", MessageTag::CustomerFeedback),
+];
+pub(crate) const NOTIFICATION_TYPES: [(&str, NotificationType); 3] = [
+    ("REGULAR", NotificationType::Regular),
+    ("SILENT_PUSH", NotificationType::SilentPush),
+    ("NO_PUSH", NotificationType::NoPush),
+];
+pub(crate) const MATCHES: [(&str, Match); 2] = [("all", Match::All), ("any", Match::Any)];
+pub(crate) const WINDOWS: [(&str, WindowPolicy); 2] =
+    [("enforce", WindowPolicy::Enforce), ("off", WindowPolicy::Off)];
+
+fn name_of<T: PartialEq + Copy>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("", |(name, _)| name)
+}
+
+impl MessagingType {
+    /// As Graph spells it (`UPDATE`).
+    pub fn as_str(self) -> &'static str {
+        name_of(&MESSAGING_TYPES, self)
+    }
+}
+
+impl MessageTag {
+    /// As Graph spells it (`HUMAN_AGENT`).
+    pub fn as_str(self) -> &'static str {
+        name_of(&TAGS, self)
+    }
+}
+
+impl NotificationType {
+    /// As Graph spells it (`SILENT_PUSH`).
+    pub fn as_str(self) -> &'static str {
+        name_of(&NOTIFICATION_TYPES, self)
+    }
+}
+
+impl WindowPolicy {
+    /// As campaign files spell it (`enforce`).
+    pub fn as_str(self) -> &'static str {
+        name_of(&WINDOWS, self)
+    }
+}
+
+pub(crate) fn match_name(matching: Match) -> &'static str {
+    name_of(&MATCHES, matching)
+}
+
+impl Segment {
+    /// The `segment` table as JSON, in the campaign document's shape.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut out = group_json(&self.filter);
+        match &self.source {
+            SegmentSource::File(file) => out["file"] = json!(file),
+            SegmentSource::Store => out["source"] = json!("store"),
+            SegmentSource::Unset => {}
+        }
+        out
+    }
+}
+
+impl Delivery {
+    /// The `delivery` table as JSON, in the campaign document's shape.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "rate_per_sec": self.rate_per_sec,
+            "max_attempts": self.max_attempts,
+            "expires_after": format_duration(self.expires_after),
+            "window": self.window.as_str(),
+        })
+    }
+}
+
+fn group_json(group: &FilterGroup) -> Value {
+    let filters: Vec<Value> = group.filters.iter().map(filter_json).collect();
+    json!({ "match": match_name(group.matching), "filter": filters })
+}
+
+fn filter_json(filter: &Filter) -> Value {
+    let condition = match filter {
+        Filter::Group(group) => return json!({ "group": group_json(group) }),
+        Filter::Condition(condition) => condition,
+    };
+    let (op, value) = match &condition.op {
+        Op::Exists => ("exists", None),
+        Op::Blank => ("blank", None),
+        Op::Eq(v) => ("eq", Some(json!(v.as_str()))),
+        Op::Neq(v) => ("neq", Some(json!(v.as_str()))),
+        Op::In(list) => ("in", Some(list.iter().map(|v| v.as_str()).collect())),
+        Op::Contains(v) => ("contains", Some(json!(v))),
+        Op::Gt(v) => ("gt", Some(json!(v.as_str()))),
+        Op::Gte(v) => ("gte", Some(json!(v.as_str()))),
+        Op::Lt(v) => ("lt", Some(json!(v.as_str()))),
+        Op::Lte(v) => ("lte", Some(json!(v.as_str()))),
+        Op::Within(d) => ("within", Some(json!(format_duration(*d)))),
+        Op::OlderThan(d) => ("older_than", Some(json!(format_duration(*d)))),
+    };
+    let mut out = json!({ "attribute": condition.attribute.name(), "op": op });
+    if let Some(value) = value {
+        out["value"] = value;
+    }
+    out
+}

@@ -1,0 +1,430 @@
+//! Per-user rendering of a campaign into the exact Send API body (the `request` of a
+//! `SendJob`). The message is compiled once: every string holding `{{` or `{%` becomes a
+//! Liquid template, everything else is serialised to JSON text up front, and the body becomes a
+//! flat list of pieces. Rendering a user is then one pass of byte appends plus the templates,
+//! writing Liquid output straight through a JSON string escaper: no `serde_json::Value`, no
+//! re-parse (except for the rare message whose `type`-like fields are themselves templates).
+//! Liquid output is not HTML-escaped.
+
+mod globals;
+
+use std::io;
+
+use serde_json::Value;
+
+use crate::limits::{LimitViolation, TextLimit, check_message_limits, text_limits};
+use crate::path::FieldPath;
+use crate::skip::SkipReason;
+use crate::user::User;
+
+use globals::Globals;
+
+/// Fields Graph reads to decide what the rest of the message means; if one of them is a
+/// template, the per-string limits are not known up front and the whole body is re-checked.
+const SHAPE_KEYS: [&str; 3] = ["type", "content_type", "template_type"];
+
+/// `metadata` holds the job id: Meta allows fewer than 1000 characters.
+const METADATA: TextLimit = TextLimit {
+    min: 0,
+    max: 999,
+    rule: "fewer than 1000",
+};
+
+/// The top-level request fields that precede `message`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header<'a> {
+    pub(crate) messaging_type: &'a str,
+    pub(crate) tag: Option<&'a str>,
+    pub(crate) notification_type: Option<&'a str>,
+}
+
+/// A Liquid syntax error in one string of the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateError {
+    pub(crate) path: FieldPath,
+    pub(crate) message: String,
+}
+
+/// A campaign's request body, compiled.
+pub(crate) struct RequestTemplate {
+    pieces: Vec<Piece>,
+    /// Re-check the whole rendered message (see `SHAPE_KEYS`).
+    full_check: bool,
+    /// Bytes to reserve for a body: the literal parts plus a guess per template.
+    capacity: usize,
+}
+
+enum Piece {
+    /// JSON text copied as is.
+    Raw(String),
+    /// The user's PSID as a JSON string.
+    Psid,
+    /// The job id as a JSON string (`message.metadata`).
+    JobId,
+    /// A Liquid template rendered into a JSON string.
+    Template {
+        template: liquid::Template,
+        path: FieldPath,
+        limit: Option<TextLimit>,
+    },
+}
+
+impl std::fmt::Debug for RequestTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let templates: Vec<&str> = self
+            .pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Template { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        f.debug_struct("RequestTemplate")
+            .field("templates", &templates)
+            .field("full_check", &self.full_check)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a string is compiled as Liquid.
+pub(crate) fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// The parser every campaign uses: Liquid's standard tags and filters (incl. `default`).
+pub(crate) fn parser() -> liquid::Parser {
+    liquid::ParserBuilder::with_stdlib()
+        .build()
+        .expect("the standard library registers without conflicts")
+}
+
+impl RequestTemplate {
+    /// Compiles the body; `message` must be an object (the campaign checks that). The key
+    /// `metadata` of `message` is ignored: Herald sets it to the job id.
+    pub(crate) fn compile(
+        header: Header<'_>,
+        message: &Value,
+        parser: &liquid::Parser,
+    ) -> Result<Self, Vec<TemplateError>> {
+        let mut builder = Builder {
+            pieces: Vec::new(),
+            errors: Vec::new(),
+            limits: text_limits(message),
+            full_check: false,
+            parser,
+        };
+        builder.raw(r#"{"recipient":{"id":"#);
+        builder.pieces.push(Piece::Psid);
+        builder.raw(r#"},"messaging_type":"#);
+        builder.raw(&json(header.messaging_type));
+        if let Some(tag) = header.tag {
+            builder.raw(r#","tag":"#);
+            builder.raw(&json(tag));
+        }
+        if let Some(notification_type) = header.notification_type {
+            builder.raw(r#","notification_type":"#);
+            builder.raw(&json(notification_type));
+        }
+        builder.raw(r#","message":{"#);
+        let root = FieldPath::root().key("message");
+        let entries = message.as_object().into_iter().flatten();
+        let mut first = true;
+        for (key, value) in entries.filter(|(key, _)| key.as_str() != "metadata") {
+            if !first {
+                builder.raw(",");
+            }
+            first = false;
+            builder.raw(&json(key));
+            builder.raw(":");
+            builder.value(value, root.key(key));
+        }
+        builder.raw(if first { r#""metadata":"# } else { r#","metadata":"# });
+        builder.pieces.push(Piece::JobId);
+        builder.raw("}}");
+        if !builder.errors.is_empty() {
+            return Err(builder.errors);
+        }
+        let capacity = builder
+            .pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Raw(text) => text.len(),
+                Piece::Psid | Piece::JobId | Piece::Template { .. } => 64,
+            })
+            .sum();
+        Ok(Self {
+            pieces: builder.pieces,
+            full_check: builder.full_check,
+            capacity,
+        })
+    }
+
+    /// The body for one user, or why the user is skipped: blank PSID, a Liquid error, or a
+    /// rendered message that breaks Meta's limits.
+    pub(crate) fn render(&self, user: &User, job_id: &str) -> Result<Vec<u8>, SkipReason> {
+        let psid = user.psid().ok_or(SkipReason::BlankPsid)?;
+        let globals = Globals::new(user);
+        let mut out = Vec::with_capacity(self.capacity);
+        let mut violations = Vec::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Raw(text) => out.extend_from_slice(text.as_bytes()),
+                Piece::Psid => write_json_str(&mut out, psid),
+                Piece::JobId => write_json_str(&mut out, job_id),
+                Piece::Template {
+                    template,
+                    path,
+                    limit,
+                } => {
+                    let chars = render_template(&mut out, template, &globals)
+                        .map_err(|error| SkipReason::RenderError(first_line(&error)))?;
+                    if let Some(limit) = limit {
+                        violations.extend(limit.check(path.as_str(), chars));
+                    }
+                }
+            }
+        }
+        violations.extend(METADATA.check("message.metadata", job_id.chars().count()));
+        if self.full_check {
+            violations = recheck(&out);
+        }
+        if violations.is_empty() {
+            Ok(out)
+        } else {
+            Err(SkipReason::MessageLimits(violations))
+        }
+    }
+
+    /// The rendered `message` for a sample user, for validation: a template that fails to
+    /// render renders empty (a filter may need an attribute the sample user lacks).
+    pub(crate) fn render_sample(&self, user: &User, job_id: &str) -> Value {
+        let globals = Globals::new(user);
+        let mut out = Vec::with_capacity(self.capacity);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Raw(text) => out.extend_from_slice(text.as_bytes()),
+                Piece::Psid => write_json_str(&mut out, user.psid().unwrap_or("0")),
+                Piece::JobId => write_json_str(&mut out, job_id),
+                Piece::Template { template, .. } => {
+                    let mark = out.len();
+                    if render_template(&mut out, template, &globals).is_err() {
+                        out.truncate(mark);
+                        out.extend_from_slice(b"\"\"");
+                    }
+                }
+            }
+        }
+        serde_json::from_slice::<Value>(&out)
+            .ok()
+            .and_then(|mut body| body.get_mut("message").map(Value::take))
+            .unwrap_or(Value::Null)
+    }
+}
+
+struct Builder<'p> {
+    pieces: Vec<Piece>,
+    errors: Vec<TemplateError>,
+    limits: Vec<(String, TextLimit)>,
+    full_check: bool,
+    parser: &'p liquid::Parser,
+}
+
+impl Builder<'_> {
+    fn raw(&mut self, text: &str) {
+        if let Some(Piece::Raw(last)) = self.pieces.last_mut() {
+            last.push_str(text);
+        } else {
+            self.pieces.push(Piece::Raw(text.to_owned()));
+        }
+    }
+
+    fn value(&mut self, value: &Value, path: FieldPath) {
+        match value {
+            Value::String(text) if is_template(text) => self.template(text, path),
+            Value::Object(map) => {
+                self.raw("{");
+                for (i, (key, value)) in map.iter().enumerate() {
+                    if i > 0 {
+                        self.raw(",");
+                    }
+                    self.raw(&json(key));
+                    self.raw(":");
+                    self.value(value, path.key(key));
+                }
+                self.raw("}");
+            }
+            Value::Array(items) => {
+                self.raw("[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.raw(",");
+                    }
+                    self.value(item, path.index(i));
+                }
+                self.raw("]");
+            }
+            other => self.raw(&other.to_string()),
+        }
+    }
+
+    fn template(&mut self, text: &str, path: FieldPath) {
+        match self.parser.parse(text) {
+            Ok(template) => {
+                let last_key = path.as_str().rsplit('.').next().unwrap_or_default();
+                if SHAPE_KEYS.contains(&last_key) {
+                    self.full_check = true;
+                }
+                let limit = self
+                    .limits
+                    .iter()
+                    .find(|(at, _)| at == path.as_str())
+                    .map(|(_, limit)| *limit);
+                self.pieces.push(Piece::Template {
+                    template,
+                    path,
+                    limit,
+                });
+            }
+            Err(error) => self.errors.push(TemplateError {
+                path,
+                message: describe_liquid_error(&error),
+            }),
+        }
+    }
+}
+
+/// Renders a template as a JSON string (quotes included); returns the characters written.
+fn render_template(
+    out: &mut Vec<u8>,
+    template: &liquid::Template,
+    globals: &Globals<'_>,
+) -> Result<usize, liquid::Error> {
+    out.push(b'"');
+    let mut writer = JsonEscaper { out, chars: 0 };
+    template.render_to(&mut writer, globals)?;
+    let chars = writer.chars;
+    out.push(b'"');
+    Ok(chars)
+}
+
+fn recheck(body: &[u8]) -> Vec<LimitViolation> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(body) => check_message_limits(body.get("message").unwrap_or(&Value::Null)),
+        Err(error) => vec![LimitViolation {
+            path: "message".to_owned(),
+            message: format!("rendered to invalid JSON: {error}"),
+        }],
+    }
+}
+
+fn json(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+/// Liquid errors span several lines ("with:" context). Results get the headline plus the
+/// names Liquid reports (filter, variable, index), never the values it was given, which may be
+/// the user's data.
+fn first_line(error: &liquid::Error) -> String {
+    summarize(error, &["requested filter", "requested variable", "requested index", "filter"])
+}
+
+/// A syntax error on one line, with the position inside the template when Liquid gives one:
+/// `Liquid syntax error at 1:29 of the template: expected Identifier`.
+pub(crate) fn describe_liquid_error(error: &liquid::Error) -> String {
+    let summary = summarize(error, &["requested filter", "requested tag", "requested block"]);
+    match summary.split_once(": ") {
+        Some((position, rest)) if position.starts_with("at ") => {
+            format!("Liquid syntax error {position} of the template: {rest}")
+        }
+        _ => format!("Liquid syntax error: {summary}"),
+    }
+}
+
+/// Folds Liquid's multi-line error text into one line, keeping only the named context keys.
+fn summarize(error: &liquid::Error, keep: &[&str]) -> String {
+    let text = error.to_string();
+    let mut position = None;
+    let mut parts: Vec<String> = Vec::new();
+    let mut context = Vec::new();
+    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        let line = line.trim_start_matches("liquid:").trim();
+        if let Some(at) = line.strip_prefix("-->") {
+            position = Some(format!("at {}", at.trim()));
+        } else if let Some(detail) = line.strip_prefix('=') {
+            parts.push(detail.trim().trim_end_matches('.').to_owned());
+        } else if let Some((key, value)) = line.split_once('=') {
+            if keep.contains(&key.trim()) {
+                context.push(format!("{} `{}`", key.trim(), value.trim()));
+            }
+        } else if !(line == "with:" || line.starts_with('|') || line.starts_with(char::is_numeric)) {
+            parts.push(line.trim_end_matches('.').to_owned());
+        }
+    }
+    let mut out = parts.join(", ");
+    if !context.is_empty() {
+        out.push_str(&format!(" ({})", context.join(", ")));
+    }
+    match position {
+        Some(position) => format!("{position}: {out}"),
+        None => out,
+    }
+}
+
+/// Writes `text` as a JSON string literal.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    escape_into(out, text.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends UTF-8 bytes with JSON string escaping (`"`, `\`, control characters); everything
+/// else, including non-ASCII, passes through, as serde_json does.
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{byte:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// An `io::Write` that JSON-escapes into a buffer and counts the characters written.
+/// Escaping only touches ASCII bytes, so a character split across writes is safe.
+struct JsonEscaper<'a> {
+    out: &'a mut Vec<u8>,
+    chars: usize,
+}
+
+impl io::Write for JsonEscaper<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.chars += buf.iter().filter(|&&b| (b & 0xc0) != 0x80).count();
+        escape_into(self.out, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) fn globals_for_test(user: &User) -> Globals<'_> { Globals::new(user) }

@@ -1,0 +1,114 @@
+//! The 24-hour standard messaging window as a producer policy (reference §6): RESPONSE and
+//! UPDATE may only reach users who wrote to the page in the last 24 hours. With
+//! `window = "enforce"` the producer skips users it *knows* are outside, instead of spending a
+//! Graph call that ends in 10/2018278.
+//!
+//! A user whose `last_inbound_at` is unknown is let through on purpose: a CSV or JSONL segment
+//! may not carry the column, and the store only knows users who wrote since the webhook was
+//! connected. Graph then has the last word: 10/2018278 classifies as "drop user", a `failed`
+//! result, no retry. The check also runs at enqueue time only; a job that waits in the queue
+//! past the window's end meets the same Graph answer.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::campaign::{Campaign, MessagingType, WindowPolicy};
+use crate::skip::SkipReason;
+use crate::user::User;
+
+/// The standard messaging window.
+pub const STANDARD_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// `Err(OutsideWindow)` when the policy is `enforce`, the type is RESPONSE or UPDATE, and the
+/// user's last inbound message is known to be 24 hours old or more at `now`. Everything else
+/// passes, including MESSAGE_TAG and UTILITY (which have their own rules at Graph) and users
+/// whose last inbound time is unknown or in the future (clock skew).
+pub fn window_check(campaign: &Campaign, user: &User, now: OffsetDateTime) -> Result<(), SkipReason> {
+    if campaign.delivery().window == WindowPolicy::Off {
+        return Ok(());
+    }
+    match campaign.messaging_type() {
+        MessagingType::Response | MessagingType::Update => {}
+        MessagingType::MessageTag | MessagingType::Utility => return Ok(()),
+    }
+    let Some(last_inbound_at) = user.last_inbound_at else {
+        return Ok(());
+    };
+    if now - last_inbound_at >= STANDARD_WINDOW {
+        return Err(SkipReason::OutsideWindow);
+    }
+    Ok(())
+}
+
+/// The producer's policy guard before rendering, in order: a blank or whitespace PSID
+/// (`BlankPsid`), then the window (`OutsideWindow`). Opt-outs and duplicates need state the
+/// producer holds, so it checks those itself.
+pub fn admit(campaign: &Campaign, user: &User, now: OffsetDateTime) -> Result<(), SkipReason> {
+    if user.psid().is_none() {
+        return Err(SkipReason::BlankPsid);
+    }
+    window_check(campaign, user, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn campaign(messaging_type: &str, window: &str) -> Campaign {
+        let tag = if messaging_type == "MESSAGE_TAG" { "tag = \"HUMAN_AGENT\"" } else { "" };
+        let source = format!(
+            "id = \"w\"\npage_id = \"1\"\nmessaging_type = \"{messaging_type}\"\n{tag}\n\
+             [message]\ntext = \"hi\"\n[delivery]\nwindow = \"{window}\"\n"
+        );
+        Campaign::from_toml(&source).unwrap()
+    }
+
+    #[test]
+    fn window_table() {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        let inside = Some(datetime!(2026-04-30 12:00:01 UTC));
+        let edge = Some(datetime!(2026-04-30 12:00 UTC));
+        let outside = Some(datetime!(2026-04-29 12:00 UTC));
+        let future = Some(datetime!(2026-05-01 13:00 UTC));
+        let check = |messaging_type: &str, window: &str, last: Option<OffsetDateTime>, ok: bool| {
+            let user = User {
+                last_inbound_at: last,
+                ..User::new("u", "42")
+            };
+            let result = window_check(&campaign(messaging_type, window), &user, now);
+            let expected = if ok { Ok(()) } else { Err(SkipReason::OutsideWindow) };
+            assert_eq!(result, expected, "{messaging_type} {window} {last:?}");
+        };
+        for messaging_type in ["RESPONSE", "UPDATE"] {
+            check(messaging_type, "enforce", None, true);
+            check(messaging_type, "enforce", inside, true);
+            check(messaging_type, "enforce", future, true);
+            check(messaging_type, "enforce", edge, false);
+            check(messaging_type, "enforce", outside, false);
+            check(messaging_type, "off", outside, true);
+        }
+        check("MESSAGE_TAG", "enforce", outside, true);
+        check("UTILITY", "enforce", outside, true);
+    }
+
+    #[test]
+    fn admit_checks_psid_first() {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        let campaign = campaign("UPDATE", "enforce");
+        let old = datetime!(2026-01-01 0:00 UTC);
+        for psid in [None, Some(""), Some("  \t")] {
+            let user = User {
+                messenger_id: psid.map(str::to_owned),
+                last_inbound_at: Some(old),
+                ..User::default()
+            };
+            assert_eq!(admit(&campaign, &user, now), Err(SkipReason::BlankPsid), "{psid:?}");
+        }
+        let user = User::new("u", "42").with_last_inbound_at(old);
+        assert_eq!(admit(&campaign, &user, now), Err(SkipReason::OutsideWindow));
+        assert_eq!(admit(&campaign, &User::new("u", "42"), now), Ok(()));
+    }
+}

@@ -1,0 +1,318 @@
+//! Streaming segment files (DESIGN §2, "Segment sources"): CSV with a header row, or JSONL with one
+//! object per line. One row is in memory at a time whatever the file's size. A malformed row is
+//! an `Err(RowError)` with its line number and the reader goes on; deciding to skip or abort
+//! (`--strict`) is the caller's job, and so is everything a valid row means (filters, window,
+//! blank PSIDs).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use herald_core::user::User;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The two file formats a segment can come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// Comma-separated, header row first.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl SegmentFormat {
+    /// Picks the format from a file name: `.jsonl`/`.ndjson` are JSONL, everything else CSV.
+    pub fn from_path(path: &Path) -> Self {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("jsonl" | "ndjson") => Self::Jsonl,
+            _ => Self::Csv,
+        }
+    }
+}
+
+/// A valid row and the line it started on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The user it describes.
+    pub user: User,
+}
+
+/// A row that could not be read. Its text is not echoed: rows hold personal data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct RowError {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A problem with the whole file: nothing can be read from it.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The file could not be opened or read.
+    #[error("cannot read the segment: {0}")]
+    Io(#[from] std::io::Error),
+    /// The CSV header lacks a required column.
+    #[error("the CSV header has no `{0}` column (required: external_id, messenger_id or psid)")]
+    MissingColumn(&'static str),
+    /// The CSV header itself is unreadable.
+    #[error("the CSV header cannot be read: {0}")]
+    BadHeader(String),
+}
+
+/// Reads users one at a time from a CSV or JSONL stream.
+pub struct SegmentReader {
+    inner: Inner,
+}
+
+enum Inner {
+    Csv(CsvRows),
+    Jsonl(JsonlRows),
+}
+
+struct CsvRows {
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    record: csv::StringRecord,
+    columns: Vec<Column>,
+}
+
+#[derive(Debug, Clone)]
+enum Column {
+    ExternalId,
+    MessengerId,
+    LastInboundAt,
+    Attribute(String),
+}
+
+struct JsonlRows {
+    reader: BufReader<Box<dyn Read + Send>>,
+    line: u64,
+    buffer: String,
+}
+
+impl SegmentReader {
+    /// Opens a segment file, choosing the format by its extension.
+    pub fn open(path: &Path) -> Result<Self, SegmentError> {
+        let file = std::fs::File::open(path)?;
+        Self::new(Box::new(file), SegmentFormat::from_path(path))
+    }
+
+    /// Reads a segment from any stream. For CSV the header is read (and checked) here.
+    pub fn new(input: Box<dyn Read + Send>, format: SegmentFormat) -> Result<Self, SegmentError> {
+        let inner = match format {
+            SegmentFormat::Csv => Inner::Csv(CsvRows::new(input)?),
+            SegmentFormat::Jsonl => Inner::Jsonl(JsonlRows {
+                reader: BufReader::with_capacity(64 * 1024, input),
+                line: 0,
+                buffer: String::new(),
+            }),
+        };
+        Ok(Self { inner })
+    }
+}
+
+impl Iterator for SegmentReader {
+    type Item = Result<Row, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::Csv(rows) => rows.next_row(),
+            Inner::Jsonl(rows) => rows.next_row(),
+        }
+    }
+}
+
+impl CsvRows {
+    fn new(input: Box<dyn Read + Send>) -> Result<Self, SegmentError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+        let headers = reader
+            .headers()
+            .map_err(|e| SegmentError::BadHeader(e.to_string()))?
+            .clone();
+        let columns: Vec<Column> = headers
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                // A UTF-8 byte order mark sticks to the first column name when Excel saves CSV.
+                let name = if index == 0 {
+                    name.trim_start_matches('\u{feff}')
+                } else {
+                    name
+                };
+                match name.trim() {
+                    "external_id" => Column::ExternalId,
+                    "messenger_id" | "psid" => Column::MessengerId,
+                    "last_inbound_at" => Column::LastInboundAt,
+                    other => Column::Attribute(other.to_owned()),
+                }
+            })
+            .collect();
+        if !columns.iter().any(|c| matches!(c, Column::ExternalId)) {
+            return Err(SegmentError::MissingColumn("external_id"));
+        }
+        if !columns.iter().any(|c| matches!(c, Column::MessengerId)) {
+            return Err(SegmentError::MissingColumn("messenger_id"));
+        }
+        Ok(Self {
+            reader,
+            record: csv::StringRecord::new(),
+            columns,
+        })
+    }
+
+    fn next_row(&mut self) -> Option<Result<Row, RowError>> {
+        loop {
+            let line = self.reader.position().line();
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(error) => {
+                    let line = error.position().map_or(line, csv::Position::line);
+                    let reason = match error.kind() {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => {
+                            format!("{len} fields where the header has {expected_len}")
+                        }
+                        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
+                        _ => "unreadable CSV".to_owned(),
+                    };
+                    return Some(Err(RowError { line, reason }));
+                }
+            }
+            let line = self.record.position().map_or(line, csv::Position::line);
+            // A line with only separators or nothing on it is not a user.
+            if self.record.iter().all(|field| field.trim().is_empty()) {
+                continue;
+            }
+            return Some(self.user(line).map(|user| Row { line, user }));
+        }
+    }
+
+    fn user(&self, line: u64) -> Result<User, RowError> {
+        let mut user = User::default();
+        for (column, value) in self.columns.iter().zip(self.record.iter()) {
+            match column {
+                Column::ExternalId => user.external_id = value.trim().to_owned(),
+                Column::MessengerId => user.messenger_id = Some(value.trim().to_owned()),
+                Column::LastInboundAt => user.last_inbound_at = parse_time(value, line)?,
+                Column::Attribute(name) => {
+                    user.attributes.insert(name.clone(), value.to_owned());
+                }
+            }
+        }
+        check_external_id(&user, line)?;
+        Ok(user)
+    }
+}
+
+impl JsonlRows {
+    fn next_row(&mut self) -> Option<Result<Row, RowError>> {
+        loop {
+            self.buffer.clear();
+            self.line += 1;
+            let line = self.line;
+            match self.reader.read_line(&mut self.buffer) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                    // read_line stops at the bad bytes; drop the rest of that line.
+                    let mut rest = Vec::new();
+                    let _ = self.reader.read_until(b'\n', &mut rest);
+                    return Some(Err(RowError {
+                        line,
+                        reason: "not valid UTF-8".to_owned(),
+                    }));
+                }
+                Err(error) => {
+                    return Some(Err(RowError {
+                        line,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            if self.buffer.trim().is_empty() {
+                continue;
+            }
+            return Some(parse_json_user(&self.buffer, line).map(|user| Row { line, user }));
+        }
+    }
+}
+
+fn parse_json_user(text: &str, line: u64) -> Result<User, RowError> {
+    let error = |reason: String| RowError { line, reason };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| error(format!("not JSON ({})", json_error_kind(&e))))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(error("not a JSON object".to_owned()));
+    };
+    let mut user = User {
+        attributes: BTreeMap::new(),
+        ..User::default()
+    };
+    for (key, value) in object {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => other.to_string(),
+        };
+        match key.as_str() {
+            "external_id" => user.external_id = text.trim().to_owned(),
+            "messenger_id" | "psid" => user.messenger_id = Some(text.trim().to_owned()),
+            "last_inbound_at" => user.last_inbound_at = parse_time(&text, line)?,
+            _ => {
+                user.attributes.insert(key, text);
+            }
+        }
+    }
+    check_external_id(&user, line)?;
+    Ok(user)
+}
+
+fn check_external_id(user: &User, line: u64) -> Result<(), RowError> {
+    if user.external_id.is_empty() {
+        return Err(RowError {
+            line,
+            reason: "external_id is missing or blank".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn parse_time(value: &str, line: u64) -> Result<Option<OffsetDateTime>, RowError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map(Some)
+        .map_err(|_| RowError {
+            line,
+            reason: "last_inbound_at is not an RFC 3339 time (e.g. 2026-11-21T09:30:00Z)"
+                .to_owned(),
+        })
+}
+
+/// Names a JSON error's category without echoing the input (rows hold personal data).
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! Reading segment files: columns, aliases, line numbers, malformed rows, Unicode, blank rows.
+
+use super::*;
+
+fn read(format: SegmentFormat, text: &str) -> Vec<Result<Row, RowError>> {
+    let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+    SegmentReader::new(input, format).expect("header").collect()
+}
+
+fn ok_users(rows: &[Result<Row, RowError>]) -> Vec<(u64, String, Option<String>)> {
+    rows.iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| {
+            (
+                r.line,
+                r.user.external_id.clone(),
+                r.user.messenger_id.clone(),
+            )
+        })
+        .collect()
+}
+
+fn errors(rows: &[Result<Row, RowError>]) -> Vec<(u64, String)> {
+    rows.iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| (e.line, e.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn csv_rows_with_attributes_aliases_and_line_numbers() {
+    let text = "\u{feff}external_id,psid,last_inbound_at,first_name,country\n\
+                u1,111,2026-11-20T10:00:00Z,Zoë,BR\n\
+                u2,,,\"Ana, \"\"A\"\"\",PT\n\
+                \n\
+                ,,,,\n\
+                u3, 333 ,,名前,JP\n";
+    let rows = read(SegmentFormat::Csv, text);
+    assert_eq!(
+        ok_users(&rows),
+        vec![
+            (2, "u1".into(), Some("111".into())),
+            (3, "u2".into(), Some(String::new())),
+            (6, "u3".into(), Some("333".into())),
+        ]
+    );
+    let first = rows[0].as_ref().expect("row");
+    assert_eq!(first.user.attributes["first_name"], "Zoë");
+    assert!(first.user.last_inbound_at.is_some());
+    assert_eq!(
+        rows[1].as_ref().expect("row").user.attributes["first_name"],
+        "Ana, \"A\""
+    );
+    assert_eq!(
+        rows[2].as_ref().expect("row").user.attributes["first_name"],
+        "名前"
+    );
+}
+
+#[test]
+fn malformed_csv_rows_are_reported_with_their_line_and_reading_goes_on() {
+    let text = "external_id,messenger_id,last_inbound_at\n\
+                u1,1,\n\
+                u2,2\n\
+                ,3,\n\
+                u4,4,yesterday\n\
+                u5,5,\n";
+    let rows = read(SegmentFormat::Csv, text);
+    assert_eq!(
+        ok_users(&rows),
+        vec![
+            (2, "u1".into(), Some("1".into())),
+            (6, "u5".into(), Some("5".into()))
+        ]
+    );
+    let errors = errors(&rows);
+    assert_eq!(
+        errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(
+        errors[0].1.contains("2 fields where the header has 3"),
+        "{errors:?}"
+    );
+    assert!(errors[1].1.contains("external_id"), "{errors:?}");
+    assert!(errors[2].1.contains("RFC 3339"), "{errors:?}");
+}
+
+#[test]
+fn invalid_utf8_in_csv_is_a_row_error() {
+    let mut bytes = b"external_id,messenger_id\nu1,1\nu2,".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
+    bytes.extend_from_slice(b"u3,3\n");
+    let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(bytes));
+    let rows: Vec<_> = SegmentReader::new(input, SegmentFormat::Csv)
+        .expect("header")
+        .collect();
+    assert_eq!(ok_users(&rows).len(), 2);
+    assert_eq!(errors(&rows), vec![(3, "not valid UTF-8".to_owned())]);
+}
+
+#[test]
+fn csv_header_without_required_columns_is_a_file_error() {
+    for (text, column) in [
+        ("id,messenger_id\n", "external_id"),
+        ("external_id,name\n", "messenger_id"),
+    ] {
+        let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+        match SegmentReader::new(input, SegmentFormat::Csv) {
+            Err(SegmentError::MissingColumn(missing)) => assert_eq!(missing, column),
+            other => panic!("expected MissingColumn({column}), got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
+fn jsonl_rows_values_and_errors() {
+    let text = r#"{"external_id":"u1","messenger_id":"111","first_name":"Zoë","age":31,"vip":true,"tags":["a"]}
+{"external_id":42,"psid":"222","nickname":null}
+
+not json
+[1,2]
+{"messenger_id":"333"}
+{"external_id":"u7","last_inbound_at":"2026-11-20T10:00:00+02:00"}
+"#;
+    let rows = read(SegmentFormat::Jsonl, text);
+    assert_eq!(
+        ok_users(&rows),
+        vec![
+            (1, "u1".into(), Some("111".into())),
+            (2, "42".into(), Some("222".into())),
+            (7, "u7".into(), None)
+        ]
+    );
+    let first = &rows[0].as_ref().expect("row").user;
+    assert_eq!(first.attributes["age"], "31");
+    assert_eq!(first.attributes["vip"], "true");
+    assert_eq!(first.attributes["tags"], "[\"a\"]");
+    assert!(
+        !rows[1]
+            .as_ref()
+            .expect("row")
+            .user
+            .attributes
+            .contains_key("nickname")
+    );
+    assert_eq!(
+        errors(&rows),
+        vec![
+            (4, "not JSON (syntax error)".to_owned()),
+            (5, "not a JSON object".to_owned()),
+            (6, "external_id is missing or blank".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn format_follows_the_extension() {
+    assert_eq!(
+        SegmentFormat::from_path(Path::new("a/users.JSONL")),
+        SegmentFormat::Jsonl
+    );
+    assert_eq!(
+        SegmentFormat::from_path(Path::new("users.ndjson")),
+        SegmentFormat::Jsonl
+    );
+    assert_eq!(
+        SegmentFormat::from_path(Path::new("users.csv")),
+        SegmentFormat::Csv
+    );
+}

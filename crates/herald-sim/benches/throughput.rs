@@ -1,0 +1,2 @@
+//! Placeholder until the simulator benchmark is written.
+fn main() {}

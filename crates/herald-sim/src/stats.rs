@@ -1,0 +1,275 @@
+//! The simulator's mutable state behind one mutex: per-page windows, per-recipient counts and
+//! recorded bodies, rejection counters, `fail_first` memory, webhook counters. `admit` is the single
+//! short critical section of a Send API call. The public `Stats` and `AcceptedMessage` snapshots
+//! are built here; the HTTP shapes of `/_sim/*` are in `admin.rs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::PsidOutcome;
+use crate::graph_error::GraphError;
+use crate::limits::PageWindow;
+
+/// Counters and accounting, as served by `GET /_sim/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Send API calls answered with success.
+    pub accepted: u64,
+    /// Error answers by Graph `code` (5xx answers with a body included).
+    pub rejected: BTreeMap<u32, u64>,
+    /// HTTP 5xx answers, with or without a body.
+    pub server_errors: u64,
+    /// Calls held open and dropped unanswered.
+    pub timeouts: u64,
+    /// Accepted calls per recipient; omitted with `?summary=1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<BTreeMap<String, u64>>,
+    /// Recipients accepted more than once.
+    pub duplicate_recipients: Duplicates,
+    /// Accepted calls per page.
+    pub accepted_by_page: BTreeMap<String, u64>,
+    /// Per page, the highest number of calls accepted in any 1000 ms span.
+    pub max_per_second: BTreeMap<String, u32>,
+    /// Accepted calls whose body was not kept (`record_bodies = false` or over `max_recorded`).
+    pub unrecorded: u64,
+    /// Outgoing webhook POSTs.
+    pub webhook: WebhookStats,
+}
+
+/// Recipients accepted more than once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicates {
+    /// How many recipients.
+    pub count: u64,
+    /// Which ones, sorted.
+    pub psids: Vec<String>,
+}
+
+/// Outgoing webhook POST counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    /// POSTs answered 2xx.
+    pub posts_ok: u64,
+    /// Attempts answered non-2xx or failed in transport (each retry counts).
+    pub posts_failed: u64,
+    /// Batches given up after the last retry.
+    pub posts_dropped: u64,
+    /// Messaging events delivered in 2xx-answered POSTs.
+    pub events_sent: u64,
+    /// Events not queued because the queue was full or no webhook URL was set.
+    pub events_dropped: u64,
+}
+
+/// One accepted Send API call, as served by `GET /_sim/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedMessage {
+    /// The page the call was for.
+    pub page_id: String,
+    /// The recipient key (the PSID for `recipient.id`).
+    pub recipient: String,
+    /// The `message_id` answered (absent for `sender_action` calls).
+    pub message_id: Option<String>,
+    /// When it was accepted, RFC 3339.
+    pub accepted_at: String,
+    /// When it was accepted, Unix milliseconds.
+    pub accepted_at_ms: i64,
+    /// The request body as JSON (form bodies converted).
+    pub body: serde_json::Value,
+}
+
+/// Everything `admit` needs to decide one call.
+pub(crate) struct Admission<'a> {
+    pub(crate) page: &'a str,
+    pub(crate) recipient: &'a str,
+    pub(crate) rate: u32,
+    pub(crate) outcome: Option<&'a PsidOutcome>,
+    pub(crate) start_burst: Option<Duration>,
+    pub(crate) sender_action: bool,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) max_recorded: usize,
+    pub(crate) now: Instant,
+    pub(crate) wall_ms: i64,
+}
+
+/// The verdict of `admit`, with the page's usage percent for the headers.
+pub(crate) enum Decision {
+    Accepted { page: Arc<str>, mid: Option<u64>, usage_pct: u32 },
+    Rejected { error: GraphError, usage_pct: u32 },
+}
+
+/// The mutable state.
+#[derive(Default)]
+pub(crate) struct State {
+    pages: HashMap<Box<str>, PageWindow>,
+    recipients: HashMap<Box<str>, RecipientLog>,
+    failed_once: HashSet<Box<str>>,
+    accepted: u64,
+    rejected: BTreeMap<u32, u64>,
+    server_errors: u64,
+    timeouts: u64,
+    recorded: usize,
+    unrecorded: u64,
+    next_mid: u64,
+    pub(crate) webhook: WebhookStats,
+}
+
+#[derive(Default)]
+struct RecipientLog {
+    count: u64,
+    records: Vec<Record>,
+}
+
+struct Record {
+    page: Arc<str>,
+    mid: Option<u64>,
+    at_ms: i64,
+    body: Bytes,
+}
+
+impl State {
+    /// The one critical section of a Send API call: burst, rate limit, scripted outcome, accept.
+    pub(crate) fn admit(&mut self, a: Admission<'_>) -> Decision {
+        if !self.pages.contains_key(a.page) {
+            self.pages.insert(a.page.into(), PageWindow::new(a.page, a.now));
+        }
+        let page = self.pages.get_mut(a.page).expect("inserted above");
+        page.note_call(a.now);
+        let throttled = page.in_burst(a.now, a.start_burst) || !page.has_room(a.rate);
+        let usage_pct = page.usage_pct(a.rate);
+        let error = if throttled {
+            Some(GraphError::rate_limited())
+        } else {
+            match a.outcome {
+                Some(PsidOutcome::FailFirst) if !self.failed_once.contains(a.recipient) => {
+                    self.failed_once.insert(a.recipient.into());
+                    Some(GraphError::transient())
+                }
+                Some(outcome) => GraphError::for_outcome(outcome),
+                None => None,
+            }
+        };
+        if let Some(error) = error {
+            *self.rejected.entry(error.code).or_default() += 1;
+            let usage_pct = if throttled { usage_pct.max(100) } else { usage_pct };
+            return Decision::Rejected { error, usage_pct };
+        }
+        page.accept(a.now);
+        let usage_pct = page.usage_pct(a.rate);
+        let page_id = Arc::clone(&page.id);
+        self.accepted += 1;
+        let mid = (!a.sender_action).then(|| {
+            self.next_mid += 1;
+            self.next_mid
+        });
+        let log = match self.recipients.get_mut(a.recipient) {
+            Some(log) => log,
+            None => self.recipients.entry(a.recipient.into()).or_default(),
+        };
+        log.count += 1;
+        match a.body {
+            Some(body) if self.recorded < a.max_recorded => {
+                self.recorded += 1;
+                log.records.push(Record { page: Arc::clone(&page_id), mid, at_ms: a.wall_ms, body });
+            }
+            _ => self.unrecorded += 1,
+        }
+        Decision::Accepted { page: page_id, mid, usage_pct }
+    }
+
+    /// Counts an error answered before `admit` (auth, validation, scripted faults).
+    pub(crate) fn count_rejection(&mut self, error: &GraphError) {
+        *self.rejected.entry(error.code).or_default() += 1;
+        if error.status.is_server_error() {
+            self.server_errors += 1;
+        }
+    }
+
+    pub(crate) fn count_empty_server_error(&mut self) {
+        self.server_errors += 1;
+    }
+
+    pub(crate) fn count_timeout(&mut self) {
+        self.timeouts += 1;
+    }
+
+    /// Hands out a message id outside `admit` (inbound webhook messages).
+    pub(crate) fn next_mid(&mut self) -> u64 {
+        self.next_mid += 1;
+        self.next_mid
+    }
+
+    /// Clears everything but the message-id sequence (ids stay unique across resets).
+    pub(crate) fn reset(&mut self) {
+        let next_mid = self.next_mid;
+        *self = Self { next_mid, ..Self::default() };
+    }
+
+    pub(crate) fn snapshot(&self, with_recipients: bool) -> Stats {
+        let mut duplicates: Vec<String> = self
+            .recipients
+            .iter()
+            .filter(|(_, log)| log.count > 1)
+            .map(|(psid, _)| psid.to_string())
+            .collect();
+        duplicates.sort_unstable();
+        Stats {
+            accepted: self.accepted,
+            rejected: self.rejected.clone(),
+            server_errors: self.server_errors,
+            timeouts: self.timeouts,
+            recipients: with_recipients.then(|| {
+                self.recipients.iter().map(|(psid, log)| (psid.to_string(), log.count)).collect()
+            }),
+            duplicate_recipients: Duplicates { count: duplicates.len() as u64, psids: duplicates },
+            accepted_by_page: self.pages.iter().map(|(id, p)| (id.to_string(), p.accepted)).collect(),
+            max_per_second: self
+                .pages
+                .iter()
+                .map(|(id, p)| (id.to_string(), p.max_per_second))
+                .collect(),
+            unrecorded: self.unrecorded,
+            webhook: self.webhook,
+        }
+    }
+
+    /// Recorded calls for one recipient, or for all when `recipient` is `None`, oldest first.
+    pub(crate) fn messages(&self, recipient: Option<&str>, instance: u32) -> Vec<AcceptedMessage> {
+        let logs: Vec<(&str, &RecipientLog)> = match recipient {
+            Some(key) => self.recipients.get_key_value(key).map(|(k, l)| (&**k, l)).into_iter().collect(),
+            None => self.recipients.iter().map(|(k, l)| (&**k, l)).collect(),
+        };
+        let mut out: Vec<AcceptedMessage> = logs
+            .into_iter()
+            .flat_map(|(key, log)| log.records.iter().map(move |r| (key, r)))
+            .map(|(key, record)| AcceptedMessage {
+                page_id: record.page.to_string(),
+                recipient: key.to_owned(),
+                message_id: record.mid.map(|n| message_id(instance, n)),
+                accepted_at: rfc3339(record.at_ms),
+                accepted_at_ms: record.at_ms,
+                body: serde_json::from_slice(&record.body).unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.accepted_at_ms, &a.message_id).cmp(&(b.accepted_at_ms, &b.message_id))
+        });
+        out
+    }
+}
+
+/// `m_` + the simulator instance + a sequence number: unique, opaque, like Meta's `m_…` ids.
+pub(crate) fn message_id(instance: u32, n: u64) -> String {
+    format!("m_{instance:08x}{n:012x}")
+}
+
+fn rfc3339(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
