@@ -59,12 +59,26 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
             address: address.host_port(),
             timeout_ms: settings.connect_timeout_ms,
         }),
+        Err(Attempt::Failed(source)) if !source.is_io_error() => Err(AmqpError::Refused {
+            address: address.host_port(),
+            vhost: address.vhost.clone(),
+            detail: refusal(&source),
+            source,
+        }),
         Err(Attempt::Failed(source)) => Err(AmqpError::Connect {
             address: address.host_port(),
             vhost: address.vhost.clone(),
             attempts: tried,
             source,
         }),
+    }
+}
+
+/// The broker's own words for a refusal (`ACCESS_REFUSED - Login was refused ...`).
+fn refusal(error: &lapin::Error) -> String {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+        _ => error.to_string(),
     }
 }
 

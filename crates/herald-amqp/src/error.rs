@@ -27,6 +27,23 @@ pub enum AmqpError {
         source: lapin::Error,
     },
 
+    /// The broker answered but refused us: wrong credentials, missing vhost, no permission.
+    #[error(
+        "RabbitMQ at {address} refused the connection to vhost {vhost:?} ({detail}); check the \
+         user, password and vhost in the AMQP URL (HERALD_AMQP_URL)"
+    )]
+    Refused {
+        /// `host:port`.
+        address: String,
+        /// The virtual host we asked for.
+        vhost: String,
+        /// The broker's reason (it never contains the password).
+        detail: String,
+        /// Lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
+
     /// One connection attempt took longer than the configured timeout.
     #[error("connecting to RabbitMQ at {address} timed out after {timeout_ms} ms")]
     ConnectTimeout {
@@ -158,8 +175,9 @@ impl AmqpError {
             Self::Connect { .. } | Self::ConnectTimeout { .. } => true,
             Self::Nacked { .. } | Self::PublisherClosed => true,
             Self::Unobserved { first, .. } => first.is_retryable(),
-            Self::Amqp { source, .. } => source.can_be_recovered(),
-            Self::InvalidUrl { .. }
+            Self::Amqp { source, .. } => source.can_be_recovered() && !is_permanent(source),
+            Self::Refused { .. }
+            | Self::InvalidUrl { .. }
             | Self::InvalidName { .. }
             | Self::TopologyMismatch { .. }
             | Self::ExchangeMismatch { .. }
@@ -183,7 +201,8 @@ impl AmqpError {
                         ErrorKind::MissingHeartbeatError | ErrorKind::InvalidConnectionState(_)
                     )
             }
-            Self::InvalidUrl { .. }
+            Self::Refused { .. }
+            | Self::InvalidUrl { .. }
             | Self::InvalidName { .. }
             | Self::TopologyMismatch { .. }
             | Self::ExchangeMismatch { .. }
@@ -200,6 +219,7 @@ impl AmqpError {
         match self {
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect_timeout",
+            Self::Refused { .. } => "refused",
             Self::InvalidUrl { .. } => "invalid_url",
             Self::InvalidName { .. } => "invalid_name",
             Self::TopologyMismatch { .. } => "topology_mismatch",
@@ -216,14 +236,30 @@ impl AmqpError {
 }
 
 /// The broker's soft (channel-level) error code and text, if `error` is one.
-pub(crate) fn soft_error(error: &lapin::Error) -> Option<(AMQPSoftError, &str)> {
+pub(crate) fn soft_error(error: &lapin::Error) -> Option<(&AMQPSoftError, &str)> {
     match error.kind() {
         ErrorKind::ProtocolError(amqp) => match amqp.kind() {
-            AMQPErrorKind::Soft(soft) => Some((*soft, amqp.get_message().as_str())),
+            AMQPErrorKind::Soft(soft) => Some((soft, amqp.get_message().as_str())),
             AMQPErrorKind::Hard(_) => None,
         },
         _ => None,
     }
+}
+
+/// Channel errors that repeat until someone changes the broker or the config: a missing
+/// exchange or queue (404), a permission (403), an argument mismatch (406), an oversized message
+/// (311). Lapin's `can_be_recovered` only says the channel can be reopened.
+fn is_permanent(error: &lapin::Error) -> bool {
+    matches!(
+        soft_error(error),
+        Some((
+            AMQPSoftError::NOTFOUND
+                | AMQPSoftError::ACCESSREFUSED
+                | AMQPSoftError::PRECONDITIONFAILED
+                | AMQPSoftError::CONTENTTOOLARGE,
+            _
+        ))
+    )
 }
 
 /// The argument named in a RabbitMQ "inequivalent arg 'x-queue-type' for queue ..." text.
@@ -277,5 +313,14 @@ mod tests {
         assert!(io.is_retryable() && io.is_connection_lost());
         let shutdown = AmqpError::amqp("basic.publish")(lapin::ErrorKind::FutureCompleted.into());
         assert!(!shutdown.is_retryable() && !shutdown.is_connection_lost());
+        let check = |soft: AMQPSoftError, retryable: bool| {
+            let amqp = lapin::protocol::AMQPError::new(soft.clone().into(), "text".into());
+            let error = AmqpError::amqp("basic.publish")(ErrorKind::ProtocolError(amqp).into());
+            assert_eq!(error.is_retryable(), retryable, "{soft:?}");
+            assert!(!error.is_connection_lost(), "{soft:?}");
+        };
+        check(AMQPSoftError::NOTFOUND, false);
+        check(AMQPSoftError::PRECONDITIONFAILED, false);
+        check(AMQPSoftError::RESOURCELOCKED, true);
     }
 }

@@ -1,1 +1,24 @@
-//! The only user of lapin: connection, topology, confirmed publishing, consuming.
+//! The only user of lapin: connection (`connect`), topology (`Topology`, `RetryTier`), confirmed
+//! publishing (`Publisher`) and manual-ack consuming (`Consumer`). Nothing here knows what a job
+//! or a result is; the producer and the worker give meaning to the bytes. Callers never need to
+//! import lapin: headers are `Headers`, errors are `AmqpError`.
+
+mod confirm;
+mod connect;
+mod consume;
+mod error;
+mod headers;
+mod publish;
+mod settings;
+mod tier;
+mod topology;
+
+pub use connect::{Connection, connect};
+pub use consume::{Consumer, Delivery, StreamOffset};
+pub use error::AmqpError;
+pub use headers::{ATTEMPT_HEADER, Headers, REASON_HEADER};
+pub use lapin::types::AMQPValue;
+pub use publish::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
+pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};
+pub use tier::RetryTier;
+pub use topology::{SEND_ROUTING_KEY, Topology};

@@ -35,6 +35,10 @@ pub(crate) struct Config {
     pub(crate) tokens_file: Option<PathBuf>,
     pub(crate) page_rate_per_sec: NonZeroU32,
     pub(crate) page_rates: BTreeMap<String, NonZeroU32>,
+    /// Where run records are kept (until the store holds them).
+    pub(crate) state_dir: PathBuf,
+    /// Exchange and queue names start with this (`herald.jobs`, ...); tests isolate themselves.
+    pub(crate) topology_prefix: String,
 }
 
 /// The highest layer: values given as command-line flags.
@@ -63,6 +67,8 @@ struct FileLayer {
     page_tokens: BTreeMap<String, Secret>,
     #[serde(default)]
     page_rates: BTreeMap<String, u32>,
+    state_dir: Option<PathBuf>,
+    topology_prefix: Option<String>,
 }
 
 /// Every problem found while loading, one per line when displayed.
@@ -113,15 +119,9 @@ impl Config {
             tokens_file: None,
             page_rate_per_sec: NonZeroU32::new(DEFAULT_PAGE_RATE_PER_SEC).expect("non-zero"),
             page_rates: BTreeMap::new(),
+            state_dir: PathBuf::from(".herald"),
+            topology_prefix: "herald".to_owned(),
         }
-    }
-
-    /// The page's send ceiling: its own setting, else the default for every page.
-    pub(crate) fn page_rate(&self, page_id: &str) -> NonZeroU32 {
-        self.page_rates
-            .get(page_id)
-            .copied()
-            .unwrap_or(self.page_rate_per_sec)
     }
 
     fn apply_file(&mut self, file: FileLayer, problems: &mut Vec<String>) {
@@ -134,6 +134,8 @@ impl Config {
         self.api_token = file.api_token.or(self.api_token.take());
         self.tokens_file = file.tokens_file.or(self.tokens_file.take());
         self.page_tokens.extend(file.page_tokens);
+        set(&mut self.state_dir, file.state_dir);
+        set(&mut self.topology_prefix, file.topology_prefix);
         if let Some(rate) = file.page_rate_per_sec {
             self.page_rate_per_sec = nonzero(rate, "page_rate_per_sec", problems);
         }
@@ -158,6 +160,8 @@ impl Config {
                 "HERALD_VERIFY_TOKEN" => self.verify_token = Some(Secret::new(value)),
                 "HERALD_API_TOKEN" => self.api_token = Some(Secret::new(value)),
                 "HERALD_TOKENS_FILE" => self.tokens_file = Some(PathBuf::from(value)),
+                "HERALD_STATE_DIR" => self.state_dir = PathBuf::from(value),
+                "HERALD_TOPOLOGY_PREFIX" => self.topology_prefix = value,
                 "HERALD_PAGE_RATE_PER_SEC" => match value.trim().parse() {
                     Ok(rate) => self.page_rate_per_sec = nonzero(rate, name, problems),
                     Err(_) => problems.push(format!("{name}: {value:?} is not a whole number")),
@@ -221,6 +225,13 @@ impl Config {
             problems.push(format!(
                 "graph_version: {:?} is not a Graph version like \"v25.0\"",
                 self.graph_version
+            ));
+        }
+        let prefix_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.topology_prefix.is_empty() || !self.topology_prefix.chars().all(prefix_ok) {
+            problems.push(format!(
+                "topology_prefix: {:?} must be letters, digits, '-', '_' or '.'",
+                self.topology_prefix
             ));
         }
         for page in self.page_tokens.keys().chain(self.page_rates.keys()) {

@@ -11,7 +11,9 @@ pub enum DurationError {
     #[error("a duration cannot be empty; write e.g. \"30m\", \"24h\", \"7d\"")]
     Empty,
     /// A number is not followed by a unit, or something else is off in the string.
-    #[error("`{0}` is not a duration; write a number and a unit (s, m, h, d, w), e.g. \"24h\" or \"1h30m\"")]
+    #[error(
+        "`{0}` is not a duration; write a number and a unit (s, m, h, d, w), e.g. \"24h\" or \"1h30m\""
+    )]
     Malformed(String),
     /// The unit is not one of s, m, h, d, w.
     #[error("unknown unit `{unit}` in duration `{input}`; use s, m, h, d or w")]
@@ -52,10 +54,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         }
         let number: u64 = rest[..digits].parse().map_err(|_| overflow())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .bytes()
-            .take_while(u8::is_ascii_alphabetic)
-            .count();
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         if unit_len == 0 {
             return Err(malformed());
         }
@@ -98,7 +97,11 @@ mod tests {
     #[test]
     fn parses_every_unit_and_combinations() {
         let check = |input: &str, secs: u64| {
-            assert_eq!(parse_duration(input), Ok(Duration::from_secs(secs)), "{input}");
+            assert_eq!(
+                parse_duration(input),
+                Ok(Duration::from_secs(secs)),
+                "{input}"
+            );
         };
         check("45s", 45);
         check("30m", 30 * 60);

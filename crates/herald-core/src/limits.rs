@@ -18,6 +18,9 @@ pub struct LimitViolation {
     pub message: String,
 }
 
+/// The message of a violation for a required string that rendered empty.
+pub(crate) const EMPTY: &str = "must not be empty";
+
 /// A length rule for one string field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TextLimit {
@@ -29,26 +32,64 @@ pub(crate) struct TextLimit {
     pub(crate) rule: &'static str,
 }
 
-const TEXT: TextLimit = TextLimit { min: 1, max: 1999, rule: "fewer than 2000" };
-const METADATA: TextLimit = TextLimit { min: 0, max: 999, rule: "fewer than 1000" };
-const QUICK_REPLY_TITLE: TextLimit = TextLimit { min: 1, max: 20, rule: "at most 20" };
-const PAYLOAD: TextLimit = TextLimit { min: 0, max: 1000, rule: "at most 1000" };
-const ELEMENT_TEXT: TextLimit = TextLimit { min: 0, max: 80, rule: "at most 80" };
-const ELEMENT_TITLE: TextLimit = TextLimit { min: 1, max: 80, rule: "at most 80" };
-const BUTTON_TEMPLATE_TEXT: TextLimit = TextLimit { min: 1, max: 640, rule: "at most 640" };
-const BUTTON_TITLE: TextLimit = TextLimit { min: 0, max: 20, rule: "at most 20" };
+const TEXT: TextLimit = TextLimit {
+    min: 1,
+    max: 1999,
+    rule: "fewer than 2000",
+};
+const METADATA: TextLimit = TextLimit {
+    min: 0,
+    max: 999,
+    rule: "fewer than 1000",
+};
+const QUICK_REPLY_TITLE: TextLimit = TextLimit {
+    min: 1,
+    max: 20,
+    rule: "at most 20",
+};
+const PAYLOAD: TextLimit = TextLimit {
+    min: 0,
+    max: 1000,
+    rule: "at most 1000",
+};
+const ELEMENT_TEXT: TextLimit = TextLimit {
+    min: 0,
+    max: 80,
+    rule: "at most 80",
+};
+const ELEMENT_TITLE: TextLimit = TextLimit {
+    min: 1,
+    max: 80,
+    rule: "at most 80",
+};
+const BUTTON_TEMPLATE_TEXT: TextLimit = TextLimit {
+    min: 1,
+    max: 640,
+    rule: "at most 640",
+};
+const BUTTON_TITLE: TextLimit = TextLimit {
+    min: 0,
+    max: 20,
+    rule: "at most 20",
+};
 
 impl TextLimit {
     /// Checks a measured length; `None` when it fits.
     pub(crate) fn check(&self, path: &str, chars: usize) -> Option<LimitViolation> {
         let message = if chars < self.min {
-            "must not be empty".to_owned()
+            EMPTY.to_owned()
         } else if chars > self.max {
-            format!("is {chars} characters; Meta allows {} characters", self.rule)
+            format!(
+                "is {chars} characters; Meta allows {} characters",
+                self.rule
+            )
         } else {
             return None;
         };
-        Some(LimitViolation { path: path.to_owned(), message })
+        Some(LimitViolation {
+            path: path.to_owned(),
+            message,
+        })
     }
 }
 

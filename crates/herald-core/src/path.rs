@@ -67,8 +67,18 @@ mod tests {
     fn builds_paths() {
         let root = FieldPath::root();
         assert_eq!(root.as_str(), "");
-        assert_eq!(root.key("delivery").key("max_attempts").as_str(), "delivery.max_attempts");
-        assert_eq!(root.key("segment").key("filter").index(1).key("op").as_str(), "segment.filter[1].op");
+        assert_eq!(
+            root.key("delivery").key("max_attempts").as_str(),
+            "delivery.max_attempts"
+        );
+        assert_eq!(
+            root.key("segment")
+                .key("filter")
+                .index(1)
+                .key("op")
+                .as_str(),
+            "segment.filter[1].op"
+        );
         assert_eq!(root.key("message").key("a.b").as_str(), "message[\"a.b\"]");
         assert_eq!(root.key("").as_str(), "[\"\"]");
     }

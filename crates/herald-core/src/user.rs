@@ -109,7 +109,10 @@ impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
             .field("external_id", &self.external_id)
-            .field("messenger_id", &self.messenger_id.as_deref().map(short_hash))
+            .field(
+                "messenger_id",
+                &self.messenger_id.as_deref().map(short_hash),
+            )
             .field("last_inbound_at", &self.last_inbound_at)
             .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
             .finish()

@@ -24,7 +24,11 @@ pub const STANDARD_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// user's last inbound message is known to be 24 hours old or more at `now`. Everything else
 /// passes, including MESSAGE_TAG and UTILITY (which have their own rules at Graph) and users
 /// whose last inbound time is unknown or in the future (clock skew).
-pub fn window_check(campaign: &Campaign, user: &User, now: OffsetDateTime) -> Result<(), SkipReason> {
+pub fn window_check(
+    campaign: &Campaign,
+    user: &User,
+    now: OffsetDateTime,
+) -> Result<(), SkipReason> {
     if campaign.delivery().window == WindowPolicy::Off {
         return Ok(());
     }
@@ -58,7 +62,11 @@ mod tests {
     use super::*;
 
     fn campaign(messaging_type: &str, window: &str) -> Campaign {
-        let tag = if messaging_type == "MESSAGE_TAG" { "tag = \"HUMAN_AGENT\"" } else { "" };
+        let tag = if messaging_type == "MESSAGE_TAG" {
+            "tag = \"HUMAN_AGENT\""
+        } else {
+            ""
+        };
         let source = format!(
             "id = \"w\"\npage_id = \"1\"\nmessaging_type = \"{messaging_type}\"\n{tag}\n\
              [message]\ntext = \"hi\"\n[delivery]\nwindow = \"{window}\"\n"
@@ -79,7 +87,11 @@ mod tests {
                 ..User::new("u", "42")
             };
             let result = window_check(&campaign(messaging_type, window), &user, now);
-            let expected = if ok { Ok(()) } else { Err(SkipReason::OutsideWindow) };
+            let expected = if ok {
+                Ok(())
+            } else {
+                Err(SkipReason::OutsideWindow)
+            };
             assert_eq!(result, expected, "{messaging_type} {window} {last:?}");
         };
         for messaging_type in ["RESPONSE", "UPDATE"] {
@@ -105,7 +117,11 @@ mod tests {
                 last_inbound_at: Some(old),
                 ..User::default()
             };
-            assert_eq!(admit(&campaign, &user, now), Err(SkipReason::BlankPsid), "{psid:?}");
+            assert_eq!(
+                admit(&campaign, &user, now),
+                Err(SkipReason::BlankPsid),
+                "{psid:?}"
+            );
         }
         let user = User::new("u", "42").with_last_inbound_at(old);
         assert_eq!(admit(&campaign, &user, now), Err(SkipReason::OutsideWindow));

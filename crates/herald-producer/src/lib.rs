@@ -1,7 +1,15 @@
 //! The producer: expands a segment into one rendered `SendJob` per user and publishes them with
-//! confirms. So far it owns reading segment files (`segment`); the publishing pipeline follows
-//! (issue 3).
+//! confirms. Reading segments (`segment`, `source`), deciding per user (`plan`), publishing with
+//! pipelined confirms (`run`) and the resumable run record (`checkpoint`).
 
+pub mod checkpoint;
+pub mod dry;
+pub mod plan;
+pub mod run;
 pub mod segment;
+mod source;
 
+pub use dry::{DryRun, dry_run};
+pub use run::{ProducerError, Run, SendSpec};
 pub use segment::{Row, RowError, SegmentError, SegmentFormat, SegmentReader};
+pub use source::Progress;

@@ -96,6 +96,7 @@ enum Column {
 struct JsonlRows {
     reader: BufReader<Box<dyn Read + Send>>,
     line: u64,
+    bytes: u64,
     buffer: String,
 }
 
@@ -113,10 +114,21 @@ impl SegmentReader {
             SegmentFormat::Jsonl => Inner::Jsonl(JsonlRows {
                 reader: BufReader::with_capacity(64 * 1024, input),
                 line: 0,
+                bytes: 0,
                 buffer: String::new(),
             }),
         };
         Ok(Self { inner })
+    }
+}
+
+impl SegmentReader {
+    /// Bytes of input consumed so far (for progress and ETA).
+    pub fn bytes_read(&self) -> u64 {
+        match &self.inner {
+            Inner::Csv(rows) => rows.reader.position().byte(),
+            Inner::Jsonl(rows) => rows.bytes,
+        }
     }
 }
 
@@ -223,7 +235,7 @@ impl JsonlRows {
             let line = self.line;
             match self.reader.read_line(&mut self.buffer) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => self.bytes += n as u64,
                 Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
                     // read_line stops at the bad bytes; drop the rest of that line.
                     let mut rest = Vec::new();

@@ -86,9 +86,10 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         return Ok(reject(&app, &error, Some(version)));
     }
 
+    // A copy, not a slice: a slice would pin hyper's whole read buffer for every record.
     let recorded = config.record_bodies.then(|| match &form {
         Some(value) => Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-        None => body.clone(),
+        None => Bytes::copy_from_slice(&body),
     });
     let rate = config.rate_for(page_id);
     let decision = app.state().admit(Admission {
@@ -202,7 +203,9 @@ mod tests {
 
     #[test]
     fn paths() {
-        let ok = |path: &str| parse_path(path).map_err(|e| e.code);
+        fn ok(path: &str) -> Result<(u32, PageRef<'_>), u32> {
+            parse_path(path).map_err(|e| e.code)
+        }
         assert_eq!(ok("/v25.0/123/messages"), Ok((25, PageRef::Id("123"))));
         assert_eq!(ok("/v22.0/me/messages"), Ok((22, PageRef::Me)));
         for bad in ["/v25/1/messages", "/25.0/1/messages", "/v+25.0/1/messages", "/v25.0//messages",

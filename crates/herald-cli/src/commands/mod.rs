@@ -1,7 +1,10 @@
 //! Dispatch from a parsed command to the library that does the work. Commands that are not built
 //! yet say so and exit 2: none pretends to work.
 
+mod campaign;
+mod progress;
 mod sim;
+mod topology;
 
 use std::process::ExitCode;
 
@@ -12,9 +15,9 @@ use crate::config::Config;
 pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
     match command {
         Command::Sim(args) => sim::run(args, &config).await,
-        Command::Topology => not_built("herald topology", 3),
+        Command::Topology => topology::run(&config).await,
         Command::Worker(_) => not_built("herald worker", 4),
-        Command::Campaign(CampaignCommand::Send(_)) => not_built("herald campaign send", 3),
+        Command::Campaign(CampaignCommand::Send(args)) => campaign::send(args, &config).await,
         Command::Campaign(CampaignCommand::Test(_)) => not_built("herald campaign test", 3),
         Command::Campaign(CampaignCommand::Status { .. }) => not_built("herald campaign status", 5),
         Command::Campaign(
@@ -28,6 +31,21 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
         Command::Dead(DeadCommand::List | DeadCommand::Replay) => not_built("herald dead", 4),
         Command::Demo => not_built("herald demo", 6),
     }
+}
+
+/// Broker settings from the configuration.
+fn amqp_settings(config: &Config) -> herald_amqp::AmqpSettings {
+    herald_amqp::AmqpSettings {
+        url: config.amqp_url.clone(),
+        ..herald_amqp::AmqpSettings::default()
+    }
+}
+
+/// The exchange and queue names for this configuration.
+fn topology_for(config: &Config) -> Result<herald_amqp::Topology, ()> {
+    herald_amqp::Topology::new(&config.topology_prefix).map_err(|error| {
+        eprintln!("herald: topology_prefix: {error}");
+    })
 }
 
 fn not_built(command: &str, issue: u32) -> ExitCode {

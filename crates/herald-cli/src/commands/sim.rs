@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use herald_sim::{Latency, SimConfig};
 
@@ -29,7 +28,13 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
     }
     let sim_config = SimConfig {
         rate_per_sec: args.rate_per_sec,
-        latency: Latency::Fixed(Duration::from_millis(args.latency_ms)),
+        latency: if args.latency_ms == 0 {
+            Latency::None
+        } else {
+            Latency::Fixed {
+                ms: args.latency_ms,
+            }
+        },
         fail_rate: args.fail_rate,
         app_secret: args
             .app_secret

@@ -33,7 +33,8 @@ fn defaults_apply_with_nothing_set() {
     assert_eq!(config.database_url.expose(), "sqlite://herald.db");
     assert_eq!(config.graph_url, "https://graph.facebook.com");
     assert_eq!(config.graph_version, "v25.0");
-    assert_eq!(config.page_rate("1").get(), 250);
+    assert_eq!(config.page_rate_per_sec.get(), 250);
+    assert!(config.page_rates.is_empty());
 }
 
 #[test]
@@ -57,9 +58,9 @@ fn layers_override_in_order_file_env_flags() {
     assert_eq!(config.graph_url, "http://env", "env beats file");
     assert_eq!(config.amqp_url.expose(), "amqp://flag", "flag beats env");
     assert_eq!(config.page_tokens["42"].expose(), "from-env");
-    assert_eq!(config.page_rate("42").get(), 10);
-    assert_eq!(config.page_rate("7").get(), 5);
-    assert_eq!(config.page_rate("8").get(), 100);
+    assert_eq!(config.page_rates["42"].get(), 10);
+    assert_eq!(config.page_rates["7"].get(), 5);
+    assert_eq!(config.page_rate_per_sec.get(), 100);
 }
 
 #[test]

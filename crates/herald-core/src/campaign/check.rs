@@ -122,7 +122,10 @@ impl<'a> Checker<'a> {
         }
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
         let key = path.as_str().rsplit('.').next().unwrap_or_default();
-        let message = format!("unknown {key} `{text}`; expected one of {}", names.join(", "));
+        let message = format!(
+            "unknown {key} `{text}`; expected one of {}",
+            names.join(", ")
+        );
         self.data(path, node, message);
         None
     }
@@ -169,7 +172,12 @@ impl<'n> Fields<'n> {
                 allowed.join(", ")
             );
             let span = entry.key_span.as_ref().or(entry.value.span.as_ref());
-            checker.report(ProblemKind::Usage, &self.path.key(&entry.key), span, message);
+            checker.report(
+                ProblemKind::Usage,
+                &self.path.key(&entry.key),
+                span,
+                message,
+            );
         }
     }
 }

@@ -121,12 +121,9 @@ impl Node {
                 .map(Value::Number)
                 .ok_or(self)?,
             NodeValue::Str(s) | NodeValue::Datetime(s) => Value::String(s.clone()),
-            NodeValue::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(Node::to_json)
-                    .collect::<Result<_, _>>()?,
-            ),
+            NodeValue::Array(items) => {
+                Value::Array(items.iter().map(Node::to_json).collect::<Result<_, _>>()?)
+            }
             NodeValue::Table(entries) => Value::Object(
                 entries
                     .iter()
@@ -209,7 +206,7 @@ mod tests {
         assert_eq!(index.line_col(2), (1, 3));
         assert_eq!(index.line_col(3), (2, 1));
         // "çé" is 4 bytes, 2 characters.
-        assert_eq!(index.line_col(7), (2, 4));
+        assert_eq!(index.line_col(7), (2, 3));
         assert_eq!(index.line_col(1000), (3, 1));
     }
 

@@ -48,12 +48,12 @@ pub(crate) fn segment(checker: &mut Checker<'_>, node: Option<&Node>) -> Option<
     let source = fields
         .get("source")
         .and_then(|n| checker.choice(n, &fields.at("source"), &SOURCES));
-    let matching = fields
-        .get("match")
-        .map_or(Some(Match::All), |n| checker.choice(n, &fields.at("match"), &MATCHES));
-    let filters = fields
-        .get("filter")
-        .map_or(Some(Vec::new()), |n| filters(checker, n, &fields.at("filter")));
+    let matching = fields.get("match").map_or(Some(Match::All), |n| {
+        checker.choice(n, &fields.at("match"), &MATCHES)
+    });
+    let filters = fields.get("filter").map_or(Some(Vec::new()), |n| {
+        filters(checker, n, &fields.at("filter"))
+    });
     let source = match (file, source) {
         (Some((_, node)), Some(Source::Store)) => {
             let message = "`file` and `source = \"store\"` exclude each other; keep one";
@@ -103,9 +103,9 @@ fn filter(checker: &mut Checker<'_>, node: &Node, path: FieldPath) -> Option<Fil
 
 fn group(checker: &mut Checker<'_>, node: &Node, path: FieldPath) -> Option<FilterGroup> {
     let mut fields = checker.table(node, path)?;
-    let matching = fields
-        .get("match")
-        .map_or(Some(Match::All), |n| checker.choice(n, &fields.at("match"), &MATCHES));
+    let matching = fields.get("match").map_or(Some(Match::All), |n| {
+        checker.choice(n, &fields.at("match"), &MATCHES)
+    });
     let filters = fields
         .required(checker, "filter")
         .and_then(|n| Some((filters(checker, n, &fields.at("filter"))?, n)));
@@ -113,7 +113,11 @@ fn group(checker: &mut Checker<'_>, node: &Node, path: FieldPath) -> Option<Filt
     fields.finish(checker, &GROUP_KEYS);
     let (filters, filters_node) = filters?;
     if filters.is_empty() {
-        checker.data(&filter_path, filters_node, "a group needs at least one filter");
+        checker.data(
+            &filter_path,
+            filters_node,
+            "a group needs at least one filter",
+        );
         return None;
     }
     Some(FilterGroup {
@@ -156,16 +160,27 @@ fn operator(
 ) -> Option<Op> {
     let path = fields.at("value");
     if !OP_NAMES.contains(&name) {
-        let message = format!("unknown op `{name}`; expected one of {}", OP_NAMES.join(", "));
+        let message = format!(
+            "unknown op `{name}`; expected one of {}",
+            OP_NAMES.join(", ")
+        );
         checker.data(&fields.at("op"), op_node, message);
         return None;
     }
     if matches!(name, "exists" | "blank") {
         if let Some(value) = value {
-            checker.data(&path, value, format!("op `{name}` takes no value; remove it"));
+            checker.data(
+                &path,
+                value,
+                format!("op `{name}` takes no value; remove it"),
+            );
             return None;
         }
-        return Some(if name == "exists" { Op::Exists } else { Op::Blank });
+        return Some(if name == "exists" {
+            Op::Exists
+        } else {
+            Op::Blank
+        });
     }
     let Some(value) = value else {
         let message = format!("op `{name}` needs a `value`");
@@ -228,7 +243,8 @@ fn scalar(checker: &mut Checker<'_>, node: &Node, path: &FieldPath, op: &str) ->
         NodeValue::Float(number) if number.is_finite() => Some(number.to_string()),
         NodeValue::Bool(flag) => Some(flag.to_string()),
         NodeValue::Array(_) if op != "in" => {
-            let message = format!("op `{op}` takes a single value, not a list; use `in` for a list");
+            let message =
+                format!("op `{op}` takes a single value, not a list; use `in` for a list");
             checker.data(path, node, message);
             None
         }

@@ -117,8 +117,10 @@ pub(crate) const NOTIFICATION_TYPES: [(&str, NotificationType); 3] = [
     ("NO_PUSH", NotificationType::NoPush),
 ];
 pub(crate) const MATCHES: [(&str, Match); 2] = [("all", Match::All), ("any", Match::Any)];
-pub(crate) const WINDOWS: [(&str, WindowPolicy); 2] =
-    [("enforce", WindowPolicy::Enforce), ("off", WindowPolicy::Off)];
+pub(crate) const WINDOWS: [(&str, WindowPolicy); 2] = [
+    ("enforce", WindowPolicy::Enforce),
+    ("off", WindowPolicy::Off),
+];
 
 fn name_of<T: PartialEq + Copy>(table: &[(&'static str, T)], value: T) -> &'static str {
     table
@@ -174,7 +176,7 @@ impl Segment {
 
 impl Delivery {
     /// The `delivery` table as JSON, in the campaign document's shape.
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         json!({
             "rate_per_sec": self.rate_per_sec,
             "max_attempts": self.max_attempts,

@@ -5,7 +5,11 @@
 use super::spec::{MessageTag, TAGS};
 
 /// Retired 2026-04-27: requests carrying them get error 100.
-const RETIRED_2026: [&str; 3] = ["CONFIRMED_EVENT_UPDATE", "ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE"];
+const RETIRED_2026: [&str; 3] = [
+    "CONFIRMED_EVENT_UPDATE",
+    "ACCOUNT_UPDATE",
+    "POST_PURCHASE_UPDATE",
+];
 
 /// Retired 2020-03-04, when 17 tags were cut to 4.
 const RETIRED_2020: [&str; 15] = [
@@ -58,7 +62,10 @@ mod tests {
     #[test]
     fn live_tags_parse() {
         assert_eq!(parse_tag("HUMAN_AGENT"), Ok(MessageTag::HumanAgent));
-        assert_eq!(parse_tag("CUSTOMER_FEEDBACK"), Ok(MessageTag::CustomerFeedback));
+        assert_eq!(
+            parse_tag("CUSTOMER_FEEDBACK"),
+            Ok(MessageTag::CustomerFeedback)
+        );
     }
 
     #[test]

@@ -1,14 +1,888 @@
+use time::macros::datetime;
+
+use super::doc::LineIndex;
 use super::*;
+use crate::filter::{Filter, Match, Op, Operand};
+use crate::user::Attribute;
+
+/// DESIGN.md §2 "The smallest campaign file every version must accept", verbatim.
+const SMALLEST: &str = r#"id = "welcome-back"                 # campaign id: [a-z0-9_-], unique per campaign
+page_id = "1000000001"
+messaging_type = "UPDATE"           # RESPONSE | UPDATE | MESSAGE_TAG | UTILITY
+
+[message]                           # any Send API message object; strings may hold Liquid
+text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
+
+[segment]
+file = "users.csv"                  # or: source = "store"; relative to the campaign file
+match = "all"                       # all (AND) | any (OR) over the filters below
+[[segment.filter]]
+attribute = "country"               # any attribute; external_id, messenger_id, last_inbound_at too
+op = "eq"                           # exists blank eq neq in contains gt gte lt lte within older_than
+value = "BR"                        # within/older_than take a duration: "24h", "7d"
+
+[delivery]
+rate_per_sec = 250                  # this campaign's ceiling for its page (the page limit still applies)
+max_attempts = 5
+expires_after = "6h"                # a job not sent by then becomes `expired`
+window = "enforce"                  # enforce | off: skip users known to be outside the 24 h window
+"#;
 
 #[test]
-fn scratch() {
-    let p = crate::render::parser();
-    let u = crate::user::User::new("u", "1").with_attr("n", "abc").with_attr("e", "");
-    let g = crate::render::globals_for_test(&u);
-    for t in ["{{ n | plus: 1 }}", "{{ e | default: 'x' }}", "{{ n.foo }}", "{{ zz.foo }}", "{{ n | date: '%Y' }}", "{{ missing | upcase }}", "{% include 'x' %}"] {
-        match p.parse(t) {
-            Ok(tp) => eprintln!("{t}: {:?}", tp.render(&g).map_err(|e| e.to_string())),
-            Err(e) => eprintln!("{t}: parse {e}"),
+fn design_smallest_campaign_parses_as_written() {
+    let campaign = Campaign::from_toml(SMALLEST).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.id(), "welcome-back");
+    assert_eq!(campaign.page_id(), "1000000001");
+    assert_eq!(campaign.messaging_type(), MessagingType::Update);
+    assert_eq!(campaign.tag(), None);
+    assert_eq!(campaign.notification_type(), None);
+    assert_eq!(
+        campaign.message(),
+        &serde_json::json!({
+            "text": "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
+        })
+    );
+    assert_eq!(
+        campaign.segment().source,
+        SegmentSource::File("users.csv".into())
+    );
+    assert_eq!(campaign.segment().filter.matching, Match::All);
+    assert_eq!(
+        campaign.segment().filter.filters,
+        [Filter::Condition(crate::filter::Condition {
+            attribute: Attribute::Other("country".into()),
+            op: Op::Eq(Operand::new("BR")),
+        })]
+    );
+    assert_eq!(
+        *campaign.delivery(),
+        Delivery {
+            rate_per_sec: 250,
+            max_attempts: 5,
+            expires_after: std::time::Duration::from_secs(6 * 3600),
+            window: WindowPolicy::Enforce,
         }
+    );
+    let user = User::new("u1", "42")
+        .with_attr("country", "BR")
+        .with_attr("promo_code", "X1");
+    assert!(campaign.matches(&user, datetime!(2026-05-01 0:00 UTC)));
+    let body = campaign.render_request(&user, "run1:u1").unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"recipient":{"id":"42"},"messaging_type":"UPDATE","message":{"text":"Hi there, your code is X1.","metadata":"run1:u1"}}"#
+    );
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let source =
+        "id = \"a\"\npage_id = \"1\"\nmessaging_type = \"RESPONSE\"\n[message]\ntext = \"hi\"\n";
+    let campaign = Campaign::from_toml(source).unwrap();
+    assert_eq!(*campaign.delivery(), Delivery::default());
+    assert_eq!(campaign.delivery().rate_per_sec, 250);
+    assert_eq!(campaign.delivery().max_attempts, 5);
+    assert_eq!(campaign.delivery().expires_after.as_secs(), 24 * 3600);
+    assert_eq!(campaign.delivery().window, WindowPolicy::Enforce);
+    assert_eq!(*campaign.segment(), Segment::default());
+    assert_eq!(campaign.segment().source, SegmentSource::Unset);
+}
+
+#[test]
+fn segment_file_can_be_overridden() {
+    let mut campaign = Campaign::from_toml(SMALLEST).unwrap();
+    campaign.set_segment_file("other.jsonl");
+    assert_eq!(
+        campaign.segment().source,
+        SegmentSource::File("other.jsonl".into())
+    );
+}
+
+const BASE: &str = r#"id = "welcome-back"
+page_id = "1000000001"
+messaging_type = "UPDATE"
+
+[message]
+text = "Hi {{ first_name | default: 'there' }}"
+quick_replies = [
+  { content_type = "text", title = "Yes", payload = "YES" },
+  { content_type = "text", title = "No", payload = "NO" },
+]
+
+[segment]
+file = "users.csv"
+match = "all"
+[[segment.filter]]
+attribute = "country"
+op = "eq"
+value = "BR"
+[[segment.filter]]
+attribute = "age"
+op = "gte"
+value = 18
+[[segment.filter]]
+group = { match = "any", filter = [
+  { attribute = "plan", op = "in", value = ["pro", "team"] },
+  { attribute = "last_inbound_at", op = "within", value = "7d" },
+] }
+
+[delivery]
+rate_per_sec = 250
+max_attempts = 5
+expires_after = "6h"
+window = "enforce"
+"#;
+
+#[test]
+fn base_document_is_valid() {
+    let campaign = Campaign::from_toml(BASE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.segment().filter.filters.len(), 3);
+}
+
+/// One row per problem: edit `BASE` (replace `from` with `to`), expect exactly one problem at
+/// `path`, of `kind`, located at the first occurrence of `at` in the edited source (`None`: no
+/// line).
+#[test]
+fn every_problem_is_reported_with_its_path_and_kind() {
+    use ProblemKind::{Data, Usage};
+    let rows: &[(&str, &str, &str, ProblemKind, Option<&str>)] = &[
+        // The file's shape (exit 64).
+        (
+            "page_id = \"1000000001\"",
+            "page_id = \"1000000001\"\ncolour = \"red\"",
+            "colour",
+            Usage,
+            Some("colour"),
+        ),
+        (
+            "rate_per_sec = 250",
+            "rate = 250",
+            "delivery.rate",
+            Usage,
+            Some("rate ="),
+        ),
+        (
+            "match = \"all\"",
+            "matches = \"all\"",
+            "segment.matches",
+            Usage,
+            Some("matches"),
+        ),
+        (
+            "op = \"eq\"",
+            "op = \"eq\"\noperator = \"eq\"",
+            "segment.filter[0].operator",
+            Usage,
+            Some("operator"),
+        ),
+        (
+            "{ attribute = \"plan\",",
+            "{ attribute = \"plan\", case = \"x\",",
+            "segment.filter[2].group.filter[0].case",
+            Usage,
+            Some("case"),
+        ),
+        (
+            "group = { match = \"any\",",
+            "attribute = \"x\"\ngroup = { match = \"any\",",
+            "segment.filter[2].attribute",
+            Usage,
+            Some("attribute = \"x\""),
+        ),
+        ("id = \"welcome-back\"", "id = 7", "id", Usage, Some("7")),
+        (
+            "page_id = \"1000000001\"",
+            "page_id = 1000000001",
+            "page_id",
+            Usage,
+            Some("1000000001"),
+        ),
+        (
+            "max_attempts = 5",
+            "max_attempts = \"5\"",
+            "delivery.max_attempts",
+            Usage,
+            Some("\"5\""),
+        ),
+        (
+            "rate_per_sec = 250",
+            "rate_per_sec = 2.5",
+            "delivery.rate_per_sec",
+            Usage,
+            Some("2.5"),
+        ),
+        (
+            "window = \"enforce\"",
+            "window = true",
+            "delivery.window",
+            Usage,
+            Some("true"),
+        ),
+        (
+            "attribute = \"country\"",
+            "attribute = 1",
+            "segment.filter[0].attribute",
+            Usage,
+            Some("1\nop"),
+        ),
+        ("id = \"welcome-back\"\n", "", "id", Usage, None),
+        (
+            "messaging_type = \"UPDATE\"\n",
+            "",
+            "messaging_type",
+            Usage,
+            None,
+        ),
+        (
+            "op = \"eq\"\n",
+            "",
+            "segment.filter[0].op",
+            Usage,
+            Some("[[segment.filter]]"),
+        ),
+        (
+            "  { attribute = \"plan\", op = \"in\",",
+            "  { op = \"in\",",
+            "segment.filter[2].group.filter[0].attribute",
+            Usage,
+            Some("{ op"),
+        ),
+        (
+            "window = \"enforce\"",
+            "window = enforce",
+            "",
+            Usage,
+            Some("enforce\n"),
+        ),
+        // Values that break rules (exit 65).
+        (
+            "id = \"welcome-back\"",
+            "id = \"Welcome Back\"",
+            "id",
+            Data,
+            Some("\"Welcome Back\""),
+        ),
+        (
+            "id = \"welcome-back\"",
+            "id = \"\"",
+            "id",
+            Data,
+            Some("\"\""),
+        ),
+        (
+            "id = \"welcome-back\"",
+            &format!("id = \"{}\"", "a".repeat(65)),
+            "id",
+            Data,
+            Some("\"aaa"),
+        ),
+        (
+            "page_id = \"1000000001\"",
+            "page_id = \"10000a\"",
+            "page_id",
+            Data,
+            Some("\"10000a\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"PROMO\"",
+            "messaging_type",
+            Data,
+            Some("\"PROMO\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"update\"",
+            "messaging_type",
+            Data,
+            Some("\"update\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"UPDATE\"\ntag = \"HUMAN_AGENT\"",
+            "tag",
+            Data,
+            Some("\"HUMAN_AGENT\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"MESSAGE_TAG\"",
+            "tag",
+            Data,
+            Some("\"MESSAGE_TAG\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"MESSAGE_TAG\"\ntag = \"ACCOUNT_UPDATE\"",
+            "tag",
+            Data,
+            Some("\"ACCOUNT_UPDATE\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"MESSAGE_TAG\"\ntag = \"SHIPPING_UPDATE\"",
+            "tag",
+            Data,
+            Some("\"SHIPPING_UPDATE\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"MESSAGE_TAG\"\ntag = \"PROMO\"",
+            "tag",
+            Data,
+            Some("\"PROMO\""),
+        ),
+        (
+            "messaging_type = \"UPDATE\"",
+            "messaging_type = \"UPDATE\"\nnotification_type = \"LOUD\"",
+            "notification_type",
+            Data,
+            Some("\"LOUD\""),
+        ),
+        (
+            "default: 'there' }}\"",
+            "default: 'there' \"",
+            "message.text",
+            Data,
+            Some("\"Hi {{"),
+        ),
+        (
+            "default: 'there' }}\"",
+            "default: 'there' | shout }}\"",
+            "message.text",
+            Data,
+            Some("\"Hi {{"),
+        ),
+        (
+            "title = \"No\"",
+            "title = \"{% if %}\"",
+            "message.quick_replies[1].title",
+            Data,
+            Some("\"{% if %}\""),
+        ),
+        (
+            "title = \"No\"",
+            "title = \"{% include 'x' %}\"",
+            "message.quick_replies[1].title",
+            Data,
+            Some("\"{% include"),
+        ),
+        (
+            "text = \"Hi {{",
+            &format!("text = \"{} {{{{", "a".repeat(2000)),
+            "message.text",
+            Data,
+            Some("\"aaa"),
+        ),
+        (
+            "title = \"No\"",
+            "title = \"No, no, no, no, no, thanks\"",
+            "message.quick_replies[1].title",
+            Data,
+            Some("\"No, no"),
+        ),
+        (
+            "payload = \"NO\" },",
+            &format!(
+                "payload = \"NO\" }},\n{}",
+                "{ content_type = \"text\", title = \"x\", payload = \"x\" },\n".repeat(12)
+            ),
+            "message.quick_replies",
+            Data,
+            Some("[\n  { content_type"),
+        ),
+        (
+            "[message]\n",
+            "[message]\nmetadata = \"mine\"\n",
+            "message.metadata",
+            Data,
+            Some("\"mine\""),
+        ),
+        (
+            "op = \"eq\"",
+            "op = \"equals\"",
+            "segment.filter[0].op",
+            Data,
+            Some("\"equals\""),
+        ),
+        (
+            "attribute = \"country\"",
+            "attribute = \" \"",
+            "segment.filter[0].attribute",
+            Data,
+            Some("\" \""),
+        ),
+        (
+            "value = \"7d\"",
+            "value = \"7 days\"",
+            "segment.filter[2].group.filter[1].value",
+            Data,
+            Some("\"7 days\""),
+        ),
+        (
+            "value = \"7d\"",
+            "value = 7",
+            "segment.filter[2].group.filter[1].value",
+            Data,
+            Some("7 }"),
+        ),
+        (
+            "value = [\"pro\", \"team\"]",
+            "value = \"pro\"",
+            "segment.filter[2].group.filter[0].value",
+            Data,
+            Some("\"pro\""),
+        ),
+        (
+            "value = [\"pro\", \"team\"]",
+            "value = []",
+            "segment.filter[2].group.filter[0].value",
+            Data,
+            Some("[]"),
+        ),
+        (
+            "value = [\"pro\", \"team\"]",
+            "value = [\"pro\", [\"team\"]]",
+            "segment.filter[2].group.filter[0].value[1]",
+            Data,
+            Some("[\"team\"]"),
+        ),
+        (
+            "value = \"BR\"",
+            "value = [\"BR\"]",
+            "segment.filter[0].value",
+            Data,
+            Some("[\"BR\"]"),
+        ),
+        (
+            "value = \"BR\"",
+            "value = { a = 1 }",
+            "segment.filter[0].value",
+            Data,
+            Some("{ a"),
+        ),
+        (
+            "op = \"eq\"",
+            "op = \"exists\"",
+            "segment.filter[0].value",
+            Data,
+            Some("\"BR\""),
+        ),
+        (
+            "value = \"BR\"\n",
+            "",
+            "segment.filter[0].value",
+            Data,
+            Some("\"eq\""),
+        ),
+        (
+            "match = \"all\"",
+            "match = \"every\"",
+            "segment.match",
+            Data,
+            Some("\"every\""),
+        ),
+        (
+            "group = { match = \"any\"",
+            "group = { match = \"some\"",
+            "segment.filter[2].group.match",
+            Data,
+            Some("\"some\""),
+        ),
+        (
+            "file = \"users.csv\"",
+            "file = \"users.csv\"\nsource = \"store\"",
+            "segment.file",
+            Data,
+            Some("\"users.csv\""),
+        ),
+        (
+            "file = \"users.csv\"",
+            "source = \"db\"",
+            "segment.source",
+            Data,
+            Some("\"db\""),
+        ),
+        (
+            "file = \"users.csv\"",
+            "file = \"\"",
+            "segment.file",
+            Data,
+            Some("\"\""),
+        ),
+        (
+            "rate_per_sec = 250",
+            "rate_per_sec = 0",
+            "delivery.rate_per_sec",
+            Data,
+            Some("0\nmax_attempts"),
+        ),
+        (
+            "rate_per_sec = 250",
+            "rate_per_sec = -5",
+            "delivery.rate_per_sec",
+            Data,
+            Some("-5"),
+        ),
+        (
+            "max_attempts = 5",
+            "max_attempts = 21",
+            "delivery.max_attempts",
+            Data,
+            Some("21"),
+        ),
+        (
+            "max_attempts = 5",
+            "max_attempts = 0",
+            "delivery.max_attempts",
+            Data,
+            Some("0\nexpires_after"),
+        ),
+        (
+            "expires_after = \"6h\"",
+            "expires_after = \"6 hours\"",
+            "delivery.expires_after",
+            Data,
+            Some("\"6 hours\""),
+        ),
+        (
+            "expires_after = \"6h\"",
+            "expires_after = \"0s\"",
+            "delivery.expires_after",
+            Data,
+            Some("\"0s\""),
+        ),
+        (
+            "expires_after = \"6h\"",
+            "expires_after = \"3mo\"",
+            "delivery.expires_after",
+            Data,
+            Some("\"3mo\""),
+        ),
+        (
+            "window = \"enforce\"",
+            "window = \"strict\"",
+            "delivery.window",
+            Data,
+            Some("\"strict\""),
+        ),
+    ];
+    for (from, to, path, kind, at) in rows {
+        assert!(BASE.contains(from), "row {path}: `{from}` is not in BASE");
+        let source = BASE.replacen(from, to, 1);
+        let errors = match Campaign::from_toml(&source) {
+            Ok(_) => panic!("row {path}: accepted\n{source}"),
+            Err(errors) => errors,
+        };
+        let problems = errors.problems();
+        assert_eq!(
+            problems.len(),
+            1,
+            "row {path}: expected one problem, got\n{errors}"
+        );
+        let problem = &problems[0];
+        assert_eq!(problem.path, *path, "{errors}");
+        assert_eq!(problem.kind, *kind, "row {path}: {errors}");
+        let expected_code = if *kind == Usage {
+            EXIT_USAGE
+        } else {
+            EXIT_DATA
+        };
+        assert_eq!(errors.exit_code(), expected_code, "row {path}");
+        let expected_at = at.map(|marker| {
+            let offset = source
+                .find(marker)
+                .unwrap_or_else(|| panic!("row {path}: no `{marker}`"));
+            LineIndex::new(&source).line_col(offset)
+        });
+        assert_eq!(problem.line_col, expected_at, "row {path}: {errors}");
+        assert!(!problem.message.is_empty());
     }
+}
+
+#[test]
+fn problem_messages_explain() {
+    let check = |from: &str, to: &str, needles: &[&str]| {
+        let source = BASE.replacen(from, to, 1);
+        let errors = Campaign::from_toml(&source).unwrap_err();
+        let text = errors.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "`{needle}` not in: {text}");
+        }
+    };
+    check(
+        "messaging_type = \"UPDATE\"",
+        "messaging_type = \"MESSAGE_TAG\"\ntag = \"POST_PURCHASE_UPDATE\"",
+        &[
+            "4:7: tag:",
+            "retired",
+            "2026-04-27",
+            "UTILITY",
+            "Marketing Messages",
+        ],
+    );
+    check(
+        "default: 'there' }}\"",
+        "default: 'there' \"",
+        &["6:8: message.text: Liquid syntax error at 1:29 of the template"],
+    );
+    check(
+        "rate_per_sec = 250",
+        "rate = 250",
+        &["unknown key `rate`", "rate_per_sec"],
+    );
+    check(
+        "max_attempts = 5",
+        "max_attempts = 50",
+        &["between 1 and 20, got 50"],
+    );
+    check(
+        "page_id = \"1000000001\"",
+        "page_id = 1000000001",
+        &["write page_id = \"1000000001\""],
+    );
+    check(
+        "op = \"eq\"",
+        "op = \"like\"",
+        &["unknown op `like`", "older_than"],
+    );
+    check("value = \"BR\"", "value = [\"BR\"]", &["use `in`"]);
+    check("value = \"7d\"", "value = \"7 days\"", &["not a duration"]);
+}
+
+#[test]
+fn all_problems_are_listed_at_once() {
+    let source = r#"id = "Bad Id"
+page_id = "abc"
+messaging_type = "UPDATE"
+tag = "SHIPPING_UPDATE"
+colour = "red"
+
+[message]
+text = "{{ oops "
+metadata = "x"
+
+[segment]
+match = "most"
+[[segment.filter]]
+attribute = "a"
+op = "nope"
+
+[delivery]
+max_attempts = 99
+expires_after = "soon"
+speed = 3
+"#;
+    let errors = Campaign::from_toml(source).unwrap_err();
+    let found: Vec<(&str, Option<(usize, usize)>)> = errors
+        .problems()
+        .iter()
+        .map(|p| (p.path.as_str(), p.line_col))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("id", Some((1, 6))),
+            ("page_id", Some((2, 11))),
+            ("tag", Some((4, 7))),
+            ("tag", Some((4, 7))),
+            ("colour", Some((5, 1))),
+            ("message.text", Some((8, 8))),
+            ("message.metadata", Some((9, 12))),
+            ("segment.match", Some((12, 9))),
+            ("segment.filter[0].op", Some((15, 6))),
+            ("delivery.max_attempts", Some((18, 16))),
+            ("delivery.expires_after", Some((19, 17))),
+            ("delivery.speed", Some((20, 1))),
+        ],
+        "{errors}"
+    );
+    assert_eq!(errors.exit_code(), EXIT_USAGE);
+    assert_eq!(errors.to_string().lines().count(), errors.problems().len());
+}
+
+#[test]
+fn syntax_errors_are_usage_with_position() {
+    let errors = Campaign::from_toml("id = \"a\"\npage_id = \n").unwrap_err();
+    assert_eq!(errors.exit_code(), EXIT_USAGE);
+    let problem = &errors.problems()[0];
+    assert_eq!(problem.path, "");
+    assert_eq!(problem.line_col.map(|(line, _)| line), Some(2));
+    assert!(
+        problem.message.starts_with("TOML syntax error"),
+        "{problem}"
+    );
+    let errors = Campaign::from_json("{\n  \"id\": \"a\",\n}").unwrap_err();
+    assert_eq!(errors.exit_code(), EXIT_USAGE);
+    assert_eq!(errors.problems()[0].line_col, Some((3, 1)));
+    let not_a_list = r#"{"id": "a", "page_id": "1", "messaging_type": "UPDATE",
+        "message": {"text": "x"}, "segment": {"filter": {"attribute": "a"}}}"#;
+    let errors = Campaign::from_json(not_a_list).unwrap_err();
+    assert_eq!(errors.problems().len(), 1, "{errors}");
+    assert_eq!(errors.problems()[0].path, "segment.filter");
+    assert_eq!(
+        errors.problems()[0].message,
+        "expected a list, found a table"
+    );
+    let errors = Campaign::from_json("[1, 2]").unwrap_err();
+    assert_eq!(
+        errors.problems()[0].message,
+        "expected a table, found a list"
+    );
+}
+
+const JSON: &str = r#"{
+  "id": "welcome-back",
+  "page_id": "1000000001",
+  "messaging_type": "MESSAGE_TAG",
+  "tag": "HUMAN_AGENT",
+  "notification_type": "NO_PUSH",
+  "message": { "text": "Hi {{ first_name | default: \"there\" }}" },
+  "segment": {
+    "source": "store",
+    "match": "any",
+    "filter": [
+      { "attribute": "psid", "op": "exists" },
+      { "group": { "filter": [ { "attribute": "age", "op": "lt", "value": 18.5 } ] } }
+    ]
+  },
+  "delivery": { "rate_per_sec": 10, "max_attempts": 20, "expires_after": "1h30m", "window": "off" }
+}"#;
+
+#[test]
+fn json_documents_parse_like_toml() {
+    let campaign = Campaign::from_json(JSON).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.tag(), Some(MessageTag::HumanAgent));
+    assert_eq!(campaign.notification_type(), Some(NotificationType::NoPush));
+    assert_eq!(campaign.segment().source, SegmentSource::Store);
+    assert_eq!(campaign.segment().filter.matching, Match::Any);
+    assert_eq!(campaign.delivery().expires_after.as_secs(), 5400);
+    assert_eq!(campaign.delivery().window, WindowPolicy::Off);
+    let under_age = User::new("u", "1").with_attr("age", "17");
+    assert!(campaign.matches(&under_age, datetime!(2026-05-01 0:00 UTC)));
+}
+
+#[test]
+fn json_problems_have_paths_but_no_lines() {
+    let check = |from: &str, to: &str, path: &str, code: u8| {
+        let source = JSON.replacen(from, to, 1);
+        let errors = Campaign::from_json(&source).unwrap_err();
+        let problems = errors.problems();
+        assert_eq!(problems.len(), 1, "{errors}");
+        assert_eq!(problems[0].path, path, "{errors}");
+        assert_eq!(problems[0].line_col, None);
+        assert_eq!(errors.exit_code(), code, "{errors}");
+    };
+    check(
+        "\"max_attempts\": 20",
+        "\"max_attempts\": 30",
+        "delivery.max_attempts",
+        EXIT_DATA,
+    );
+    check(
+        "\"max_attempts\": 20",
+        "\"max_attempts\": null",
+        "delivery.max_attempts",
+        EXIT_USAGE,
+    );
+    check(
+        "\"window\": \"off\"",
+        "\"window\": \"off\", \"x\": 1",
+        "delivery.x",
+        EXIT_USAGE,
+    );
+    check(
+        "\"match\": \"any\"",
+        "\"match\": [\"any\"]",
+        "segment.match",
+        EXIT_USAGE,
+    );
+    check(
+        "\"op\": \"lt\", \"value\": 18.5",
+        "\"op\": \"lt\"",
+        "segment.filter[1].group.filter[0].value",
+        EXIT_DATA,
+    );
+    check(
+        "\"filter\": [ { \"attribute\": \"age\", \"op\": \"lt\", \"value\": 18.5 } ]",
+        "\"filter\": []",
+        "segment.filter[1].group.filter",
+        EXIT_DATA,
+    );
+    check(
+        "\"HUMAN_AGENT\"",
+        "\"CONFIRMED_EVENT_UPDATE\"",
+        "tag",
+        EXIT_DATA,
+    );
+    check(
+        "\"message\": { \"text\"",
+        "\"message\": { \"quick_replies\": 3, \"text\"",
+        "message.quick_replies",
+        EXIT_DATA,
+    );
+}
+
+#[test]
+fn to_json_round_trips() {
+    for campaign in [
+        Campaign::from_toml(SMALLEST).unwrap(),
+        Campaign::from_toml(BASE).unwrap(),
+        Campaign::from_json(JSON).unwrap(),
+    ] {
+        let json = campaign.to_json().to_string();
+        let again = Campaign::from_json(&json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+        assert_eq!(again, campaign, "{json}");
+    }
+}
+
+#[test]
+fn customer_feedback_and_human_agent_are_accepted() {
+    for tag in ["HUMAN_AGENT", "CUSTOMER_FEEDBACK"] {
+        let source = BASE.replacen(
+            "messaging_type = \"UPDATE\"",
+            &format!("messaging_type = \"MESSAGE_TAG\"\ntag = \"{tag}\""),
+            1,
+        );
+        let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(campaign.tag().map(MessageTag::as_str), Some(tag));
+    }
+}
+
+#[test]
+fn groups_can_be_written_as_table_headers() {
+    let source = r#"id = "g"
+page_id = "1"
+messaging_type = "UTILITY"
+[message.template]
+name = "order_update"
+[segment]
+source = "store"
+[[segment.filter]]
+[segment.filter.group]
+match = "any"
+[[segment.filter.group.filter]]
+attribute = "country"
+op = "eq"
+value = "BR"
+[[segment.filter.group.filter]]
+attribute = "signed_up"
+op = "older_than"
+value = "2w"
+"#;
+    let campaign = Campaign::from_toml(source).unwrap_or_else(|e| panic!("{e}"));
+    let now = datetime!(2026-05-01 0:00 UTC);
+    let [Filter::Group(group)] = campaign.segment().filter.filters.as_slice() else {
+        panic!("one group expected");
+    };
+    assert_eq!(group.matching, Match::Any);
+    assert!(campaign.matches(&User::new("u", "1").with_attr("country", "BR"), now));
+    assert!(campaign.matches(
+        &User::new("u", "1").with_attr("signed_up", "2026-01-01"),
+        now
+    ));
+    assert!(!campaign.matches(
+        &User::new("u", "1").with_attr("signed_up", "2026-04-30"),
+        now
+    ));
 }

@@ -15,7 +15,7 @@ use super::spec::{
 };
 use super::{segment, tags};
 use crate::duration::parse_duration;
-use crate::limits::check_message_limits;
+use crate::limits::{self, check_message_limits};
 use crate::path::FieldPath;
 use crate::render::{self, Header, RequestTemplate};
 use crate::user::User;
@@ -35,7 +35,10 @@ const MAX_ID_LEN: usize = 64;
 const SAMPLE_JOB_ID: &str = "sample-run:sample-user";
 
 /// Builds a campaign from a parsed document, or lists everything wrong with it.
-pub(crate) fn build(root: &Node, lines: Option<&LineIndex<'_>>) -> Result<Campaign, CampaignErrors> {
+pub(crate) fn build(
+    root: &Node,
+    lines: Option<&LineIndex<'_>>,
+) -> Result<Campaign, CampaignErrors> {
     let mut checker = Checker::new(lines);
     let campaign = read(&mut checker, root, lines);
     match campaign {
@@ -78,7 +81,9 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
     let message_node = top.required(checker, "message");
     let message = message_node.and_then(|n| check_message(checker, n, &top.at("message")));
     let segment = segment::segment(checker, top.get("segment"));
-    let delivery = top.get("delivery").map_or(Some(Delivery::default()), |n| delivery(checker, n));
+    let delivery = top
+        .get("delivery")
+        .map_or(Some(Delivery::default()), |n| delivery(checker, n));
     top.finish(checker, &TOP_KEYS);
 
     let (message, message_node) = (message?, message_node?);
@@ -98,11 +103,37 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
             return None;
         }
     };
-    let sample = request.render_sample(&User::new("sample-user", "0"), SAMPLE_JOB_ID);
-    for violation in check_message_limits(&sample) {
+    let (sample, failures) = request.render_sample(&User::new("sample-user", "0"), SAMPLE_JOB_ID);
+    // Most render failures depend on the user's data; a missing partial fails for everyone.
+    for failure in failures
+        .iter()
+        .filter(|f| f.message.contains("Partial does not exist"))
+    {
+        let message =
+            "`{% include %}` and `{% render %}` are not supported: campaigns have no partials";
+        let span = spans.find(failure.path.as_str());
+        checker.report(ProblemKind::Data, &failure.path, span, message);
+    }
+    // A template rendering empty for a user without attributes says nothing about real users;
+    // everything else only grows with attributes, so it breaks the limits for everyone.
+    let templates: Vec<&str> = request.template_paths().collect();
+    let violations = check_message_limits(&sample)
+        .into_iter()
+        .filter(|violation| {
+            !(violation.message == limits::EMPTY && templates.contains(&violation.path.as_str()))
+        });
+    for violation in violations {
         let path = FieldPath::from_printed(&violation.path);
-        let message = format!("{} (rendered for a user without attributes)", violation.message);
-        checker.report(ProblemKind::Data, &path, spans.find(&violation.path), message);
+        let message = format!(
+            "{} (rendered for a user without attributes)",
+            violation.message
+        );
+        checker.report(
+            ProblemKind::Data,
+            &path,
+            spans.find(&violation.path),
+            message,
+        );
     }
     Some(Campaign {
         id: id?,
@@ -127,9 +158,8 @@ fn check_id(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !ok {
-        let message = format!(
-            "`{id}` is not a campaign id: use 1 to {MAX_ID_LEN} of a-z, 0-9, `_` and `-`"
-        );
+        let message =
+            format!("`{id}` is not a campaign id: use 1 to {MAX_ID_LEN} of a-z, 0-9, `_` and `-`");
         checker.data(path, node, message);
         return None;
     }
@@ -144,7 +174,8 @@ fn check_page_id(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Op
     }
     let page_id = checker.string(node, path)?;
     if page_id.is_empty() || !page_id.bytes().all(|b| b.is_ascii_digit()) {
-        let message = format!("`{page_id}` is not a page id: use the page's numeric id, e.g. \"1000000001\"");
+        let message =
+            format!("`{page_id}` is not a page id: use the page's numeric id, e.g. \"1000000001\"");
         checker.data(path, node, message);
         return None;
     }
@@ -169,18 +200,25 @@ fn check_message(
     path: &FieldPath,
 ) -> Option<serde_json::Value> {
     let NodeValue::Table(entries) = &node.value else {
-        let message = format!("expected a table (a Send API message object), found {}", node.type_name());
+        let message = format!(
+            "expected a table (a Send API message object), found {}",
+            node.type_name()
+        );
         checker.usage(path, node, message);
         return None;
     };
     if entries.is_empty() {
-        checker.data(path, node, "the message is empty; give it `text` or an `attachment`");
+        checker.data(
+            path,
+            node,
+            "the message is empty; give it `text` or an `attachment`",
+        );
         return None;
     }
+    // Reported, but the rest of the message is still compiled and checked.
     if let Some(entry) = entries.iter().find(|entry| entry.key == "metadata") {
         let message = "Herald sets message.metadata to the job id; remove it";
         checker.data(&path.key("metadata"), &entry.value, message);
-        return None;
     }
     match node.to_json() {
         Ok(json) => Some(json),
@@ -207,28 +245,36 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
         }
         u32::try_from(value).ok()
     };
-    let rate_per_sec = bounded(checker, "rate_per_sec", 1, i64::from(u32::MAX), defaults.rate_per_sec);
+    let rate_per_sec = bounded(
+        checker,
+        "rate_per_sec",
+        1,
+        i64::from(u32::MAX),
+        defaults.rate_per_sec,
+    );
     let max_attempts = bounded(checker, "max_attempts", 1, 20, defaults.max_attempts);
     let expires_after = match fields.get("expires_after") {
         None => Some(defaults.expires_after),
         Some(node) => {
             let path = fields.at("expires_after");
-            checker.string(node, &path).and_then(|text| match parse_duration(text) {
-                Ok(duration) if !duration.is_zero() => Some(duration),
-                Ok(_) => {
-                    checker.data(&path, node, "must be longer than 0s");
-                    None
-                }
-                Err(error) => {
-                    checker.data(&path, node, error.to_string());
-                    None
-                }
-            })
+            checker
+                .string(node, &path)
+                .and_then(|text| match parse_duration(text) {
+                    Ok(duration) if !duration.is_zero() => Some(duration),
+                    Ok(_) => {
+                        checker.data(&path, node, "must be longer than 0s");
+                        None
+                    }
+                    Err(error) => {
+                        checker.data(&path, node, error.to_string());
+                        None
+                    }
+                })
         }
     };
-    let window = fields
-        .get("window")
-        .map_or(Some(defaults.window), |n| checker.choice(n, &fields.at("window"), &WINDOWS));
+    let window = fields.get("window").map_or(Some(defaults.window), |n| {
+        checker.choice(n, &fields.at("window"), &WINDOWS)
+    });
     fields.finish(checker, &DELIVERY_KEYS);
     Some(Delivery {
         rate_per_sec: rate_per_sec?,

@@ -6,9 +6,9 @@
 //! re-parse (except for the rare message whose `type`-like fields are themselves templates).
 //! Liquid output is not HTML-escaped.
 
+mod escape;
 mod globals;
-
-use std::io;
+mod liquid_error;
 
 use serde_json::Value;
 
@@ -17,7 +17,12 @@ use crate::path::FieldPath;
 use crate::skip::SkipReason;
 use crate::user::User;
 
+use escape::JsonEscaper;
 use globals::Globals;
+use liquid_error::first_line;
+
+pub(crate) use escape::write_json_str;
+pub(crate) use liquid_error::describe_liquid_error;
 
 /// Fields Graph reads to decide what the rest of the message means; if one of them is a
 /// template, the per-string limits are not known up front and the whole body is re-checked.
@@ -71,14 +76,7 @@ enum Piece {
 
 impl std::fmt::Debug for RequestTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let templates: Vec<&str> = self
-            .pieces
-            .iter()
-            .filter_map(|piece| match piece {
-                Piece::Template { path, .. } => Some(path.as_str()),
-                _ => None,
-            })
-            .collect();
+        let templates: Vec<&str> = self.template_paths().collect();
         f.debug_struct("RequestTemplate")
             .field("templates", &templates)
             .field("full_check", &self.full_check)
@@ -138,7 +136,11 @@ impl RequestTemplate {
             builder.raw(":");
             builder.value(value, root.key(key));
         }
-        builder.raw(if first { r#""metadata":"# } else { r#","metadata":"# });
+        builder.raw(if first {
+            r#""metadata":"#
+        } else {
+            r#","metadata":"#
+        });
         builder.pieces.push(Piece::JobId);
         builder.raw("}}");
         if !builder.errors.is_empty() {
@@ -156,6 +158,14 @@ impl RequestTemplate {
             pieces: builder.pieces,
             full_check: builder.full_check,
             capacity,
+        })
+    }
+
+    /// The paths of the strings that are templates.
+    pub(crate) fn template_paths(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|piece| match piece {
+            Piece::Template { path, .. } => Some(path.as_str()),
+            _ => None,
         })
     }
 
@@ -195,29 +205,36 @@ impl RequestTemplate {
         }
     }
 
-    /// The rendered `message` for a sample user, for validation: a template that fails to
-    /// render renders empty (a filter may need an attribute the sample user lacks).
-    pub(crate) fn render_sample(&self, user: &User, job_id: &str) -> Value {
+    /// The rendered `message` for a sample user, for validation. A template that fails to
+    /// render renders empty (a filter may need an attribute the sample user lacks) and its
+    /// error is returned beside the message.
+    pub(crate) fn render_sample(&self, user: &User, job_id: &str) -> (Value, Vec<TemplateError>) {
         let globals = Globals::new(user);
         let mut out = Vec::with_capacity(self.capacity);
+        let mut failures = Vec::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Raw(text) => out.extend_from_slice(text.as_bytes()),
                 Piece::Psid => write_json_str(&mut out, user.psid().unwrap_or("0")),
                 Piece::JobId => write_json_str(&mut out, job_id),
-                Piece::Template { template, .. } => {
+                Piece::Template { template, path, .. } => {
                     let mark = out.len();
-                    if render_template(&mut out, template, &globals).is_err() {
+                    if let Err(error) = render_template(&mut out, template, &globals) {
                         out.truncate(mark);
                         out.extend_from_slice(b"\"\"");
+                        failures.push(TemplateError {
+                            path: path.clone(),
+                            message: first_line(&error),
+                        });
                     }
                 }
             }
         }
-        serde_json::from_slice::<Value>(&out)
+        let message = serde_json::from_slice::<Value>(&out)
             .ok()
             .and_then(|mut body| body.get_mut("message").map(Value::take))
-            .unwrap_or(Value::Null)
+            .unwrap_or(Value::Null);
+        (message, failures)
     }
 }
 
@@ -321,110 +338,5 @@ fn json(text: &str) -> String {
     Value::from(text).to_string()
 }
 
-/// Liquid errors span several lines ("with:" context). Results get the headline plus the
-/// names Liquid reports (filter, variable, index), never the values it was given, which may be
-/// the user's data.
-fn first_line(error: &liquid::Error) -> String {
-    summarize(error, &["requested filter", "requested variable", "requested index", "filter"])
-}
-
-/// A syntax error on one line, with the position inside the template when Liquid gives one:
-/// `Liquid syntax error at 1:29 of the template: expected Identifier`.
-pub(crate) fn describe_liquid_error(error: &liquid::Error) -> String {
-    let summary = summarize(error, &["requested filter", "requested tag", "requested block"]);
-    match summary.split_once(": ") {
-        Some((position, rest)) if position.starts_with("at ") => {
-            format!("Liquid syntax error {position} of the template: {rest}")
-        }
-        _ => format!("Liquid syntax error: {summary}"),
-    }
-}
-
-/// Folds Liquid's multi-line error text into one line, keeping only the named context keys.
-fn summarize(error: &liquid::Error, keep: &[&str]) -> String {
-    let text = error.to_string();
-    let mut position = None;
-    let mut parts: Vec<String> = Vec::new();
-    let mut context = Vec::new();
-    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
-        let line = line.trim_start_matches("liquid:").trim();
-        if let Some(at) = line.strip_prefix("-->") {
-            position = Some(format!("at {}", at.trim()));
-        } else if let Some(detail) = line.strip_prefix('=') {
-            parts.push(detail.trim().trim_end_matches('.').to_owned());
-        } else if let Some((key, value)) = line.split_once('=') {
-            if keep.contains(&key.trim()) {
-                context.push(format!("{} `{}`", key.trim(), value.trim()));
-            }
-        } else if !(line == "with:" || line.starts_with('|') || line.starts_with(char::is_numeric)) {
-            parts.push(line.trim_end_matches('.').to_owned());
-        }
-    }
-    let mut out = parts.join(", ");
-    if !context.is_empty() {
-        out.push_str(&format!(" ({})", context.join(", ")));
-    }
-    match position {
-        Some(position) => format!("{position}: {out}"),
-        None => out,
-    }
-}
-
-/// Writes `text` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    escape_into(out, text.as_bytes());
-    out.push(b'"');
-}
-
-/// Appends UTF-8 bytes with JSON string escaping (`"`, `\`, control characters); everything
-/// else, including non-ASCII, passes through, as serde_json does.
-fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{byte:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
-/// An `io::Write` that JSON-escapes into a buffer and counts the characters written.
-/// Escaping only touches ASCII bytes, so a character split across writes is safe.
-struct JsonEscaper<'a> {
-    out: &'a mut Vec<u8>,
-    chars: usize,
-}
-
-impl io::Write for JsonEscaper<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.chars += buf.iter().filter(|&&b| (b & 0xc0) != 0x80).count();
-        escape_into(self.out, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-pub(crate) fn globals_for_test(user: &User) -> Globals<'_> { Globals::new(user) }

@@ -1,0 +1,151 @@
+//! `herald campaign send` and `--dry-run`: load and validate the campaign (every problem listed,
+//! exit 64/65, nothing published), pick the segment, then run the producer with a progress line
+//! and a summary. The run id is printed first because it is what `--resume` takes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use herald_core::campaign::{Campaign, SegmentSource};
+use herald_producer::checkpoint::RunStore;
+use herald_producer::{DryRun, ProducerError, Progress, Run, SendSpec, dry_run};
+
+use crate::cli::SendArgs;
+use crate::commands::{amqp_settings, progress, topology_for};
+use crate::config::Config;
+
+/// Exit code when the broker cannot be reached or refuses messages (EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
+
+pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
+    let (campaign, segment) = match load(&args.campaign, args.segment.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if args.dry_run {
+        return match dry_run(&campaign, &segment, args.strict) {
+            Ok(report) => print_dry_run(&report),
+            Err(error) => producer_failed(&error),
+        };
+    }
+    let Ok(topology) = topology_for(config) else {
+        return ExitCode::from(64);
+    };
+    let spec = SendSpec {
+        campaign: Arc::new(campaign),
+        segment,
+        resume: args.resume,
+        strict: args.strict,
+        amqp: amqp_settings(config),
+        topology,
+        runs: RunStore::new(&config.state_dir),
+    };
+    let run = match Run::prepare(spec) {
+        Ok(run) => run,
+        Err(error) => return producer_failed(&error),
+    };
+    out(&format!("run_id: {}", run.run_id()));
+    let counters = Arc::new(Progress::default());
+    let display = progress::spawn(counters.clone());
+    let result = run.execute(counters).await;
+    display.finish().await;
+    match result {
+        Ok(record) => {
+            out(&format!("published: {}", record.published));
+            for (reason, count) in &record.skipped {
+                out(&format!("skipped.{reason}: {count}"));
+            }
+            out(&format!("malformed: {}", record.malformed));
+            ExitCode::SUCCESS
+        }
+        Err(error) => producer_failed(&error),
+    }
+}
+
+/// Reads and validates a campaign file (TOML, or JSON by extension) and resolves its segment:
+/// `--segment` wins, else `segment.file` relative to the campaign file.
+pub(crate) fn load(path: &Path, segment: Option<&Path>) -> Result<(Campaign, PathBuf), ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        eprintln!("herald: cannot read campaign {}: {error}", path.display());
+        ExitCode::from(66)
+    })?;
+    let parsed = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        Campaign::from_json(&text)
+    } else {
+        Campaign::from_toml(&text)
+    };
+    let campaign = parsed.map_err(|errors| {
+        eprintln!(
+            "herald: {} has {} problem(s); nothing was published:",
+            path.display(),
+            errors.problems().len()
+        );
+        for problem in errors.problems() {
+            eprintln!("  {}:{problem}", path.display());
+        }
+        ExitCode::from(errors.exit_code())
+    })?;
+    let segment = match (segment, &campaign.segment().source) {
+        (Some(file), _) => file.to_path_buf(),
+        (None, SegmentSource::File(file)) => path.parent().unwrap_or(Path::new(".")).join(file),
+        (None, SegmentSource::Store) => {
+            eprintln!(
+                "herald: segment.source = \"store\" is not built yet (issue 5); use --segment FILE"
+            );
+            return Err(ExitCode::from(2));
+        }
+        (None, SegmentSource::Unset) => {
+            eprintln!(
+                "herald: {} has no segment.file; pass --segment FILE",
+                path.display()
+            );
+            return Err(ExitCode::from(64));
+        }
+    };
+    Ok((campaign, segment))
+}
+
+fn print_dry_run(report: &DryRun) -> ExitCode {
+    out(&format!("rows: {}", report.rows));
+    out(&format!("audience (jobs): {}", report.jobs));
+    out(&format!("filtered out: {}", report.filtered));
+    for (reason, count) in &report.skipped {
+        out(&format!("skipped.{reason}: {count}"));
+    }
+    out(&format!("malformed: {}", report.malformed));
+    for example in &report.malformed_examples {
+        out(&format!("  {example}"));
+    }
+    for (index, sample) in report.samples.iter().enumerate() {
+        out(&format!("sample {}: {sample}", index + 1));
+    }
+    out("dry run: nothing was published");
+    ExitCode::SUCCESS
+}
+
+fn producer_failed(error: &ProducerError) -> ExitCode {
+    eprintln!("herald: {error}");
+    let code = match error {
+        ProducerError::Segment(_) | ProducerError::Malformed(_) => 65,
+        ProducerError::WrongCampaign { .. } => 64,
+        ProducerError::Checkpoint(_) => 1,
+        ProducerError::Amqp(_) => EX_UNAVAILABLE,
+    };
+    if matches!(error, ProducerError::Amqp(_) | ProducerError::Malformed(_)) {
+        eprintln!(
+            "herald: confirmed work is recorded; continue with `herald campaign send CAMPAIGN --resume RUN_ID`"
+        );
+    }
+    ExitCode::from(code)
+}
+
+/// Command output on stdout, one line at a time (logs go to stderr).
+pub(crate) fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}

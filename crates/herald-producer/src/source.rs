@@ -1,0 +1,121 @@
+//! The reading side of a run, on a thread of its own because files block and rendering is CPU
+//! work: rows are read, planned and serialised there, then handed to the async publisher over a
+//! bounded channel, so memory stays flat whatever the segment's size.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use herald_core::campaign::Campaign;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::plan::{Planned, Planner};
+use crate::segment::{RowError, SegmentError, SegmentReader};
+
+/// One row's worth of work for the publisher.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A serialised `SendJob`.
+    Job { line: u64, body: Vec<u8> },
+    /// A serialised `skipped` result and its routing key.
+    Skip {
+        line: u64,
+        body: Vec<u8>,
+        routing_key: String,
+        reason: &'static str,
+    },
+    /// A row that could not be read (already logged).
+    Malformed(RowError),
+    /// A row the filters left out.
+    Filtered { line: u64 },
+}
+
+/// Counters the progress display reads while the run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Rows read so far (any kind).
+    pub rows: AtomicU64,
+    /// Bytes of the segment read so far.
+    pub bytes: AtomicU64,
+    /// Size of the segment file, when known.
+    pub total_bytes: AtomicU64,
+    /// Jobs confirmed by the broker.
+    pub published: AtomicU64,
+    /// Skipped results confirmed by the broker.
+    pub skipped: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Where to start and what to remember when resuming.
+pub(crate) struct SourcePlan {
+    pub(crate) segment: PathBuf,
+    pub(crate) run_id: String,
+    /// Rows on or before this line were handled by an earlier attempt.
+    pub(crate) resume_after_line: u64,
+}
+
+/// Spawns the reading thread; items arrive in file order on the returned channel.
+pub(crate) fn spawn(
+    campaign: Arc<Campaign>,
+    plan: SourcePlan,
+    progress: Arc<Progress>,
+    now: OffsetDateTime,
+) -> Result<mpsc::Receiver<Item>, SegmentError> {
+    if let Ok(meta) = std::fs::metadata(&plan.segment) {
+        progress.total_bytes.store(meta.len(), Ordering::Relaxed);
+    }
+    let reader = SegmentReader::open(&plan.segment)?;
+    let (sender, receiver) = mpsc::channel(4096);
+    std::thread::Builder::new()
+        .name("herald-segment".into())
+        .spawn(move || read_rows(&campaign, reader, &plan, &progress, now, &sender))
+        .map_err(SegmentError::Io)?;
+    Ok(receiver)
+}
+
+fn read_rows(
+    campaign: &Campaign,
+    reader: SegmentReader,
+    plan: &SourcePlan,
+    progress: &Progress,
+    now: OffsetDateTime,
+    sender: &mpsc::Sender<Item>,
+) {
+    let mut planner = Planner::new(campaign, plan.run_id.clone());
+    let mut reader = reader;
+    while let Some(row) = reader.next() {
+        Progress::add(&progress.rows, 1);
+        progress.bytes.store(reader.bytes_read(), Ordering::Relaxed);
+        let item = match row {
+            Err(error) if error.line <= plan.resume_after_line => continue,
+            Err(error) => Item::Malformed(error),
+            Ok(row) if row.line <= plan.resume_after_line => {
+                planner.remember(&row.user, now);
+                continue;
+            }
+            Ok(row) => match planner.plan(&row.user, now) {
+                None => Item::Filtered { line: row.line },
+                Some(Planned::Job(job)) => Item::Job {
+                    line: row.line,
+                    body: serde_json::to_vec(&job).expect("job serialises"),
+                },
+                Some(Planned::Skip { result, reason }) => Item::Skip {
+                    line: row.line,
+                    routing_key: result.routing_key(),
+                    body: serde_json::to_vec(&result).expect("result serialises"),
+                    reason,
+                },
+            },
+        };
+        // The publisher hung up (it failed or was stopped): stop reading.
+        if sender.blocking_send(item).is_err() {
+            return;
+        }
+    }
+}
