@@ -59,3 +59,79 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `herald` binary of this workspace, built on first use if `cargo test` did not build it
+/// (e.g. `cargo test -p herald-tests`).
+pub fn herald_bin() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/debug/deps/herald_tests-… → target/debug/herald
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("target dir");
+        let bin = dir.join("herald");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "herald-cli", "--bin", "herald"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the herald binary failed");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A `herald` command with a clean environment: only PATH, HOME and the given settings, so the
+/// developer's own `HERALD_*` variables never leak into a test.
+pub fn herald(settings: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(herald_bin());
+    command.env_clear();
+    for key in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    command
+        .env("HERALD_AMQP_URL", amqp_addr())
+        .env("HERALD_LOG_FORMAT", "json");
+    for (key, value) in settings {
+        command.env(key, value);
+    }
+    command
+}
+
+/// Takes every message from `queue` until none has arrived for half a second (no-ack consumer
+/// with a large prefetch, so thousands drain quickly).
+pub async fn drain(connection: &lapin::Connection, queue: &str) -> Vec<Vec<u8>> {
+    use futures_util::StreamExt;
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_qos(2000, lapin::options::BasicQosOptions::default())
+        .await
+        .expect("basic.qos");
+    let options = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "drain".into(),
+            options,
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let mut bodies = Vec::new();
+    while let Ok(Some(delivery)) =
+        tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
+    {
+        bodies.push(delivery.expect("delivery").data);
+    }
+    let _ = channel.close(200, "drained".into()).await;
+    bodies
+}

@@ -110,7 +110,10 @@ impl Driver {
                 match self.intake.poll_recv(cx) {
                     Poll::Ready(Some(pending)) => {
                         self.last_registered = pending.id;
-                        self.slots.push(Slot { pending, seen: None });
+                        self.slots.push(Slot {
+                            pending,
+                            seen: None,
+                        });
                         progress = true;
                     }
                     Poll::Ready(None) => self.intake_open = false,
@@ -146,7 +149,11 @@ impl Driver {
                 break;
             }
         }
-        if !self.intake_open && self.slots.is_empty() { Poll::Ready(()) } else { Poll::Pending }
+        if !self.intake_open && self.slots.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Gives every slot trusted by fence `completed` its outcome. If the fence failed the channel
@@ -191,7 +198,8 @@ impl Driver {
         if !self.returned.is_empty() {
             let open: Vec<u64> = self.slots.iter().map(|slot| slot.pending.id).collect();
             let last = self.last_registered;
-            self.returned.retain(|id, _| *id > last || open.contains(id));
+            self.returned
+                .retain(|id, _| *id > last || open.contains(id));
         }
     }
 }
@@ -208,7 +216,13 @@ fn observe(result: lapin::Result<Confirmation>, returned: &mut HashMap<u64, Retu
     if let Some(message) = message {
         if let Some(id) = publish_id(&message) {
             let text = message.reply_text.as_str().to_owned();
-            returned.insert(id, Returned { reply_code: message.reply_code, reply_text: text });
+            returned.insert(
+                id,
+                Returned {
+                    reply_code: message.reply_code,
+                    reply_text: text,
+                },
+            );
         } else {
             tracing::warn!(exchange = %message.exchange, routing_key = %message.routing_key,
                 "Broker returned a message without a publish id; ignoring it.");

@@ -4,14 +4,13 @@
 //! publishers and consumers are rebuilt explicitly, with their confirms and acks accounted for.
 
 use backon::{ExponentialBuilder, Retryable};
-use lapin::{ConnectionProperties, options::QueueDeclareOptions, types::FieldTable};
 use lapin::protocol::AMQPSoftError;
+use lapin::{ConnectionProperties, options::QueueDeclareOptions, types::FieldTable};
 use tracing::{info, warn};
 
 use crate::{AmqpError, AmqpSettings, BrokerAddress, error::soft_error};
 
 /// An open connection to RabbitMQ. Cheap to share by reference; channels are opened per use.
-#[derive(Debug)]
 pub struct Connection {
     inner: lapin::Connection,
     address: BrokerAddress,
@@ -26,8 +25,12 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
     let timeout = settings.connect_timeout();
     let attempts = settings.connect_attempts.max(1);
     let backoff = ExponentialBuilder::default()
-        .with_min_delay(std::time::Duration::from_millis(settings.connect_backoff_ms))
-        .with_max_delay(std::time::Duration::from_millis(settings.connect_backoff_max_ms))
+        .with_min_delay(std::time::Duration::from_millis(
+            settings.connect_backoff_ms,
+        ))
+        .with_max_delay(std::time::Duration::from_millis(
+            settings.connect_backoff_max_ms,
+        ))
         .with_max_times(attempts as usize - 1)
         .with_jitter();
     let mut tried = 0_u32;
@@ -35,7 +38,8 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
         tried += 1;
         let (uri, properties) = (uri.clone(), properties.clone());
         async move {
-            match tokio::time::timeout(timeout, lapin::Connection::connect_uri(uri, properties)).await
+            match tokio::time::timeout(timeout, lapin::Connection::connect_uri(uri, properties))
+                .await
             {
                 Ok(result) => result.map_err(Attempt::Failed),
                 Err(_) => Err(Attempt::TimedOut),
@@ -63,13 +67,13 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
             address: address.host_port(),
             vhost: address.vhost.clone(),
             detail: refusal(&source),
-            source,
+            source: Box::new(source),
         }),
         Err(Attempt::Failed(source)) => Err(AmqpError::Connect {
             address: address.host_port(),
             vhost: address.vhost.clone(),
             attempts: tried,
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -126,7 +130,10 @@ impl Connection {
 
     /// Opens a fresh channel.
     pub(crate) async fn channel(&self) -> Result<lapin::Channel, AmqpError> {
-        self.inner.create_channel().await.map_err(AmqpError::amqp("channel.open"))
+        self.inner
+            .create_channel()
+            .await
+            .map_err(AmqpError::amqp("channel.open"))
     }
 
     /// Consumers currently attached to `queue`, as the broker counts them (passive declare). The
@@ -145,17 +152,22 @@ impl Connection {
     async fn inspect(&self, queue: &str) -> Result<lapin::Queue, AmqpError> {
         let name = crate::topology::short_string(queue)?;
         let channel = self.channel().await?;
-        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let result = channel.queue_declare(name, options, FieldTable::default()).await;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let result = channel
+            .queue_declare(name, options, FieldTable::default())
+            .await;
         match result {
             Ok(found) => {
                 close_quietly(&channel).await;
                 Ok(found)
             }
             Err(error) => match soft_error(&error) {
-                Some((AMQPSoftError::NOTFOUND, _)) => {
-                    Err(AmqpError::QueueMissing { queue: queue.to_owned() })
-                }
+                Some((AMQPSoftError::NOTFOUND, _)) => Err(AmqpError::QueueMissing {
+                    queue: queue.to_owned(),
+                }),
                 _ => Err(AmqpError::amqp("queue.declare (passive)")(error)),
             },
         }
@@ -163,7 +175,19 @@ impl Connection {
 
     /// Closes the connection cleanly (reply 200); unacked deliveries go back to their queues.
     pub async fn close(&self) -> Result<(), AmqpError> {
-        self.inner.close(200, "bye".into()).await.map_err(AmqpError::amqp("connection.close"))
+        self.inner
+            .close(200, "bye".into())
+            .await
+            .map_err(AmqpError::amqp("connection.close"))
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("address", &self.address)
+            .field("connected", &self.is_connected())
+            .finish()
     }
 }
 

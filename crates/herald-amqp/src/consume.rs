@@ -39,7 +39,6 @@ pub struct Consumer {
 }
 
 /// One message from a `Consumer`; settle it with `ack`, `nack` or `reject`.
-#[derive(Debug)]
 pub struct Delivery {
     inner: lapin::message::Delivery,
 }
@@ -47,7 +46,11 @@ pub struct Delivery {
 impl Consumer {
     /// Consumes `queue` with manual acks and at most `prefetch` unacked deliveries (0 is raised
     /// to 1: unbounded prefetch defeats the point).
-    pub async fn start(connection: &Connection, queue: &str, prefetch: u16) -> Result<Self, AmqpError> {
+    pub async fn start(
+        connection: &Connection,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Self, AmqpError> {
         Self::start_with(connection, queue, prefetch, FieldTable::default()).await
     }
 
@@ -64,7 +67,10 @@ impl Consumer {
             StreamOffset::Next => "next",
         };
         let mut arguments = FieldTable::default();
-        arguments.insert("x-stream-offset".into(), AMQPValue::LongString(offset.into()));
+        arguments.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString(offset.into()),
+        );
         Self::start_with(connection, queue, prefetch, arguments).await
     }
 
@@ -80,17 +86,24 @@ impl Consumer {
             .basic_qos(prefetch.max(1), BasicQosOptions::default())
             .await
             .map_err(AmqpError::amqp("basic.qos"))?;
-        let options = BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() };
+        let options = BasicConsumeOptions {
+            no_ack: false,
+            ..BasicConsumeOptions::default()
+        };
         let inner = channel
             .basic_consume(name, "".into(), options, arguments)
             .await
             .map_err(|error| match soft_error(&error) {
-                Some((AMQPSoftError::NOTFOUND, _)) => {
-                    AmqpError::QueueMissing { queue: queue.to_owned() }
-                }
+                Some((AMQPSoftError::NOTFOUND, _)) => AmqpError::QueueMissing {
+                    queue: queue.to_owned(),
+                },
                 _ => AmqpError::amqp("basic.consume")(error),
             })?;
-        Ok(Self { channel, inner, queue: queue.to_owned() })
+        Ok(Self {
+            channel,
+            inner,
+            queue: queue.to_owned(),
+        })
     }
 
     /// The queue this consumer reads.
@@ -108,13 +121,18 @@ impl Consumer {
 
     /// Closes the channel; the broker requeues every delivery not yet acked.
     pub async fn close(self) -> Result<(), AmqpError> {
-        self.channel.close(200, "bye".into()).await.map_err(AmqpError::amqp("channel.close"))
+        self.channel
+            .close(200, "bye".into())
+            .await
+            .map_err(AmqpError::amqp("channel.close"))
     }
 }
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue", &self.queue).finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,7 +142,9 @@ impl Stream for Consumer {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.inner).poll_next(cx).map(|next| {
             next.map(|delivery| {
-                delivery.map(|inner| Delivery { inner }).map_err(AmqpError::amqp("basic.consume"))
+                delivery
+                    .map(|inner| Delivery { inner })
+                    .map_err(AmqpError::amqp("basic.consume"))
             })
         })
     }
@@ -138,7 +158,12 @@ impl Delivery {
 
     /// The message headers (empty when it had none).
     pub fn headers(&self) -> Headers {
-        self.inner.properties.headers().clone().map(Headers::from).unwrap_or_default()
+        self.inner
+            .properties
+            .headers()
+            .clone()
+            .map(Headers::from)
+            .unwrap_or_default()
     }
 
     /// `x-herald-attempt`, if set.
@@ -163,18 +188,43 @@ impl Delivery {
 
     /// Acknowledges it: the broker forgets it.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        settled(self.inner.acker.ack(BasicAckOptions::default()).await, "basic.ack")
+        settled(
+            self.inner.acker.ack(BasicAckOptions::default()).await,
+            "basic.ack",
+        )
     }
 
     /// Negatively acknowledges it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
-        let options = BasicNackOptions { multiple: false, requeue };
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue,
+        };
         settled(self.inner.acker.nack(options).await, "basic.nack")
     }
 
     /// Rejects it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
-        settled(self.inner.acker.reject(BasicRejectOptions { requeue }).await, "basic.reject")
+        settled(
+            self.inner
+                .acker
+                .reject(BasicRejectOptions { requeue })
+                .await,
+            "basic.reject",
+        )
+    }
+}
+
+/// Bodies hold PSIDs and message text, which never reach logs: show the envelope only.
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("exchange", &self.exchange())
+            .field("routing_key", &self.routing_key())
+            .field("redelivered", &self.redelivered())
+            .field("attempt", &self.attempt())
+            .field("body_bytes", &self.body().len())
+            .finish()
     }
 }
 

@@ -24,7 +24,7 @@ pub enum AmqpError {
         attempts: u32,
         /// The last attempt's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
 
     /// The broker answered but refused us: wrong credentials, missing vhost, no permission.
@@ -41,7 +41,7 @@ pub enum AmqpError {
         detail: String,
         /// Lapin's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
 
     /// One connection attempt took longer than the configured timeout.
@@ -131,7 +131,9 @@ pub enum AmqpError {
     },
 
     /// Messages whose confirm nobody awaited failed; reported by `Publisher::flush`.
-    #[error("{count} published message(s) failed while nobody awaited their confirm; first: {first}")]
+    #[error(
+        "{count} published message(s) failed while nobody awaited their confirm; first: {first}"
+    )]
     Unobserved {
         /// How many failed since the last flush.
         count: usize,
@@ -156,16 +158,19 @@ pub enum AmqpError {
     Amqp {
         /// What we were doing (`queue.declare`, `basic.publish`, ...).
         during: &'static str,
-        /// Lapin's error; its classification decides `is_retryable`.
+        /// Lapin's error (boxed: it is large); its classification decides `is_retryable`.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
 }
 
 impl AmqpError {
     /// Wraps a lapin error with what we were doing.
     pub(crate) fn amqp(during: &'static str) -> impl FnOnce(lapin::Error) -> Self {
-        move |source| Self::Amqp { during, source }
+        move |source| Self::Amqp {
+            during,
+            source: Box::new(source),
+        }
     }
 
     /// True when trying again later (possibly on a new connection) may succeed. Lapin errors use
@@ -297,7 +302,7 @@ mod tests {
             address: "127.0.0.1:5672".into(),
             vhost: "/".into(),
             attempts: 3,
-            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()),
         };
         let shown = error.to_string();
         assert!(shown.contains("127.0.0.1:5672"), "{shown}");

@@ -21,13 +21,17 @@ impl Headers {
 
     /// Sets `x-herald-attempt`.
     pub fn with_attempt(mut self, attempt: u32) -> Self {
-        self.0.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        self.0.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::from(attempt)),
+        );
         self
     }
 
     /// Sets `x-herald-reason`.
     pub fn with_reason(mut self, reason: &str) -> Self {
-        self.0.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+        self.0
+            .insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
         self
     }
 
@@ -106,7 +110,10 @@ mod tests {
     #[test]
     fn reason_round_trips() {
         let headers = Headers::new().with_reason("unparseable job: expected value at line 1");
-        assert_eq!(headers.reason().as_deref(), Some("unparseable job: expected value at line 1"));
+        assert_eq!(
+            headers.reason().as_deref(),
+            Some("unparseable job: expected value at line 1")
+        );
         assert_eq!(Headers::new().reason(), None);
     }
 }

@@ -6,6 +6,7 @@
 mod confirm;
 mod connect;
 mod consume;
+mod declare;
 mod error;
 mod headers;
 mod publish;

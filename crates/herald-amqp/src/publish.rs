@@ -25,7 +25,6 @@ use crate::{
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// A confirmed publisher. Share it by reference (or `Arc`) between tasks.
-#[derive(Debug)]
 pub struct Publisher {
     channel: lapin::Channel,
     window: Arc<Semaphore>,
@@ -49,8 +48,8 @@ impl Publisher {
     /// Opens a channel in confirm mode. At most `confirm_window` (at least 1) messages await
     /// their confirm at any time; `publish` waits for room.
     pub async fn open(connection: &Connection, confirm_window: usize) -> Result<Self, AmqpError> {
-        let window_size = u32::try_from(confirm_window.clamp(1, Semaphore::MAX_PERMITS))
-            .unwrap_or(u32::MAX);
+        let window_size =
+            u32::try_from(confirm_window.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         let channel = connection.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -81,8 +80,12 @@ impl Publisher {
         headers: Headers,
     ) -> Result<PendingConfirm, AmqpError> {
         let (exchange_name, key) = (short_string(exchange)?, short_string(routing_key)?);
-        let permit =
-            self.window.clone().acquire_owned().await.map_err(|_| AmqpError::PublisherClosed)?;
+        let permit = self
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AmqpError::PublisherClosed)?;
         let (reply, outcome) = oneshot::channel();
         let mut next_id = self.next_id.lock().await;
         let id = *next_id;
@@ -93,7 +96,10 @@ impl Publisher {
             .with_delivery_mode(2)
             .with_content_type(CONTENT_TYPE_JSON.into())
             .with_headers(headers);
-        let options = BasicPublishOptions { mandatory: true, immediate: false };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
         let confirm = self
             .channel
             .basic_publish(exchange_name, key, options, body, properties)
@@ -108,7 +114,9 @@ impl Publisher {
             reply,
             permit,
         };
-        self.intake.send(pending).map_err(|_| AmqpError::PublisherClosed)?;
+        self.intake
+            .send(pending)
+            .map_err(|_| AmqpError::PublisherClosed)?;
         Ok(PendingConfirm { outcome })
     }
 
@@ -121,7 +129,10 @@ impl Publisher {
         let mut unobserved = self.unobserved.lock().unwrap_or_else(|e| e.into_inner());
         let count = std::mem::take(&mut unobserved.count);
         match unobserved.first.take() {
-            Some(first) => Err(AmqpError::Unobserved { count, first: Box::new(first) }),
+            Some(first) => Err(AmqpError::Unobserved {
+                count,
+                first: Box::new(first),
+            }),
             None => Ok(()),
         }
     }
@@ -139,11 +150,27 @@ impl Publisher {
     /// Flushes, closes the channel and waits for the confirm driver to finish.
     pub async fn close(self) -> Result<(), AmqpError> {
         let flushed = self.flush().await;
-        let Self { channel, intake, driver, .. } = self;
+        let Self {
+            channel,
+            intake,
+            driver,
+            ..
+        } = self;
         drop(intake);
         crate::connect::close_quietly(&channel).await;
         let _ = driver.await;
         flushed
+    }
+}
+
+/// Lapin's channel `Debug` prints returned messages, bodies included; show counts only.
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("channel", &self.channel.id())
+            .field("confirm_window", &self.window_size)
+            .field("outstanding", &self.outstanding())
+            .finish()
     }
 }
 

@@ -73,7 +73,11 @@ impl AmqpSettings {
         if self.connect_timeout_ms == 0 {
             problems.push("amqp.connect_timeout_ms: must be at least 1".to_owned());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Where the URL points, safe to log.
@@ -126,7 +130,9 @@ impl std::fmt::Display for BrokerAddress {
 /// (password included) in some errors. Lapin also maps an IP host to "localhost" (it only reads
 /// `Url::domain`), so the literal host is put back.
 fn parse(raw: &str) -> Result<(BrokerAddress, AMQPUri), AmqpError> {
-    let invalid = |reason: &str| AmqpError::InvalidUrl { reason: reason.to_owned() };
+    let invalid = |reason: &str| AmqpError::InvalidUrl {
+        reason: reason.to_owned(),
+    };
     let url = Url::parse(raw).map_err(|error| invalid(&error.to_string()))?;
     if !matches!(url.scheme(), "amqp" | "amqps") {
         return Err(invalid("the scheme must be amqp:// or amqps://"));
@@ -139,7 +145,11 @@ fn parse(raw: &str) -> Result<(BrokerAddress, AMQPUri), AmqpError> {
     };
     let mut uri = AMQPUri::from_str(raw).map_err(|_| invalid("lapin cannot parse it"))?;
     uri.authority.host = host.clone();
-    let address = BrokerAddress { host, port: uri.authority.port, vhost: uri.vhost.clone() };
+    let address = BrokerAddress {
+        host,
+        port: uri.authority.port,
+        vhost: uri.vhost.clone(),
+    };
     Ok((address, uri))
 }
 
@@ -148,7 +158,10 @@ mod tests {
     use super::*;
 
     fn settings(url: &str) -> AmqpSettings {
-        AmqpSettings { url: Secret::new(url), ..AmqpSettings::default() }
+        AmqpSettings {
+            url: Secret::new(url),
+            ..AmqpSettings::default()
+        }
     }
 
     #[test]
@@ -160,7 +173,11 @@ mod tests {
             assert!(!address.to_string().contains("s3cret"), "{address}");
         };
         check(DEFAULT_AMQP_URL, "127.0.0.1:5672", "/");
-        check("amqp://u:s3cret@rabbit.internal:5673/herald", "rabbit.internal:5673", "herald");
+        check(
+            "amqp://u:s3cret@rabbit.internal:5673/herald",
+            "rabbit.internal:5673",
+            "herald",
+        );
         check("amqps://u:s3cret@[::1]/%2f", "[::1]:5671", "/");
         check("amqp://127.0.0.1", "127.0.0.1:5672", "/");
     }
@@ -174,10 +191,21 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected_without_echoing_them() {
-        for url in ["http://u:s3cret@host/", "amqp://u:s3cret@/", "not a url s3cret", "amqp://u:s3cret@h:99999/"] {
+        for url in [
+            "http://u:s3cret@host/",
+            "amqp://u:s3cret@/",
+            "not a url s3cret",
+            "amqp://u:s3cret@h:99999/",
+        ] {
             let error = settings(url).address().unwrap_err();
-            assert!(matches!(error, AmqpError::InvalidUrl { .. }), "{url}: {error:?}");
-            assert!(!format!("{error} {error:?}").contains("s3cret"), "{url}: {error}");
+            assert!(
+                matches!(error, AmqpError::InvalidUrl { .. }),
+                "{url}: {error:?}"
+            );
+            assert!(
+                !format!("{error} {error:?}").contains("s3cret"),
+                "{url}: {error}"
+            );
         }
     }
 

@@ -55,7 +55,10 @@ impl RetryTier {
     /// The shortest tier that waits at least `wanted` (so a `retry_after` is a floor), capped at
     /// one hour.
     pub fn for_delay(wanted: Duration) -> RetryTier {
-        Self::ALL.into_iter().find(|tier| tier.delay() >= wanted).unwrap_or(Self::OneHour)
+        Self::ALL
+            .into_iter()
+            .find(|tier| tier.delay() >= wanted)
+            .unwrap_or(Self::OneHour)
     }
 }
 
@@ -87,13 +90,20 @@ mod tests {
         check(601, RetryTier::OneHour);
         check(3600, RetryTier::OneHour);
         check(86_400, RetryTier::OneHour);
-        assert_eq!(RetryTier::for_delay(Duration::from_millis(5_001)), RetryTier::ThirtySeconds);
+        assert_eq!(
+            RetryTier::for_delay(Duration::from_millis(5_001)),
+            RetryTier::ThirtySeconds
+        );
     }
 
     #[test]
     fn tiers_are_sorted_and_named() {
         let names: Vec<_> = RetryTier::ALL.iter().map(|tier| tier.to_string()).collect();
         assert_eq!(names, ["5s", "30s", "2m", "10m", "1h"]);
-        assert!(RetryTier::ALL.windows(2).all(|pair| pair[0].delay() < pair[1].delay()));
+        assert!(
+            RetryTier::ALL
+                .windows(2)
+                .all(|pair| pair[0].delay() < pair[1].delay())
+        );
     }
 }

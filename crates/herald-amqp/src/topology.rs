@@ -1,24 +1,13 @@
 //! `Topology`: every exchange, queue and binding Herald uses (DESIGN §2 "Topology"), named from
-//! one prefix and declared idempotently by one function. An existing queue or exchange declared
-//! with other arguments becomes `TopologyMismatch`/`ExchangeMismatch`, never a silent change:
-//! RabbitMQ cannot alter a queue's arguments in place. Publishing and consuming live elsewhere.
+//! one prefix, with the arguments each queue is declared with. Talking to the broker about them
+//! (declare, delete) is `declare.rs`; publishing and consuming live elsewhere.
 
 use lapin::{
     ExchangeKind,
-    options::{
-        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-        QueueDeleteOptions,
-    },
-    protocol::AMQPSoftError,
     types::{AMQPValue, FieldTable, ShortString},
 };
-use tracing::info;
 
-use crate::{
-    AmqpError, Connection, RetryTier,
-    connect::close_quietly,
-    error::{inequivalent_argument, soft_error},
-};
+use crate::{AmqpError, RetryTier};
 
 /// Routing key of `<prefix>.send` on `<prefix>.jobs`, and where retry tiers dead-letter to.
 pub const SEND_ROUTING_KEY: &str = "send";
@@ -38,7 +27,9 @@ pub struct Topology {
 /// Production names: prefix `herald`.
 impl Default for Topology {
     fn default() -> Self {
-        Self { prefix: "herald".to_owned() }
+        Self {
+            prefix: "herald".to_owned(),
+        }
     }
 }
 
@@ -46,17 +37,29 @@ impl Topology {
     /// Names under `prefix` (`herald` in production, `test-<random>` in tests). The prefix is
     /// ASCII letters, digits, `.`, `_` or `-`, at most 200 bytes, not starting with `amq.`.
     pub fn new(prefix: &str) -> Result<Self, AmqpError> {
-        let invalid = |reason| AmqpError::InvalidName { name: prefix.to_owned(), reason };
+        let invalid = |reason| AmqpError::InvalidName {
+            name: prefix.to_owned(),
+            reason,
+        };
         if prefix.is_empty() || prefix.len() > 200 {
             return Err(invalid("a prefix has 1 to 200 bytes"));
         }
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return Err(invalid("a prefix uses only ASCII letters, digits, '.', '_' and '-'"));
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "a prefix uses only ASCII letters, digits, '.', '_' and '-'",
+            ));
         }
         if prefix.starts_with("amq.") {
-            return Err(invalid("names starting with 'amq.' are reserved by RabbitMQ"));
+            return Err(invalid(
+                "names starting with 'amq.' are reserved by RabbitMQ",
+            ));
         }
-        Ok(Self { prefix: prefix.to_owned() })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// The prefix every name starts with.
@@ -124,73 +127,7 @@ impl Topology {
         format!("{}.control.log", self.prefix)
     }
 
-    /// Declares everything (durable), then binds it. Re-running is a no-op; a queue or exchange
-    /// that exists with other arguments is an error naming it and the argument.
-    pub async fn declare(&self, connection: &Connection) -> Result<(), AmqpError> {
-        let channel = connection.channel().await?;
-        let result = self.declare_on(&channel).await;
-        close_quietly(&channel).await;
-        if result.is_ok() {
-            info!(prefix = %self.prefix, broker = %connection.address(), "Topology declared.");
-        }
-        result
-    }
-
-    async fn declare_on(&self, channel: &lapin::Channel) -> Result<(), AmqpError> {
-        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-        for (name, kind) in self.exchanges() {
-            channel
-                .exchange_declare(short_string(&name)?, kind, durable, FieldTable::default())
-                .await
-                .map_err(|error| mismatch_or(error, Object::Exchange, &name))?;
-        }
-        for (name, arguments) in self.queues() {
-            let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-            channel
-                .queue_declare(short_string(&name)?, options, arguments)
-                .await
-                .map_err(|error| mismatch_or(error, Object::Queue, &name))?;
-        }
-        for (queue, exchange, key) in self.bindings() {
-            channel
-                .queue_bind(
-                    short_string(&queue)?,
-                    short_string(&exchange)?,
-                    short_string(&key)?,
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(AmqpError::amqp("queue.bind"))?;
-        }
-        Ok(())
-    }
-
-    /// Deletes every queue (with its messages) and exchange of this topology; for tests and
-    /// teardown. Missing objects are not an error. Returns the first failure after trying all.
-    pub async fn delete(&self, connection: &Connection) -> Result<(), AmqpError> {
-        let mut first_error = None;
-        let mut channel = connection.channel().await?;
-        for (queue, _) in self.queues() {
-            let result = channel.queue_delete(short_string(&queue)?, QueueDeleteOptions::default());
-            if let Err(error) = result.await {
-                first_error.get_or_insert(AmqpError::amqp("queue.delete")(error));
-                channel = connection.channel().await?;
-            }
-        }
-        for (exchange, _) in self.exchanges() {
-            let name = short_string(&exchange)?;
-            if let Err(error) = channel.exchange_delete(name, ExchangeDeleteOptions::default()).await
-            {
-                first_error.get_or_insert(AmqpError::amqp("exchange.delete")(error));
-                channel = connection.channel().await?;
-            }
-        }
-        close_quietly(&channel).await;
-        first_error.map_or(Ok(()), Err)
-    }
-
-    fn exchanges(&self) -> Vec<(String, ExchangeKind)> {
+    pub(crate) fn exchanges(&self) -> Vec<(String, ExchangeKind)> {
         vec![
             (self.jobs_exchange(), ExchangeKind::Direct),
             (self.retry_exchange(), ExchangeKind::Direct),
@@ -204,15 +141,31 @@ impl Topology {
     /// Every queue with its arguments. Quorum queues for anything holding jobs or results:
     /// replicated, and the retry tiers dead-letter at-least-once (RabbitMQ 3.10+, needs
     /// `x-overflow: reject-publish`), so a job is never lost on its way back to `<p>.send`.
-    fn queues(&self) -> Vec<(String, FieldTable)> {
+    pub(crate) fn queues(&self) -> Vec<(String, FieldTable)> {
         let mut queues = vec![(self.send_queue(), quorum())];
         for tier in RetryTier::ALL {
             let mut arguments = quorum();
             let ttl_ms = i64::try_from(tier.delay().as_millis()).unwrap_or(i64::MAX);
-            insert(&mut arguments, "x-message-ttl", AMQPValue::LongLongInt(ttl_ms));
-            insert(&mut arguments, "x-dead-letter-exchange", text(&self.jobs_exchange()));
-            insert(&mut arguments, "x-dead-letter-routing-key", text(SEND_ROUTING_KEY));
-            insert(&mut arguments, "x-dead-letter-strategy", text("at-least-once"));
+            insert(
+                &mut arguments,
+                "x-message-ttl",
+                AMQPValue::LongLongInt(ttl_ms),
+            );
+            insert(
+                &mut arguments,
+                "x-dead-letter-exchange",
+                text(&self.jobs_exchange()),
+            );
+            insert(
+                &mut arguments,
+                "x-dead-letter-routing-key",
+                text(SEND_ROUTING_KEY),
+            );
+            insert(
+                &mut arguments,
+                "x-dead-letter-strategy",
+                text("at-least-once"),
+            );
             insert(&mut arguments, "x-overflow", text("reject-publish"));
             queues.push((self.retry_queue(tier), arguments));
         }
@@ -221,7 +174,11 @@ impl Topology {
         queues.push((self.events_ingest_queue(), quorum()));
         let mut stream = FieldTable::default();
         insert(&mut stream, "x-queue-type", text("stream"));
-        insert(&mut stream, "x-max-length-bytes", AMQPValue::LongLongInt(CONTROL_LOG_MAX_BYTES));
+        insert(
+            &mut stream,
+            "x-max-length-bytes",
+            AMQPValue::LongLongInt(CONTROL_LOG_MAX_BYTES),
+        );
         let segment = AMQPValue::LongLongInt(CONTROL_LOG_SEGMENT_BYTES);
         insert(&mut stream, "x-stream-max-segment-size-bytes", segment);
         queues.push((self.control_log_queue(), stream));
@@ -229,15 +186,35 @@ impl Topology {
     }
 
     /// `(queue, exchange, routing key)`.
-    fn bindings(&self) -> Vec<(String, String, String)> {
-        let mut bindings = vec![(self.send_queue(), self.jobs_exchange(), SEND_ROUTING_KEY.into())];
+    pub(crate) fn bindings(&self) -> Vec<(String, String, String)> {
+        let mut bindings = vec![(
+            self.send_queue(),
+            self.jobs_exchange(),
+            SEND_ROUTING_KEY.into(),
+        )];
         for tier in RetryTier::ALL {
-            bindings.push((self.retry_queue(tier), self.retry_exchange(), tier.name().into()));
+            bindings.push((
+                self.retry_queue(tier),
+                self.retry_exchange(),
+                tier.name().into(),
+            ));
         }
         bindings.push((self.dead_queue(), self.dead_exchange(), String::new()));
-        bindings.push((self.results_store_queue(), self.results_exchange(), "#".into()));
-        bindings.push((self.events_ingest_queue(), self.events_exchange(), "#".into()));
-        bindings.push((self.control_log_queue(), self.control_exchange(), String::new()));
+        bindings.push((
+            self.results_store_queue(),
+            self.results_exchange(),
+            "#".into(),
+        ));
+        bindings.push((
+            self.events_ingest_queue(),
+            self.events_exchange(),
+            "#".into(),
+        ));
+        bindings.push((
+            self.control_log_queue(),
+            self.control_exchange(),
+            String::new(),
+        ));
         bindings
     }
 }
@@ -248,29 +225,6 @@ pub(crate) fn short_string(name: &str) -> Result<ShortString, AmqpError> {
         name: name.to_owned(),
         reason: "AMQP names have at most 255 bytes",
     })
-}
-
-#[derive(Clone, Copy)]
-enum Object {
-    Queue,
-    Exchange,
-}
-
-/// 406 PRECONDITION_FAILED on a declare means "exists with other arguments".
-fn mismatch_or(error: lapin::Error, object: Object, name: &str) -> AmqpError {
-    if let Some((AMQPSoftError::PRECONDITIONFAILED, text)) = soft_error(&error) {
-        let (argument, detail) = (inequivalent_argument(text), text.to_owned());
-        return match object {
-            Object::Queue => AmqpError::TopologyMismatch { queue: name.to_owned(), argument, detail },
-            Object::Exchange => {
-                AmqpError::ExchangeMismatch { exchange: name.to_owned(), argument, detail }
-            }
-        };
-    }
-    match object {
-        Object::Queue => AmqpError::amqp("queue.declare")(error),
-        Object::Exchange => AmqpError::amqp("exchange.declare")(error),
-    }
 }
 
 fn quorum() -> FieldTable {
@@ -299,7 +253,10 @@ mod tests {
         check(topology.jobs_exchange(), "herald.jobs");
         check(topology.send_queue(), "herald.send");
         check(topology.retry_exchange(), "herald.retry");
-        check(topology.retry_queue(RetryTier::TwoMinutes), "herald.retry.2m");
+        check(
+            topology.retry_queue(RetryTier::TwoMinutes),
+            "herald.retry.2m",
+        );
         check(topology.dead_exchange(), "herald.dead");
         check(topology.results_store_queue(), "herald.results.store");
         check(topology.events_ingest_queue(), "herald.events.ingest");
@@ -310,7 +267,10 @@ mod tests {
     fn rejects_unusable_prefixes() {
         for prefix in ["", "amq.x", "has space", "ünï", &"x".repeat(201)] {
             let error = Topology::new(prefix).unwrap_err();
-            assert!(matches!(error, AmqpError::InvalidName { .. }), "{prefix}: {error}");
+            assert!(
+                matches!(error, AmqpError::InvalidName { .. }),
+                "{prefix}: {error}"
+            );
         }
         assert!(Topology::new("test-0a1b").is_ok());
     }
@@ -320,14 +280,23 @@ mod tests {
         let topology = Topology::new("p").unwrap();
         let queues = topology.queues();
         for tier in RetryTier::ALL {
-            let (_, arguments) =
-                queues.iter().find(|(name, _)| *name == topology.retry_queue(tier)).unwrap();
+            let (_, arguments) = queues
+                .iter()
+                .find(|(name, _)| *name == topology.retry_queue(tier))
+                .unwrap();
             let get = |key: &str| arguments.inner().get(key).cloned();
             let ms = tier.delay().as_millis() as i64;
             assert_eq!(get("x-message-ttl"), Some(AMQPValue::LongLongInt(ms)));
             assert_eq!(get("x-dead-letter-exchange"), Some(text("p.jobs")));
-            assert_eq!(get("x-dead-letter-routing-key"), Some(text(SEND_ROUTING_KEY)));
-            let bound = (topology.retry_queue(tier), "p.retry".into(), tier.name().into());
+            assert_eq!(
+                get("x-dead-letter-routing-key"),
+                Some(text(SEND_ROUTING_KEY))
+            );
+            let bound = (
+                topology.retry_queue(tier),
+                "p.retry".into(),
+                tier.name().into(),
+            );
             assert!(topology.bindings().contains(&bound), "{tier}");
         }
     }
@@ -335,13 +304,30 @@ mod tests {
     #[test]
     fn every_queue_is_bound_and_every_binding_names_declared_objects() {
         let topology = Topology::new("p").unwrap();
-        let queues: Vec<_> = topology.queues().into_iter().map(|(name, _)| name).collect();
-        let exchanges: Vec<_> = topology.exchanges().into_iter().map(|(name, _)| name).collect();
+        let queues: Vec<_> = topology
+            .queues()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let exchanges: Vec<_> = topology
+            .exchanges()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         for queue in &queues {
-            assert!(topology.bindings().iter().any(|(bound, _, _)| bound == queue), "{queue}");
+            assert!(
+                topology
+                    .bindings()
+                    .iter()
+                    .any(|(bound, _, _)| bound == queue),
+                "{queue}"
+            );
         }
         for (queue, exchange, _) in topology.bindings() {
-            assert!(queues.contains(&queue) && exchanges.contains(&exchange), "{queue} {exchange}");
+            assert!(
+                queues.contains(&queue) && exchanges.contains(&exchange),
+                "{queue} {exchange}"
+            );
         }
     }
 }

@@ -20,7 +20,9 @@ use lapin::{
 
 #[tokio::test]
 async fn ten_thousand_pipelined_publishes_are_all_in_the_queue() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
@@ -66,16 +68,24 @@ async fn ten_thousand_pipelined_publishes_are_all_in_the_queue() {
 // (seen here in about half the runs of this test without the driver's id matching).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unroutable_messages_fail_and_only_they_do() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
             let publisher = Publisher::open(connection, 64).await.unwrap();
             let exchange = topology.jobs_exchange();
 
-            let lone = publisher.publish(&exchange, "nowhere", b"{}", Headers::new()).await;
+            let lone = publisher
+                .publish(&exchange, "nowhere", b"{}", Headers::new())
+                .await;
             match lone.unwrap().await {
-                Err(AmqpError::Returned { routing_key, reply_code, .. }) => {
+                Err(AmqpError::Returned {
+                    routing_key,
+                    reply_code,
+                    ..
+                }) => {
                     assert_eq!((routing_key.as_str(), reply_code), ("nowhere", 312));
                 }
                 other => panic!("expected Returned, got {other:?}"),
@@ -86,7 +96,11 @@ async fn unroutable_messages_fail_and_only_they_do() {
             let mut confirms: Vec<(bool, PendingConfirm)> = Vec::new();
             for n in 0..1_500 {
                 let routable = n % 3 != 1;
-                let key = if routable { SEND_ROUTING_KEY } else { "nowhere" };
+                let key = if routable {
+                    SEND_ROUTING_KEY
+                } else {
+                    "nowhere"
+                };
                 let body = format!(r#"{{"n":{n}}}"#);
                 let confirm = publisher.publish(&exchange, key, body.as_bytes(), Headers::new());
                 confirms.push((routable, confirm.await.unwrap()));
@@ -97,10 +111,21 @@ async fn unroutable_messages_fail_and_only_they_do() {
                     (routable, outcome) => panic!("message {n} (routable {routable}): {outcome:?}"),
                 }
             }
-            assert_eq!(connection.message_count(&topology.send_queue()).await.unwrap(), 1_000);
+            assert_eq!(
+                connection
+                    .message_count(&topology.send_queue())
+                    .await
+                    .unwrap(),
+                1_000
+            );
 
             // A failure nobody awaited is reported by the next flush, once.
-            drop(publisher.publish(&exchange, "nowhere", b"{}", Headers::new()).await.unwrap());
+            drop(
+                publisher
+                    .publish(&exchange, "nowhere", b"{}", Headers::new())
+                    .await
+                    .unwrap(),
+            );
             match publisher.flush().await {
                 Err(AmqpError::Unobserved { count: 1, first }) => {
                     assert!(matches!(*first, AmqpError::Returned { .. }), "{first:?}");
@@ -108,7 +133,10 @@ async fn unroutable_messages_fail_and_only_they_do() {
                 other => panic!("expected one unobserved failure, got {other:?}"),
             }
             publisher.flush().await.unwrap();
-            assert!(publisher.is_usable(), "a returned message does not close the channel");
+            assert!(
+                publisher.is_usable(),
+                "a returned message does not close the channel"
+            );
             publisher.close().await.unwrap();
         })
         .await;
@@ -116,32 +144,57 @@ async fn unroutable_messages_fail_and_only_they_do() {
 
 #[tokio::test]
 async fn a_full_queue_that_rejects_publishes_is_a_nack() {
-    let Some(fixture) = Fixture::new().await else { return };
+    let Some(fixture) = Fixture::new().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let queue = format!("{}.tiny", fx.topology.prefix());
             let channel = fx.connection.lapin().create_channel().await.unwrap();
             let mut arguments = FieldTable::default();
             arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
-            arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-            let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-            channel.queue_declare(queue.as_str().into(), options, arguments).await.unwrap();
+            arguments.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(queue.as_str().into(), options, arguments)
+                .await
+                .unwrap();
 
             let publisher = Publisher::open(&fx.connection, 8).await.unwrap();
-            let first = publisher.publish("", &queue, b"1", Headers::new()).await.unwrap();
+            let first = publisher
+                .publish("", &queue, b"1", Headers::new())
+                .await
+                .unwrap();
             first.await.expect("room for one");
-            let second = publisher.publish("", &queue, b"2", Headers::new()).await.unwrap();
+            let second = publisher
+                .publish("", &queue, b"2", Headers::new())
+                .await
+                .unwrap();
             let outcome = second.await;
-            assert!(matches!(outcome, Err(AmqpError::Nacked { .. })), "{outcome:?}");
+            assert!(
+                matches!(outcome, Err(AmqpError::Nacked { .. })),
+                "{outcome:?}"
+            );
             publisher.close().await.unwrap();
-            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
         })
         .await;
 }
 
 #[tokio::test]
 async fn consumer_count_sees_a_consumer_come_and_go() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, send) = (&fx.connection, fx.topology.send_queue());
@@ -166,7 +219,9 @@ async fn consumer_count_sees_a_consumer_come_and_go() {
 
 #[tokio::test]
 async fn unacked_deliveries_go_back_to_the_queue_when_the_consumer_closes() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
@@ -174,7 +229,8 @@ async fn unacked_deliveries_go_back_to_the_queue_when_the_consumer_closes() {
             for n in 0..3 {
                 let body = format!("{n}");
                 let jobs = topology.jobs_exchange();
-                let sent = publisher.publish(&jobs, SEND_ROUTING_KEY, body.as_bytes(), Headers::new());
+                let sent =
+                    publisher.publish(&jobs, SEND_ROUTING_KEY, body.as_bytes(), Headers::new());
                 sent.await.unwrap().await.unwrap();
             }
             let send = topology.send_queue();
@@ -182,7 +238,10 @@ async fn unacked_deliveries_go_back_to_the_queue_when_the_consumer_closes() {
             let first = consumer.next().await.unwrap().unwrap();
             let second = consumer.next().await.unwrap().unwrap();
             first.ack().await.unwrap();
-            assert!(matches!(first.ack().await, Err(AmqpError::AckUnusable)), "acked twice");
+            assert!(
+                matches!(first.ack().await, Err(AmqpError::AckUnusable)),
+                "acked twice"
+            );
             second.nack(true).await.unwrap();
             let again = consumer.next().await.unwrap().unwrap();
             drop(again);
@@ -199,14 +258,19 @@ async fn unacked_deliveries_go_back_to_the_queue_when_the_consumer_closes() {
 
 #[tokio::test]
 async fn missing_queues_are_named() {
-    let Some(fixture) = Fixture::new().await else { return };
+    let Some(fixture) = Fixture::new().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let missing = fx.topology.send_queue();
             let count = fx.connection.consumer_count(&missing).await;
             assert!(matches!(&count, Err(AmqpError::QueueMissing { queue }) if *queue == missing));
             let consumer = Consumer::start(&fx.connection, &missing, 1).await;
-            assert!(matches!(consumer, Err(AmqpError::QueueMissing { .. })), "{consumer:?}");
+            assert!(
+                matches!(consumer, Err(AmqpError::QueueMissing { .. })),
+                "{consumer:?}"
+            );
         })
         .await;
 }
@@ -221,7 +285,10 @@ async fn an_unreachable_broker_is_named_without_the_password() {
         ..AmqpSettings::default()
     };
     let error = connect(&settings).await.unwrap_err();
-    assert!(matches!(error, AmqpError::Connect { attempts: 3, .. }), "{error:?}");
+    assert!(
+        matches!(error, AmqpError::Connect { attempts: 3, .. }),
+        "{error:?}"
+    );
     assert!(error.is_retryable() && error.is_connection_lost());
     let shown = format!("{error} / {error:?}");
     assert!(shown.contains("127.0.0.1:1"), "{shown}");
@@ -231,7 +298,9 @@ async fn an_unreachable_broker_is_named_without_the_password() {
 
 #[tokio::test]
 async fn a_refused_login_is_not_retried_and_hides_the_password() {
-    let Some(connection) = common::broker().await else { return };
+    let Some(connection) = common::broker().await else {
+        return;
+    };
     connection.close().await.unwrap();
     let mut settings = common::settings();
     let address = settings.address().unwrap();
@@ -242,5 +311,8 @@ async fn a_refused_login_is_not_retried_and_hides_the_password() {
     assert!(matches!(error, AmqpError::Refused { .. }), "{error:?}");
     assert!(!error.is_retryable());
     let shown = format!("{error} / {error:?}");
-    assert!(shown.contains("ACCESS_REFUSED") && !shown.contains("wr0ng"), "{shown}");
+    assert!(
+        shown.contains("ACCESS_REFUSED") && !shown.contains("wr0ng"),
+        "{shown}"
+    );
 }

@@ -15,22 +15,38 @@ use lapin::{options::QueueDeclareOptions, types::FieldTable};
 
 #[tokio::test]
 async fn declaring_twice_is_a_no_op() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
             let publisher = Publisher::open(connection, 16).await.unwrap();
             let job = br#"{"v":1}"#;
             let confirm = publisher
-                .publish(&topology.jobs_exchange(), SEND_ROUTING_KEY, job, Headers::new())
+                .publish(
+                    &topology.jobs_exchange(),
+                    SEND_ROUTING_KEY,
+                    job,
+                    Headers::new(),
+                )
                 .await
                 .unwrap();
             confirm.await.unwrap();
 
-            topology.declare(connection).await.expect("second declaration");
+            topology
+                .declare(connection)
+                .await
+                .expect("second declaration");
 
             // The queue kept its message: nothing was recreated or purged.
-            assert_eq!(connection.message_count(&topology.send_queue()).await.unwrap(), 1);
+            assert_eq!(
+                connection
+                    .message_count(&topology.send_queue())
+                    .await
+                    .unwrap(),
+                1
+            );
             let mut queues = vec![
                 topology.send_queue(),
                 topology.dead_queue(),
@@ -40,7 +56,10 @@ async fn declaring_twice_is_a_no_op() {
             ];
             queues.extend(RetryTier::ALL.map(|tier| topology.retry_queue(tier)));
             for queue in queues {
-                connection.message_count(&queue).await.unwrap_or_else(|e| panic!("{queue}: {e}"));
+                connection
+                    .message_count(&queue)
+                    .await
+                    .unwrap_or_else(|e| panic!("{queue}: {e}"));
             }
             publisher.close().await.unwrap();
         })
@@ -49,18 +68,30 @@ async fn declaring_twice_is_a_no_op() {
 
 #[tokio::test]
 async fn an_existing_classic_send_queue_is_a_mismatch_naming_queue_and_argument() {
-    let Some(fixture) = Fixture::new().await else { return };
+    let Some(fixture) = Fixture::new().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let send = fx.topology.send_queue();
             let channel = fx.connection.lapin().create_channel().await.unwrap();
-            let classic = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-            channel.queue_declare(send.as_str().into(), classic, FieldTable::default()).await.unwrap();
+            let classic = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(send.as_str().into(), classic, FieldTable::default())
+                .await
+                .unwrap();
 
             let error = fx.topology.declare(&fx.connection).await.unwrap_err();
 
             match &error {
-                AmqpError::TopologyMismatch { queue, argument, detail } => {
+                AmqpError::TopologyMismatch {
+                    queue,
+                    argument,
+                    detail,
+                } => {
                     assert_eq!(queue, &send);
                     assert_eq!(argument.as_deref(), Some("x-queue-type"), "{detail}");
                 }
@@ -68,14 +99,19 @@ async fn an_existing_classic_send_queue_is_a_mismatch_naming_queue_and_argument(
             }
             assert!(!error.is_retryable());
             let shown = error.to_string();
-            assert!(shown.contains(&send) && shown.contains("x-queue-type"), "{shown}");
+            assert!(
+                shown.contains(&send) && shown.contains("x-queue-type"),
+                "{shown}"
+            );
         })
         .await;
 }
 
 #[tokio::test]
 async fn a_message_in_the_5s_retry_tier_comes_back_to_the_send_queue() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
@@ -83,14 +119,17 @@ async fn a_message_in_the_5s_retry_tier_comes_back_to_the_send_queue() {
             let tier = RetryTier::FiveSeconds;
             let body = br#"{"job_id":"run-1:user-1"}"#;
             let headers = Headers::new().with_attempt(2);
-            let confirm =
-                publisher.publish(&topology.retry_exchange(), tier.name(), body, headers).await;
+            let confirm = publisher
+                .publish(&topology.retry_exchange(), tier.name(), body, headers)
+                .await;
             confirm.unwrap().await.expect("the tier queue takes it");
 
             let send = topology.send_queue();
-            eventually(Duration::from_secs(15), "the job back on the send queue", || async {
-                (connection.message_count(&send).await.unwrap() == 1).then_some(())
-            })
+            eventually(
+                Duration::from_secs(15),
+                "the job back on the send queue",
+                || async { (connection.message_count(&send).await.unwrap() == 1).then_some(()) },
+            )
             .await;
             let retry_queue = topology.retry_queue(tier);
             assert_eq!(connection.message_count(&retry_queue).await.unwrap(), 0);
@@ -98,7 +137,11 @@ async fn a_message_in_the_5s_retry_tier_comes_back_to_the_send_queue() {
             let mut consumer = Consumer::start(connection, &send, 1).await.unwrap();
             let delivery = consumer.next().await.expect("a delivery").unwrap();
             assert_eq!(delivery.body(), body);
-            assert_eq!(delivery.attempt(), Some(2), "the attempt header survives the detour");
+            assert_eq!(
+                delivery.attempt(),
+                Some(2),
+                "the attempt header survives the detour"
+            );
             assert_eq!(delivery.routing_key(), SEND_ROUTING_KEY);
             delivery.ack().await.unwrap();
             consumer.close().await.unwrap();
@@ -109,20 +152,31 @@ async fn a_message_in_the_5s_retry_tier_comes_back_to_the_send_queue() {
 
 #[tokio::test]
 async fn the_dead_letter_exchange_keeps_the_bytes_and_the_reason() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
             let publisher = Publisher::open(connection, 16).await.unwrap();
             let poison = b"\xff not json at all";
-            let headers = Headers::new().with_reason("unparseable job").with_attempt(1);
-            let sent = publisher.publish(&topology.dead_exchange(), "send", poison, headers).await;
+            let headers = Headers::new()
+                .with_reason("unparseable job")
+                .with_attempt(1);
+            let sent = publisher
+                .publish(&topology.dead_exchange(), "send", poison, headers)
+                .await;
             sent.unwrap().await.unwrap();
 
-            let mut consumer = Consumer::start(connection, &topology.dead_queue(), 1).await.unwrap();
+            let mut consumer = Consumer::start(connection, &topology.dead_queue(), 1)
+                .await
+                .unwrap();
             let delivery = consumer.next().await.expect("a delivery").unwrap();
             assert_eq!(delivery.body(), poison);
-            assert_eq!(delivery.headers().reason().as_deref(), Some("unparseable job"));
+            assert_eq!(
+                delivery.headers().reason().as_deref(),
+                Some("unparseable job")
+            );
             delivery.ack().await.unwrap();
             consumer.close().await.unwrap();
             publisher.close().await.unwrap();
@@ -132,15 +186,26 @@ async fn the_dead_letter_exchange_keeps_the_bytes_and_the_reason() {
 
 #[tokio::test]
 async fn a_late_worker_replays_the_control_log_from_the_first_entry() {
-    let Some(fixture) = Fixture::declared().await else { return };
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
     fixture
         .run(|fx| async move {
             let (connection, topology) = (&fx.connection, &fx.topology);
             let publisher = Publisher::open(connection, 16).await.unwrap();
-            let commands = [r#"{"halt":"p1"}"#, r#"{"pause":"r1"}"#, r#"{"resume":"p1"}"#];
+            let commands = [
+                r#"{"halt":"p1"}"#,
+                r#"{"pause":"r1"}"#,
+                r#"{"resume":"p1"}"#,
+            ];
             for command in commands {
                 let confirm = publisher
-                    .publish(&topology.control_exchange(), "", command.as_bytes(), Headers::new())
+                    .publish(
+                        &topology.control_exchange(),
+                        "",
+                        command.as_bytes(),
+                        Headers::new(),
+                    )
                     .await
                     .unwrap();
                 confirm.await.unwrap();
@@ -157,6 +222,42 @@ async fn a_late_worker_replays_the_control_log_from_the_first_entry() {
             }
             late.close().await.unwrap();
             publisher.close().await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn an_existing_exchange_of_another_type_is_a_mismatch_naming_it() {
+    let Some(fixture) = Fixture::new().await else {
+        return;
+    };
+    fixture
+        .run(|fx| async move {
+            let jobs = fx.topology.jobs_exchange();
+            let channel = fx.connection.lapin().create_channel().await.unwrap();
+            let durable = lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..lapin::options::ExchangeDeclareOptions::default()
+            };
+            let fanout = lapin::ExchangeKind::Fanout;
+            let declared = channel.exchange_declare(
+                jobs.as_str().into(),
+                fanout,
+                durable,
+                FieldTable::default(),
+            );
+            declared.await.unwrap();
+
+            let error = fx.topology.declare(&fx.connection).await.unwrap_err();
+
+            match &error {
+                AmqpError::ExchangeMismatch {
+                    exchange, argument, ..
+                } => {
+                    assert_eq!((exchange, argument.as_deref()), (&jobs, Some("type")));
+                }
+                other => panic!("expected an exchange mismatch, got {other:?}"),
+            }
         })
         .await;
 }

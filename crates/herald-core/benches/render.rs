@@ -35,9 +35,12 @@ const BUDGET: Duration = Duration::from_millis(1200);
 fn users() -> Vec<User> {
     (0..10_000)
         .map(|i| {
-            let user = User::new(format!("user-{i}"), format!("{}", 7_000_000_000_000_000u64 + i))
-                .with_attr("country", "BR")
-                .with_attr("promo_code", format!("BR-{i:05}"));
+            let user = User::new(
+                format!("user-{i}"),
+                format!("{}", 7_000_000_000_000_000u64 + i),
+            )
+            .with_attr("country", "BR")
+            .with_attr("promo_code", format!("BR-{i:05}"));
             // Every third user has no first name, so `default` is exercised too.
             if i % 3 == 0 {
                 user
@@ -59,7 +62,10 @@ fn measure(users: &[User], mut render: impl FnMut(&User) -> usize) -> (f64, usiz
         }
         renders += users.len();
     }
-    (renders as f64 / start.elapsed().as_secs_f64(), bytes / renders)
+    (
+        renders as f64 / start.elapsed().as_secs_f64(),
+        bytes / renders,
+    )
 }
 
 fn main() {
@@ -92,6 +98,11 @@ fn main() {
     });
 
     println!("render: {herald:>12.0} renders/s  (Campaign::render_request, {herald_len} B/body)");
-    println!("render: {baseline:>12.0} renders/s  (format! + serde_json::to_vec baseline, {baseline_len} B/body)");
-    println!("render: {:.2}x the baseline's time per render", baseline / herald);
+    println!(
+        "render: {baseline:>12.0} renders/s  (format! + serde_json::to_vec baseline, {baseline_len} B/body)"
+    );
+    println!(
+        "render: {:.2}x the baseline's time per render",
+        baseline / herald
+    );
 }

@@ -10,6 +10,6 @@ pub mod segment;
 mod source;
 
 pub use dry::{DryRun, dry_run};
-pub use run::{ProducerError, Run, SendSpec};
+pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SendSpec};
 pub use segment::{Row, RowError, SegmentError, SegmentFormat, SegmentReader};
 pub use source::Progress;

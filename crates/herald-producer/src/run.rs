@@ -22,7 +22,11 @@ use crate::checkpoint::{CheckpointError, RunRecord, RunStore};
 use crate::segment::{RowError, SegmentError};
 use crate::source::{self, Item, Progress, SourcePlan};
 
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The run record is saved at least this often...
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// ...and after this many rows, so a crash republishes at most this many confirmed rows plus the
+/// publisher's confirm window (same job ids; downstream dedupes on them).
+pub const CHECKPOINT_EVERY_ROWS: u64 = 2_000;
 const RECONNECTS: u32 = 5;
 /// Malformed rows logged one by one; past this only the count grows (the summary has it).
 const MALFORMED_LOGGED: u64 = 100;
@@ -196,6 +200,7 @@ impl Run {
         let mut tracked: VecDeque<Tracked> = VecDeque::new();
         let mut last_line = self.record.confirmed_through_line;
         let mut last_save = Instant::now();
+        let mut saved_line = last_line;
 
         while let Some(item) = items.recv().await {
             let entry = match item {
@@ -244,10 +249,14 @@ impl Run {
             }
             self.settle_ready(&mut link, &mut tracked, &progress)
                 .await?;
-            if last_save.elapsed() >= CHECKPOINT_EVERY {
-                self.record.confirmed_through_line = watermark(&tracked, last_line);
+            let confirmed = watermark(&tracked, last_line);
+            if confirmed > saved_line
+                && (last_save.elapsed() >= CHECKPOINT_EVERY
+                    || confirmed - saved_line >= CHECKPOINT_EVERY_ROWS)
+            {
+                self.record.confirmed_through_line = confirmed;
                 self.spec.runs.save(&self.record)?;
-                last_save = Instant::now();
+                (last_save, saved_line) = (Instant::now(), confirmed);
             }
         }
         self.settle_all(&mut link, &mut tracked, &progress).await?;

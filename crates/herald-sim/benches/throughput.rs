@@ -5,7 +5,8 @@
 //! than the servers it measures (a hyper client on one core saturates before a hyper server).
 //!
 //! `cargo bench -p herald-sim --bench throughput` (`HERALD_BENCH_SECS` sets the measured seconds,
-//! default 3; half a second of warm-up comes first).
+//! default 3, after half a second of warm-up; `HERALD_BENCH_ROWS=lean` runs only some rows of
+//! `bare,lean,full`, e.g. under a profiler).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -42,26 +43,59 @@ struct Run {
 }
 
 fn main() {
-    let secs = std::env::var("HERALD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs = std::env::var("HERALD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     let measure = Duration::from_secs_f64(secs);
     let requests: Arc<Vec<Bytes>> = Arc::new((0..PSIDS).map(request).collect());
 
-    let bare = measure_server(start_bare(), &requests, measure);
-    let lean = SimConfig { rate_per_sec: u32::MAX, record_bodies: false, ..SimConfig::default() };
-    let sim_lean = measure_server(start_sim(lean), &requests, measure);
-    let full = SimConfig { rate_per_sec: u32::MAX, record_bodies: true, ..SimConfig::default() };
-    let sim_full = measure_server(start_sim(full), &requests, measure);
+    let rows = std::env::var("HERALD_BENCH_ROWS").unwrap_or_else(|_| "bare,lean,full".to_owned());
+    let wanted = |row: &str| rows.split(',').any(|r| r.trim() == row);
+    let sim = |record_bodies| SimConfig {
+        rate_per_sec: u32::MAX,
+        record_bodies,
+        ..SimConfig::default()
+    };
+    let mut results: Vec<(&str, Run)> = Vec::new();
+    if wanted("bare") {
+        results.push((
+            "bare hyper, fixed JSON",
+            measure_server(start_bare(), &requests, measure),
+        ));
+    }
+    if wanted("lean") {
+        let run = measure_server(start_sim(sim(false)), &requests, measure);
+        results.push(("herald-sim, record_bodies=false", run));
+    }
+    if wanted("full") {
+        let run = measure_server(start_sim(sim(true)), &requests, measure);
+        results.push(("herald-sim, record_bodies=true", run));
+    }
+    let bare = results
+        .first()
+        .filter(|(name, _)| name.starts_with("bare"))
+        .map(|(_, run)| *run);
 
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\nherald-sim throughput: {CONNECTIONS} keep-alive connections, {secs} s per row");
-    let _ = writeln!(out, "{:<34} {:>12} {:>10} {:>8}", "server (current_thread)", "requests/s", "vs bare", "errors");
-    for (name, run) in [
-        ("bare hyper, fixed JSON", bare),
-        ("herald-sim, record_bodies=false", sim_lean),
-        ("herald-sim, record_bodies=true", sim_full),
-    ] {
-        let ratio = run.requests_per_sec / bare.requests_per_sec;
-        let _ = writeln!(out, "{name:<34} {:>12.0} {:>10.2} {:>8}", run.requests_per_sec, ratio, run.errors);
+    let _ = writeln!(
+        out,
+        "\nherald-sim throughput: {CONNECTIONS} keep-alive connections, {secs} s per row"
+    );
+    let _ = writeln!(
+        out,
+        "{:<34} {:>12} {:>10} {:>8}",
+        "server (current_thread)", "requests/s", "vs bare", "errors"
+    );
+    for (name, run) in results {
+        let ratio = bare.map_or(f64::NAN, |bare| {
+            run.requests_per_sec / bare.requests_per_sec
+        });
+        let _ = writeln!(
+            out,
+            "{name:<34} {:>12.0} {:>10.2} {:>8}",
+            run.requests_per_sec, ratio, run.errors
+        );
     }
 }
 
@@ -88,7 +122,10 @@ where
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(serve(addr_tx, stop_rx));
         })
         .unwrap();
@@ -98,7 +135,9 @@ where
 
 fn start_sim(config: SimConfig) -> Server {
     start_on_thread("herald-sim", |addr_tx, stop| async move {
-        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let _ = addr_tx.send(sim.addr());
         let _ = stop.await;
         sim.shutdown().await;
@@ -133,7 +172,10 @@ fn start_bare() -> Server {
 
 /// Drives `server` from a current_thread runtime on this thread, then stops it.
 fn measure_server(server: Server, requests: &Arc<Vec<Bytes>>, measure: Duration) -> Run {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let run = runtime.block_on(load(server.addr, Arc::clone(requests), measure));
     let _ = server.stop.send(());
     server.thread.join().unwrap();
@@ -146,20 +188,30 @@ async fn load(addr: SocketAddr, requests: Arc<Vec<Bytes>>, measure: Duration) ->
     let end = Instant::now() + WARMUP + measure;
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..CONNECTIONS {
-        let (requests, done, errors) = (Arc::clone(&requests), Arc::clone(&done), Arc::clone(&errors));
+        let (requests, done, errors) = (
+            Arc::clone(&requests),
+            Arc::clone(&done),
+            Arc::clone(&errors),
+        );
         workers.spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
             let mut buf: Vec<u8> = Vec::with_capacity(8192);
             let mut i = worker;
             while Instant::now() < end {
-                stream.write_all(&requests[i % requests.len()]).await.unwrap();
+                stream
+                    .write_all(&requests[i % requests.len()])
+                    .await
+                    .unwrap();
                 let ok = loop {
                     if let Some((len, ok)) = parse_response(&buf) {
                         buf.drain(..len);
                         break ok;
                     }
-                    assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "server closed");
+                    assert!(
+                        stream.read_buf(&mut buf).await.unwrap() > 0,
+                        "server closed"
+                    );
                 };
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +241,8 @@ fn parse_response(buf: &[u8]) -> Option<(usize, bool)> {
         .split("\r\n")
         .find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     (buf.len() >= head_end + length).then_some((head_end + length, ok))

@@ -51,7 +51,10 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Answer 
         }
         (&Method::GET, ["messages"]) => {
             let recipient = query_value(query, "recipient");
-            json(StatusCode::OK, &app.state().messages(recipient.as_deref(), app.instance))
+            json(
+                StatusCode::OK,
+                &app.state().messages(recipient.as_deref(), app.instance),
+            )
         }
         (&Method::POST, ["reset"]) => {
             app.state().reset();
@@ -61,15 +64,23 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Answer 
         (&Method::POST, ["config"]) => update_config(&app, &body),
         (&Method::POST, ["pages", page_id, "revoke"]) => {
             app.revoke(page_id);
-            json(StatusCode::OK, &serde_json::json!({"page_id": page_id, "revoked": true}))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"page_id": page_id, "revoked": true}),
+            )
         }
-        (&Method::POST, ["pages", page_id, "token"]) => match serde_json::from_slice::<NewToken>(&body) {
-            Ok(new) if !new.token.is_empty() => {
-                app.restore(page_id, &new.token);
-                json(StatusCode::OK, &serde_json::json!({"page_id": page_id, "revoked": false}))
+        (&Method::POST, ["pages", page_id, "token"]) => {
+            match serde_json::from_slice::<NewToken>(&body) {
+                Ok(new) if !new.token.is_empty() => {
+                    app.restore(page_id, &new.token);
+                    json(
+                        StatusCode::OK,
+                        &serde_json::json!({"page_id": page_id, "revoked": false}),
+                    )
+                }
+                _ => sim_error(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"}"),
             }
-            _ => sim_error(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"}"),
-        },
+        }
         (&Method::POST, ["inbound"]) => inbound(&app, &body),
         (_, ["health" | "stats" | "messages" | "reset" | "config" | "inbound"]) => {
             sim_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -85,7 +96,10 @@ fn update_config(app: &App, body: &Bytes) -> Answer {
     };
     match app.reconfigure(|current| current.merged(&patch)) {
         Ok(()) => json(StatusCode::OK, &redacted_config(app)),
-        Err(problems) => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": problems})),
+        Err(problems) => json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": problems}),
+        ),
     }
 }
 
@@ -110,7 +124,9 @@ fn redacted_config(app: &App) -> serde_json::Value {
 fn inbound(app: &App, body: &Bytes) -> Answer {
     let inbound: Inbound = match serde_json::from_slice(body) {
         Ok(inbound) => inbound,
-        Err(error) => return sim_error(StatusCode::BAD_REQUEST, format!("invalid inbound: {error}")),
+        Err(error) => {
+            return sim_error(StatusCode::BAD_REQUEST, format!("invalid inbound: {error}"));
+        }
     };
     if app.live().config.webhook_url.is_none() {
         return sim_error(StatusCode::CONFLICT, "no webhook_url configured");
@@ -127,7 +143,10 @@ fn inbound(app: &App, body: &Bytes) -> Answer {
     if !app.enqueue(Event::Now(item)) {
         return sim_error(StatusCode::SERVICE_UNAVAILABLE, "webhook queue full");
     }
-    json(StatusCode::ACCEPTED, &serde_json::json!({"mid": mid, "queued": true}))
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"mid": mid, "queued": true}),
+    )
 }
 
 fn query_value(query: Option<&str>, name: &str) -> Option<String> {

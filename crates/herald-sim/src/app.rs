@@ -25,7 +25,10 @@ pub(crate) struct App {
 
 impl App {
     /// The app and the receiving end of its webhook queue.
-    pub(crate) fn new(config: SimConfig, cancel: CancellationToken) -> (Arc<Self>, mpsc::Receiver<Event>) {
+    pub(crate) fn new(
+        config: SimConfig,
+        cancel: CancellationToken,
+    ) -> (Arc<Self>, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(webhook::QUEUE);
         let app = Self {
             live: RwLock::new(Arc::new(Live::new(config, HashSet::new()))),

@@ -56,8 +56,12 @@ impl<'a> Credentials<'a> {
 
     /// Uses an `Authorization: Bearer` token when no `access_token` parameter was given.
     pub(crate) fn offer_bearer(&mut self, header: Option<&'a [u8]>) {
-        let Some(header) = header.and_then(|h| std::str::from_utf8(h).ok()) else { return };
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "));
+        let Some(header) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return;
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "));
         if let Some(token) = token {
             self.offer("access_token", Cow::Borrowed(token.trim()));
         }
@@ -83,7 +87,12 @@ pub(crate) fn authorize<'r>(
     } else {
         match page {
             PageRef::Id(id) => {
-                let expected = live.config.tokens.get(id).map(String::as_bytes).unwrap_or_default();
+                let expected = live
+                    .config
+                    .tokens
+                    .get(id)
+                    .map(String::as_bytes)
+                    .unwrap_or_default();
                 if live.is_revoked(id) {
                     return Err(GraphError::revoked_token());
                 }
@@ -92,7 +101,9 @@ pub(crate) fn authorize<'r>(
                 }
                 id
             }
-            PageRef::Me => live.page_for_token(token).ok_or_else(GraphError::bad_token)?,
+            PageRef::Me => live
+                .page_for_token(token)
+                .ok_or_else(GraphError::bad_token)?,
         }
     };
     if live.is_revoked(page_id) {
@@ -125,7 +136,8 @@ fn check_proof(
     let mut ok = classic.finalize().into_bytes().as_slice().ct_eq(&given[..]);
     // The MAC covers appsecret_time exactly as sent.
     let fresh_time = credentials.proof_time.as_deref().filter(|t| {
-        t.parse::<i64>().is_ok_and(|secs| (now_secs - secs).abs() <= PROOF_MAX_AGE_SECS)
+        t.parse::<i64>()
+            .is_ok_and(|secs| (now_secs - secs).abs() <= PROOF_MAX_AGE_SECS)
     });
     if let Some(time) = fresh_time {
         let mut stamped = key.clone();
@@ -134,7 +146,11 @@ fn check_proof(
         stamped.update(time.as_bytes());
         ok |= stamped.finalize().into_bytes().as_slice().ct_eq(&given[..]);
     }
-    if bool::from(ok) { Ok(()) } else { Err(GraphError::proof_invalid()) }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(GraphError::proof_invalid())
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +168,12 @@ mod tests {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    fn check(live: &Live, page: PageRef<'_>, query: &str, expected: Result<&str, (u32, Option<u32>)>) {
+    fn check(
+        live: &Live,
+        page: PageRef<'_>,
+        query: &str,
+        expected: Result<&str, (u32, Option<u32>)>,
+    ) {
         let credentials = Credentials::from_query(Some(query));
         let actual = authorize(live, page, &credentials, NOW).map_err(|e| (e.code, e.subcode));
         assert_eq!(actual, expected, "{query}");
@@ -166,12 +187,32 @@ mod tests {
         let live = Live::new(config, HashSet::from(["2".to_owned()]));
         check(&live, PageRef::Id("1"), "access_token=tok-1", Ok("1"));
         check(&live, PageRef::Me, "access_token=tok-1", Ok("1"));
-        check(&live, PageRef::Id("1"), "access_token=tok-2", Err((190, None)));
-        check(&live, PageRef::Id("3"), "access_token=tok-1", Err((190, None)));
+        check(
+            &live,
+            PageRef::Id("1"),
+            "access_token=tok-2",
+            Err((190, None)),
+        );
+        check(
+            &live,
+            PageRef::Id("3"),
+            "access_token=tok-1",
+            Err((190, None)),
+        );
         check(&live, PageRef::Id("1"), "", Err((190, None)));
         check(&live, PageRef::Me, "access_token=nope", Err((190, None)));
-        check(&live, PageRef::Id("2"), "access_token=tok-2", Err((190, Some(460))));
-        check(&live, PageRef::Me, "access_token=tok-2", Err((190, Some(460))));
+        check(
+            &live,
+            PageRef::Id("2"),
+            "access_token=tok-2",
+            Err((190, Some(460))),
+        );
+        check(
+            &live,
+            PageRef::Me,
+            "access_token=tok-2",
+            Err((190, Some(460))),
+        );
         let open = Live::new(SimConfig::default(), HashSet::new());
         check(&open, PageRef::Id("9"), "access_token=anything", Ok("9"));
         check(&open, PageRef::Id("9"), "access_token=", Err((190, None)));
@@ -179,26 +220,52 @@ mod tests {
 
     #[test]
     fn appsecret_proof_forms() {
-        let config = SimConfig { app_secret: Some("shh".into()), ..SimConfig::default() };
+        let config = SimConfig {
+            app_secret: Some("shh".into()),
+            ..SimConfig::default()
+        };
         let live = Live::new(config, HashSet::new());
         let page = PageRef::Id("1");
         let classic = proof("shh", "tok");
         let stamped = proof("shh", &format!("tok|{NOW}"));
         let old = proof("shh", &format!("tok|{}", NOW - 301));
-        check(&live, page, &format!("access_token=tok&appsecret_proof={classic}"), Ok("1"));
+        check(
+            &live,
+            page,
+            &format!("access_token=tok&appsecret_proof={classic}"),
+            Ok("1"),
+        );
         check(
             &live,
             page,
             &format!("access_token=tok&appsecret_proof={stamped}&appsecret_time={NOW}"),
             Ok("1"),
         );
-        let stale = format!("access_token=tok&appsecret_proof={old}&appsecret_time={}", NOW - 301);
+        let stale = format!(
+            "access_token=tok&appsecret_proof={old}&appsecret_time={}",
+            NOW - 301
+        );
         check(&live, page, &stale, Err((100, None)));
-        check(&live, page, &format!("access_token=tok&appsecret_proof={stamped}"), Err((100, None)));
-        check(&live, page, "access_token=tok&appsecret_proof=zz", Err((100, None)));
+        check(
+            &live,
+            page,
+            &format!("access_token=tok&appsecret_proof={stamped}"),
+            Err((100, None)),
+        );
+        check(
+            &live,
+            page,
+            "access_token=tok&appsecret_proof=zz",
+            Err((100, None)),
+        );
         check(&live, page, "access_token=tok", Err((100, None)));
         let wrong_secret = proof("other", "tok");
-        check(&live, page, &format!("access_token=tok&appsecret_proof={wrong_secret}"), Err((100, None)));
+        check(
+            &live,
+            page,
+            &format!("access_token=tok&appsecret_proof={wrong_secret}"),
+            Err((100, None)),
+        );
     }
 
     #[test]

@@ -237,7 +237,11 @@ impl SimConfig {
         if self.app_secret.as_deref() == Some("") {
             problems.push("app_secret must not be empty".to_owned());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Adds one `--token PAGE_ID=TOKEN` flag value to `tokens`.
@@ -254,7 +258,10 @@ impl SimConfig {
 
     /// The rate limit for one page.
     pub fn rate_for(&self, page_id: &str) -> u32 {
-        self.page_rates.get(page_id).copied().unwrap_or(self.rate_per_sec)
+        self.page_rates
+            .get(page_id)
+            .copied()
+            .unwrap_or(self.rate_per_sec)
     }
 
     /// Merges a partial JSON object (top-level keys replace the current values) and validates.
@@ -277,14 +284,21 @@ impl SimConfig {
 impl Latency {
     /// A fixed latency; zero means none (what `--latency-ms N` sets).
     pub fn fixed_ms(ms: u64) -> Self {
-        if ms == 0 { Self::None } else { Self::Fixed { ms } }
+        if ms == 0 {
+            Self::None
+        } else {
+            Self::Fixed { ms }
+        }
     }
 }
 
 impl PsidRule {
     /// A rule for identifiers starting with `prefix`.
     pub fn prefix(prefix: impl Into<String>, outcome: PsidOutcome) -> Self {
-        Self { matcher: PsidMatch::Prefix(prefix.into()), outcome }
+        Self {
+            matcher: PsidMatch::Prefix(prefix.into()),
+            outcome,
+        }
     }
 
     /// A rule for exactly these identifiers.
@@ -294,7 +308,10 @@ impl PsidRule {
         S: Into<String>,
     {
         let psids = psids.into_iter().map(Into::into).collect();
-        Self { matcher: PsidMatch::Psids(psids), outcome }
+        Self {
+            matcher: PsidMatch::Psids(psids),
+            outcome,
+        }
     }
 }
 
@@ -304,7 +321,10 @@ mod tests {
 
     #[test]
     fn merge_keeps_unnamed_fields_and_rejects_unknown_ones() {
-        let base = SimConfig { app_secret: Some("s".into()), ..SimConfig::default() };
+        let base = SimConfig {
+            app_secret: Some("s".into()),
+            ..SimConfig::default()
+        };
         let patch = serde_json::json!({"rate_per_sec": 5, "latency": {"kind": "fixed", "ms": 3}});
         let next = base.merged(&patch).unwrap();
         assert_eq!(next.rate_per_sec, 5);
@@ -324,16 +344,28 @@ mod tests {
         .unwrap();
         assert_eq!(rules[0], PsidRule::prefix("551", PsidOutcome::Unavailable));
         assert_eq!(rules[1], PsidRule::exact(["7"], PsidOutcome::FailFirst));
-        assert_eq!(rules[2].outcome, PsidOutcome::Error { code: 368, subcode: None });
+        assert_eq!(
+            rules[2].outcome,
+            PsidOutcome::Error {
+                code: 368,
+                subcode: None
+            }
+        );
     }
 
     #[test]
     fn debug_and_flag_errors_hide_secrets() {
-        let mut config = SimConfig { app_secret: Some("topsecret".into()), ..Default::default() };
+        let mut config = SimConfig {
+            app_secret: Some("topsecret".into()),
+            ..Default::default()
+        };
         config.add_token_flag("1=pagetoken").unwrap();
         let err = config.add_token_flag("pagetoken-only").unwrap_err();
         let debug = format!("{config:?}");
-        assert!(!debug.contains("topsecret") && !debug.contains("pagetoken"), "{debug}");
+        assert!(
+            !debug.contains("topsecret") && !debug.contains("pagetoken"),
+            "{debug}"
+        );
         assert!(!err.contains("pagetoken"));
     }
 }

@@ -13,9 +13,18 @@ use sha2::Sha256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     /// A delivery receipt for one accepted message.
-    Delivery { page: Arc<str>, psid: String, mid: String, at_ms: i64 },
+    Delivery {
+        page: Arc<str>,
+        psid: String,
+        mid: String,
+        at_ms: i64,
+    },
     /// A read receipt up to `at_ms`.
-    Read { page: Arc<str>, psid: String, at_ms: i64 },
+    Read {
+        page: Arc<str>,
+        psid: String,
+        at_ms: i64,
+    },
     /// A user's message to the page.
     Message {
         page: Arc<str>,
@@ -30,7 +39,9 @@ pub(crate) enum Item {
 impl Item {
     fn page(&self) -> &Arc<str> {
         match self {
-            Self::Delivery { page, .. } | Self::Read { page, .. } | Self::Message { page, .. } => page,
+            Self::Delivery { page, .. } | Self::Read { page, .. } | Self::Message { page, .. } => {
+                page
+            }
         }
     }
 }
@@ -62,8 +73,16 @@ fn push_event(messaging: &mut Vec<Value>, item: &Item, now_ms: i64) {
         event.get(key).is_some() && event["sender"]["id"] == psid
     };
     match item {
-        Item::Delivery { page, psid, mid, at_ms } => {
-            if let Some(event) = messaging.iter_mut().find(|e| same_user(e, "delivery", psid)) {
+        Item::Delivery {
+            page,
+            psid,
+            mid,
+            at_ms,
+        } => {
+            if let Some(event) = messaging
+                .iter_mut()
+                .find(|e| same_user(e, "delivery", psid))
+            {
                 let delivery = &mut event["delivery"];
                 if let Some(mids) = delivery["mids"].as_array_mut() {
                     mids.push(json!(mid));
@@ -84,7 +103,14 @@ fn push_event(messaging: &mut Vec<Value>, item: &Item, now_ms: i64) {
             messaging.push(json!({"sender": {"id": psid}, "recipient": {"id": &**page},
                 "timestamp": now_ms, "read": {"watermark": at_ms}}));
         }
-        Item::Message { page, psid, mid, text, reference, at_ms } => {
+        Item::Message {
+            page,
+            psid,
+            mid,
+            text,
+            reference,
+            at_ms,
+        } => {
             let mut message = json!({"mid": mid, "text": text});
             if let Some(reference) = reference {
                 message["referral"] =
@@ -136,10 +162,29 @@ mod tests {
     fn batches_merge_per_page_and_user() {
         let other: Arc<str> = Arc::from("200");
         let items = [
-            Item::Delivery { page: page(), psid: "1".into(), mid: "m_a".into(), at_ms: 10 },
-            Item::Delivery { page: page(), psid: "1".into(), mid: "m_b".into(), at_ms: 20 },
-            Item::Read { page: page(), psid: "1".into(), at_ms: 20 },
-            Item::Delivery { page: other, psid: "2".into(), mid: "m_c".into(), at_ms: 30 },
+            Item::Delivery {
+                page: page(),
+                psid: "1".into(),
+                mid: "m_a".into(),
+                at_ms: 10,
+            },
+            Item::Delivery {
+                page: page(),
+                psid: "1".into(),
+                mid: "m_b".into(),
+                at_ms: 20,
+            },
+            Item::Read {
+                page: page(),
+                psid: "1".into(),
+                at_ms: 20,
+            },
+            Item::Delivery {
+                page: other,
+                psid: "2".into(),
+                mid: "m_c".into(),
+                at_ms: 30,
+            },
         ];
         let body: Value = serde_json::from_slice(&envelope(&items, 99)).unwrap();
         assert_eq!(body["object"], "page");
@@ -148,11 +193,17 @@ mod tests {
         assert_eq!(entries[0]["id"], "100");
         assert_eq!(entries[0]["time"], 99);
         let first = &entries[0]["messaging"];
-        assert_eq!(first[0]["delivery"], json!({"mids": ["m_a", "m_b"], "watermark": 20}));
+        assert_eq!(
+            first[0]["delivery"],
+            json!({"mids": ["m_a", "m_b"], "watermark": 20})
+        );
         assert_eq!(first[0]["sender"]["id"], "1");
         assert_eq!(first[0]["recipient"]["id"], "100");
         assert_eq!(first[1]["read"], json!({"watermark": 20}));
-        assert_eq!(entries[1]["messaging"][0]["delivery"]["mids"], json!(["m_c"]));
+        assert_eq!(
+            entries[1]["messaging"][0]["delivery"]["mids"],
+            json!(["m_c"])
+        );
     }
 
     #[test]
@@ -168,7 +219,10 @@ mod tests {
         let raw = envelope(&[item], 6);
         let text = std::str::from_utf8(&raw).unwrap();
         assert!(text.is_ascii());
-        assert!(text.contains(r"\u00e4\u00f6\u00e5 \ud83d\ude00 a\/b"), "{text}");
+        assert!(
+            text.contains(r"\u00e4\u00f6\u00e5 \ud83d\ude00 a\/b"),
+            "{text}"
+        );
         let body: Value = serde_json::from_slice(&raw).unwrap();
         let message = &body["entry"][0]["messaging"][0]["message"];
         assert_eq!(message["text"], "äöå 😀 a/b");
@@ -179,6 +233,9 @@ mod tests {
     fn signature_is_hmac_of_the_bytes() {
         // RFC 4231 test case 2.
         let sig = signature("Jefe", b"what do ya want for nothing?");
-        assert_eq!(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

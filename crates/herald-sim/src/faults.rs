@@ -54,7 +54,9 @@ pub(crate) fn latency(latency: &Latency) -> Option<Duration> {
     let ms = match *latency {
         Latency::None => return None,
         Latency::Fixed { ms } => ms,
-        Latency::Uniform { min_ms, max_ms } => rand::rng().random_range(min_ms..=max_ms.max(min_ms)),
+        Latency::Uniform { min_ms, max_ms } => {
+            rand::rng().random_range(min_ms..=max_ms.max(min_ms))
+        }
         Latency::Normal { mean_ms, jitter_ms } => {
             // Irwin-Hall: the sum of 12 uniforms minus 6 is close to a standard normal.
             let mut rng = rand::rng();
@@ -83,26 +85,49 @@ mod tests {
         let never = SimConfig::default();
         assert_eq!(pick(&never), None);
         assert_eq!(burst(&never), None);
-        let hold = SimConfig { timeout_rate: 1.0, timeout_hold_ms: 5, fail_rate: 1.0, ..never.clone() };
+        let hold = SimConfig {
+            timeout_rate: 1.0,
+            timeout_hold_ms: 5,
+            fail_rate: 1.0,
+            ..never.clone()
+        };
         assert_eq!(pick(&hold), Some(Fault::Hold(Duration::from_millis(5))));
-        let fail = SimConfig { fail_rate: 1.0, transient_rate: 1.0, ..never.clone() };
+        let fail = SimConfig {
+            fail_rate: 1.0,
+            transient_rate: 1.0,
+            ..never.clone()
+        };
         assert!(matches!(
             pick(&fail),
             Some(Fault::ServerCodeOne | Fault::ServerCodeTwo | Fault::ServerEmpty)
         ));
-        let transient = SimConfig { transient_rate: 1.0, ..never };
+        let transient = SimConfig {
+            transient_rate: 1.0,
+            ..never
+        };
         assert_eq!(pick(&transient), Some(Fault::Transient));
     }
 
     #[test]
     fn latency_samples_stay_in_range() {
         assert_eq!(latency(&Latency::None), None);
-        assert_eq!(latency(&Latency::Fixed { ms: 7 }), Some(Duration::from_millis(7)));
+        assert_eq!(
+            latency(&Latency::Fixed { ms: 7 }),
+            Some(Duration::from_millis(7))
+        );
         for _ in 0..200 {
-            let uniform = latency(&Latency::Uniform { min_ms: 3, max_ms: 5 }).unwrap();
+            let uniform = latency(&Latency::Uniform {
+                min_ms: 3,
+                max_ms: 5,
+            })
+            .unwrap();
             assert!((3..=5).contains(&uniform.as_millis()));
             // Twelve uniforms bound z to [-6, 6].
-            let normal = latency(&Latency::Normal { mean_ms: 100, jitter_ms: 10 }).unwrap_or_default();
+            let normal = latency(&Latency::Normal {
+                mean_ms: 100,
+                jitter_ms: 10,
+            })
+            .unwrap_or_default();
             assert!((40..=160).contains(&normal.as_millis()));
         }
     }

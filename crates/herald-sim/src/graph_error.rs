@@ -56,25 +56,44 @@ impl GraphError {
 
     /// Code 100 for a bad parameter; `message` should start with "(#100)" like Meta's.
     pub(crate) fn param(message: impl Into<Cow<'static, str>>) -> Self {
-        Self { message: message.into(), ..Self::new(100, None, OAUTH, "") }
+        Self {
+            message: message.into(),
+            ..Self::new(100, None, OAUTH, "")
+        }
     }
 
     pub(crate) fn unknown_path(path: &str) -> Self {
         let message = format!("Unknown path components: {path}");
-        Self { message: message.into(), ..Self::new(2500, None, OAUTH, "") }
+        Self {
+            message: message.into(),
+            ..Self::new(2500, None, OAUTH, "")
+        }
     }
 
     pub(crate) fn unsupported_method(method: &str) -> Self {
         let message = format!("Unsupported {} request.", method.to_ascii_lowercase());
-        Self { message: message.into(), ..Self::new(100, None, METHOD, "") }
+        Self {
+            message: message.into(),
+            ..Self::new(100, None, METHOD, "")
+        }
     }
 
     pub(crate) fn missing_token() -> Self {
-        Self::new(190, None, OAUTH, "An access token is required to request this resource.")
+        Self::new(
+            190,
+            None,
+            OAUTH,
+            "An access token is required to request this resource.",
+        )
     }
 
     pub(crate) fn bad_token() -> Self {
-        Self::new(190, None, OAUTH, "Invalid OAuth access token - Cannot parse access token")
+        Self::new(
+            190,
+            None,
+            OAUTH,
+            "Invalid OAuth access token - Cannot parse access token",
+        )
     }
 
     pub(crate) fn revoked_token() -> Self {
@@ -88,15 +107,30 @@ impl GraphError {
     }
 
     pub(crate) fn proof_missing() -> Self {
-        Self::new(100, None, METHOD, "API calls from the server require an appsecret_proof argument")
+        Self::new(
+            100,
+            None,
+            METHOD,
+            "API calls from the server require an appsecret_proof argument",
+        )
     }
 
     pub(crate) fn proof_invalid() -> Self {
-        Self::new(100, None, METHOD, "Invalid appsecret_proof provided in the API argument")
+        Self::new(
+            100,
+            None,
+            METHOD,
+            "Invalid appsecret_proof provided in the API argument",
+        )
     }
 
     pub(crate) fn rate_limited() -> Self {
-        Self::new(613, None, OAUTH, "(#613) Calls to this api have exceeded the rate limit.")
+        Self::new(
+            613,
+            None,
+            OAUTH,
+            "(#613) Calls to this api have exceeded the rate limit.",
+        )
     }
 
     pub(crate) fn transient() -> Self {
@@ -118,7 +152,10 @@ impl GraphError {
         } else {
             Self::new(1, None, OAUTH, "An unknown error occurred")
         };
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, ..inner }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ..inner
+        }
     }
 
     /// The answer a scripted recipient outcome produces; `None` for outcomes that may succeed.
@@ -185,7 +222,11 @@ mod tests {
 
     fn check(error: GraphError, expected: serde_json::Value) {
         let mut actual: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
-        let trace = actual["error"].as_object_mut().unwrap().remove("fbtrace_id").unwrap();
+        let trace = actual["error"]
+            .as_object_mut()
+            .unwrap()
+            .remove("fbtrace_id")
+            .unwrap();
         assert_eq!(trace.as_str().unwrap().len(), 11);
         assert_eq!(actual, expected);
     }

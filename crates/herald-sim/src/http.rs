@@ -73,8 +73,14 @@ pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes,
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(drop)?.into_data() else { continue };
-        let so_far = if rest.is_empty() { first.as_ref().map_or(0, Bytes::len) } else { rest.len() };
+        let Ok(data) = frame.map_err(drop)?.into_data() else {
+            continue;
+        };
+        let so_far = if rest.is_empty() {
+            first.as_ref().map_or(0, Bytes::len)
+        } else {
+            rest.len()
+        };
         let total = so_far + data.len();
         if total > limit {
             return Err(());
@@ -89,11 +95,17 @@ pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes,
             }
         }
     }
-    if rest.is_empty() { Ok(first.unwrap_or_default()) } else { Ok(Bytes::from(rest)) }
+    if rest.is_empty() {
+        Ok(first.unwrap_or_default())
+    } else {
+        Ok(Bytes::from(rest))
+    }
 }
 
 /// Unix time in milliseconds.
 pub(crate) fn unix_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

@@ -19,6 +19,7 @@
 mod admin;
 mod app;
 mod auth;
+mod body;
 mod config;
 mod events;
 mod faults;
@@ -102,7 +103,9 @@ impl SimHandle {
 
     /// Recorded accepted calls for one recipient (the PSID for `recipient.id`), oldest first.
     pub fn messages(&self, recipient: &str) -> Vec<AcceptedMessage> {
-        self.app.state().messages(Some(recipient), self.app.instance)
+        self.app
+            .state()
+            .messages(Some(recipient), self.app.instance)
     }
 
     /// From now on every call for the page gets 190 / 460.
@@ -136,10 +139,14 @@ impl SimHandle {
 
     /// Queues an inbound user message for the webhook; returns its `mid`, or `None` when no
     /// webhook is configured or the queue is full.
-    pub fn inbound(&self, page_id: &str, psid: &str, text: &str, reference: Option<&str>) -> Option<String> {
-        if self.app.live().config.webhook_url.is_none() {
-            return None;
-        }
+    pub fn inbound(
+        &self,
+        page_id: &str,
+        psid: &str,
+        text: &str,
+        reference: Option<&str>,
+    ) -> Option<String> {
+        self.app.live().config.webhook_url.as_ref()?;
         let mid = stats::message_id(self.app.instance, self.app.state().next_mid());
         let item = Item::Message {
             page: Arc::from(page_id),

@@ -75,7 +75,9 @@ impl PageWindow {
 
     /// Usage of the per-second allowance in percent; above 100 while callers keep hammering.
     pub(crate) fn usage_pct(&self, rate: u32) -> u32 {
-        let calls = self.second_calls.max(u32::try_from(self.recent.len()).unwrap_or(u32::MAX));
+        let calls = self
+            .second_calls
+            .max(u32::try_from(self.recent.len()).unwrap_or(u32::MAX));
         let pct = u64::from(calls) * 100 / u64::from(rate.max(1));
         u32::try_from(pct).unwrap_or(u32::MAX)
     }
@@ -125,7 +127,10 @@ mod tests {
         // Three in the same instant, rate 2: the third is refused.
         assert_eq!(run(2, &[0, 0, 0]), (vec![true, true, false], 2));
         // An aligned bucket would allow 4 across 900..1100; the sliding window does not.
-        assert_eq!(run(2, &[900, 950, 1000, 1050, 1950]), (vec![true, true, false, false, true], 2));
+        assert_eq!(
+            run(2, &[900, 950, 1000, 1050, 1950]),
+            (vec![true, true, false, false, true], 2)
+        );
         // Exactly 1000 ms later the oldest accept has left the window.
         assert_eq!(run(1, &[0, 999, 1000]), (vec![true, false, true], 1));
         // The max is over any span, not over aligned seconds.

@@ -34,8 +34,11 @@ impl Live {
             .app_secret
             .as_deref()
             .and_then(|secret| Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok());
-        let page_by_token =
-            config.tokens.iter().map(|(page, token)| (token.clone(), page.clone())).collect();
+        let page_by_token = config
+            .tokens
+            .iter()
+            .map(|(page, token)| (token.clone(), page.clone()))
+            .collect();
         let rules = config
             .psid_rules
             .iter()
@@ -47,10 +50,18 @@ impl Live {
                 (matcher, rule.outcome.clone())
             })
             .collect();
-        let version_headers = (OLDEST_LIVE_VERSION..=config.latest_version.max(OLDEST_LIVE_VERSION))
+        let version_headers = (OLDEST_LIVE_VERSION
+            ..=config.latest_version.max(OLDEST_LIVE_VERSION))
             .map(|major| HeaderValue::from_str(&format!("v{major}.0")).expect("ascii"))
             .collect();
-        Self { config, proof_key, page_by_token, revoked, rules, version_headers }
+        Self {
+            config,
+            proof_key,
+            page_by_token,
+            revoked,
+            rules,
+            version_headers,
+        }
     }
 
     pub(crate) fn revoked(&self) -> &HashSet<String> {

@@ -32,10 +32,18 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         Err(error) => return Ok(reject(&app, &error, None)),
     };
     let Some(version) = live.served_version(major) else {
-        return Ok(reject(&app, &GraphError::unknown_path(parts.uri.path()), None));
+        return Ok(reject(
+            &app,
+            &GraphError::unknown_path(parts.uri.path()),
+            None,
+        ));
     };
     if parts.method != Method::POST {
-        return Ok(reject(&app, &GraphError::unsupported_method(parts.method.as_str()), Some(version)));
+        return Ok(reject(
+            &app,
+            &GraphError::unsupported_method(parts.method.as_str()),
+            Some(version),
+        ));
     }
     let Ok(body) = http::read_body(body, MAX_BODY_BYTES).await else {
         let error = GraphError::param("(#100) The request body is too large");
@@ -106,11 +114,19 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
     });
 
     let (page, mid, usage_pct) = match decision {
-        Decision::Accepted { page, mid, usage_pct } => (page, mid, usage_pct),
+        Decision::Accepted {
+            page,
+            mid,
+            usage_pct,
+        } => (page, mid, usage_pct),
         Decision::Rejected { error, usage_pct } => {
             let throttled = error.code == 613;
             let mut answer = http::json_bytes(error.status, error.body());
-            let regain = if throttled { config.throttle_regain_minutes } else { 0 };
+            let regain = if throttled {
+                config.throttle_regain_minutes
+            } else {
+                0
+            };
             let usage = (throttled || usage_pct >= config.usage_header_min_pct)
                 .then(|| usage_header(page_id, usage_pct, regain))
                 .flatten();
@@ -127,7 +143,12 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
     if config.receipts && config.webhook_url.is_some() && validated.echo_recipient {
         if let Some(mid) = mid {
             let psid = validated.recipient.into_owned();
-            app.enqueue(Event::Accepted { page, psid, mid, at_ms: wall_ms });
+            app.enqueue(Event::Accepted {
+                page,
+                psid,
+                mid,
+                at_ms: wall_ms,
+            });
         }
     }
     Ok(answer)
@@ -136,9 +157,12 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
 /// `/{version}/{page-id|me}/messages` → (major version, page). `vN.0` only.
 fn parse_path(path: &str) -> Result<(u32, PageRef<'_>), GraphError> {
     let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
-    let (Some(version), Some(page), Some("messages"), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
+    let (Some(version), Some(page), Some("messages"), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
         return Err(GraphError::unknown_path(path));
     };
     let major = version
@@ -155,7 +179,10 @@ fn parse_path(path: &str) -> Result<(u32, PageRef<'_>), GraphError> {
 }
 
 fn is_form(content_type: Option<&HeaderValue>) -> bool {
-    content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/x-www-form-urlencoded"))
+    content_type.is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/x-www-form-urlencoded")
+    })
 }
 
 /// Form fields → a JSON object; values that are JSON objects or arrays are parsed (Meta's
@@ -163,13 +190,18 @@ fn is_form(content_type: Option<&HeaderValue>) -> bool {
 fn form_body<'b>(body: &'b [u8], credentials: &mut Credentials<'b>) -> Value {
     let mut fields = serde_json::Map::new();
     for (key, value) in url::form_urlencoded::parse(body) {
-        let Some(value) = credentials.offer(&key, value) else { continue };
+        let Some(value) = credentials.offer(&key, value) else {
+            continue;
+        };
         let parsed = if value.trim_start().starts_with(['{', '[']) {
             serde_json::from_str(&value).ok()
         } else {
             None
         };
-        fields.insert(key.into_owned(), parsed.unwrap_or_else(|| Value::String(value.into_owned())));
+        fields.insert(
+            key.into_owned(),
+            parsed.unwrap_or_else(|| Value::String(value.into_owned())),
+        );
     }
     Value::Object(fields)
 }
@@ -208,9 +240,16 @@ mod tests {
         }
         assert_eq!(ok("/v25.0/123/messages"), Ok((25, PageRef::Id("123"))));
         assert_eq!(ok("/v22.0/me/messages"), Ok((22, PageRef::Me)));
-        for bad in ["/v25/1/messages", "/25.0/1/messages", "/v+25.0/1/messages", "/v25.0//messages",
-            "/v25.0/1/messages/", "/v25.0/1/feed", "/1/messages", "/"]
-        {
+        for bad in [
+            "/v25/1/messages",
+            "/25.0/1/messages",
+            "/v+25.0/1/messages",
+            "/v25.0//messages",
+            "/v25.0/1/messages/",
+            "/v25.0/1/feed",
+            "/1/messages",
+            "/",
+        ] {
             assert_eq!(ok(bad), Err(2500), "{bad}");
         }
     }

@@ -97,8 +97,15 @@ pub(crate) struct Admission<'a> {
 
 /// The verdict of `admit`, with the page's usage percent for the headers.
 pub(crate) enum Decision {
-    Accepted { page: Arc<str>, mid: Option<u64>, usage_pct: u32 },
-    Rejected { error: GraphError, usage_pct: u32 },
+    Accepted {
+        page: Arc<str>,
+        mid: Option<u64>,
+        usage_pct: u32,
+    },
+    Rejected {
+        error: GraphError,
+        usage_pct: u32,
+    },
 }
 
 /// The mutable state.
@@ -134,7 +141,8 @@ impl State {
     /// The one critical section of a Send API call: burst, rate limit, scripted outcome, accept.
     pub(crate) fn admit(&mut self, a: Admission<'_>) -> Decision {
         if !self.pages.contains_key(a.page) {
-            self.pages.insert(a.page.into(), PageWindow::new(a.page, a.now));
+            self.pages
+                .insert(a.page.into(), PageWindow::new(a.page, a.now));
         }
         let page = self.pages.get_mut(a.page).expect("inserted above");
         page.note_call(a.now);
@@ -154,7 +162,11 @@ impl State {
         };
         if let Some(error) = error {
             *self.rejected.entry(error.code).or_default() += 1;
-            let usage_pct = if throttled { usage_pct.max(100) } else { usage_pct };
+            let usage_pct = if throttled {
+                usage_pct.max(100)
+            } else {
+                usage_pct
+            };
             return Decision::Rejected { error, usage_pct };
         }
         page.accept(a.now);
@@ -173,11 +185,20 @@ impl State {
         match a.body {
             Some(body) if self.recorded < a.max_recorded => {
                 self.recorded += 1;
-                log.records.push(Record { page: Arc::clone(&page_id), mid, at_ms: a.wall_ms, body });
+                log.records.push(Record {
+                    page: Arc::clone(&page_id),
+                    mid,
+                    at_ms: a.wall_ms,
+                    body,
+                });
             }
             _ => self.unrecorded += 1,
         }
-        Decision::Accepted { page: page_id, mid, usage_pct }
+        Decision::Accepted {
+            page: page_id,
+            mid,
+            usage_pct,
+        }
     }
 
     /// Counts an error answered before `admit` (auth, validation, scripted faults).
@@ -205,7 +226,10 @@ impl State {
     /// Clears everything but the message-id sequence (ids stay unique across resets).
     pub(crate) fn reset(&mut self) {
         let next_mid = self.next_mid;
-        *self = Self { next_mid, ..Self::default() };
+        *self = Self {
+            next_mid,
+            ..Self::default()
+        };
     }
 
     pub(crate) fn snapshot(&self, with_recipients: bool) -> Stats {
@@ -222,10 +246,20 @@ impl State {
             server_errors: self.server_errors,
             timeouts: self.timeouts,
             recipients: with_recipients.then(|| {
-                self.recipients.iter().map(|(psid, log)| (psid.to_string(), log.count)).collect()
+                self.recipients
+                    .iter()
+                    .map(|(psid, log)| (psid.to_string(), log.count))
+                    .collect()
             }),
-            duplicate_recipients: Duplicates { count: duplicates.len() as u64, psids: duplicates },
-            accepted_by_page: self.pages.iter().map(|(id, p)| (id.to_string(), p.accepted)).collect(),
+            duplicate_recipients: Duplicates {
+                count: duplicates.len() as u64,
+                psids: duplicates,
+            },
+            accepted_by_page: self
+                .pages
+                .iter()
+                .map(|(id, p)| (id.to_string(), p.accepted))
+                .collect(),
             max_per_second: self
                 .pages
                 .iter()
@@ -239,7 +273,12 @@ impl State {
     /// Recorded calls for one recipient, or for all when `recipient` is `None`, oldest first.
     pub(crate) fn messages(&self, recipient: Option<&str>, instance: u32) -> Vec<AcceptedMessage> {
         let logs: Vec<(&str, &RecipientLog)> = match recipient {
-            Some(key) => self.recipients.get_key_value(key).map(|(k, l)| (&**k, l)).into_iter().collect(),
+            Some(key) => self
+                .recipients
+                .get_key_value(key)
+                .map(|(k, l)| (&**k, l))
+                .into_iter()
+                .collect(),
             None => self.recipients.iter().map(|(k, l)| (&**k, l)).collect(),
         };
         let mut out: Vec<AcceptedMessage> = logs
@@ -270,6 +309,9 @@ fn rfc3339(ms: i64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

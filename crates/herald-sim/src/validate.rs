@@ -1,13 +1,11 @@
 //! Send API body validation (reference §1.2-1.5): recipient, messaging_type, tags, message content
-//! limits. It parses into borrowed structs of its own (no shared types with the client) and says
-//! nothing about tokens, rates or scripted faults.
+//! limits, over the borrowed structs of `body.rs`. It says nothing about tokens, rates or faults.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use crate::body::{Attachment, Button, Message, QuickReply, Recipient, Scalar, SendRequest};
 use crate::graph_error::GraphError;
 
 /// What the rest of the pipeline needs from a valid body.
@@ -21,105 +19,11 @@ pub(crate) struct Validated<'a> {
     pub(crate) sender_action: bool,
 }
 
-#[derive(Deserialize)]
-struct SendRequest<'a> {
-    #[serde(borrow, default)]
-    recipient: Option<Recipient<'a>>,
-    #[serde(borrow, default)]
-    messaging_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tag: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    message: Option<Message<'a>>,
-    #[serde(borrow, default)]
-    sender_action: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    notification_type: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Recipient<'a> {
-    #[serde(borrow, default)]
-    id: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    user_ref: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    comment_id: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    post_id: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    notification_messages_token: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    one_time_notif_token: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    phone_number: Option<Scalar<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    attachment: Option<Attachment<'a>>,
-    #[serde(borrow, default)]
-    quick_replies: Option<Vec<QuickReply<'a>>>,
-    #[serde(borrow, default)]
-    metadata: Option<Cow<'a, str>>,
-    #[serde(default)]
-    template: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct Attachment<'a> {
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    payload: Option<Payload<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Payload<'a> {
-    #[serde(borrow, default)]
-    template_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    elements: Option<Vec<Element<'a>>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    buttons: Option<Vec<Button<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct Element<'a> {
-    #[serde(borrow, default)]
-    title: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    subtitle: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    buttons: Option<Vec<Button<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct Button<'a> {
-    #[serde(borrow, default)]
-    payload: Option<Scalar<'a>>,
-}
-
-#[derive(Deserialize)]
-struct QuickReply<'a> {
-    #[serde(borrow, default)]
-    content_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    title: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    payload: Option<Scalar<'a>>,
-}
-
-/// A string that Graph also accepts as a JSON number (ids, payloads).
-struct Scalar<'a>(Cow<'a, str>);
-
-const TAGS_RETIRED_2026: [&str; 3] =
-    ["CONFIRMED_EVENT_UPDATE", "ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE"];
+const TAGS_RETIRED_2026: [&str; 3] = [
+    "CONFIRMED_EVENT_UPDATE",
+    "ACCOUNT_UPDATE",
+    "POST_PURCHASE_UPDATE",
+];
 const TAGS_LIVE: [&str; 2] = ["HUMAN_AGENT", "CUSTOMER_FEEDBACK"];
 const SENDER_ACTIONS: [&str; 5] = ["typing_on", "typing_off", "mark_seen", "react", "unreact"];
 
@@ -150,7 +54,9 @@ fn check(request: SendRequest<'_>) -> Result<Validated<'_>, GraphError> {
     }
     if let Some(action) = &request.sender_action {
         if request.message.is_some() {
-            return Err(GraphError::param("(#100) Must send either message or state"));
+            return Err(GraphError::param(
+                "(#100) Must send either message or state",
+            ));
         }
         if !SENDER_ACTIONS.contains(&action.as_ref()) {
             return Err(GraphError::param(
@@ -158,19 +64,31 @@ fn check(request: SendRequest<'_>) -> Result<Validated<'_>, GraphError> {
                  react, unreact}",
             ));
         }
-        return Ok(Validated { recipient, echo_recipient, sender_action: true });
+        return Ok(Validated {
+            recipient,
+            echo_recipient,
+            sender_action: true,
+        });
     }
     let Some(message) = request.message else {
-        return Err(GraphError::param("(#100) Must send either message or state"));
+        return Err(GraphError::param(
+            "(#100) Must send either message or state",
+        ));
     };
     let utility = check_messaging_type(request.messaging_type.as_deref(), request.tag.as_deref())?;
     check_message(&message, utility)?;
-    Ok(Validated { recipient, echo_recipient, sender_action: false })
+    Ok(Validated {
+        recipient,
+        echo_recipient,
+        sender_action: false,
+    })
 }
 
 fn recipient_key(recipient: Option<Recipient<'_>>) -> Result<(Cow<'_, str>, bool), GraphError> {
     let Some(r) = recipient else {
-        return Err(GraphError::param("(#100) The parameter recipient is required"));
+        return Err(GraphError::param(
+            "(#100) The parameter recipient is required",
+        ));
     };
     let kinds = [
         ("id", r.id),
@@ -183,7 +101,9 @@ fn recipient_key(recipient: Option<Recipient<'_>>) -> Result<(Cow<'_, str>, bool
     ];
     let mut found = None;
     for (kind, value) in kinds {
-        let Some(Scalar(value)) = value.filter(|v| !v.0.is_empty()) else { continue };
+        let Some(Scalar(value)) = value.filter(|v| !v.0.is_empty()) else {
+            continue;
+        };
         if found.is_some() {
             return Err(GraphError::param(
                 "(#100) Param recipient must contain exactly one recipient identifier",
@@ -201,11 +121,19 @@ fn recipient_key(recipient: Option<Recipient<'_>>) -> Result<(Cow<'_, str>, bool
 }
 
 /// Returns whether the call is a utility-template send.
-fn check_messaging_type(messaging_type: Option<&str>, tag: Option<&str>) -> Result<bool, GraphError> {
+fn check_messaging_type(
+    messaging_type: Option<&str>,
+    tag: Option<&str>,
+) -> Result<bool, GraphError> {
     let Some(messaging_type) = messaging_type else {
-        return Err(GraphError::param("(#100) The parameter messaging_type is required"));
+        return Err(GraphError::param(
+            "(#100) The parameter messaging_type is required",
+        ));
     };
-    if !matches!(messaging_type, "RESPONSE" | "UPDATE" | "MESSAGE_TAG" | "UTILITY") {
+    if !matches!(
+        messaging_type,
+        "RESPONSE" | "UPDATE" | "MESSAGE_TAG" | "UTILITY"
+    ) {
         return Err(GraphError::param(
             "(#100) Param messaging_type must be one of {RESPONSE, UPDATE, MESSAGE_TAG, UTILITY}",
         ));
@@ -229,7 +157,11 @@ fn check_messaging_type(messaging_type: Option<&str>, tag: Option<&str>) -> Resu
 }
 
 fn check_message(message: &Message<'_>, utility: bool) -> Result<(), GraphError> {
-    let contents = [message.text.is_some(), message.attachment.is_some(), message.template.is_some()];
+    let contents = [
+        message.text.is_some(),
+        message.attachment.is_some(),
+        message.template.is_some(),
+    ];
     match contents.iter().filter(|present| **present).count() {
         0 => {
             return Err(GraphError::param(
@@ -265,7 +197,9 @@ fn check_message(message: &Message<'_>, utility: bool) -> Result<(), GraphError>
 
 fn check_quick_replies(replies: &[QuickReply<'_>]) -> Result<(), GraphError> {
     if replies.len() > 13 {
-        return Err(GraphError::param("(#100) Param message[quick_replies] has more than 13 items"));
+        return Err(GraphError::param(
+            "(#100) Param message[quick_replies] has more than 13 items",
+        ));
     }
     for reply in replies {
         match reply.content_type.as_deref() {
@@ -300,7 +234,9 @@ fn check_attachment(attachment: &Attachment<'_>) -> Result<(), GraphError> {
         ));
     }
     let Some(payload) = &attachment.payload else {
-        return Err(GraphError::param("(#100) The parameter message[attachment][payload] is required"));
+        return Err(GraphError::param(
+            "(#100) The parameter message[attachment][payload] is required",
+        ));
     };
     match (kind, payload.template_type.as_deref()) {
         ("template", Some("generic")) => {
@@ -318,7 +254,11 @@ fn check_attachment(attachment: &Attachment<'_>) -> Result<(), GraphError> {
                 };
                 at_most(title, 80, "message[attachment][payload][elements][title]")?;
                 if let Some(subtitle) = &element.subtitle {
-                    at_most(subtitle, 80, "message[attachment][payload][elements][subtitle]")?;
+                    at_most(
+                        subtitle,
+                        80,
+                        "message[attachment][payload][elements][subtitle]",
+                    )?;
                 }
                 check_buttons(element.buttons.as_deref().unwrap_or_default(), 0)?;
             }
@@ -366,31 +306,6 @@ fn at_most(value: &str, max_chars: usize, name: &str) -> Result<(), GraphError> 
         )));
     }
     Ok(())
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = Scalar<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Scalar(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Scalar(Cow::Owned(v.to_owned())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Scalar(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Scalar(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_any(ScalarVisitor)
-    }
 }
 
 #[cfg(test)]

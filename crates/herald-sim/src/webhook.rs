@@ -35,7 +35,12 @@ pub(crate) const QUEUE: usize = 65_536;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A message was accepted: schedule its delivery and read receipts.
-    Accepted { page: Arc<str>, psid: String, mid: String, at_ms: i64 },
+    Accepted {
+        page: Arc<str>,
+        psid: String,
+        mid: String,
+        at_ms: i64,
+    },
     /// Post this event now.
     Now(Item),
 }
@@ -99,7 +104,10 @@ async fn post(app: &App, client: &HttpClient, batch: &[Item]) {
         return;
     };
     let body = Bytes::from(events::envelope(batch, unix_ms()));
-    let signature = config.app_secret.as_deref().map(|secret| events::signature(secret, &body));
+    let signature = config
+        .app_secret
+        .as_deref()
+        .map(|secret| events::signature(secret, &body));
     let mut backoff = Duration::from_millis(config.webhook_backoff_ms);
     for attempt in 0..=config.webhook_retries {
         let mut request = Request::post(url)
@@ -135,7 +143,10 @@ async fn post(app: &App, client: &HttpClient, batch: &[Item]) {
 /// The answer's status, or `None` on a transport error or timeout. Reads the body so the
 /// connection can be reused.
 async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Option<hyper::StatusCode> {
-    let response = tokio::time::timeout(POST_TIMEOUT, client.request(request)).await.ok()?.ok()?;
+    let response = tokio::time::timeout(POST_TIMEOUT, client.request(request))
+        .await
+        .ok()?
+        .ok()?;
     let status = response.status();
     let _ = tokio::time::timeout(POST_TIMEOUT, response.into_body().collect()).await;
     Some(status)

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
-    let config = SimConfig { rate_per_sec: 3, throttle_regain_minutes: 1, ..SimConfig::default() };
+    let config = SimConfig {
+        rate_per_sec: 3,
+        throttle_regain_minutes: 1,
+        ..SimConfig::default()
+    };
     let sim = start(config).await;
     let http = Http::new();
     let url = send_url(&sim, "77", "t");
@@ -19,16 +23,29 @@ async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
         calls.spawn(async move { http.post_json(&url, &text_to(&format!("p{i}"))).await });
     }
     let replies = calls.join_all().await;
-    let ok: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::OK).collect();
-    let limited: Vec<_> = replies.iter().filter(|r| r.status != StatusCode::OK).collect();
+    let ok: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    let limited: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status != StatusCode::OK)
+        .collect();
     // Ten calls within far less than a second: exactly three fit in the window.
     assert_eq!(ok.len(), 3);
 
     for reply in &limited {
         assert_eq!(reply.graph_error(), (613, None));
-        let message = reply.json()["error"]["message"].as_str().unwrap().to_owned();
-        assert!(message.contains("Calls to this api have exceeded the rate limit"), "{message}");
-        let usage: Value = serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("Calls to this api have exceeded the rate limit"),
+            "{message}"
+        );
+        let usage: Value =
+            serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
         let entry = &usage["77"][0];
         assert_eq!(entry["type"], "messenger");
         assert!(entry["call_count"].as_u64().unwrap() >= 100, "{usage}");
@@ -37,12 +54,14 @@ async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
     }
     for reply in &ok {
         // One call is a third of this page's per-second allowance: well above 10 %.
-        let usage: Value = serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
+        let usage: Value =
+            serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
         assert!(usage["77"][0]["call_count"].as_u64().unwrap() >= 33);
         assert_eq!(usage["77"][0]["estimated_time_to_regain_access"], 0);
     }
 
-    let stats: Stats = serde_json::from_slice(&http.get(&format!("{}/_sim/stats", sim.url())).await.body).unwrap();
+    let stats: Stats =
+        serde_json::from_slice(&http.get(&format!("{}/_sim/stats", sim.url())).await.body).unwrap();
     assert_eq!(stats.accepted, 3);
     assert_eq!(stats.rejected[&613], 7);
     assert_eq!(stats.accepted_by_page["77"], 3);
@@ -53,9 +72,14 @@ async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
 #[tokio::test]
 async fn usage_header_is_absent_while_usage_is_low() {
     let sim = start(SimConfig::default()).await;
-    let reply = Http::new().post_json(&send_url(&sim, "1", "t"), &text_to("1")).await;
+    let reply = Http::new()
+        .post_json(&send_url(&sim, "1", "t"), &text_to("1"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.header("x-business-use-case-usage").is_none(), "1 of 300 is under 10 %");
+    assert!(
+        reply.header("x-business-use-case-usage").is_none(),
+        "1 of 300 is under 10 %"
+    );
     sim.shutdown().await;
 }
 
@@ -69,7 +93,13 @@ async fn psid_rules_script_each_outcome() {
             PsidRule::prefix("na", PsidOutcome::NotAvailable),
             PsidRule::prefix("rv", PsidOutcome::TokenRevoked),
             PsidRule::prefix("ff", PsidOutcome::FailFirst),
-            PsidRule::prefix("ab", PsidOutcome::Error { code: 368, subcode: None }),
+            PsidRule::prefix(
+                "ab",
+                PsidOutcome::Error {
+                    code: 368,
+                    subcode: None,
+                },
+            ),
         ],
         ..SimConfig::default()
     };
@@ -80,7 +110,7 @@ async fn psid_rules_script_each_outcome() {
         let (http, url, body) = (http.clone(), url.clone(), text_to(psid));
         async move { http.post_json(&url, &body).await }
     };
-    let table: [(&str, (u64, Option<u64>), &str); 6] = [
+    let table = [
         ("5519", (551, None), "FacebookApiException"),
         ("w2", (10, Some(2018278)), "OAuthException"),
         ("nm1", (100, Some(2018001)), "OAuthException"),
@@ -94,7 +124,11 @@ async fn psid_rules_script_each_outcome() {
         assert_eq!(reply.graph_error(), expected, "{psid}");
         assert_eq!(reply.json()["error"]["type"], kind, "{psid}");
     }
-    assert_eq!(send("w3").await.status, StatusCode::OK, "exact lists match exactly");
+    assert_eq!(
+        send("w3").await.status,
+        StatusCode::OK,
+        "exact lists match exactly"
+    );
 
     let first = send("ff1").await;
     assert_eq!(first.graph_error(), (2, None));
@@ -117,20 +151,30 @@ async fn stats_messages_duplicates_and_reset() {
         let reply = http.post_json(&url, &body).await.json();
         sent.push((psid, body, reply["message_id"].as_str().unwrap().to_owned()));
     }
-    http.post_json(&url, &json!({"recipient": {"id": "x"}})).await;
+    http.post_json(&url, &json!({"recipient": {"id": "x"}}))
+        .await;
 
     let stats = http.get(&format!("{}/_sim/stats", sim.url())).await.json();
     assert_eq!(stats["accepted"], 3);
     assert_eq!(stats["rejected"]["100"], 1);
     assert_eq!(stats["recipients"], json!({"a": 2, "b": 1}));
-    assert_eq!(stats["duplicate_recipients"], json!({"count": 1, "psids": ["a"]}));
+    assert_eq!(
+        stats["duplicate_recipients"],
+        json!({"count": 1, "psids": ["a"]})
+    );
     assert_eq!(stats["accepted_by_page"], json!({"5": 3}));
     assert_eq!(stats["max_per_second"]["5"], 3);
-    let summary = http.get(&format!("{}/_sim/stats?summary=1", sim.url())).await.json();
+    let summary = http
+        .get(&format!("{}/_sim/stats?summary=1", sim.url()))
+        .await
+        .json();
     assert!(summary.get("recipients").is_none());
     assert_eq!(summary["duplicate_recipients"]["count"], 1);
 
-    let listed = http.get(&format!("{}/_sim/messages?recipient=a", sim.url())).await.json();
+    let listed = http
+        .get(&format!("{}/_sim/messages?recipient=a", sim.url()))
+        .await
+        .json();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2);
     for (entry, (_, body, mid)) in listed.iter().zip(sent.iter().filter(|(p, ..)| *p == "a")) {
@@ -141,22 +185,45 @@ async fn stats_messages_duplicates_and_reset() {
     }
     assert_eq!(sim.messages("b").len(), 1);
 
-    let reset = http.post(&format!("{}/_sim/reset", sim.url()), "application/json", "").await;
+    let reset = http
+        .post(&format!("{}/_sim/reset", sim.url()), "application/json", "")
+        .await;
     assert_eq!(reset.status, StatusCode::OK);
     let stats = sim.stats();
-    assert_eq!((stats.accepted, stats.rejected.len(), stats.max_per_second.len()), (0, 0, 0));
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.rejected.len(),
+            stats.max_per_second.len()
+        ),
+        (0, 0, 0)
+    );
     assert!(sim.messages("a").is_empty());
     let after = http.post_json(&url, &text_to("a")).await.json();
-    assert!(!sent.iter().any(|(.., mid)| after["message_id"] == mid.as_str()), "ids stay unique");
+    assert!(
+        !sent
+            .iter()
+            .any(|(.., mid)| after["message_id"] == mid.as_str()),
+        "ids stay unique"
+    );
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn record_bodies_off_keeps_counts_only() {
-    let sim = start(SimConfig { record_bodies: false, ..SimConfig::default() }).await;
+    let sim = start(SimConfig {
+        record_bodies: false,
+        ..SimConfig::default()
+    })
+    .await;
     let http = Http::new();
     for _ in 0..2 {
-        assert_eq!(http.post_json(&send_url(&sim, "1", "t"), &text_to("q")).await.status, StatusCode::OK);
+        assert_eq!(
+            http.post_json(&send_url(&sim, "1", "t"), &text_to("q"))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
     let stats = sim.stats();
     assert_eq!((stats.accepted, stats.unrecorded), (2, 2));

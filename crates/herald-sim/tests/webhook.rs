@@ -16,11 +16,17 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Checks `X-Hub-Signature-256` over the raw bytes and returns the parsed body.
 fn verified(post: &Received) -> Value {
-    let header = post.headers.get("x-hub-signature-256").expect("signed").to_str().unwrap();
+    let header = post
+        .headers
+        .get("x-hub-signature-256")
+        .expect("signed")
+        .to_str()
+        .unwrap();
     let hex_sig = header.strip_prefix("sha256=").expect("sha256= prefix");
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(&post.body);
-    mac.verify_slice(&hex::decode(hex_sig).unwrap()).expect("signature matches the raw body");
+    mac.verify_slice(&hex::decode(hex_sig).unwrap())
+        .expect("signature matches the raw body");
     serde_json::from_slice(&post.body).unwrap()
 }
 
@@ -56,7 +62,10 @@ fn webhook_config(receiver: &Receiver) -> SimConfig {
 fn proof_query() -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(b"t");
-    format!("&appsecret_proof={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "&appsecret_proof={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 #[tokio::test]
@@ -80,7 +89,12 @@ async fn receipts_arrive_signed_for_accepted_messages() {
             .map(|m| m.as_str().unwrap().to_owned())
             .collect()
     };
-    let reads = |events: &[(String, Value)]| events.iter().filter(|(_, e)| e.get("read").is_some()).count();
+    let reads = |events: &[(String, Value)]| {
+        events
+            .iter()
+            .filter(|(_, e)| e.get("read").is_some())
+            .count()
+    };
     eventually(WAIT, || {
         let events = events(&receiver.posts());
         delivered(&events).len() == 3 && reads(&events) >= 2
@@ -92,7 +106,13 @@ async fn receipts_arrive_signed_for_accepted_messages() {
     got.sort();
     mids.sort();
     assert_eq!(got, mids, "each accepted message is delivered exactly once");
-    let at_ms = |psid: &str| sim.messages(psid).iter().map(|m| m.accepted_at_ms).max().unwrap();
+    let at_ms = |psid: &str| {
+        sim.messages(psid)
+            .iter()
+            .map(|m| m.accepted_at_ms)
+            .max()
+            .unwrap()
+    };
     for (page, event) in &events {
         assert_eq!(page, "900");
         assert_eq!(event["recipient"]["id"], "900");
@@ -106,8 +126,14 @@ async fn receipts_arrive_signed_for_accepted_messages() {
         }
     }
     let post = &receiver.posts()[0];
-    assert_eq!(post.headers.get("content-type").unwrap(), "application/json");
-    eventually(WAIT, || sim.stats().webhook.posts_ok as usize == receiver.posts().len()).await;
+    assert_eq!(
+        post.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    eventually(WAIT, || {
+        sim.stats().webhook.posts_ok as usize == receiver.posts().len()
+    })
+    .await;
     assert_eq!(sim.stats().webhook.posts_failed, 0);
     sim.shutdown().await;
 }
@@ -117,8 +143,11 @@ async fn inbound_messages_are_posted_on_demand() {
     let receiver = Receiver::start(0).await;
     let sim = start(webhook_config(&receiver)).await;
     let http = Http::new();
-    let inbound = json!({"page_id": "900", "psid": "u7", "text": "Olá / hi", "ref": "spring-promo"});
-    let reply = http.post_json(&format!("{}/_sim/inbound", sim.url()), &inbound).await;
+    let inbound =
+        json!({"page_id": "900", "psid": "u7", "text": "Olá / hi", "ref": "spring-promo"});
+    let reply = http
+        .post_json(&format!("{}/_sim/inbound", sim.url()), &inbound)
+        .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     let mid = reply.json()["mid"].as_str().unwrap().to_owned();
 
@@ -150,14 +179,25 @@ async fn failed_posts_are_retried_with_backoff() {
     eventually(WAIT, || sim.stats().webhook.posts_ok == 1).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 3, "two failures, then success");
-    assert_eq!(posts[0].body, posts[2].body, "retries resend the same bytes");
+    assert_eq!(
+        posts[0].body, posts[2].body,
+        "retries resend the same bytes"
+    );
     let webhook = sim.stats().webhook;
-    assert_eq!((webhook.posts_failed, webhook.posts_dropped, webhook.events_sent), (2, 0, 1));
+    assert_eq!(
+        (
+            webhook.posts_failed,
+            webhook.posts_dropped,
+            webhook.events_sent
+        ),
+        (2, 0, 1)
+    );
 
     let reset = sim.update_config(|c| c.webhook_retries = 0);
     assert!(reset.is_ok());
     let receiver_down = Receiver::start(usize::MAX).await;
-    sim.update_config(|c| c.webhook_url = Some(receiver_down.url())).unwrap();
+    sim.update_config(|c| c.webhook_url = Some(receiver_down.url()))
+        .unwrap();
     sim.inbound("900", "u9", "dropped", None).expect("queued");
     eventually(WAIT, || sim.stats().webhook.posts_dropped == 1).await;
     sim.shutdown().await;

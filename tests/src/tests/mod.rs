@@ -1,3 +1,4 @@
 //! The end-to-end tests, one file per capability.
 
 mod broker;
+mod producer;

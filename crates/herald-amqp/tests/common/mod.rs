@@ -18,7 +18,11 @@ use herald_core::Secret;
 /// `AMQP_ADDR`, else the default local broker.
 pub fn settings() -> AmqpSettings {
     let url = std::env::var("AMQP_ADDR").unwrap_or_else(|_| herald_amqp::DEFAULT_AMQP_URL.into());
-    AmqpSettings { url: Secret::new(url), connect_attempts: 2, ..AmqpSettings::default() }
+    AmqpSettings {
+        url: Secret::new(url),
+        connect_attempts: 2,
+        ..AmqpSettings::default()
+    }
 }
 
 /// A connection, or `None` (after printing `skipping: no broker`) when the broker is unreachable
@@ -50,7 +54,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,13 +73,20 @@ impl Fixture {
     pub async fn new() -> Option<Self> {
         let connection = broker().await?;
         let topology = Topology::new(&unique_prefix()).expect("valid prefix");
-        Some(Self { connection, topology })
+        Some(Self {
+            connection,
+            topology,
+        })
     }
 
     /// Connects and declares a fresh topology.
     pub async fn declared() -> Option<Self> {
         let fixture = Self::new().await?;
-        fixture.topology.declare(&fixture.connection).await.expect("declare topology");
+        fixture
+            .topology
+            .declare(&fixture.connection)
+            .await
+            .expect("declare topology");
         Some(fixture)
     }
 

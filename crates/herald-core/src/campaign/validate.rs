@@ -92,49 +92,7 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         tag: tag.map(MessageTag::as_str),
         notification_type: notification_type.flatten().map(|t| t.as_str()),
     };
-    let spans = SpanIndex::new(message_node, lines.is_some());
-    let request = match RequestTemplate::compile(header, &message, &render::parser()) {
-        Ok(request) => request,
-        Err(errors) => {
-            for error in errors {
-                let span = spans.find(error.path.as_str());
-                checker.report(ProblemKind::Data, &error.path, span, error.message);
-            }
-            return None;
-        }
-    };
-    let (sample, failures) = request.render_sample(&User::new("sample-user", "0"), SAMPLE_JOB_ID);
-    // Most render failures depend on the user's data; a missing partial fails for everyone.
-    for failure in failures
-        .iter()
-        .filter(|f| f.message.contains("Partial does not exist"))
-    {
-        let message =
-            "`{% include %}` and `{% render %}` are not supported: campaigns have no partials";
-        let span = spans.find(failure.path.as_str());
-        checker.report(ProblemKind::Data, &failure.path, span, message);
-    }
-    // A template rendering empty for a user without attributes says nothing about real users;
-    // everything else only grows with attributes, so it breaks the limits for everyone.
-    let templates: Vec<&str> = request.template_paths().collect();
-    let violations = check_message_limits(&sample)
-        .into_iter()
-        .filter(|violation| {
-            !(violation.message == limits::EMPTY && templates.contains(&violation.path.as_str()))
-        });
-    for violation in violations {
-        let path = FieldPath::from_printed(&violation.path);
-        let message = format!(
-            "{} (rendered for a user without attributes)",
-            violation.message
-        );
-        checker.report(
-            ProblemKind::Data,
-            &path,
-            spans.find(&violation.path),
-            message,
-        );
-    }
+    let request = compile(checker, header, &message, message_node, lines.is_some())?;
     Some(Campaign {
         id: id?,
         page_id: page_id?,
@@ -149,6 +107,71 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         delivery: delivery?,
         request: Arc::new(request),
     })
+}
+
+/// Compiles the message (Liquid syntax problems) and checks Meta's limits on a render for a
+/// user without attributes, pointing problems back at the source when it has spans.
+fn compile(
+    checker: &mut Checker<'_>,
+    header: Header<'_>,
+    message: &serde_json::Value,
+    message_node: &Node,
+    has_spans: bool,
+) -> Option<RequestTemplate> {
+    let spans = SpanIndex::new(message_node, has_spans);
+    let compiled = RequestTemplate::compile(header, message, &render::parser());
+    let (sample, templates) = match &compiled {
+        Ok(request) => {
+            let user = User::new("sample-user", "0");
+            let (sample, failures) = request.render_sample(&user, SAMPLE_JOB_ID);
+            // Most render failures depend on the user's data; a missing partial fails for all.
+            let partials = failures
+                .iter()
+                .filter(|f| f.message.contains("Partial does not exist"));
+            for failure in partials {
+                let message = "`{% include %}` and `{% render %}` are not supported: \
+                               campaigns have no partials";
+                let span = spans.find(failure.path.as_str());
+                checker.report(ProblemKind::Data, &failure.path, span, message);
+            }
+            (
+                sample,
+                request.template_paths().map(str::to_owned).collect(),
+            )
+        }
+        Err(errors) => {
+            for error in errors {
+                let span = spans.find(error.path.as_str());
+                let message = error.message.clone();
+                checker.report(ProblemKind::Data, &error.path, span, message);
+            }
+            (message.clone(), render::template_paths(message))
+        }
+    };
+    // Limits on the sample render. A template that rendered empty for a user without
+    // attributes says nothing about real users (and an uncompiled one says nothing at all);
+    // everything else only grows with attributes, so it breaks the limits for everyone.
+    let compiled_ok = compiled.is_ok();
+    let violations = check_message_limits(&sample)
+        .into_iter()
+        .filter(|violation| {
+            let templated = templates.contains(&violation.path);
+            !(templated && (!compiled_ok || violation.message == limits::EMPTY))
+        });
+    for violation in violations {
+        let path = FieldPath::from_printed(&violation.path);
+        let message = format!(
+            "{} (rendered for a user without attributes)",
+            violation.message
+        );
+        checker.report(
+            ProblemKind::Data,
+            &path,
+            spans.find(&violation.path),
+            message,
+        );
+    }
+    compiled.ok()
 }
 
 fn check_id(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<String> {

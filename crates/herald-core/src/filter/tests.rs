@@ -1,3 +1,6 @@
+//! Every op on a fixed user at a fixed `now`: numbers vs strings, dates, relative durations,
+//! nested groups.
+
 use std::time::Duration;
 
 use time::OffsetDateTime;

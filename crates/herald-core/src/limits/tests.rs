@@ -1,3 +1,5 @@
+//! Meta's content limits, one row per rule and edge (at the limit, one past it).
+
 use serde_json::{Value, json};
 
 use super::*;

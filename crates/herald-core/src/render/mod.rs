@@ -89,6 +89,25 @@ pub(crate) fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
+/// The paths of the strings of `message` that would compile as templates.
+pub(crate) fn template_paths(message: &Value) -> Vec<String> {
+    fn walk(value: &Value, path: FieldPath, out: &mut Vec<String>) {
+        match value {
+            Value::String(text) if is_template(text) => out.push(path.into_string()),
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, path.key(k), out)),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, path.index(i), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(message, FieldPath::root().key("message"), &mut out);
+    out
+}
+
 /// The parser every campaign uses: Liquid's standard tags and filters (incl. `default`).
 pub(crate) fn parser() -> liquid::Parser {
     liquid::ParserBuilder::with_stdlib()

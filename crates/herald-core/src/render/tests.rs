@@ -1,3 +1,6 @@
+//! Rendering: the DESIGN sample, `default` with missing attributes, built-in variables, no HTML
+//! escaping, Unicode, JSON validity with hostile attribute values, exact bodies, per-user skips.
+
 use serde_json::{Value, json};
 use time::macros::datetime;
 

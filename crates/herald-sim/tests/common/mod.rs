@@ -40,7 +40,10 @@ impl Reply {
         assert!(error["message"].is_string(), "{body}");
         assert!(error["type"].is_string(), "{body}");
         assert!(error["fbtrace_id"].is_string(), "{body}");
-        (error["code"].as_u64().expect("code"), error["error_subcode"].as_u64())
+        (
+            error["code"].as_u64().expect("code"),
+            error["error_subcode"].as_u64(),
+        )
     }
 
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
@@ -61,10 +64,19 @@ impl Http {
         let response = self.0.request(request).await?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
-    pub(crate) async fn post(&self, url: &str, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let request = Request::post(url)
             .header("content-type", content_type)
             .body(Full::new(body.into()))
@@ -73,7 +85,8 @@ impl Http {
     }
 
     pub(crate) async fn post_json(&self, url: &str, body: &Value) -> Reply {
-        self.post(url, "application/json", serde_json::to_vec(body).unwrap()).await
+        self.post(url, "application/json", serde_json::to_vec(body).unwrap())
+            .await
     }
 
     pub(crate) async fn get(&self, url: &str) -> Reply {
@@ -93,14 +106,19 @@ pub(crate) fn send_url(sim: &SimHandle, page: &str, token: &str) -> String {
 }
 
 pub(crate) async fn start(config: SimConfig) -> SimHandle {
-    herald_sim::spawn(config, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+    herald_sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
 }
 
 /// Polls `condition` every 10 ms until it holds; panics after `timeout`.
 pub(crate) async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut condition: F) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -126,7 +144,9 @@ impl Receiver {
         let seen = Arc::clone(&posts);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let seen = Arc::clone(&seen);
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let seen = Arc::clone(&seen);
@@ -134,10 +154,17 @@ impl Receiver {
                         let (parts, body) = request.into_parts();
                         let body = body.collect().await?.to_bytes();
                         let mut posts = seen.lock().unwrap();
-                        posts.push(Received { headers: parts.headers, body });
-                        let status =
-                            if posts.len() <= fail_first { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
-                        let mut response = Response::new(Full::new(Bytes::from_static(b"EVENT_RECEIVED")));
+                        posts.push(Received {
+                            headers: parts.headers,
+                            body,
+                        });
+                        let status = if posts.len() <= fail_first {
+                            StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            StatusCode::OK
+                        };
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"EVENT_RECEIVED")));
                         *response.status_mut() = status;
                         Ok::<_, hyper::Error>(response)
                     }

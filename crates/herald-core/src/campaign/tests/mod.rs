@@ -1,0 +1,300 @@
+//! Parsing the DESIGN sample, defaults, JSON documents and round trips; the table of
+//! validation problems lives in `problems`.
+
+mod problems;
+
+use time::macros::datetime;
+
+use super::*;
+use crate::filter::{Filter, Match, Op, Operand};
+use crate::user::Attribute;
+
+/// DESIGN.md §2 "The smallest campaign file every version must accept", verbatim.
+const SMALLEST: &str = r#"id = "welcome-back"                 # campaign id: [a-z0-9_-], unique per campaign
+page_id = "1000000001"
+messaging_type = "UPDATE"           # RESPONSE | UPDATE | MESSAGE_TAG | UTILITY
+
+[message]                           # any Send API message object; strings may hold Liquid
+text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
+
+[segment]
+file = "users.csv"                  # or: source = "store"; relative to the campaign file
+match = "all"                       # all (AND) | any (OR) over the filters below
+[[segment.filter]]
+attribute = "country"               # any attribute; external_id, messenger_id, last_inbound_at too
+op = "eq"                           # exists blank eq neq in contains gt gte lt lte within older_than
+value = "BR"                        # within/older_than take a duration: "24h", "7d"
+
+[delivery]
+rate_per_sec = 250                  # this campaign's ceiling for its page (the page limit still applies)
+max_attempts = 5
+expires_after = "6h"                # a job not sent by then becomes `expired`
+window = "enforce"                  # enforce | off: skip users known to be outside the 24 h window
+"#;
+
+#[test]
+fn design_smallest_campaign_parses_as_written() {
+    let campaign = Campaign::from_toml(SMALLEST).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.id(), "welcome-back");
+    assert_eq!(campaign.page_id(), "1000000001");
+    assert_eq!(campaign.messaging_type(), MessagingType::Update);
+    assert_eq!(campaign.tag(), None);
+    assert_eq!(campaign.notification_type(), None);
+    assert_eq!(
+        campaign.message(),
+        &serde_json::json!({
+            "text": "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
+        })
+    );
+    assert_eq!(
+        campaign.segment().source,
+        SegmentSource::File("users.csv".into())
+    );
+    assert_eq!(campaign.segment().filter.matching, Match::All);
+    assert_eq!(
+        campaign.segment().filter.filters,
+        [Filter::Condition(crate::filter::Condition {
+            attribute: Attribute::Other("country".into()),
+            op: Op::Eq(Operand::new("BR")),
+        })]
+    );
+    assert_eq!(
+        *campaign.delivery(),
+        Delivery {
+            rate_per_sec: 250,
+            max_attempts: 5,
+            expires_after: std::time::Duration::from_secs(6 * 3600),
+            window: WindowPolicy::Enforce,
+        }
+    );
+    let user = User::new("u1", "42")
+        .with_attr("country", "BR")
+        .with_attr("promo_code", "X1");
+    assert!(campaign.matches(&user, datetime!(2026-05-01 0:00 UTC)));
+    let body = campaign.render_request(&user, "run1:u1").unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"recipient":{"id":"42"},"messaging_type":"UPDATE","message":{"text":"Hi there, your code is X1.","metadata":"run1:u1"}}"#
+    );
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let source =
+        "id = \"a\"\npage_id = \"1\"\nmessaging_type = \"RESPONSE\"\n[message]\ntext = \"hi\"\n";
+    let campaign = Campaign::from_toml(source).unwrap();
+    assert_eq!(*campaign.delivery(), Delivery::default());
+    assert_eq!(campaign.delivery().rate_per_sec, 250);
+    assert_eq!(campaign.delivery().max_attempts, 5);
+    assert_eq!(campaign.delivery().expires_after.as_secs(), 24 * 3600);
+    assert_eq!(campaign.delivery().window, WindowPolicy::Enforce);
+    assert_eq!(*campaign.segment(), Segment::default());
+    assert_eq!(campaign.segment().source, SegmentSource::Unset);
+}
+
+#[test]
+fn segment_file_can_be_overridden() {
+    let mut campaign = Campaign::from_toml(SMALLEST).unwrap();
+    campaign.set_segment_file("other.jsonl");
+    assert_eq!(
+        campaign.segment().source,
+        SegmentSource::File("other.jsonl".into())
+    );
+}
+
+const BASE: &str = r#"id = "welcome-back"
+page_id = "1000000001"
+messaging_type = "UPDATE"
+
+[message]
+text = "Hi {{ first_name | default: 'there' }}"
+quick_replies = [
+  { content_type = "text", title = "Yes", payload = "YES" },
+  { content_type = "text", title = "No", payload = "NO" },
+]
+
+[segment]
+file = "users.csv"
+match = "all"
+[[segment.filter]]
+attribute = "country"
+op = "eq"
+value = "BR"
+[[segment.filter]]
+attribute = "age"
+op = "gte"
+value = 18
+[[segment.filter]]
+group = { match = "any", filter = [
+  { attribute = "plan", op = "in", value = ["pro", "team"] },
+  { attribute = "last_inbound_at", op = "within", value = "7d" },
+] }
+
+[delivery]
+rate_per_sec = 250
+max_attempts = 5
+expires_after = "6h"
+window = "enforce"
+"#;
+
+#[test]
+fn base_document_is_valid() {
+    let campaign = Campaign::from_toml(BASE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.segment().filter.filters.len(), 3);
+}
+
+const JSON: &str = r#"{
+  "id": "welcome-back",
+  "page_id": "1000000001",
+  "messaging_type": "MESSAGE_TAG",
+  "tag": "HUMAN_AGENT",
+  "notification_type": "NO_PUSH",
+  "message": { "text": "Hi {{ first_name | default: \"there\" }}" },
+  "segment": {
+    "source": "store",
+    "match": "any",
+    "filter": [
+      { "attribute": "psid", "op": "exists" },
+      { "group": { "filter": [ { "attribute": "age", "op": "lt", "value": 18.5 } ] } }
+    ]
+  },
+  "delivery": { "rate_per_sec": 10, "max_attempts": 20, "expires_after": "1h30m", "window": "off" }
+}"#;
+
+#[test]
+fn json_documents_parse_like_toml() {
+    let campaign = Campaign::from_json(JSON).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.tag(), Some(MessageTag::HumanAgent));
+    assert_eq!(campaign.notification_type(), Some(NotificationType::NoPush));
+    assert_eq!(campaign.segment().source, SegmentSource::Store);
+    assert_eq!(campaign.segment().filter.matching, Match::Any);
+    assert_eq!(campaign.delivery().expires_after.as_secs(), 5400);
+    assert_eq!(campaign.delivery().window, WindowPolicy::Off);
+    let under_age = User::new("u", "1").with_attr("age", "17");
+    assert!(campaign.matches(&under_age, datetime!(2026-05-01 0:00 UTC)));
+}
+
+#[test]
+fn json_problems_have_paths_but_no_lines() {
+    let check = |from: &str, to: &str, path: &str, code: u8| {
+        let source = JSON.replacen(from, to, 1);
+        let errors = Campaign::from_json(&source).unwrap_err();
+        let problems = errors.problems();
+        assert_eq!(problems.len(), 1, "{errors}");
+        assert_eq!(problems[0].path, path, "{errors}");
+        assert_eq!(problems[0].line_col, None);
+        assert_eq!(errors.exit_code(), code, "{errors}");
+    };
+    check(
+        "\"max_attempts\": 20",
+        "\"max_attempts\": 30",
+        "delivery.max_attempts",
+        EXIT_DATA,
+    );
+    check(
+        "\"max_attempts\": 20",
+        "\"max_attempts\": null",
+        "delivery.max_attempts",
+        EXIT_USAGE,
+    );
+    check(
+        "\"window\": \"off\"",
+        "\"window\": \"off\", \"x\": 1",
+        "delivery.x",
+        EXIT_USAGE,
+    );
+    check(
+        "\"match\": \"any\"",
+        "\"match\": [\"any\"]",
+        "segment.match",
+        EXIT_USAGE,
+    );
+    check(
+        "\"op\": \"lt\", \"value\": 18.5",
+        "\"op\": \"lt\"",
+        "segment.filter[1].group.filter[0].value",
+        EXIT_DATA,
+    );
+    check(
+        "\"filter\": [ { \"attribute\": \"age\", \"op\": \"lt\", \"value\": 18.5 } ]",
+        "\"filter\": []",
+        "segment.filter[1].group.filter",
+        EXIT_DATA,
+    );
+    check(
+        "\"HUMAN_AGENT\"",
+        "\"CONFIRMED_EVENT_UPDATE\"",
+        "tag",
+        EXIT_DATA,
+    );
+    check(
+        "\"message\": { \"text\"",
+        "\"message\": { \"quick_replies\": 3, \"text\"",
+        "message.quick_replies",
+        EXIT_DATA,
+    );
+}
+
+#[test]
+fn to_json_round_trips() {
+    for campaign in [
+        Campaign::from_toml(SMALLEST).unwrap(),
+        Campaign::from_toml(BASE).unwrap(),
+        Campaign::from_json(JSON).unwrap(),
+    ] {
+        let json = campaign.to_json().to_string();
+        let again = Campaign::from_json(&json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+        assert_eq!(again, campaign, "{json}");
+    }
+}
+
+#[test]
+fn customer_feedback_and_human_agent_are_accepted() {
+    for tag in ["HUMAN_AGENT", "CUSTOMER_FEEDBACK"] {
+        let source = BASE.replacen(
+            "messaging_type = \"UPDATE\"",
+            &format!("messaging_type = \"MESSAGE_TAG\"\ntag = \"{tag}\""),
+            1,
+        );
+        let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(campaign.tag().map(MessageTag::as_str), Some(tag));
+    }
+}
+
+#[test]
+fn groups_can_be_written_as_table_headers() {
+    let source = r#"id = "g"
+page_id = "1"
+messaging_type = "UTILITY"
+[message.template]
+name = "order_update"
+[segment]
+source = "store"
+[[segment.filter]]
+[segment.filter.group]
+match = "any"
+[[segment.filter.group.filter]]
+attribute = "country"
+op = "eq"
+value = "BR"
+[[segment.filter.group.filter]]
+attribute = "signed_up"
+op = "older_than"
+value = "2w"
+"#;
+    let campaign = Campaign::from_toml(source).unwrap_or_else(|e| panic!("{e}"));
+    let now = datetime!(2026-05-01 0:00 UTC);
+    let [Filter::Group(group)] = campaign.segment().filter.filters.as_slice() else {
+        panic!("one group expected");
+    };
+    assert_eq!(group.matching, Match::Any);
+    assert!(campaign.matches(&User::new("u", "1").with_attr("country", "BR"), now));
+    assert!(campaign.matches(
+        &User::new("u", "1").with_attr("signed_up", "2026-01-01"),
+        now
+    ));
+    assert!(!campaign.matches(
+        &User::new("u", "1").with_attr("signed_up", "2026-04-30"),
+        now
+    ));
+}
