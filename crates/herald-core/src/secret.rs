@@ -57,7 +57,12 @@ mod tests {
     fn never_prints_its_value() {
         let secret = Secret::new("EAAB-page-token-123");
         let wrapped = Some(vec![secret.clone()]);
-        for shown in [format!("{secret}"), format!("{secret:?}"), format!("{wrapped:?}"), format!("{secret:#?}")] {
+        for shown in [
+            format!("{secret}"),
+            format!("{secret:?}"),
+            format!("{wrapped:?}"),
+            format!("{secret:#?}"),
+        ] {
             assert!(!shown.contains("EAAB"), "leaked: {shown}");
         }
         assert_eq!(secret.expose(), "EAAB-page-token-123");

@@ -19,8 +19,12 @@ use crate::config::Config;
 const EX_UNAVAILABLE: u8 = 69;
 
 pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
-    let (campaign, segment) = match load(&args.campaign, args.segment.as_deref()) {
-        Ok(loaded) => loaded,
+    let campaign = match load_campaign(&args.campaign) {
+        Ok(campaign) => campaign,
+        Err(code) => return code,
+    };
+    let segment = match segment_path(&args.campaign, &campaign, args.segment.as_deref()) {
+        Ok(segment) => segment,
         Err(code) => return code,
     };
     if args.dry_run {
@@ -63,9 +67,8 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
     }
 }
 
-/// Reads and validates a campaign file (TOML, or JSON by extension) and resolves its segment:
-/// `--segment` wins, else `segment.file` relative to the campaign file.
-pub(crate) fn load(path: &Path, segment: Option<&Path>) -> Result<(Campaign, PathBuf), ExitCode> {
+/// Reads and validates a campaign file (TOML, or JSON by extension), listing every problem.
+pub(crate) fn load_campaign(path: &Path) -> Result<Campaign, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         eprintln!("herald: cannot read campaign {}: {error}", path.display());
         ExitCode::from(66)
@@ -78,7 +81,7 @@ pub(crate) fn load(path: &Path, segment: Option<&Path>) -> Result<(Campaign, Pat
     } else {
         Campaign::from_toml(&text)
     };
-    let campaign = parsed.map_err(|errors| {
+    parsed.map_err(|errors| {
         eprintln!(
             "herald: {} has {} problem(s); nothing was published:",
             path.display(),
@@ -88,25 +91,32 @@ pub(crate) fn load(path: &Path, segment: Option<&Path>) -> Result<(Campaign, Pat
             eprintln!("  {}:{problem}", path.display());
         }
         ExitCode::from(errors.exit_code())
-    })?;
-    let segment = match (segment, &campaign.segment().source) {
-        (Some(file), _) => file.to_path_buf(),
-        (None, SegmentSource::File(file)) => path.parent().unwrap_or(Path::new(".")).join(file),
+    })
+}
+
+/// The segment file: `--segment` wins, else `segment.file` relative to the campaign file.
+fn segment_path(
+    path: &Path,
+    campaign: &Campaign,
+    segment: Option<&Path>,
+) -> Result<PathBuf, ExitCode> {
+    match (segment, &campaign.segment().source) {
+        (Some(file), _) => Ok(file.to_path_buf()),
+        (None, SegmentSource::File(file)) => Ok(path.parent().unwrap_or(Path::new(".")).join(file)),
         (None, SegmentSource::Store) => {
             eprintln!(
                 "herald: segment.source = \"store\" is not built yet (issue 5); use --segment FILE"
             );
-            return Err(ExitCode::from(2));
+            Err(ExitCode::from(2))
         }
         (None, SegmentSource::Unset) => {
             eprintln!(
                 "herald: {} has no segment.file; pass --segment FILE",
                 path.display()
             );
-            return Err(ExitCode::from(64));
+            Err(ExitCode::from(64))
         }
-    };
-    Ok((campaign, segment))
+    }
 }
 
 fn print_dry_run(report: &DryRun) -> ExitCode {

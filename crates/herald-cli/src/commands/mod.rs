@@ -4,6 +4,7 @@
 mod campaign;
 mod progress;
 mod sim;
+mod test_send;
 mod topology;
 
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
         Command::Topology => topology::run(&config).await,
         Command::Worker(_) => not_built("herald worker", 4),
         Command::Campaign(CampaignCommand::Send(args)) => campaign::send(args, &config).await,
-        Command::Campaign(CampaignCommand::Test(_)) => not_built("herald campaign test", 3),
+        Command::Campaign(CampaignCommand::Test(args)) => test_send::run(args, &config).await,
         Command::Campaign(CampaignCommand::Status { .. }) => not_built("herald campaign status", 5),
         Command::Campaign(
             CampaignCommand::Pause { .. }
