@@ -302,6 +302,38 @@ async fn runtime_faults_from_the_config_endpoint() {
     }
     assert_eq!(sim.stats().server_errors, 12);
 
+    let burst = json!({"fail_rate": 0.0, "throttle_rate": 1.0, "throttle_burst_ms": 60_000,
+        "throttle_regain_minutes": 2});
+    http.post_json(&config_url, &burst).await;
+    let throttled = http.post_json(&url, &text_to("1")).await;
+    assert_eq!(throttled.graph_error(), (613, None));
+    let usage: Value =
+        serde_json::from_str(throttled.header("x-business-use-case-usage").unwrap()).unwrap();
+    assert_eq!(usage["1"][0]["estimated_time_to_regain_access"], 2);
+    assert!(usage["1"][0]["call_count"].as_u64().unwrap() >= 100);
+    http.post_json(&config_url, &json!({"throttle_rate": 0.0}))
+        .await;
+    let still = http.post_json(&url, &text_to("1")).await;
+    assert_eq!(
+        still.graph_error(),
+        (613, None),
+        "a burst outlives the roll that started it"
+    );
+
+    let slow = json!({"latency": {"kind": "fixed", "ms": 60}});
+    http.post_json(&config_url, &slow).await;
+    let started = tokio::time::Instant::now();
+    let other_page = http
+        .post_json(&send_url(&sim, "2", "t"), &text_to("1"))
+        .await;
+    assert_eq!(other_page.status, StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "latency is applied"
+    );
+    http.post_json(&config_url, &json!({"latency": {"kind": "none"}}))
+        .await;
+
     let invalid = http
         .post_json(&config_url, &json!({"fail_rate": 2.0}))
         .await;
@@ -310,10 +342,11 @@ async fn runtime_faults_from_the_config_endpoint() {
         .post_json(&config_url, &json!({"no_such_setting": 1}))
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let unchanged = sim.config();
     assert_eq!(
-        sim.config().fail_rate,
-        1.0,
-        "a rejected patch changes nothing"
+        (unchanged.fail_rate, unchanged.throttle_regain_minutes),
+        (0.0, 2),
+        "no partial apply"
     );
 
     http.post_json(

@@ -33,7 +33,13 @@ impl LogFormat {
 pub fn init_tracing(filter: Option<&str>, format: LogFormat) {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new("info"))
+        // lapin logs returned messages with their body (PSIDs, message text): never let that out.
+        .add_directive(
+            "lapin::returned_messages=off"
+                .parse()
+                .expect("valid directive"),
+        );
     let json = match format {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
         LogFormat::Text => false,
