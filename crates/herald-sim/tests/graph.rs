@@ -331,8 +331,11 @@ async fn runtime_faults_from_the_config_endpoint() {
         started.elapsed() >= Duration::from_millis(60),
         "latency is applied"
     );
-    http.post_json(&config_url, &json!({"latency": {"kind": "none"}}))
+    let none = http
+        .post_json(&config_url, &json!({"latency": {"kind": "none"}}))
         .await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert_eq!(none.json()["latency"], json!({"kind": "none"}));
 
     let invalid = http
         .post_json(&config_url, &json!({"fail_rate": 2.0}))
