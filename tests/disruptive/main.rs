@@ -1,0 +1,27 @@
+//! Tests that disturb the shared broker (forcing every connection closed). They live in their
+//! own test binary, because cargo runs test binaries one after another: nothing in the main
+//! binary runs while these do. Within this binary they take a lock and run one at a time.
+
+mod producer;
+
+use std::sync::Mutex;
+
+/// Held by each test for its whole run.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Closes every client connection on the local broker, as a broker restart would.
+fn close_all_connections() {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["close_all_connections", "herald disruptive test"])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "rabbitmqctl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(error) => {
+            panic!("rabbitmqctl is needed to disturb the broker ({error}); run scripts/test")
+        }
+    }
+}
