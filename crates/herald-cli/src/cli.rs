@@ -83,14 +83,24 @@ pub(crate) enum CampaignCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Stop sending a run's jobs until resumed.
+    /// Stop sending a run's jobs until resumed (every worker, including ones started later).
     Pause { run_id: String },
-    /// Resume a paused run (or a halted page's jobs).
-    Resume { run_id: String },
-    /// Cancel a run: its unsent jobs end as `cancelled`.
+    /// Resume a paused run, or with --page a halted page.
+    Resume(ResumeArgs),
+    /// Cancel a run: its unsent jobs end as `cancelled`. Final.
     Cancel { run_id: String },
     /// Render for one user and send straight to the Graph API.
     Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// The run to resume.
+    #[arg(required_unless_present = "page", conflicts_with = "page")]
+    pub(crate) run_id: Option<String>,
+    /// Resume a halted page instead (e.g. after replacing its token everywhere).
+    #[arg(long, value_name = "PAGE_ID")]
+    pub(crate) page: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -161,8 +171,19 @@ pub(crate) struct SimArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeadCommand {
-    /// List dead-lettered jobs.
-    List,
-    /// Requeue dead-lettered jobs.
-    Replay,
+    /// List dead-lettered jobs (job id, attempts, Graph code, reason), leaving them in place.
+    List {
+        /// Only this run's jobs.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+    },
+    /// Send dead-lettered jobs back to herald.send with their attempt count reset.
+    Replay {
+        /// Only this run's jobs.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Only jobs whose last Graph error had this code.
+        #[arg(long, value_name = "N")]
+        code: Option<u32>,
+    },
 }

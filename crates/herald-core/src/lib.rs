@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod class;
+pub mod control;
 pub mod duration;
 pub mod filter;
 pub mod job;
@@ -18,6 +19,7 @@ pub mod window;
 
 pub use campaign::{Campaign, CampaignErrors, Problem, ProblemKind};
 pub use class::{ErrorClass, Verdict};
+pub use control::{CONTROL_VERSION, ControlAction, ControlError, ControlMessage, ControlTarget};
 pub use job::{JOB_VERSION, SendJob};
 pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;

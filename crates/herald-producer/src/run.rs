@@ -88,6 +88,16 @@ pub struct Run {
     record: RunRecord,
 }
 
+/// The publishing side's state while a run goes on.
+struct Pipeline {
+    link: Link,
+    /// Rows in file order whose outcome is not yet counted.
+    tracked: VecDeque<Tracked>,
+    last_line: u64,
+    saved_line: u64,
+    last_save: Instant,
+}
+
 struct Tracked {
     line: u64,
     kind: Kind,
@@ -190,93 +200,103 @@ impl Run {
             run_id: self.record.run_id.clone(),
             resume_after_line: self.record.confirmed_through_line,
         };
-        let mut items = source::spawn(
-            self.spec.campaign.clone(),
-            plan,
-            progress.clone(),
-            OffsetDateTime::now_utc(),
-        )?;
-        let mut link = Link::open(&self.spec).await?;
-        let mut tracked: VecDeque<Tracked> = VecDeque::new();
-        let mut last_line = self.record.confirmed_through_line;
-        let mut last_save = Instant::now();
-        let mut saved_line = last_line;
-
-        while let Some(item) = items.recv().await {
-            let entry = match item {
-                Item::Job { line, body } => Tracked {
-                    line,
-                    kind: Kind::Job,
-                    message: Some(Message::new(false, SEND_ROUTING_KEY.to_owned(), body)),
-                },
-                Item::Skip {
-                    line,
-                    body,
-                    routing_key,
-                    reason,
-                } => Tracked {
-                    line,
-                    kind: Kind::Skip(reason),
-                    message: Some(Message::new(true, routing_key, body)),
-                },
-                Item::Malformed(error) => {
-                    if self.spec.strict {
-                        self.settle_all(&mut link, &mut tracked, &progress).await?;
-                        self.spec.runs.save(&self.record)?;
-                        return Err(ProducerError::Malformed(error));
-                    }
-                    if self.record.malformed < MALFORMED_LOGGED {
-                        warn!(line = error.line, reason = %error.reason, "Malformed row skipped.");
-                    }
-                    Tracked {
-                        line: error.line,
-                        kind: Kind::Malformed,
-                        message: None,
-                    }
-                }
-                Item::Filtered { line } => Tracked {
-                    line,
-                    kind: Kind::Filtered,
-                    message: None,
-                },
-            };
-            last_line = entry.line;
-            tracked.push_back(entry);
-            if let Some(message) = tracked.back_mut().and_then(|t| t.message.as_mut()) {
-                if let Err(error) = link.publish(message).await {
-                    link.recover(&self.spec, &mut tracked, error).await?;
-                }
-            }
-            self.settle_ready(&mut link, &mut tracked, &progress)
-                .await?;
-            let confirmed = watermark(&tracked, last_line);
-            if confirmed > saved_line
-                && (last_save.elapsed() >= CHECKPOINT_EVERY
-                    || confirmed - saved_line >= CHECKPOINT_EVERY_ROWS)
-            {
-                self.record.confirmed_through_line = confirmed;
-                self.spec.runs.save(&self.record)?;
-                (last_save, saved_line) = (Instant::now(), confirmed);
+        let now = OffsetDateTime::now_utc();
+        let mut batches = source::spawn(self.spec.campaign.clone(), plan, progress.clone(), now)?;
+        let mut pipe = Pipeline {
+            link: Link::open(&self.spec).await?,
+            tracked: VecDeque::new(),
+            last_line: self.record.confirmed_through_line,
+            saved_line: self.record.confirmed_through_line,
+            last_save: Instant::now(),
+        };
+        while let Some(batch) = batches.recv().await {
+            for item in batch {
+                self.take(&mut pipe, item, &progress).await?;
             }
         }
-        self.settle_all(&mut link, &mut tracked, &progress).await?;
-        self.record.confirmed_through_line = last_line;
+        self.settle_all(&mut pipe, &progress).await?;
+        self.record.confirmed_through_line = pipe.last_line;
         self.record.complete = true;
         self.spec.runs.save(&self.record)?;
-        link.close().await;
+        pipe.link.close().await;
         info!(run_id = %self.record.run_id, published = self.record.published, "Run fully confirmed.");
         Ok(self.record)
+    }
+
+    /// Tracks one row in file order, publishes its message if it has one, settles what the
+    /// broker has confirmed and saves the run record when it is due.
+    async fn take(
+        &mut self,
+        pipe: &mut Pipeline,
+        item: Item,
+        progress: &Progress,
+    ) -> Result<(), ProducerError> {
+        let entry = match item {
+            Item::Job { line, body } => Tracked {
+                line,
+                kind: Kind::Job,
+                message: Some(Message::new(false, SEND_ROUTING_KEY.to_owned(), body)),
+            },
+            Item::Skip {
+                line,
+                body,
+                routing_key,
+                reason,
+            } => Tracked {
+                line,
+                kind: Kind::Skip(reason),
+                message: Some(Message::new(true, routing_key, body)),
+            },
+            Item::Malformed(error) if self.spec.strict => {
+                self.settle_all(pipe, progress).await?;
+                self.spec.runs.save(&self.record)?;
+                return Err(ProducerError::Malformed(error));
+            }
+            Item::Malformed(error) => {
+                if self.record.malformed < MALFORMED_LOGGED {
+                    warn!(line = error.line, reason = %error.reason, "Malformed row skipped.");
+                }
+                Tracked {
+                    line: error.line,
+                    kind: Kind::Malformed,
+                    message: None,
+                }
+            }
+            Item::Filtered { line } => Tracked {
+                line,
+                kind: Kind::Filtered,
+                message: None,
+            },
+        };
+        pipe.last_line = entry.line;
+        pipe.tracked.push_back(entry);
+        if let Some(message) = pipe.tracked.back_mut().and_then(|t| t.message.as_mut()) {
+            if let Err(error) = pipe.link.publish(message).await {
+                pipe.link
+                    .recover(&self.spec, &mut pipe.tracked, error)
+                    .await?;
+            }
+        }
+        self.settle_ready(pipe, progress).await?;
+        let confirmed = watermark(&pipe.tracked, pipe.last_line);
+        let due = pipe.last_save.elapsed() >= CHECKPOINT_EVERY
+            || confirmed - pipe.saved_line >= CHECKPOINT_EVERY_ROWS;
+        if confirmed > pipe.saved_line && due {
+            self.record.confirmed_through_line = confirmed;
+            self.spec.runs.save(&self.record)?;
+            (pipe.last_save, pipe.saved_line) = (Instant::now(), confirmed);
+        }
+        Ok(())
     }
 
     /// Pops every entry at the front whose message is confirmed (or that has none).
     async fn settle_ready(
         &mut self,
-        link: &mut Link,
-        tracked: &mut VecDeque<Tracked>,
+        pipe: &mut Pipeline,
         progress: &Progress,
     ) -> Result<(), ProducerError> {
         loop {
-            let Some(front) = tracked.front_mut() else {
+            let Some(front) = pipe.tracked.front_mut() else {
                 return Ok(());
             };
             if let Some(message) = front.message.as_mut() {
@@ -284,12 +304,14 @@ impl Run {
                     None => return Ok(()),
                     Some(Ok(())) => {}
                     Some(Err(error)) => {
-                        link.recover(&self.spec, tracked, error).await?;
+                        pipe.link
+                            .recover(&self.spec, &mut pipe.tracked, error)
+                            .await?;
                         continue;
                     }
                 }
             }
-            let done = tracked.pop_front().expect("front exists");
+            let done = pipe.tracked.pop_front().expect("front exists");
             self.count(done.kind, progress);
         }
     }
@@ -297,18 +319,19 @@ impl Run {
     /// Waits for every tracked message, in order.
     async fn settle_all(
         &mut self,
-        link: &mut Link,
-        tracked: &mut VecDeque<Tracked>,
+        pipe: &mut Pipeline,
         progress: &Progress,
     ) -> Result<(), ProducerError> {
-        while let Some(front) = tracked.front_mut() {
+        while let Some(front) = pipe.tracked.front_mut() {
             if let Some(message) = front.message.as_mut() {
                 if let Err(error) = message.settled().await {
-                    link.recover(&self.spec, tracked, error).await?;
+                    pipe.link
+                        .recover(&self.spec, &mut pipe.tracked, error)
+                        .await?;
                     continue;
                 }
             }
-            let done = tracked.pop_front().expect("front exists");
+            let done = pipe.tracked.pop_front().expect("front exists");
             self.count(done.kind, progress);
             self.record.confirmed_through_line = done.line;
         }

@@ -27,18 +27,23 @@ use tokio::sync::oneshot;
 const CONNECTIONS: usize = 64;
 const PSIDS: usize = 10_000;
 const WARMUP: Duration = Duration::from_millis(500);
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 const PATH: &str = "/v25.0/1000000001/messages?access_token=bench-token";
 
 /// A server running on its own thread until `stop` is sent.
 struct Server {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    /// Yields the CPU time the server thread used, in clock ticks.
+    thread: std::thread::JoinHandle<Option<u64>>,
 }
 
 #[derive(Clone, Copy)]
 struct Run {
     requests_per_sec: f64,
+    /// Server-thread CPU per request: unlike requests/s, it hardly depends on what else runs.
+    cpu_us_per_request: Option<f64>,
     errors: u64,
 }
 
@@ -84,19 +89,33 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "{:<34} {:>12} {:>10} {:>8}",
-        "server (current_thread)", "requests/s", "vs bare", "errors"
+        "{:<34} {:>11} {:>8} {:>12} {:>16} {:>7}",
+        "server (current_thread)",
+        "requests/s",
+        "vs bare",
+        "CPU us/req",
+        "req/s per core",
+        "errors"
     );
     for (name, run) in results {
         let ratio = bare.map_or(f64::NAN, |bare| {
             run.requests_per_sec / bare.requests_per_sec
         });
+        let cpu = run.cpu_us_per_request.unwrap_or(f64::NAN);
         let _ = writeln!(
             out,
-            "{name:<34} {:>12.0} {:>10.2} {:>8}",
-            run.requests_per_sec, ratio, run.errors
+            "{name:<34} {:>11.0} {:>8.2} {:>12.1} {:>16.0} {:>7}",
+            run.requests_per_sec,
+            ratio,
+            cpu,
+            1e6 / cpu,
+            run.errors
         );
     }
+    let _ = writeln!(
+        out,
+        "(req/s per core = 1e6 / CPU us per request of the server thread: its capacity on a whole core)"
+    );
 }
 
 /// A complete HTTP/1.1 request with a valid Send API body for the `i`-th PSID.
@@ -127,6 +146,7 @@ where
                 .build()
                 .unwrap();
             runtime.block_on(serve(addr_tx, stop_rx));
+            thread_cpu_ticks()
         })
         .unwrap();
     let addr = addr_rx.blocking_recv().expect("server started");
@@ -176,13 +196,23 @@ fn measure_server(server: Server, requests: &Arc<Vec<Bytes>>, measure: Duration)
         .enable_all()
         .build()
         .unwrap();
-    let run = runtime.block_on(load(server.addr, Arc::clone(requests), measure));
+    let (mut run, total) = runtime.block_on(load(server.addr, Arc::clone(requests), measure));
     let _ = server.stop.send(());
-    server.thread.join().unwrap();
+    let ticks = server.thread.join().unwrap();
+    run.cpu_us_per_request = ticks.map(|t| t as f64 * 1e6 / CLOCK_TICKS_PER_SEC / total as f64);
     run
 }
 
-async fn load(addr: SocketAddr, requests: Arc<Vec<Bytes>>, measure: Duration) -> Run {
+/// utime + stime of the calling thread from `/proc/thread-self/stat` (Linux only).
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Returns the measured run and the total number of requests (warm-up included).
+async fn load(addr: SocketAddr, requests: Arc<Vec<Bytes>>, measure: Duration) -> (Run, u64) {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + WARMUP + measure;
@@ -226,10 +256,12 @@ async fn load(addr: SocketAddr, requests: Arc<Vec<Bytes>>, measure: Duration) ->
     tokio::time::sleep(measure).await;
     let (end_count, elapsed) = (done.load(Ordering::Relaxed), started.elapsed());
     workers.join_all().await;
-    Run {
+    let run = Run {
         requests_per_sec: (end_count - start_count) as f64 / elapsed.as_secs_f64(),
+        cpu_us_per_request: None,
         errors: errors.load(Ordering::Relaxed),
-    }
+    };
+    (run, done.load(Ordering::Relaxed))
 }
 
 /// `(length, status is 200)` of the first complete answer in `buf`, if there is one.

@@ -94,11 +94,13 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         return Ok(reject(&app, &error, Some(version)));
     }
 
-    // A copy, not a slice: a slice would pin hyper's whole read buffer for every record.
-    let recorded = config.record_bodies.then(|| match &form {
-        Some(value) => Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-        None => Bytes::copy_from_slice(&body),
-    });
+    let form_json = match &form {
+        Some(value) if config.record_bodies => serde_json::to_vec(value).ok(),
+        _ => None,
+    };
+    let recorded = config
+        .record_bodies
+        .then(|| form_json.as_deref().unwrap_or(&body));
     let rate = config.rate_for(page_id);
     let decision = app.state().admit(Admission {
         page: page_id,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PsidOutcome;
@@ -89,7 +89,7 @@ pub(crate) struct Admission<'a> {
     pub(crate) outcome: Option<&'a PsidOutcome>,
     pub(crate) start_burst: Option<Duration>,
     pub(crate) sender_action: bool,
-    pub(crate) body: Option<Bytes>,
+    pub(crate) body: Option<&'a [u8]>,
     pub(crate) max_recorded: usize,
     pub(crate) now: Instant,
     pub(crate) wall_ms: i64,
@@ -118,16 +118,20 @@ pub(crate) struct State {
     rejected: BTreeMap<u32, u64>,
     server_errors: u64,
     timeouts: u64,
-    recorded: usize,
+    /// Accepted calls in accept order; each recipient's form a list through `previous`.
+    records: Vec<Record>,
+    /// Bodies are copied back to back into shared chunks: one allocation per chunk, not per call,
+    /// and no record pins one of hyper's read buffers.
+    arena: BytesMut,
     unrecorded: u64,
     next_mid: u64,
     pub(crate) webhook: WebhookStats,
 }
 
-#[derive(Default)]
 struct RecipientLog {
     count: u64,
-    records: Vec<Record>,
+    /// Index of the recipient's newest record, `NONE` if none was kept.
+    last: u32,
 }
 
 struct Record {
@@ -135,7 +139,12 @@ struct Record {
     mid: Option<u64>,
     at_ms: i64,
     body: Bytes,
+    /// Index of the same recipient's previous record, `NONE` for the first.
+    previous: u32,
 }
+
+const NONE: u32 = u32::MAX;
+const ARENA_CHUNK: usize = 64 * 1024;
 
 impl State {
     /// The one critical section of a Send API call: burst, rate limit, scripted outcome, accept.
@@ -179,18 +188,30 @@ impl State {
         });
         let log = match self.recipients.get_mut(a.recipient) {
             Some(log) => log,
-            None => self.recipients.entry(a.recipient.into()).or_default(),
+            None => self
+                .recipients
+                .entry(a.recipient.into())
+                .or_insert(RecipientLog {
+                    count: 0,
+                    last: NONE,
+                }),
         };
         log.count += 1;
+        let index = u32::try_from(self.records.len()).unwrap_or(NONE);
         match a.body {
-            Some(body) if self.recorded < a.max_recorded => {
-                self.recorded += 1;
-                log.records.push(Record {
+            Some(body) if self.records.len() < a.max_recorded.min(NONE as usize) => {
+                if self.arena.capacity() - self.arena.len() < body.len() {
+                    self.arena = BytesMut::with_capacity(ARENA_CHUNK.max(body.len()));
+                }
+                self.arena.extend_from_slice(body);
+                self.records.push(Record {
                     page: Arc::clone(&page_id),
                     mid,
                     at_ms: a.wall_ms,
-                    body,
+                    body: self.arena.split().freeze(),
+                    previous: log.last,
                 });
+                log.last = index;
             }
             _ => self.unrecorded += 1,
         }
@@ -283,7 +304,14 @@ impl State {
         };
         let mut out: Vec<AcceptedMessage> = logs
             .into_iter()
-            .flat_map(|(key, log)| log.records.iter().map(move |r| (key, r)))
+            .flat_map(|(key, log)| {
+                let mut index = log.last;
+                std::iter::from_fn(move || {
+                    let record = self.records.get(index as usize)?;
+                    index = record.previous;
+                    Some((key, record))
+                })
+            })
             .map(|(key, record)| AcceptedMessage {
                 page_id: record.page.to_string(),
                 recipient: key.to_owned(),

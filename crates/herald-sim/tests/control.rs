@@ -184,6 +184,17 @@ async fn stats_messages_duplicates_and_reset() {
         assert!(entry["accepted_at"].as_str().unwrap().contains('T'));
     }
     assert_eq!(sim.messages("b").len(), 1);
+    let all = http
+        .get(&format!("{}/_sim/messages", sim.url()))
+        .await
+        .json();
+    let order: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["a", "b", "a"], "all recipients, oldest first");
 
     let reset = http
         .post(&format!("{}/_sim/reset", sim.url()), "application/json", "")

@@ -47,6 +47,15 @@ pub struct Metrics {
     pub graph_usage_ratio: GaugeVec,
     /// 1 while the broker connection is up.
     pub broker_connected: IntGauge,
+    /// Consumers on herald.send as last read from the broker (the fleet a page's rate is shared by).
+    pub send_consumers: IntGauge,
+    /// Jobs sent back to a retry tier without a Graph call, by `reason` (run_paused, page_halted,
+    /// no_token, page_throttled, rate_limited).
+    pub jobs_held: IntCounterVec,
+    /// Messages published to herald.dead, by `reason` (poison, exhausted).
+    pub jobs_dead_lettered: IntCounterVec,
+    /// Control commands a worker applied from herald.control, by `action` (pause_run, ...).
+    pub control_commands: IntCounterVec,
 }
 
 impl Metrics {
@@ -164,6 +173,25 @@ impl Metrics {
                 "herald_broker_connected",
                 "1 while connected to the broker.",
             ),
+            send_consumers: int_gauge(
+                "herald_send_consumers",
+                "Consumers on herald.send as last read from the broker.",
+            ),
+            jobs_held: counter_vec(
+                "herald_jobs_held_total",
+                "Jobs sent back to a retry tier without a Graph call, by reason.",
+                &["reason"],
+            ),
+            jobs_dead_lettered: counter_vec(
+                "herald_jobs_dead_lettered_total",
+                "Messages published to herald.dead, by reason.",
+                &["reason"],
+            ),
+            control_commands: counter_vec(
+                "herald_control_commands_total",
+                "Control commands applied from herald.control, by action.",
+                &["action"],
+            ),
             registry,
         }
     }
@@ -206,6 +234,11 @@ mod tests {
         metrics.rate_limit_wait.observe(0.1);
         metrics.page_halted.with_label_values(&["1"]).set(0);
         metrics.graph_usage_ratio.with_label_values(&["1"]).set(0.5);
+        metrics.jobs_held.with_label_values(&["run_paused"]).inc();
+        metrics
+            .jobs_dead_lettered
+            .with_label_values(&["poison"])
+            .inc();
         for family in metrics.registry.gather() {
             let name = family.name();
             assert!(name.starts_with("herald_"), "{name}");

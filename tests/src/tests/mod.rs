@@ -3,3 +3,8 @@
 mod broker;
 mod graph_sim;
 mod producer;
+mod worker;
+mod worker_control;
+mod worker_dead;
+mod worker_fleet;
+mod worker_rig;

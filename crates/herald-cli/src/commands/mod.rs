@@ -2,12 +2,17 @@
 //! yet say so and exit 2: none pretends to work.
 
 mod campaign;
+mod control;
+mod dead;
 mod progress;
 mod sim;
 mod test_send;
 mod topology;
+mod worker;
 
 use std::process::ExitCode;
+
+use herald_core::ControlAction;
 
 use crate::cli::{CampaignCommand, Command, DeadCommand, UsersCommand};
 use crate::config::Config;
@@ -17,19 +22,42 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
     match command {
         Command::Sim(args) => sim::run(args, &config).await,
         Command::Topology => topology::run(&config).await,
-        Command::Worker(_) => not_built("herald worker", 4),
+        Command::Worker(args) => worker::run(args, &config).await,
         Command::Campaign(CampaignCommand::Send(args)) => campaign::send(args, &config).await,
         Command::Campaign(CampaignCommand::Test(args)) => test_send::run(args, &config).await,
         Command::Campaign(CampaignCommand::Status { .. }) => not_built("herald campaign status", 5),
-        Command::Campaign(
-            CampaignCommand::Pause { .. }
-            | CampaignCommand::Resume { .. }
-            | CampaignCommand::Cancel { .. },
-        ) => not_built("herald campaign pause|resume|cancel", 4),
+        Command::Campaign(CampaignCommand::Pause { run_id }) => {
+            control::run(
+                control::Command::Run(ControlAction::PauseRun, run_id),
+                &config,
+            )
+            .await
+        }
+        Command::Campaign(CampaignCommand::Resume(args)) => {
+            let command = match (args.page, args.run_id) {
+                (Some(page), _) => control::Command::Page(ControlAction::ResumePage, page),
+                (None, run_id) => {
+                    control::Command::Run(ControlAction::ResumeRun, run_id.unwrap_or_default())
+                }
+            };
+            control::run(command, &config).await
+        }
+        Command::Campaign(CampaignCommand::Cancel { run_id }) => {
+            control::run(
+                control::Command::Run(ControlAction::CancelRun, run_id),
+                &config,
+            )
+            .await
+        }
         Command::Run(_) => not_built("herald run", 6),
         Command::Users(UsersCommand::Import { .. }) => not_built("herald users import", 5),
         Command::Serve(_) => not_built("herald serve", 5),
-        Command::Dead(DeadCommand::List | DeadCommand::Replay) => not_built("herald dead", 4),
+        Command::Dead(DeadCommand::List { run }) => {
+            dead::list(dead::Filter { run, code: None }, &config).await
+        }
+        Command::Dead(DeadCommand::Replay { run, code }) => {
+            dead::replay(dead::Filter { run, code }, &config).await
+        }
         Command::Demo => not_built("herald demo", 6),
     }
 }

@@ -1,0 +1,395 @@
+//! Per-page pacing: one governor limiter per page whose rate is the page's ceiling (lowered by
+//! any campaign's `rate_per_sec`) divided by the consumers on the send queue, so N workers share
+//! the page's limit without talking to each other. Throttling shrinks it (multiplicative
+//! decrease on slow-down codes and usage above 75 %, additive increase on success) and Meta's
+//! regain-access delay pauses the page. A job that would wait longer than `max_rate_wait` is
+//! held back (a retry tier) instead of occupying the worker. It does not send or settle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use herald_core::ErrorClass;
+use herald_graph::Usage;
+use herald_telemetry::Metrics;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::PageRates;
+
+/// Usage above this share of Meta's allowance shrinks the rate (reference §4.3).
+const USAGE_HIGH: f64 = 0.75;
+/// Multiplier on a slow-down code (613, 4, 17, 32, 80001, 80006, HTTP 429).
+const CUT_ON_THROTTLE: f64 = 0.5;
+/// Multiplier per second while usage stays high.
+const CUT_ON_USAGE: f64 = 0.8;
+/// Share of the ceiling regained per second of good answers.
+const GROWTH_PER_SEC: f64 = 0.05;
+/// The rate never falls below this share of the ceiling.
+const MIN_FACTOR: f64 = 0.02;
+/// Cuts closer together than this count once: the answers of calls already in flight all report
+/// the same congestion.
+const CUT_COOLDOWN: Duration = Duration::from_secs(1);
+/// A campaign's `rate_per_sec` keeps lowering its page this long after its last job was seen.
+const CAP_MEMORY: Duration = Duration::from_secs(30);
+/// A limiter is rebuilt only when the wanted rate moves more than this share.
+const REBUILD_THRESHOLD: f64 = 0.02;
+
+/// What a job may do after asking its page's pacer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Admission {
+    /// Send now; it waited this long.
+    Go(Duration),
+    /// Do not wait here: go back to a retry tier for about this long.
+    Hold(Duration, &'static str),
+    /// The worker is stopping; leave the delivery unsettled.
+    Stopped,
+}
+
+/// What one Graph answer says about the page's capacity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer<'a> {
+    /// `None` when the call succeeded.
+    pub(crate) class: Option<ErrorClass>,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) usage: Option<&'a Usage>,
+}
+
+/// Every page's pacer, and the fleet size they divide by.
+pub(crate) struct Pacers {
+    rates: PageRates,
+    max_wait: Duration,
+    consumers: AtomicU32,
+    pages: Mutex<HashMap<String, Arc<Pacer>>>,
+    metrics: Metrics,
+}
+
+struct Pacer {
+    page_id: String,
+    ceiling: f64,
+    state: Mutex<RateState>,
+    /// FIFO: one job at a time waits on the limiter, so waiters do not all wake per token.
+    gate: tokio::sync::Mutex<Gate>,
+    waiting: AtomicUsize,
+}
+
+struct RateState {
+    factor: f64,
+    last_cut: Option<Instant>,
+    last_growth: Instant,
+    /// Recently seen campaign ceilings for this page, with when each was last seen.
+    caps: Vec<(u32, Instant)>,
+    paused_until: Option<Instant>,
+}
+
+struct Gate {
+    rate: f64,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl Pacers {
+    pub(crate) fn new(rates: PageRates, max_wait: Duration, metrics: Metrics) -> Self {
+        Self {
+            rates,
+            max_wait,
+            consumers: AtomicU32::new(1),
+            pages: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Records the number of consumers on the send queue (this worker included).
+    pub(crate) fn set_consumers(&self, consumers: u32) {
+        self.consumers.store(consumers.max(1), Ordering::Relaxed);
+        self.metrics.send_consumers.set(i64::from(consumers));
+    }
+
+    /// Waits for the page's next send slot, or says why not to wait.
+    pub(crate) async fn admit(
+        &self,
+        page_id: &str,
+        campaign_rate: u32,
+        stop: &CancellationToken,
+    ) -> Admission {
+        let pacer = self.pacer(page_id);
+        let consumers = self.consumers.load(Ordering::Relaxed);
+        let (rate, paused) = pacer.plan(campaign_rate, consumers, Instant::now());
+        if let Some(left) = paused {
+            return Admission::Hold(left, "page_throttled");
+        }
+        let ahead = pacer.waiting.fetch_add(1, Ordering::AcqRel);
+        let _leave = Leave(&pacer.waiting);
+        let expected = Duration::from_secs_f64((ahead + 1) as f64 / rate);
+        if expected > self.max_wait {
+            return Admission::Hold(expected, "rate_limited");
+        }
+        let started = Instant::now();
+        let mut gate = tokio::select! {
+            gate = pacer.gate.lock() => gate,
+            () = stop.cancelled() => return Admission::Stopped,
+        };
+        if gate.retune(rate) {
+            self.metrics
+                .rate_limit_per_second
+                .with_label_values(&[page_id])
+                .set(rate);
+        }
+        let Some(limiter) = gate.limiter.as_ref() else {
+            return Admission::Hold(self.max_wait, "rate_limited");
+        };
+        tokio::select! {
+            _ = limiter.until_ready() => {}
+            () = stop.cancelled() => return Admission::Stopped,
+        }
+        drop(gate);
+        let waited = started.elapsed();
+        self.metrics.rate_limit_wait.observe(waited.as_secs_f64());
+        match pacer.paused_left(Instant::now()) {
+            Some(left) => Admission::Hold(left, "page_throttled"),
+            None => Admission::Go(waited),
+        }
+    }
+
+    /// Adjusts the page's rate after a Graph answer.
+    pub(crate) fn observe(&self, page_id: &str, answer: Answer<'_>) {
+        if let Some(usage) = answer.usage {
+            self.metrics
+                .graph_usage_ratio
+                .with_label_values(&[page_id])
+                .set(usage.ratio);
+        }
+        self.pacer(page_id).observe(answer, Instant::now());
+    }
+
+    fn pacer(&self, page_id: &str) -> Arc<Pacer> {
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        pages
+            .entry(page_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Pacer {
+                    page_id: page_id.to_owned(),
+                    ceiling: f64::from(self.rates.ceiling(page_id)),
+                    state: Mutex::new(RateState {
+                        factor: 1.0,
+                        last_cut: None,
+                        last_growth: Instant::now(),
+                        caps: Vec::new(),
+                        paused_until: None,
+                    }),
+                    gate: tokio::sync::Mutex::new(Gate {
+                        rate: 0.0,
+                        limiter: None,
+                    }),
+                    waiting: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Pacer {
+    /// This worker's rate for the page now, and how long the page stays paused, if it is.
+    fn plan(&self, campaign_rate: u32, consumers: u32, now: Instant) -> (f64, Option<Duration>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .caps
+            .retain(|(_, seen)| now.duration_since(*seen) < CAP_MEMORY);
+        match state
+            .caps
+            .iter_mut()
+            .find(|(rate, _)| *rate == campaign_rate)
+        {
+            Some(entry) => entry.1 = now,
+            None => state.caps.push((campaign_rate, now)),
+        }
+        let cap = state.caps.iter().map(|(rate, _)| f64::from(*rate));
+        let ceiling = cap.fold(self.ceiling, f64::min);
+        let rate = share(ceiling, state.factor, consumers);
+        let paused = state
+            .paused_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|left| !left.is_zero());
+        (rate, paused)
+    }
+
+    fn paused_left(&self, now: Instant) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .paused_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|left| !left.is_zero())
+    }
+
+    fn observe(&self, answer: Answer<'_>, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let high_usage = answer.usage.is_some_and(|usage| usage.ratio > USAGE_HIGH);
+        let regain = answer.usage.and_then(|usage| usage.regain_access);
+        let throttled = answer.class == Some(ErrorClass::SlowDown);
+        if throttled {
+            state.cut(CUT_ON_THROTTLE, now);
+        } else if high_usage {
+            state.cut(CUT_ON_USAGE, now);
+        } else if answer.class.is_none() {
+            state.grow(now);
+        }
+        let pause = if throttled {
+            answer.retry_after.max(regain)
+        } else {
+            regain
+        };
+        if let Some(pause) = pause {
+            let until = now + pause;
+            if state.paused_until.is_none_or(|current| current < until) {
+                tracing::warn!(page_id = %self.page_id, pause_secs = pause.as_secs(),
+                    "Graph asked this page to slow down; pausing its sends.");
+                state.paused_until = Some(until);
+            }
+        }
+    }
+}
+
+impl RateState {
+    fn cut(&mut self, by: f64, now: Instant) {
+        if self
+            .last_cut
+            .is_some_and(|last| now.duration_since(last) < CUT_COOLDOWN)
+        {
+            return;
+        }
+        self.factor = (self.factor * by).max(MIN_FACTOR);
+        self.last_cut = Some(now);
+        self.last_growth = now;
+    }
+
+    fn grow(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.last_growth);
+        if elapsed >= Duration::from_secs(1) {
+            self.factor = (self.factor + GROWTH_PER_SEC * elapsed.as_secs_f64()).min(1.0);
+            self.last_growth = now;
+        }
+    }
+}
+
+impl Gate {
+    /// Rebuilds the limiter when the wanted rate moved; true when it did. A new limiter's first
+    /// cell is spent at once, so a rebuild never lets an extra send through.
+    fn retune(&mut self, rate: f64) -> bool {
+        let moved = (rate - self.rate).abs() > self.rate * REBUILD_THRESHOLD;
+        if self.limiter.is_some() && !moved {
+            return false;
+        }
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        self.limiter = Quota::with_period(period).map(RateLimiter::direct);
+        if let Some(limiter) = &self.limiter {
+            let _ = limiter.check();
+        }
+        self.rate = rate;
+        true
+    }
+}
+
+/// This worker's share of a page: ceiling × factor ÷ consumers, never below a trickle.
+fn share(ceiling: f64, factor: f64, consumers: u32) -> f64 {
+    (ceiling * factor / f64::from(consumers.max(1))).max(0.01)
+}
+
+/// Decrements the waiting count however `admit` returns.
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_shares_the_lowest_ceiling() {
+        let check = |ceiling: f64, factor: f64, consumers: u32, expected: f64| {
+            let got = share(ceiling, factor, consumers);
+            assert!(
+                (got - expected).abs() < 1e-9,
+                "{ceiling} {factor} {consumers}: {got}"
+            );
+        };
+        check(250.0, 1.0, 1, 250.0);
+        check(100.0, 1.0, 3, 100.0 / 3.0);
+        check(100.0, 0.5, 0, 50.0);
+        check(1.0, 0.02, 10, 0.01);
+    }
+
+    #[test]
+    fn throttling_cuts_once_per_burst_and_success_grows_back_slowly() {
+        let t0 = Instant::now();
+        let sec = |n: f64| t0 + Duration::from_secs_f64(n);
+        let pacer = Pacers::new(
+            PageRates::default(),
+            Duration::from_secs(10),
+            Metrics::new(),
+        )
+        .pacer("1");
+        let factor = || pacer.state.lock().unwrap().factor;
+        let (rate, paused) = pacer.plan(100, 2, t0);
+        assert_eq!(
+            (rate, paused),
+            (50.0, None),
+            "campaign cap 100 of ceiling 250, 2 consumers"
+        );
+        let throttle = Answer {
+            class: Some(ErrorClass::SlowDown),
+            retry_after: None,
+            usage: None,
+        };
+        pacer.observe(throttle, sec(0.0));
+        pacer.observe(throttle, sec(0.5));
+        assert_eq!(factor(), 0.5, "answers within a second count once");
+        pacer.observe(throttle, sec(1.5));
+        assert_eq!(factor(), 0.25);
+        let ok = Answer {
+            class: None,
+            retry_after: None,
+            usage: None,
+        };
+        pacer.observe(ok, sec(2.0));
+        assert_eq!(factor(), 0.25, "growth waits a second after a cut");
+        pacer.observe(ok, sec(3.5));
+        assert!((factor() - 0.35).abs() < 1e-9, "{}", factor());
+        let busy = Usage {
+            ratio: 0.9,
+            regain_access: Some(Duration::from_secs(60)),
+        };
+        let high = Answer {
+            class: None,
+            retry_after: None,
+            usage: Some(&busy),
+        };
+        pacer.observe(high, sec(4.0));
+        assert!((factor() - 0.28).abs() < 1e-9, "{}", factor());
+        let (_, paused) = pacer.plan(100, 1, sec(4.0));
+        assert_eq!(
+            paused,
+            Some(Duration::from_secs(60)),
+            "regain access pauses the page"
+        );
+        assert_eq!(pacer.plan(100, 1, sec(64.0)).1, None);
+    }
+
+    #[test]
+    fn a_campaign_cap_lowers_its_page_until_forgotten() {
+        let t0 = Instant::now();
+        let pacer = Pacers::new(
+            PageRates::default(),
+            Duration::from_secs(10),
+            Metrics::new(),
+        )
+        .pacer("1");
+        assert_eq!(pacer.plan(250, 1, t0).0, 250.0);
+        assert_eq!(pacer.plan(40, 1, t0).0, 40.0);
+        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(5)).0, 40.0);
+        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(31)).0, 250.0);
+    }
+}

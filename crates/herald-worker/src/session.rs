@@ -1,0 +1,212 @@
+//! One broker connection's life: connect, declare the topology, replay the control log, consume
+//! the send queue (one task per delivery, tracked), re-read the fleet size, react to replaced
+//! tokens; then either drain gracefully on shutdown or give up the connection when it is lost.
+//! Reconnecting is the caller's loop (`lib.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use herald_amqp::{Connection, Consumer, Publisher, StreamOffset};
+use herald_core::{ControlAction, ControlMessage};
+use herald_telemetry::Health;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::WorkerError;
+use crate::control;
+use crate::job::{Link, Shared, announce, handle};
+
+/// How long replaying the control log may take before the session is abandoned.
+const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Control messages the stream consumer may hold unacked.
+const CONTROL_PREFETCH: u16 = 256;
+
+/// Runs one session until shutdown (`Ok`) or until the connection fails (`Err`).
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), WorkerError> {
+    let settings = &shared.settings;
+    let connection = herald_amqp::connect(&settings.amqp).await?;
+    shared.metrics.broker_connected.set(1);
+    let result = consume(shared, &connection, health, shutdown).await;
+    health.set_ready(false);
+    shared.metrics.broker_connected.set(0);
+    if connection.is_connected() {
+        let _ = connection.close().await;
+    }
+    result
+}
+
+async fn consume(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), WorkerError> {
+    let settings = &shared.settings;
+    let topology = &settings.topology;
+    topology.declare(connection).await?;
+    let publisher = Arc::new(Publisher::open(connection, settings.amqp.confirm_window).await?);
+    let link = Arc::new(Link {
+        publisher: publisher.clone(),
+        stop: shutdown.child_token(),
+    });
+
+    let stream = Consumer::start_stream(
+        connection,
+        &topology.control_log_queue(),
+        CONTROL_PREFETCH,
+        StreamOffset::First,
+    )
+    .await?;
+    let (caught_up, replayed) = oneshot::channel();
+    let mut follower = tokio::spawn(control::follow(
+        stream,
+        shared.control.clone(),
+        publisher.clone(),
+        topology.control_exchange(),
+        marker_id(),
+        caught_up,
+    ));
+    tokio::select! {
+        done = replayed => if done.is_err() {
+            return Err(follower_end(&mut follower).await);
+        },
+        () = tokio::time::sleep(CONTROL_REPLAY_TIMEOUT) => {
+            follower.abort();
+            return Err(WorkerError::ControlReplay);
+        }
+        () = shutdown.cancelled() => {
+            follower.abort();
+            return Ok(());
+        }
+    }
+    let halted = shared.control.halted_pages();
+    info!(halted_pages = halted.len(), "Control log replayed.");
+
+    let mut consumer =
+        Consumer::start(connection, &topology.send_queue(), settings.amqp.prefetch).await?;
+    refresh_fleet(shared, connection).await?;
+    health.set_ready(true);
+    info!(queue = %topology.send_queue(), prefetch = settings.amqp.prefetch,
+        concurrency = settings.concurrency, "Consuming jobs.");
+
+    let tasks = TaskTracker::new();
+    let mut fleet = tokio::time::interval(settings.fleet_refresh);
+    let mut tokens = settings.tokens.subscribe();
+    tokens.mark_unchanged();
+    let mut known_tokens = settings.tokens.snapshot();
+    let ended = loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break Ok(()),
+            end = &mut follower => break Err(joined(end)),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    tasks.spawn(handle(shared.clone(), link.clone(), delivery));
+                }
+                Some(Err(error)) => break Err(error.into()),
+                None => break Err(WorkerError::ConsumerCancelled),
+            },
+            _ = fleet.tick() => {
+                if let Err(error) = refresh_fleet(shared, connection).await {
+                    break Err(error);
+                }
+            }
+            Ok(()) = tokens.changed() => {
+                let current = tokens.borrow_and_update().clone();
+                tokens_replaced(shared, &link, &known_tokens, &current).await;
+                known_tokens = current;
+            }
+        }
+    };
+    health.set_ready(false);
+    // No new deliveries; jobs not yet sending give up (unacked, so the broker redelivers them);
+    // jobs mid-send finish, publish and ack within the grace period.
+    let _ = consumer.stop().await;
+    link.stop.cancel();
+    tasks.close();
+    let grace = settings.shutdown_grace;
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            grace_secs = grace.as_secs(),
+            "Grace period over; unacked jobs will be redelivered to another worker."
+        );
+    }
+    follower.abort();
+    if ended.is_ok() {
+        let _ = publisher.flush().await;
+        info!("Worker drained; every finished job is acked.");
+    }
+    ended
+}
+
+/// Re-reads the number of consumers on the send queue; a lost connection ends the session.
+async fn refresh_fleet(shared: &Shared, connection: &Connection) -> Result<(), WorkerError> {
+    match connection
+        .consumer_count(&shared.settings.topology.send_queue())
+        .await
+    {
+        Ok(consumers) => {
+            shared.pacers.set_consumers(consumers);
+            Ok(())
+        }
+        Err(error) if error.is_connection_lost() => Err(error.into()),
+        Err(error) => {
+            warn!(error = %error, "Could not read the fleet size; keeping the last one.");
+            Ok(())
+        }
+    }
+}
+
+/// After the tokens were replaced: pages halted here whose token changed resume, fleet-wide.
+async fn tokens_replaced(
+    shared: &Shared,
+    link: &Link,
+    before: &std::collections::BTreeMap<String, herald_core::Secret>,
+    after: &std::collections::BTreeMap<String, herald_core::Secret>,
+) {
+    shared.control.tokens_replaced();
+    for page in shared.control.halted_pages() {
+        let replaced = after
+            .get(&page)
+            .is_some_and(|token| before.get(&page) != Some(token));
+        if replaced {
+            info!(page_id = %page, "Page token replaced; resuming the page.");
+            shared.control.resume(&page);
+            let message = ControlMessage::for_page(
+                ControlAction::ResumePage,
+                &page,
+                Some("page token replaced".to_owned()),
+            );
+            announce(&link.publisher, &shared.settings.topology, &message).await;
+        }
+    }
+}
+
+async fn follower_end(
+    follower: &mut tokio::task::JoinHandle<Result<(), herald_amqp::AmqpError>>,
+) -> WorkerError {
+    joined(follower.await)
+}
+
+fn joined(end: Result<Result<(), herald_amqp::AmqpError>, tokio::task::JoinError>) -> WorkerError {
+    match end {
+        Ok(Err(error)) => error.into(),
+        Ok(Ok(())) | Err(_) => WorkerError::ConsumerCancelled,
+    }
+}
+
+/// Unique to this process and session.
+fn marker_id() -> String {
+    format!(
+        "worker-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
