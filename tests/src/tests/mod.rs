@@ -3,6 +3,7 @@
 mod broker;
 mod graph_sim;
 mod producer;
+mod sim_process;
 mod worker;
 mod worker_control;
 mod worker_dead;
