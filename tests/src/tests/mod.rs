@@ -1,6 +1,7 @@
 //! The end-to-end tests, one file per capability.
 
 mod broker;
+mod campaign_test;
 mod graph_sim;
 mod producer;
 mod sim_process;
@@ -9,3 +10,4 @@ mod worker_control;
 mod worker_dead;
 mod worker_fleet;
 mod worker_rig;
+mod worker_faults;

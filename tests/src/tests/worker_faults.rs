@@ -1,0 +1,94 @@
+//! A hostile Graph API: transient errors, dropped connections and 613 bursts at random, and
+//! users whose sends fail for good. Every job still ends with exactly one terminal result, no user
+//! is sent twice, and a permanent error is answered once per user.
+
+use std::time::Duration;
+
+use herald_core::{ErrorClass, ResultStatus};
+use herald_sim::{PsidOutcome, PsidRule, SimConfig};
+use herald_worker::Backoff;
+
+use super::worker_rig::{OTHER_PAGE, PAGE, Rig, job};
+
+#[tokio::test]
+async fn under_random_faults_every_job_ends_once_and_no_user_is_sent_twice() {
+    const JOBS: usize = 400;
+    let sim = SimConfig {
+        // No `fail_rate`: its 5xx answers carry code 1 at times, and code 1 on a second attempt
+        // halts the page (reference §3.2: retry once, then stop), which is another test.
+        transient_rate: 0.1,
+        timeout_rate: 0.01,
+        timeout_hold_ms: 500,
+        throttle_rate: 0.02,
+        throttle_burst_ms: 200,
+        throttle_regain_minutes: 0,
+        psid_rules: vec![PsidRule::prefix("551", PsidOutcome::Unavailable)],
+        ..SimConfig::default()
+    };
+    let Some(mut rig) = Rig::new("test-worker-faults", sim).await else {
+        return;
+    };
+    let mut settings = rig.settings();
+    // Every retry waits in the 5 s tier, so the test stays short.
+    settings.backoff = Backoff {
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(5),
+    };
+    let worker = rig.spawn(settings);
+    let psid = |i: usize| {
+        if i % 20 == 0 {
+            format!("551{i}")
+        } else {
+            format!("{}", 1_000_000 + i)
+        }
+    };
+    let bodies: Vec<_> = (0..JOBS)
+        .map(|i| {
+            let page = if i % 2 == 0 { PAGE } else { OTHER_PAGE };
+            job("run-faults", page, &format!("u{i}"), &psid(i))
+        })
+        .collect();
+    rig.publish(&bodies).await;
+    assert_eq!(rig.wait_results(JOBS, Duration::from_secs(120)).await, JOBS);
+    let by_job = rig.by_job();
+    assert_eq!(by_job.len(), JOBS, "one result per job");
+
+    let stats = rig.sim.stats();
+    let recipients = stats.recipients.clone().expect("recipients");
+    assert_eq!(stats.duplicate_recipients.count, 0, "a user was sent twice");
+    let mut retried = 0;
+    for i in 0..JOBS {
+        let result = &by_job[&format!("run-faults:u{i}")];
+        let error = result.error.as_ref();
+        if i % 20 == 0 {
+            assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+            assert_eq!(error.and_then(|e| e.code), Some(551));
+            continue;
+        }
+        match result.status {
+            ResultStatus::Sent => {
+                assert_eq!(recipients.get(&psid(i)), Some(&1));
+                retried += usize::from(result.attempts > 1);
+            }
+            // Code 2 three times in a row means "this user blocked the page" (reference §3.2).
+            ResultStatus::Failed => {
+                assert_eq!(
+                    (error.and_then(|e| e.code), error.and_then(|e| e.class)),
+                    (Some(2), Some(ErrorClass::DropUser)),
+                    "{result:?}"
+                );
+            }
+            other => panic!("unexpected {other:?}: {result:?}"),
+        }
+    }
+    let permanent = JOBS / 20;
+    assert_eq!(stats.rejected.get(&551), Some(&(permanent as u64)), "551 answered once per user");
+    assert!(retried > 10, "faults were injected and retried ({retried})");
+    assert!(stats.rejected.contains_key(&613), "no 613 burst happened: {:?}", stats.rejected);
+    eprintln!(
+        "faults: {retried} jobs needed retries; sim: {} 5xx, {} timeouts, rejected {:?}",
+        stats.server_errors, stats.timeouts, stats.rejected
+    );
+    worker.stop().await;
+    rig.cleanup().await;
+}
