@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Services the tests need, each one function: answer already? done. Otherwise install it from
 # Debian (as root), start it without systemd, and wait until it really accepts clients.
-# Sourced by scripts/test; usable alone: `bash scripts/services.sh rabbitmq`.
+# Sourced by scripts/test; usable alone: `bash scripts/services.sh rabbitmq postgres`.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -55,6 +55,66 @@ ensure_rabbitmq() {
   fi
   wait_for 120 "rabbitmq (AMQP handshake on 5672)" amqp_handshake
   log "rabbitmq: ready"
+}
+
+# PostgreSQL for the store tests: role `herald` (password `herald`, CREATEDB) owning database
+# `herald_test`, reached as postgres://herald:herald@127.0.0.1:5432/herald_test (TEST_POSTGRES_URL).
+postgres_ready() { # A real login as herald over TCP, not just an open port.
+  PGPASSWORD=herald PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p 5432 -U herald -d herald_test \
+    -Atqc 'select 1' >/dev/null 2>&1
+}
+
+postgres_answers() { # The server accepts connections (whatever the roles).
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 -t 3
+}
+
+as_postgres() { # Run a command as the postgres OS user (root: runuser; that user: directly).
+  if [[ $(id -un) == postgres ]]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+ensure_postgres() {
+  if postgres_ready; then
+    log "postgres: already answering on 127.0.0.1:5432"
+    return 0
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+    log "postgres: installing Debian's postgresql"
+    apt_install postgresql postgresql-client
+  fi
+  if ! postgres_answers; then
+    # Debian's postgresql-common: the newest installed major version and its `main` cluster.
+    # The package creates the cluster on install; create it if an image removed it. With no
+    # systemd running, pg_ctlcluster starts the server with pg_ctl itself, so policy-rc.d (which
+    # forbids `service` starts in containers) does not apply.
+    local version
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
+    if [[ -z $version ]]; then
+      log "postgres: no server under /usr/lib/postgresql after installing"
+      return 1
+    fi
+    if ! pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | grep -qx "$version main"; then
+      log "postgres: creating cluster $version/main"
+      pg_createcluster "$version" main >/dev/null
+    fi
+    log "postgres: starting cluster $version/main"
+    pg_ctlcluster "$version" main start
+  fi
+  wait_for 60 "postgres (pg_isready on 5432)" postgres_answers
+  # Debian's default pg_hba.conf allows md5/scram password logins over 127.0.0.1 for any role,
+  # so creating the role is enough. Both statements are idempotent.
+  as_postgres psql -q -v ON_ERROR_STOP=1 -d postgres >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'herald') THEN
+    CREATE ROLE herald LOGIN PASSWORD 'herald' CREATEDB;
+  ELSE
+    ALTER ROLE herald LOGIN PASSWORD 'herald' CREATEDB;
+  END IF;
+END $$;
+SELECT 'CREATE DATABASE herald_test OWNER herald'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'herald_test')\gexec
+SQL
+  wait_for 30 "postgres (login as herald to herald_test)" postgres_ready
+  log "postgres: ready"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

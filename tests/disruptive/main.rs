@@ -3,6 +3,7 @@
 //! binary runs while these do. Within this binary they take a lock and run one at a time.
 
 mod producer;
+mod worker;
 
 use std::sync::Mutex;
 

@@ -12,7 +12,7 @@
 //! before it) proves that every confirm of its ack frame has been seen.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     future::{Future, poll_fn},
     pin::Pin,
     sync::{Arc, Mutex},
@@ -70,7 +70,10 @@ pub(crate) struct Driver {
     channel: Channel,
     intake: mpsc::UnboundedReceiver<Pending>,
     intake_open: bool,
-    slots: Vec<Slot>,
+    /// In publish order. Confirms are observed in that order (polling stops at the first one
+    /// still pending), so the observed slots are always a prefix and settle from the front.
+    /// Polling every outstanding confirm on each wake-up cost O(window) per message.
+    slots: VecDeque<Slot>,
     returned: HashMap<u64, Returned>,
     /// Highest id received; publishes reach the intake in id order (see `Publisher::publish`).
     last_registered: u64,
@@ -89,7 +92,7 @@ impl Driver {
             channel,
             intake,
             intake_open: true,
-            slots: Vec::new(),
+            slots: VecDeque::new(),
             returned: HashMap::new(),
             last_registered: 0,
             fences_issued: 0,
@@ -110,7 +113,7 @@ impl Driver {
                 match self.intake.poll_recv(cx) {
                     Poll::Ready(Some(pending)) => {
                         self.last_registered = pending.id;
-                        self.slots.push(Slot {
+                        self.slots.push_back(Slot {
                             pending,
                             seen: None,
                         });
@@ -122,10 +125,15 @@ impl Driver {
             }
             // A confirm seen now is trusted after the next fence issued from here on.
             let trusted_after = self.fences_issued + 1;
-            for slot in self.slots.iter_mut().filter(|slot| slot.seen.is_none()) {
-                if let Poll::Ready(result) = Pin::new(&mut slot.pending.confirm).poll(cx) {
-                    slot.seen = Some((observe(result, &mut self.returned), trusted_after));
-                    progress = true;
+            // A later confirm that completes first is observed once the earlier ones have: it
+            // costs that message a little latency, never a wrong outcome.
+            for slot in self.slots.iter_mut().skip_while(|slot| slot.seen.is_some()) {
+                match Pin::new(&mut slot.pending.confirm).poll(cx) {
+                    Poll::Ready(result) => {
+                        slot.seen = Some((observe(result, &mut self.returned), trusted_after));
+                        progress = true;
+                    }
+                    Poll::Pending => break,
                 }
             }
             let fenced = match self.fence.as_mut() {
@@ -137,7 +145,7 @@ impl Driver {
                 self.settle(self.fences_issued, result.err());
                 progress = true;
             }
-            if self.fence.is_none() && self.slots.iter().any(|slot| slot.seen.is_some()) {
+            if self.fence.is_none() && self.slots.front().is_some_and(|slot| slot.seen.is_some()) {
                 self.fences_issued += 1;
                 let channel = self.channel.clone();
                 self.fence = Some(Box::pin(async move {
@@ -159,13 +167,11 @@ impl Driver {
     /// Gives every slot trusted by fence `completed` its outcome. If the fence failed the channel
     /// is gone; an ack we cannot vouch for becomes that error (a duplicate beats a loss).
     fn settle(&mut self, completed: u64, fence_error: Option<lapin::Error>) {
-        let mut index = 0;
-        while index < self.slots.len() {
-            if !matches!(self.slots[index].seen, Some((_, fence)) if fence <= completed) {
-                index += 1;
-                continue;
+        while let Some(front) = self.slots.front() {
+            if !matches!(front.seen, Some((_, fence)) if fence <= completed) {
+                break;
             }
-            let Slot { pending, seen } = self.slots.swap_remove(index);
+            let Slot { pending, seen } = self.slots.pop_front().expect("front exists");
             let Some((seen, _)) = seen else { continue };
             let returned = self.returned.remove(&pending.id);
             let outcome = match (seen, returned) {

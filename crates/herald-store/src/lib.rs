@@ -1,1 +1,64 @@
-//! Profiles, PSIDs, campaign runs and delivery records (not built yet: see issue 5).
+//! Herald's store: users and their attributes, Messenger identities (a PSID per page), campaign
+//! runs, per-job delivery records with delivered/read receipts, and webhook dedupe keys. One
+//! API over SQLite (the default, `sqlite://herald.db`) and PostgreSQL (`postgres://...`), with
+//! the same migrations and the same behaviour. This is the only crate that imports sqlx.
+//!
+//! It does not parse files, webhooks or campaign documents, and it decides no policy (the
+//! 24-hour window, opt-out skips): callers do, with what it returns.
+
+mod audience;
+mod backend;
+mod deliveries;
+mod error;
+mod events;
+mod identities;
+mod migrate;
+mod runs;
+mod stamp;
+mod users;
+
+pub use backend::Backend;
+pub use deliveries::{ErrorCount, RECEIPT_SLACK, RunStatus, StatusCounts};
+pub use error::StoreError;
+pub use runs::{NewRun, RunProgress, RunRecord, RunState};
+pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
+
+use herald_core::Secret;
+
+use crate::backend::Db;
+
+/// A connection pool to the store, migrated to the current schema. Cheap to clone: clones share
+/// the pool.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://...` or
+    /// `postgresql://...`) and runs the migrations not yet applied. A SQLite file is created
+    /// when missing. The URL may carry a password, so it is a `Secret` and appears in no error.
+    pub async fn connect(url: &Secret) -> Result<Self, StoreError> {
+        let db = Db::connect(url.expose()).await?;
+        migrate::run(&db).await?;
+        Ok(Self { db })
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// Closes every connection of the pool (waits for checked-out ones to come back).
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}

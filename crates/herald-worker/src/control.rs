@@ -12,6 +12,7 @@ use herald_amqp::{AmqpError, Consumer, Headers, Publisher};
 use herald_core::{ControlAction, ControlMessage, ControlTarget};
 use herald_telemetry::Metrics;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Whether a run's jobs may be sent.
@@ -155,8 +156,9 @@ impl Control {
     }
 }
 
-/// Reads the control stream (a consumer started at offset `first`) until it ends or fails:
-/// publishes a marker, applies every command, and signals `caught_up` on reading the marker back.
+/// Reads the control stream (a consumer started at offset `first`) until `stop`, or until it
+/// ends or fails: publishes a marker, applies every command, and signals `caught_up` on reading
+/// the marker back.
 pub(crate) async fn follow(
     mut stream: Consumer,
     control: Arc<Control>,
@@ -164,6 +166,7 @@ pub(crate) async fn follow(
     exchange: String,
     marker_id: String,
     caught_up: oneshot::Sender<()>,
+    stop: CancellationToken,
 ) -> Result<(), AmqpError> {
     let marker = ControlMessage::marker(&marker_id);
     publisher
@@ -171,7 +174,14 @@ pub(crate) async fn follow(
         .await?
         .await?;
     let mut caught_up = Some(caught_up);
-    while let Some(delivery) = stream.next().await {
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = stop.cancelled() => break,
+        };
+        let Some(delivery) = next else {
+            return Ok(());
+        };
         let delivery = delivery?;
         match ControlMessage::from_slice(delivery.body()) {
             Ok(message) if message.action == ControlAction::Marker => {
@@ -197,7 +207,8 @@ pub(crate) async fn follow(
         // Streams need acks for flow control; nothing is removed from the log.
         delivery.ack().await?;
     }
-    Ok(())
+    // Closed here rather than dropped, so the channel is gone before the connection closes.
+    stream.close().await
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub(crate) struct Link {
 pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Delivery) {
     let metrics = &shared.metrics;
     metrics.jobs_received.inc();
-    metrics.jobs_in_flight.inc();
+    let _in_flight = InFlight::new(metrics);
     let headers = delivery.headers();
     let attempts = headers.attempt().unwrap_or(0);
     let held = deferrals(&headers);
@@ -78,7 +78,22 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
         let key = job_id.as_deref().map(|id| (id, attempts));
         settler.settle(&delivery, step, key).await;
     }
-    metrics.jobs_in_flight.dec();
+}
+
+/// Counts a delivery in `herald_jobs_in_flight` for as long as it lives, however it ends.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.jobs_in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.jobs_in_flight.dec();
+    }
 }
 
 /// The job's next step, or `None` when the session stopped before it was sent.

@@ -21,6 +21,8 @@ use crate::job::{Link, Shared, announce, handle};
 
 /// How long replaying the control log may take before the session is abandoned.
 const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long closing a channel may take at shutdown.
+const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Control messages the stream consumer may hold unacked.
 const CONTROL_PREFETCH: u16 = 256;
 
@@ -65,6 +67,7 @@ async fn consume(
     )
     .await?;
     let (caught_up, replayed) = oneshot::channel();
+    let follower_stop = CancellationToken::new();
     let mut follower = tokio::spawn(control::follow(
         stream,
         shared.control.clone(),
@@ -72,6 +75,7 @@ async fn consume(
         topology.control_exchange(),
         marker_id(),
         caught_up,
+        follower_stop.clone(),
     ));
     tokio::select! {
         done = replayed => if done.is_err() {
@@ -138,10 +142,23 @@ async fn consume(
             "Grace period over; unacked jobs will be redelivered to another worker."
         );
     }
-    follower.abort();
     if ended.is_ok() {
-        let _ = publisher.flush().await;
+        // Channels are closed one by one before the connection, so nothing is cut mid-close.
+        follower_stop.cancel();
+        if tokio::time::timeout(CHANNEL_CLOSE_TIMEOUT, &mut follower)
+            .await
+            .is_err()
+        {
+            follower.abort();
+        }
+        let _ = consumer.close().await;
+        drop(link);
+        if let Ok(publisher) = Arc::try_unwrap(publisher) {
+            let _ = publisher.close().await;
+        }
         info!("Worker drained; every finished job is acked.");
+    } else {
+        follower.abort();
     }
     ended
 }

@@ -56,35 +56,46 @@ async fn under_random_faults_every_job_ends_once_and_no_user_is_sent_twice() {
     let stats = rig.sim.stats();
     let recipients = stats.recipients.clone().expect("recipients");
     assert_eq!(stats.duplicate_recipients.count, 0, "a user was sent twice");
-    let mut retried = 0;
+    let (mut retried, mut answered_551) = (0, 0_u64);
     for i in 0..JOBS {
         let result = &by_job[&format!("run-faults:u{i}")];
         let error = result.error.as_ref();
-        if i % 20 == 0 {
-            assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
-            assert_eq!(error.and_then(|e| e.code), Some(551));
-            continue;
-        }
+        let code = error.and_then(|e| e.code);
         match result.status {
             ResultStatus::Sent => {
+                assert_ne!(i % 20, 0, "a 551 user was sent: {result:?}");
                 assert_eq!(recipients.get(&psid(i)), Some(&1));
                 retried += usize::from(result.attempts > 1);
             }
-            // Code 2 three times in a row means "this user blocked the page" (reference §3.2).
-            ResultStatus::Failed => {
-                assert_eq!(
-                    (error.and_then(|e| e.code), error.and_then(|e| e.class)),
-                    (Some(2), Some(ErrorClass::DropUser)),
-                    "{result:?}"
-                );
+            ResultStatus::Failed if code == Some(551) => {
+                assert_eq!(i % 20, 0, "{result:?}");
+                answered_551 += 1;
             }
+            // Code 2 on a third attempt means "this user blocked the page" (reference §3.2),
+            // whatever the earlier attempts met.
+            ResultStatus::Failed => assert_eq!(
+                (code, error.and_then(|e| e.class), result.attempts >= 3),
+                (Some(2), Some(ErrorClass::DropUser), true),
+                "{result:?}"
+            ),
             other => panic!("unexpected {other:?}: {result:?}"),
         }
     }
-    let permanent = JOBS / 20;
-    assert_eq!(stats.rejected.get(&551), Some(&(permanent as u64)), "551 answered once per user");
+    assert!(
+        answered_551 > (JOBS / 40) as u64,
+        "{answered_551} users answered 551"
+    );
+    assert_eq!(
+        stats.rejected.get(&551),
+        Some(&answered_551),
+        "a permanent error is met once per user, never retried"
+    );
     assert!(retried > 10, "faults were injected and retried ({retried})");
-    assert!(stats.rejected.contains_key(&613), "no 613 burst happened: {:?}", stats.rejected);
+    assert!(
+        stats.rejected.contains_key(&613),
+        "no 613 burst happened: {:?}",
+        stats.rejected
+    );
     eprintln!(
         "faults: {retried} jobs needed retries; sim: {} 5xx, {} timeouts, rejected {:?}",
         stats.server_errors, stats.timeouts, stats.rejected

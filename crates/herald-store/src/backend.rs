@@ -1,0 +1,129 @@
+//! The two databases behind one `Db`: opening a pool from a URL, the connection settings each
+//! needs, and `with_pool!`, which expands one block of sqlx code once per backend so that every
+//! operation is written once. The few SQL fragments that differ between the dialects live here.
+//! Queries use sqlx's runtime API (no compile-time macros, which need a live database).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::StoreError;
+
+/// Which database a store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite, one file (the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        })
+    }
+}
+
+/// A pool on one of the backends.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$db`. The body is compiled once per
+/// backend, so the same sqlx calls type-check against each driver.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::backend::Db::Sqlite($pool) => $body,
+            $crate::backend::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Db {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => connect_sqlite(url).await.map(Self::Sqlite),
+            "postgres" | "postgresql" => connect_postgres(url).await.map(Self::Postgres),
+            other => Err(StoreError::UnsupportedUrl {
+                // Only the scheme, and only when it looks like one: never the rest of the URL.
+                scheme: if other.len() <= 16 && other.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    other.to_owned()
+                } else {
+                    "?".to_owned()
+                },
+            }),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+
+    /// `merged = old ⊕ new` for the JSON `attributes` column inside `ON CONFLICT DO UPDATE`:
+    /// keys of the new object overwrite, the others are kept.
+    pub(crate) fn merge_attributes(&self) -> &'static str {
+        match self {
+            // json_patch is RFC 7396; our values are strings, never null, so nothing is removed.
+            Self::Sqlite(_) => "json_patch(users.attributes, excluded.attributes)",
+            Self::Postgres(_) => "users.attributes || excluded.attributes",
+        }
+    }
+}
+
+async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
+    let error = |source| StoreError::Connect {
+        backend: Backend::Sqlite,
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(error)?
+        .create_if_missing(true)
+        // WAL lets the producer stream users while the consumers write; NORMAL is durable
+        // across application crashes (only an OS crash can lose the last transactions).
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    SqlitePoolOptions::new()
+        // Each connection to `:memory:` is a database of its own: keep exactly one, forever.
+        .max_connections(if in_memory { 1 } else { 4 })
+        .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+        .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
+        .connect_with(options)
+        .await
+        .map_err(error)
+}
+
+async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
+    let error = |source| StoreError::Connect {
+        backend: Backend::Postgres,
+        source,
+    };
+    let options = PgConnectOptions::from_str(url).map_err(error)?;
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(error)
+}

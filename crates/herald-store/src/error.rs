@@ -1,0 +1,86 @@
+//! `StoreError`: everything the store can fail with. No variant carries the database URL (it may
+//! hold a password) or a PSID; database errors keep sqlx's error as the source.
+
+use crate::backend::Backend;
+use crate::runs::RunState;
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no database this store supports.
+    #[error("unsupported database URL scheme `{scheme}` (expected sqlite: or postgres://)")]
+    UnsupportedUrl {
+        /// What came before the first `:`.
+        scheme: String,
+    },
+    /// The database could not be opened or reached.
+    #[error("could not connect to the {backend} database")]
+    Connect {
+        /// Which database.
+        backend: Backend,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the schema migrations failed (or the database holds a newer or edited schema).
+    #[error("migrating the {backend} database failed")]
+    Migrate {
+        /// Which database.
+        backend: Backend,
+        /// Why.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("database error in {operation}")]
+    Query {
+        /// The store operation, e.g. `upsert_users`.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A record to store is not acceptable (e.g. an empty external_id).
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was refused.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A value read back is not one this version writes (e.g. an unknown status).
+    #[error("unexpected stored value in {what}: {value}")]
+    Corrupt {
+        /// Where.
+        what: &'static str,
+        /// The value (never a PSID or attribute value).
+        value: String,
+    },
+    /// `create_run` with an id that exists.
+    #[error("run {run_id} already exists")]
+    RunExists {
+        /// The run.
+        run_id: String,
+    },
+    /// No run with that id.
+    #[error("no run {run_id} in the store")]
+    UnknownRun {
+        /// The run.
+        run_id: String,
+    },
+    /// A state change that the run's current state forbids (e.g. resuming a cancelled run).
+    #[error("run {run_id} is {from} and cannot become {to}")]
+    Transition {
+        /// The run.
+        run_id: String,
+        /// Its current state.
+        from: RunState,
+        /// The state asked for.
+        to: RunState,
+    },
+}
+
+/// `map_err` helper: wraps a sqlx error with the operation's name.
+pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { operation, source }
+}

@@ -1,0 +1,296 @@
+//! Campaign runs: the document a run was started from, its state (running, paused, cancelled,
+//! complete) and the producer's checkpoint (the same fields as its JSON run record: confirmed
+//! line, published and skipped counts, malformed rows, complete), so `--resume` and the admin API
+//! work from the store. Per-status result counts are not kept here: `run_status` derives them
+//! from the delivery records. Who may change a state and when is the caller's decision; this file
+//! only refuses transitions out of a final state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::backend::with_pool;
+use crate::error::query;
+use crate::stamp::{count, from_ms, now_ms, to_i64, to_ms};
+use crate::{Store, StoreError};
+
+/// The state of a run. `Cancelled` and `Complete` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Publishing or waiting for results.
+    Running,
+    /// Paused by an operator; resumable.
+    Paused,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Every job has its result.
+    Complete,
+}
+
+impl RunState {
+    const ALL: [Self; 4] = [Self::Running, Self::Paused, Self::Cancelled, Self::Complete];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Cancelled => "cancelled",
+            Self::Complete => "complete",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// The states a run may be in for it to become `self` (including `self`: a repeat is a
+    /// no-op, not an error).
+    fn allowed_from(self) -> &'static str {
+        match self {
+            Self::Running | Self::Paused => "('running', 'paused')",
+            Self::Cancelled => "('running', 'paused', 'cancelled')",
+            Self::Complete => "('running', 'paused', 'complete')",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// The run's id.
+    pub run_id: String,
+    /// The campaign's id.
+    pub campaign_id: String,
+    /// The campaign document as JSON, kept verbatim.
+    pub document: String,
+    /// Where the users come from: a file path as given, or `store`.
+    pub segment: String,
+    /// When the run started.
+    pub started_at: OffsetDateTime,
+}
+
+/// The producer's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RunProgress {
+    /// Every row on or before this line (or position) has its job or result confirmed.
+    pub confirmed_through_line: u64,
+    /// Jobs confirmed so far.
+    pub published: u64,
+    /// Skipped results confirmed so far, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Rows that could not be read, so far.
+    pub malformed: u64,
+    /// True once every row is confirmed.
+    pub complete: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub run_id: String,
+    /// The campaign's id.
+    pub campaign_id: String,
+    /// The campaign document as JSON.
+    pub document: String,
+    /// Where the users come from.
+    pub segment: String,
+    /// Its state.
+    pub state: RunState,
+    /// When it started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When its state or progress last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The producer's checkpoint.
+    pub progress: RunProgress,
+}
+
+const SELECT_RUN: &str = "\
+SELECT run_id, campaign_id, document, segment, status, started_at_ms, updated_at_ms, \
+       confirmed_through_line, published, skipped, malformed, complete \
+FROM campaign_runs WHERE run_id = $1";
+
+impl Store {
+    /// Creates a run in state `running` with an empty checkpoint. Fails with `RunExists` when
+    /// the id is taken.
+    pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        let sql = "INSERT INTO campaign_runs \
+              (run_id, campaign_id, document, status, started_at_ms, updated_at_ms, segment) \
+            VALUES ($1, $2, $3, 'running', $4, $5, $6) \
+            ON CONFLICT (run_id) DO NOTHING";
+        let inserted = with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(&run.run_id)
+                .bind(&run.campaign_id)
+                .bind(&run.document)
+                .bind(to_ms(run.started_at))
+                .bind(now_ms())
+                .bind(&run.segment)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(query("create_run"))?;
+        if inserted == 0 {
+            return Err(StoreError::RunExists {
+                run_id: run.run_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces a run's checkpoint (the producer calls it every few seconds).
+    pub async fn save_run_progress(
+        &self,
+        run_id: &str,
+        progress: &RunProgress,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE campaign_runs SET confirmed_through_line = $2, published = $3, \
+              skipped = $4, malformed = $5, complete = $6, updated_at_ms = $7 \
+            WHERE run_id = $1";
+        let skipped = serde_json::to_string(&progress.skipped).unwrap_or_else(|_| "{}".into());
+        let updated = with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(run_id)
+                .bind(to_i64(progress.confirmed_through_line))
+                .bind(to_i64(progress.published))
+                .bind(&skipped)
+                .bind(to_i64(progress.malformed))
+                .bind(progress.complete)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(query("save_run_progress"))?;
+        if updated == 0 {
+            return Err(StoreError::UnknownRun {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The run, or `None` when the store has no run with that id.
+    pub async fn load_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let raw = with_pool!(&self.db, pool => {
+            let row = sqlx::query(SELECT_RUN)
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(query("load_run"))?;
+            row.map(|row| -> Result<RawRun, sqlx::Error> {
+                Ok(RawRun {
+                    run_id: row.try_get(0)?,
+                    campaign_id: row.try_get(1)?,
+                    document: row.try_get(2)?,
+                    segment: row.try_get(3)?,
+                    status: row.try_get(4)?,
+                    started_at_ms: row.try_get(5)?,
+                    updated_at_ms: row.try_get(6)?,
+                    confirmed_through_line: row.try_get(7)?,
+                    published: row.try_get(8)?,
+                    skipped: row.try_get(9)?,
+                    malformed: row.try_get(10)?,
+                    complete: row.try_get(11)?,
+                })
+            })
+            .transpose()
+            .map_err(query("load_run"))?
+        });
+        raw.map(RawRun::into_record).transpose()
+    }
+
+    /// Moves a run to `state`. Running and paused go back and forth; cancelled and complete
+    /// are final (`Transition` error when leaving them); repeating the current state is a no-op.
+    pub async fn set_run_status(&self, run_id: &str, state: RunState) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE campaign_runs SET status = $2, updated_at_ms = $3 \
+             WHERE run_id = $1 AND status IN {}",
+            state.allowed_from()
+        );
+        let updated = with_pool!(&self.db, pool => {
+            sqlx::query(&sql)
+                .bind(run_id)
+                .bind(state.as_str())
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(query("set_run_status"))?;
+        if updated > 0 {
+            return Ok(());
+        }
+        match self.load_run(run_id).await? {
+            None => Err(StoreError::UnknownRun {
+                run_id: run_id.to_owned(),
+            }),
+            Some(run) => Err(StoreError::Transition {
+                run_id: run_id.to_owned(),
+                from: run.state,
+                to: state,
+            }),
+        }
+    }
+}
+
+/// A `campaign_runs` row as read, before checking its values.
+struct RawRun {
+    run_id: String,
+    campaign_id: String,
+    document: String,
+    segment: String,
+    status: String,
+    started_at_ms: i64,
+    updated_at_ms: i64,
+    confirmed_through_line: i64,
+    published: i64,
+    skipped: String,
+    malformed: i64,
+    complete: bool,
+}
+
+impl RawRun {
+    fn into_record(self) -> Result<RunRecord, StoreError> {
+        let state = RunState::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+            what: "campaign_runs.status",
+            value: self.status.clone(),
+        })?;
+        let skipped = serde_json::from_str::<BTreeMap<String, u64>>(&self.skipped)
+            .map_err(|_| StoreError::Corrupt {
+                what: "campaign_runs.skipped",
+                value: self.skipped.clone(),
+            })?;
+        Ok(RunRecord {
+            run_id: self.run_id,
+            campaign_id: self.campaign_id,
+            document: self.document,
+            segment: self.segment,
+            state,
+            started_at: from_ms(self.started_at_ms, "campaign_runs.started_at_ms")?,
+            updated_at: from_ms(self.updated_at_ms, "campaign_runs.updated_at_ms")?,
+            progress: RunProgress {
+                confirmed_through_line: count(self.confirmed_through_line),
+                published: count(self.published),
+                skipped,
+                malformed: count(self.malformed),
+                complete: self.complete,
+            },
+        })
+    }
+}
