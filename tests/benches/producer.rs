@@ -19,15 +19,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-const CAMPAIGN: &str = r#"
-id = "bench"
-page_id = "1000000001"
-messaging_type = "UPDATE"
-[message]
-text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
-[segment]
-file = "users.csv"
-"#;
+/// DESIGN's example campaign; every row of the generated segment passes its filter.
+const CAMPAIGN: &str = herald_core::campaign::EXAMPLE_TOML;
 
 fn main() {
     let rows: usize = std::env::var("BENCH_ROWS")

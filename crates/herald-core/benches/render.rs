@@ -12,22 +12,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::{Campaign, SendJob, User};
 
-const CAMPAIGN: &str = r#"
-id = "welcome-back"
-page_id = "1000000001"
-messaging_type = "UPDATE"
-
-[message]
-text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
-
-[segment]
-file = "users.csv"
-match = "all"
-[[segment.filter]]
-attribute = "country"
-op = "eq"
-value = "BR"
-"#;
+const CAMPAIGN: &str = herald_core::campaign::EXAMPLE_TOML;
 
 const RUN_ID: &str = "run-2026-05-01";
 const BUDGET: Duration = Duration::from_millis(1200);

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod dry;
+mod link;
 pub mod plan;
 pub mod run;
 pub mod segment;

@@ -141,22 +141,7 @@ mod tests {
 
     use super::*;
 
-    const CAMPAIGN: &str = r#"
-id = "welcome-back"
-page_id = "1000000001"
-messaging_type = "UPDATE"
-[message]
-text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
-[segment]
-file = "users.csv"
-match = "all"
-[[segment.filter]]
-attribute = "country"
-op = "eq"
-value = "BR"
-[delivery]
-expires_after = "6h"
-"#;
+    const CAMPAIGN: &str = herald_core::campaign::EXAMPLE_TOML;
 
     fn user(id: &str, psid: &str, country: &str) -> User {
         User::new(id, psid)

@@ -9,16 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
-use herald_amqp::{
-    AmqpError, AmqpSettings, Connection, Headers, PendingConfirm, Publisher, SEND_ROUTING_KEY,
-    Topology, connect,
-};
+use herald_amqp::{AmqpError, AmqpSettings, SEND_ROUTING_KEY, Topology};
 use herald_core::campaign::Campaign;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::checkpoint::{CheckpointError, RunRecord, RunStore};
+use crate::link::{Link, Message};
 use crate::segment::{RowError, SegmentError};
 use crate::source::{self, Item, Progress, SourcePlan};
 
@@ -27,7 +24,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// ...and after this many rows, so a crash republishes at most this many confirmed rows plus the
 /// publisher's confirm window (same job ids; downstream dedupes on them).
 pub const CHECKPOINT_EVERY_ROWS: u64 = 2_000;
-const RECONNECTS: u32 = 5;
 /// Malformed rows logged one by one; past this only the count grows (the summary has it).
 const MALFORMED_LOGGED: u64 = 100;
 
@@ -98,10 +94,10 @@ struct Pipeline {
     last_save: Instant,
 }
 
-struct Tracked {
-    line: u64,
+pub(crate) struct Tracked {
+    pub(crate) line: u64,
     kind: Kind,
-    message: Option<Message>,
+    pub(crate) message: Option<Message>,
 }
 
 #[derive(Clone, Copy)]
@@ -110,51 +106,6 @@ enum Kind {
     Skip(&'static str),
     Malformed,
     Filtered,
-}
-
-struct Message {
-    to_results: bool,
-    routing_key: String,
-    body: Vec<u8>,
-    state: Delivery,
-}
-
-/// Where one message stands with the broker.
-enum Delivery {
-    /// Not (successfully) written yet.
-    Unsent,
-    /// Written; the broker's confirm is awaited.
-    Pending(PendingConfirm),
-    /// Confirmed (seen while recovering from a lost connection).
-    Confirmed,
-}
-
-impl Message {
-    fn new(to_results: bool, routing_key: String, body: Vec<u8>) -> Self {
-        Self {
-            to_results,
-            routing_key,
-            body,
-            state: Delivery::Unsent,
-        }
-    }
-
-    /// The outcome if it is known now: `None` while the confirm is outstanding.
-    fn poll_settled(&mut self) -> Option<Result<(), AmqpError>> {
-        match &mut self.state {
-            Delivery::Confirmed => Some(Ok(())),
-            Delivery::Unsent => Some(Err(AmqpError::PublisherClosed)),
-            Delivery::Pending(pending) => pending.now_or_never(),
-        }
-    }
-
-    async fn settled(&mut self) -> Result<(), AmqpError> {
-        match &mut self.state {
-            Delivery::Confirmed => Ok(()),
-            Delivery::Unsent => Err(AmqpError::PublisherClosed),
-            Delivery::Pending(pending) => pending.await,
-        }
-    }
 }
 
 impl Run {
@@ -214,7 +165,7 @@ impl Run {
                 self.take(&mut pipe, item, &progress).await?;
             }
         }
-        self.settle_all(&mut pipe, &progress).await?;
+        self.settle(&mut pipe, &progress, true).await?;
         self.record.confirmed_through_line = pipe.last_line;
         self.record.complete = true;
         self.spec.runs.save(&self.record)?;
@@ -248,7 +199,7 @@ impl Run {
                 message: Some(Message::new(true, routing_key, body)),
             },
             Item::Malformed(error) if self.spec.strict => {
-                self.settle_all(pipe, progress).await?;
+                self.settle(pipe, progress, true).await?;
                 self.spec.runs.save(&self.record)?;
                 return Err(ProducerError::Malformed(error));
             }
@@ -277,7 +228,7 @@ impl Run {
                     .await?;
             }
         }
-        self.settle_ready(pipe, progress).await?;
+        self.settle(pipe, progress, false).await?;
         let confirmed = watermark(&pipe.tracked, pipe.last_line);
         let due = pipe.last_save.elapsed() >= CHECKPOINT_EVERY
             || confirmed - pipe.saved_line >= CHECKPOINT_EVERY_ROWS;
@@ -289,18 +240,23 @@ impl Run {
         Ok(())
     }
 
-    /// Pops every entry at the front whose message is confirmed (or that has none).
-    async fn settle_ready(
+    /// Pops the entries at the front whose message is confirmed (or that have none), counting
+    /// them. With `wait`, waits for every tracked message; without, stops at the first one whose
+    /// confirm is still outstanding.
+    async fn settle(
         &mut self,
         pipe: &mut Pipeline,
         progress: &Progress,
+        wait: bool,
     ) -> Result<(), ProducerError> {
-        loop {
-            let Some(front) = pipe.tracked.front_mut() else {
-                return Ok(());
-            };
+        while let Some(front) = pipe.tracked.front_mut() {
             if let Some(message) = front.message.as_mut() {
-                match message.poll_settled() {
+                let outcome = if wait {
+                    Some(message.settled().await)
+                } else {
+                    message.poll_settled()
+                };
+                match outcome {
                     None => return Ok(()),
                     Some(Ok(())) => {}
                     Some(Err(error)) => {
@@ -309,26 +265,6 @@ impl Run {
                             .await?;
                         continue;
                     }
-                }
-            }
-            let done = pipe.tracked.pop_front().expect("front exists");
-            self.count(done.kind, progress);
-        }
-    }
-
-    /// Waits for every tracked message, in order.
-    async fn settle_all(
-        &mut self,
-        pipe: &mut Pipeline,
-        progress: &Progress,
-    ) -> Result<(), ProducerError> {
-        while let Some(front) = pipe.tracked.front_mut() {
-            if let Some(message) = front.message.as_mut() {
-                if let Err(error) = message.settled().await {
-                    pipe.link
-                        .recover(&self.spec, &mut pipe.tracked, error)
-                        .await?;
-                    continue;
                 }
             }
             let done = pipe.tracked.pop_front().expect("front exists");
@@ -359,95 +295,6 @@ fn watermark(tracked: &VecDeque<Tracked>, last_line: u64) -> u64 {
     tracked
         .front()
         .map_or(last_line, |front| front.line.saturating_sub(1))
-}
-
-/// The connection and publisher, rebuilt after a loss.
-struct Link {
-    connection: Connection,
-    publisher: Publisher,
-    jobs_exchange: String,
-    results_exchange: String,
-}
-
-impl Link {
-    async fn open(spec: &SendSpec) -> Result<Self, AmqpError> {
-        let connection = connect(&spec.amqp).await?;
-        spec.topology.declare(&connection).await?;
-        let publisher = Publisher::open(&connection, spec.amqp.confirm_window).await?;
-        Ok(Self {
-            connection,
-            publisher,
-            jobs_exchange: spec.topology.jobs_exchange(),
-            results_exchange: spec.topology.results_exchange(),
-        })
-    }
-
-    async fn publish(&self, message: &mut Message) -> Result<(), AmqpError> {
-        let exchange = if message.to_results {
-            &self.results_exchange
-        } else {
-            &self.jobs_exchange
-        };
-        message.state = Delivery::Unsent;
-        let pending = self
-            .publisher
-            .publish(
-                exchange,
-                &message.routing_key,
-                &message.body,
-                Headers::new(),
-            )
-            .await?;
-        message.state = Delivery::Pending(pending);
-        Ok(())
-    }
-
-    /// After `cause`: a lost connection is rebuilt and every unconfirmed message republished (same
-    /// bytes, same job id); anything else (unroutable, refused) ends the run, resumable.
-    async fn recover(
-        &mut self,
-        spec: &SendSpec,
-        tracked: &mut VecDeque<Tracked>,
-        cause: AmqpError,
-    ) -> Result<(), ProducerError> {
-        if !(cause.is_connection_lost() || cause.is_retryable()) {
-            return Err(cause.into());
-        }
-        let mut last = cause;
-        for attempt in 1..=RECONNECTS {
-            warn!(attempt, error = %last, "Broker connection lost; reconnecting to republish the unconfirmed tail.");
-            match Self::open(spec).await {
-                Ok(link) => {
-                    *self = link;
-                    match self.republish(tracked).await {
-                        Ok(()) => return Ok(()),
-                        Err(error) => last = error,
-                    }
-                }
-                Err(error) => last = error,
-            }
-        }
-        Err(last.into())
-    }
-
-    async fn republish(&self, tracked: &mut VecDeque<Tracked>) -> Result<(), AmqpError> {
-        for entry in tracked.iter_mut() {
-            let Some(message) = entry.message.as_mut() else {
-                continue;
-            };
-            if matches!(message.poll_settled(), Some(Ok(()))) {
-                message.state = Delivery::Confirmed;
-            } else {
-                self.publish(message).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn close(self) {
-        let _ = self.publisher.close().await;
-        let _ = self.connection.close().await;
-    }
 }
 
 /// `r<yyyymmddhhmmss>-<6 hex>`: sortable by start time, unique without coordination.

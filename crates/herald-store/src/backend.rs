@@ -53,13 +53,15 @@ pub(crate) use with_pool;
 
 impl Db {
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let scheme = url.split(':').next().unwrap_or_default();
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         match scheme {
             "sqlite" => connect_sqlite(url).await.map(Self::Sqlite),
             "postgres" | "postgresql" => connect_postgres(url).await.map(Self::Postgres),
             other => Err(StoreError::UnsupportedUrl {
                 // Only the scheme, and only when it looks like one: never the rest of the URL.
-                scheme: if other.len() <= 16 && other.chars().all(|c| c.is_ascii_alphanumeric()) {
+                scheme: if (1..=16).contains(&other.len())
+                    && other.chars().all(|c| c.is_ascii_alphanumeric())
+                {
                     other.to_owned()
                 } else {
                     "?".to_owned()

@@ -118,7 +118,11 @@ impl Store {
                 reason: format!("record {} of the batch has a blank external_id", line + 1),
             });
         }
-        let (users, identities) = merge(records);
+        let (mut users, mut identities) = merge(records);
+        // Rows in key order: two imports writing overlapping users at once on PostgreSQL then
+        // take their row locks in the same order and cannot deadlock.
+        users.sort_unstable_by_key(|user| user.external_id);
+        identities.sort_unstable_by_key(|identity| (identity.page_id, identity.psid));
         let now = now_ms();
         let full_users_sql = self.users_sql(USERS_PER_STATEMENT);
         let full_identities_sql = identities_sql(IDENTITIES_PER_STATEMENT);
@@ -217,8 +221,8 @@ fn placeholders(rows: usize, per_row: usize, row: impl Fn(&[String]) -> String) 
     groups.join(", ")
 }
 
-/// Folds rows with the same external id (and identities with the same page and PSID) into one,
-/// keeping first-seen order: one statement may not update the same row twice on PostgreSQL.
+/// Folds rows with the same external id (and identities with the same page and PSID) into one:
+/// one statement may not update the same row twice on PostgreSQL.
 fn merge(records: &[UserRecord]) -> (Vec<MergedUser<'_>>, Vec<ImportedIdentity<'_>>) {
     let mut users: Vec<MergedUser<'_>> = Vec::with_capacity(records.len());
     let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(records.len());

@@ -5,6 +5,8 @@ mod campaign_test;
 mod graph_sim;
 mod producer;
 mod sim_process;
+mod store;
+mod store_deliveries;
 mod worker;
 mod worker_control;
 mod worker_dead;

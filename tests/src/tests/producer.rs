@@ -13,28 +13,7 @@ use serde_json::Value;
 
 use crate::{broker, drain, eventually, herald, unique_name};
 
-const CAMPAIGN: &str = r#"
-id = "welcome-back"
-page_id = "1000000001"
-messaging_type = "UPDATE"
-
-[message]
-text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
-
-[segment]
-file = "users.csv"
-match = "all"
-[[segment.filter]]
-attribute = "country"
-op = "eq"
-value = "BR"
-
-[delivery]
-rate_per_sec = 250
-max_attempts = 5
-expires_after = "6h"
-window = "enforce"
-"#;
+const CAMPAIGN: &str = herald_core::campaign::EXAMPLE_TOML;
 
 struct Fixture {
     dir: tempfile::TempDir,

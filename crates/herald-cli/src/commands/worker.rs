@@ -182,3 +182,40 @@ fn read_tokens_file(path: &Path) -> Result<BTreeMap<String, Secret>, String> {
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_file_lines_and_errors_never_echo_a_token() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let check = |text: &str, expected: Result<Vec<(&str, &str)>, &str>| {
+            let path = dir.path().join("tokens");
+            std::fs::write(&path, text).expect("write");
+            match (read_tokens_file(&path), expected) {
+                (Ok(tokens), Ok(pairs)) => {
+                    let got: Vec<(&str, &str)> = tokens
+                        .iter()
+                        .map(|(page, token)| (page.as_str(), token.expose()))
+                        .collect();
+                    assert_eq!(got, pairs, "{text}");
+                }
+                (Err(problem), Err(wanted)) => {
+                    assert!(problem.ends_with(wanted), "{problem}");
+                    assert!(!problem.contains("EAA"), "{problem}");
+                }
+                (got, _) => panic!("{text}: {got:?}"),
+            }
+        };
+        check(
+            "# comment\n\n1=EAAone\n 2 = EAAtwo \n",
+            Ok(vec![("1", "EAAone"), ("2", "EAAtwo")]),
+        );
+        check(
+            "EAAsecret-without-page\n",
+            Err(":1: expected PAGE_ID=TOKEN"),
+        );
+        check("1=EAAone\n3=\n", Err(":2: expected PAGE_ID=TOKEN"));
+    }
+}

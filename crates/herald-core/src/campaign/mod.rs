@@ -23,6 +23,10 @@ use crate::render::RequestTemplate;
 use crate::skip::SkipReason;
 use crate::user::User;
 
+/// DESIGN.md §2 "the smallest campaign file every version must accept", verbatim: the example
+/// for documentation, tests, benchmarks and the demo.
+pub const EXAMPLE_TOML: &str = include_str!("example.toml");
+
 pub use problem::{CampaignErrors, EXIT_DATA, EXIT_USAGE, Problem, ProblemKind};
 pub use spec::{
     Delivery, MessageTag, MessagingType, NotificationType, Segment, SegmentSource, WindowPolicy,

@@ -10,27 +10,7 @@ use crate::filter::{Filter, Match, Op, Operand};
 use crate::user::Attribute;
 
 /// DESIGN.md §2 "The smallest campaign file every version must accept", verbatim.
-const SMALLEST: &str = r#"id = "welcome-back"                 # campaign id: [a-z0-9_-], unique per campaign
-page_id = "1000000001"
-messaging_type = "UPDATE"           # RESPONSE | UPDATE | MESSAGE_TAG | UTILITY
-
-[message]                           # any Send API message object; strings may hold Liquid
-text = "Hi {{ first_name | default: 'there' }}, your code is {{ promo_code }}."
-
-[segment]
-file = "users.csv"                  # or: source = "store"; relative to the campaign file
-match = "all"                       # all (AND) | any (OR) over the filters below
-[[segment.filter]]
-attribute = "country"               # any attribute; external_id, messenger_id, last_inbound_at too
-op = "eq"                           # exists blank eq neq in contains gt gte lt lte within older_than
-value = "BR"                        # within/older_than take a duration: "24h", "7d"
-
-[delivery]
-rate_per_sec = 250                  # this campaign's ceiling for its page (the page limit still applies)
-max_attempts = 5
-expires_after = "6h"                # a job not sent by then becomes `expired`
-window = "enforce"                  # enforce | off: skip users known to be outside the 24 h window
-"#;
+const SMALLEST: &str = super::EXAMPLE_TOML;
 
 #[test]
 fn design_smallest_campaign_parses_as_written() {

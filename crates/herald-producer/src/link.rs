@@ -1,0 +1,150 @@
+//! The publishing link of a run: connection, topology, confirmed publisher, and what happens
+//! when the broker goes away (reconnect, then republish every unconfirmed message of the run
+//! with the same bytes, so the same job ids). `run.rs` decides what to publish and when a row
+//! counts; this file only gets messages to the broker and reports their fate.
+
+use std::collections::VecDeque;
+
+use futures_util::FutureExt;
+use herald_amqp::{AmqpError, Connection, Headers, PendingConfirm, Publisher, connect};
+use tracing::warn;
+
+use crate::run::{ProducerError, SendSpec, Tracked};
+
+/// Reconnection attempts after a lost connection (each `connect` retries with backoff itself).
+const RECONNECTS: u32 = 5;
+
+/// One row's message and where it stands with the broker.
+pub(crate) struct Message {
+    to_results: bool,
+    routing_key: String,
+    body: Vec<u8>,
+    state: Delivery,
+}
+
+/// Where one message stands with the broker.
+pub(crate) enum Delivery {
+    /// Not (successfully) written yet.
+    Unsent,
+    /// Written; the broker's confirm is awaited.
+    Pending(PendingConfirm),
+    /// Confirmed (seen while recovering from a lost connection).
+    Confirmed,
+}
+
+impl Message {
+    pub(crate) fn new(to_results: bool, routing_key: String, body: Vec<u8>) -> Self {
+        Self {
+            to_results,
+            routing_key,
+            body,
+            state: Delivery::Unsent,
+        }
+    }
+
+    /// The outcome if it is known now: `None` while the confirm is outstanding.
+    pub(crate) fn poll_settled(&mut self) -> Option<Result<(), AmqpError>> {
+        match &mut self.state {
+            Delivery::Confirmed => Some(Ok(())),
+            Delivery::Unsent => Some(Err(AmqpError::PublisherClosed)),
+            Delivery::Pending(pending) => pending.now_or_never(),
+        }
+    }
+
+    pub(crate) async fn settled(&mut self) -> Result<(), AmqpError> {
+        match &mut self.state {
+            Delivery::Confirmed => Ok(()),
+            Delivery::Unsent => Err(AmqpError::PublisherClosed),
+            Delivery::Pending(pending) => pending.await,
+        }
+    }
+}
+
+/// The connection and publisher, rebuilt after a loss.
+pub(crate) struct Link {
+    connection: Connection,
+    publisher: Publisher,
+    jobs_exchange: String,
+    results_exchange: String,
+}
+
+impl Link {
+    pub(crate) async fn open(spec: &SendSpec) -> Result<Self, AmqpError> {
+        let connection = connect(&spec.amqp).await?;
+        spec.topology.declare(&connection).await?;
+        let publisher = Publisher::open(&connection, spec.amqp.confirm_window).await?;
+        Ok(Self {
+            connection,
+            publisher,
+            jobs_exchange: spec.topology.jobs_exchange(),
+            results_exchange: spec.topology.results_exchange(),
+        })
+    }
+
+    pub(crate) async fn publish(&self, message: &mut Message) -> Result<(), AmqpError> {
+        let exchange = if message.to_results {
+            &self.results_exchange
+        } else {
+            &self.jobs_exchange
+        };
+        message.state = Delivery::Unsent;
+        let pending = self
+            .publisher
+            .publish(
+                exchange,
+                &message.routing_key,
+                &message.body,
+                Headers::new(),
+            )
+            .await?;
+        message.state = Delivery::Pending(pending);
+        Ok(())
+    }
+
+    /// After `cause`: a lost connection is rebuilt and every unconfirmed message republished (same
+    /// bytes, same job id); anything else (unroutable, refused) ends the run, resumable.
+    pub(crate) async fn recover(
+        &mut self,
+        spec: &SendSpec,
+        tracked: &mut VecDeque<Tracked>,
+        cause: AmqpError,
+    ) -> Result<(), ProducerError> {
+        if !(cause.is_connection_lost() || cause.is_retryable()) {
+            return Err(cause.into());
+        }
+        let mut last = cause;
+        for attempt in 1..=RECONNECTS {
+            warn!(attempt, error = %last, "Broker connection lost; reconnecting to republish the unconfirmed tail.");
+            match Self::open(spec).await {
+                Ok(link) => {
+                    *self = link;
+                    match self.republish(tracked).await {
+                        Ok(()) => return Ok(()),
+                        Err(error) => last = error,
+                    }
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last.into())
+    }
+
+    async fn republish(&self, tracked: &mut VecDeque<Tracked>) -> Result<(), AmqpError> {
+        for entry in tracked.iter_mut() {
+            let Some(message) = entry.message.as_mut() else {
+                continue;
+            };
+            if matches!(message.poll_settled(), Some(Ok(()))) {
+                message.state = Delivery::Confirmed;
+            } else {
+                self.publish(message).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn close(self) {
+        let _ = self.publisher.close().await;
+        let _ = self.connection.close().await;
+    }
+}

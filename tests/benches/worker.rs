@@ -1,0 +1,325 @@
+//! Worker throughput next to its baselines, in one run (these machines are noisy, so only the
+//! ratios mean much): `cargo bench -p herald-tests --bench worker`.
+//!
+//! 1. No latency, no rate limit: the release `herald worker` (consume, parse, pace, POST, publish
+//!    the result with a confirm, ack) against a bare loop in its own process (lapin consume, the
+//!    same reqwest POST, ack), both on the same pre-filled quorum queue size and simulator. Jobs/s
+//!    and CPU per job; the aim is at least 80 % of the bare loop's rate.
+//! 2. 50 ms answers at concurrency 200: the ideal is concurrency / latency = 4,000 jobs/s; the
+//!    aim is at least 95 % of it.
+//! 3. Peak RSS of the worker in run 2, with prefetch 1,000; the aim is under 64 MB.
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000).
+#![allow(clippy::print_stdout)] // The report is the output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use herald_amqp::{AmqpSettings, Headers, Publisher, SEND_ROUTING_KEY, Topology};
+use herald_sim::{Latency, SimConfig, SimHandle};
+
+const PAGE: &str = "1000000001";
+const ROLE: &str = "HERALD_BENCH_ROLE";
+
+/// One measured run.
+struct Run {
+    rate: f64,
+    cpu_ms_per_job: f64,
+    peak_mb: f64,
+}
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("baseline") {
+        return bare_loop();
+    }
+    let jobs: usize = std::env::var("BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let herald = release_herald();
+
+    let bare = runtime.block_on(measure(jobs, 0, |queue, sim| {
+        Command::new(std::env::current_exe().expect("bench exe"))
+            .env(ROLE, "baseline")
+            .env("BENCH_QUEUE", queue)
+            .env("BENCH_SIM", sim)
+            .env("BENCH_JOBS", jobs.to_string())
+            .spawn()
+            .expect("baseline process")
+    }));
+    let worker = |concurrency: &'static str, prefetch: &'static str| {
+        let herald = herald.clone();
+        move |prefix: &str, sim: &str| {
+            Command::new(&herald)
+                .args(["worker", "--metrics-addr", "127.0.0.1:0"])
+                .args(["--concurrency", concurrency, "--prefetch", prefetch])
+                .env_clear()
+                .env("HERALD_AMQP_URL", herald_tests::amqp_addr())
+                .env("HERALD_TOPOLOGY_PREFIX", prefix)
+                .env("HERALD_GRAPH_URL", sim)
+                .env(format!("HERALD_PAGE_TOKEN_{PAGE}"), "bench-token")
+                .env("HERALD_PAGE_RATE_PER_SEC", "1000000")
+                .env("HERALD_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("herald worker")
+        }
+    };
+    let fast = runtime.block_on(measure(jobs, 0, worker("64", "256")));
+    let slow = runtime.block_on(measure(jobs, 50, worker("200", "1000")));
+
+    println!("jobs per run: {jobs}; 2 cores shared by RabbitMQ, the simulator and the worker");
+    println!(
+        "{:<58} {:>9} {:>12} {:>9}",
+        "", "jobs/s", "CPU ms/job", "peak MB"
+    );
+    let row = |name: &str, run: &Run| {
+        println!(
+            "{name:<58} {:>9.0} {:>12.3} {:>9.1}",
+            run.rate, run.cpu_ms_per_job, run.peak_mb
+        );
+    };
+    row("bare lapin consume + POST + ack (baseline), 0 ms", &bare);
+    row("herald worker, 0 ms, concurrency 64, prefetch 256", &fast);
+    row(
+        "herald worker, 50 ms, concurrency 200, prefetch 1000",
+        &slow,
+    );
+    println!(
+        "ratio herald/baseline at 0 ms: {:.2}",
+        fast.rate / bare.rate
+    );
+    println!(
+        "ratio to concurrency/latency (4000/s) at 50 ms: {:.2}",
+        slow.rate / 4000.0
+    );
+}
+
+/// Fills a queue with `jobs` jobs, starts `start(queue or prefix, sim url)`, and times the
+/// simulator's accepts from the first to the last.
+async fn measure<F>(jobs: usize, latency_ms: u64, start: F) -> Run
+where
+    F: FnOnce(&str, &str) -> Child,
+{
+    let sim = SimConfig {
+        rate_per_sec: 10_000_000,
+        latency: Latency::fixed_ms(latency_ms),
+        record_bodies: false,
+        usage_header_min_pct: 1_000,
+        ..SimConfig::default()
+    };
+    let sim = herald_sim::spawn(sim, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let prefix = herald_tests::unique_name("bench-worker");
+    let topology = Topology::new(&prefix).expect("topology");
+    let settings = AmqpSettings {
+        url: herald_tests::amqp_addr().into(),
+        ..AmqpSettings::default()
+    };
+    let connection = herald_amqp::connect(&settings).await.expect("broker");
+    topology.declare(&connection).await.expect("declare");
+    let publisher = Publisher::open(&connection, 1024).await.expect("publisher");
+    let mut confirms = Vec::with_capacity(jobs);
+    for i in 0..jobs {
+        let confirm = publisher
+            .publish(
+                &topology.jobs_exchange(),
+                SEND_ROUTING_KEY,
+                &job(i),
+                Headers::new(),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        confirm.await.expect("confirm");
+    }
+    // Both get the prefix: the worker as its topology, the baseline to find the send queue.
+    let mut child = start(&prefix, &sim.url());
+    let (rate, cpu_ticks, peak_kib) = watch(&sim, &mut child, jobs as u64).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    topology.delete(&connection).await.expect("cleanup");
+    let _ = connection.close().await;
+    sim.shutdown().await;
+    Run {
+        rate,
+        cpu_ms_per_job: cpu_ticks as f64 * 10.0 / jobs as f64,
+        peak_mb: peak_kib as f64 / 1024.0,
+    }
+}
+
+/// Polls the simulator until `jobs` were accepted: (jobs/s from first to last accept, CPU ticks
+/// of the child, its peak RSS in KiB).
+async fn watch(sim: &SimHandle, child: &mut Child, jobs: u64) -> (f64, u64, u64) {
+    let stats = format!("{}/_sim/stats?summary=1", sim.url());
+    let client = reqwest::Client::new();
+    let accepted = || async {
+        let text = client.get(&stats).send().await.ok()?.text().await.ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value["accepted"].as_u64()
+    };
+    let (mut first, mut peak_kib, mut cpu) = (None, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        peak_kib = peak_kib.max(status.map_or(0, |s| field_kib(&s, "VmHWM:")));
+        cpu = cpu.max(cpu_ticks(child.id()));
+        let count = accepted().await.unwrap_or(0);
+        if count > 0 && first.is_none() {
+            first = Some((Instant::now(), count));
+        }
+        if count >= jobs {
+            let (start, at_start) = first.expect("started");
+            let rate = (count - at_start) as f64 / start.elapsed().as_secs_f64();
+            return (rate, cpu, peak_kib);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {count} of {jobs} accepted"
+        );
+        assert!(
+            child.try_wait().expect("status").is_none() || count >= jobs,
+            "the process died"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The baseline, in its own process: consume with a prefetch, POST with bounded concurrency, ack.
+fn bare_loop() {
+    let var = |name: &str| std::env::var(name).expect(name);
+    let (prefix, sim) = (var("BENCH_QUEUE"), var("BENCH_SIM"));
+    let jobs: usize = var("BENCH_JOBS").parse().expect("jobs");
+    let queue = Topology::new(&prefix).expect("prefix").send_queue();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let connection = lapin::Connection::connect(
+            &herald_tests::amqp_addr(),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .basic_qos(256, lapin::options::BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "bare".into(),
+                lapin::options::BasicConsumeOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let client = reqwest::Client::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        let tasks = tokio_util::task::TaskTracker::new();
+        for _ in 0..jobs {
+            let delivery = consumer.next().await.expect("open").expect("delivery");
+            let permit = permits.clone().acquire_owned().await.expect("permit");
+            let (client, sim) = (client.clone(), sim.clone());
+            tasks.spawn(async move {
+                let job: herald_core::SendJob =
+                    serde_json::from_slice(&delivery.data).expect("job");
+                let url = format!("{sim}/v25.0/{}/messages?access_token=bench", job.page_id);
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(job.request.get().to_owned())
+                    .send()
+                    .await
+                    .expect("post");
+                assert!(response.status().is_success());
+                let _ = response.bytes().await;
+                delivery
+                    .ack(lapin::options::BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                drop(permit);
+            });
+        }
+        tasks.close();
+        tasks.wait().await;
+        // Stay alive (the parent reads our CPU time) until it stops us.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+fn job(i: usize) -> Vec<u8> {
+    let job_id = format!("bench:u{i}");
+    let now = time::OffsetDateTime::now_utc();
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "v": 1, "job_id": job_id, "run_id": "bench", "campaign_id": "bench", "page_id": PAGE,
+        "external_id": format!("u{i}"),
+        "request": {"recipient": {"id": format!("{}", 10_000_000_000_u64 + i as u64)},
+                    "messaging_type": "UPDATE",
+                    "message": {"text": format!("Hi Name{i}, your code is CODE{i}."), "metadata": job_id}},
+        "rate_per_sec": 1_000_000, "max_attempts": 5,
+        "not_after": rfc(now + time::Duration::hours(6)), "enqueued_at": rfc(now),
+    }))
+    .expect("job")
+}
+
+/// utime + stime of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn field_kib(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Builds (if needed) and returns the release `herald` binary.
+fn release_herald() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "herald-cli",
+            "--bin",
+            "herald",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "release build failed");
+    let exe = std::env::current_exe().expect("bench path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("herald")
+}
