@@ -1,7 +1,7 @@
 //! Producer throughput next to its baseline, in one run (these machines are noisy, so only the
 //! ratio means much): `cargo bench -p herald-tests --bench producer`.
 //!
-//! 1. Baseline: a bare lapin loop publishing persistent messages of a job's size to a quorum
+//! 1. Baseline (run before and after Herald): a bare lapin loop publishing persistent messages of a job's size to a quorum
 //!    queue with publisher confirms pipelined (1024 outstanding), the same durability Herald uses.
 //! 2. Herald: the release `herald campaign send` on a CSV segment of the same size (render,
 //!    plan, serialise, publish with confirms, checkpoint), timed end to end, with its peak RSS.
@@ -36,8 +36,12 @@ fn main() {
 
     // A job's size, from the same template, so the baseline moves the same bytes.
     let body = sample_job();
-    let baseline = runtime.block_on(bare_publish(&addr, rows, &body));
+    // The baseline runs before and after Herald, and Herald is compared with their mean, so a
+    // change in the machine's load during the run weighs on both sides alike.
+    let before = runtime.block_on(bare_publish(&addr, rows, &body));
     let (elapsed, peak_kib) = herald_send(&herald, dir.path(), &addr, rows, &runtime);
+    let after = runtime.block_on(bare_publish(&addr, rows, &body));
+    let baseline = (before + after) / 2;
 
     let base_rate = rows as f64 / baseline.as_secs_f64();
     let herald_rate = rows as f64 / elapsed.as_secs_f64();
