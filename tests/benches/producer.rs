@@ -84,7 +84,7 @@ fn sample_job() -> Vec<u8> {
     let campaign = herald_core::Campaign::from_toml(CAMPAIGN).expect("campaign");
     let user = herald_core::User::new("user-123456", "10000123456")
         .with_attr("first_name", "Name123456")
-        .with_attr("promo_code", "CODE123456");
+        .with_attr("promo_code", "CODE123456").with_attr("country", "BR");
     let mut planner = herald_producer::plan::Planner::new(&campaign, "r20261121000000-abcdef");
     match planner.plan(&user, time::OffsetDateTime::now_utc()) {
         Some(herald_producer::plan::Planned::Job(job)) => serde_json::to_vec(&job).expect("job"),
