@@ -117,6 +117,24 @@ SQL
   log "postgres: ready"
 }
 
+# Offline validators for docker-compose.yml and deploy/ (tests/src/tests/deploy.rs): promtool,
+# docker-compose (parses the file without an engine), and kubernetes-validate from PyPI.
+ensure_deploy_tools() {
+  local packages=()
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+  if ((${#packages[@]})); then
+    log "deploy tools: installing ${packages[*]}"
+    apt_install "${packages[@]}"
+    # Only promtool is needed; never leave the packaged server on :9090 if postinst started it.
+    service prometheus stop >/dev/null 2>&1 || true
+  fi
+  if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
+    log "deploy tools: installing kubernetes-validate from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+  fi
+}
+
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   for service in "$@"; do "ensure_$service"; done
 fi

@@ -3,13 +3,15 @@
 //!
 //! 1. Baseline: a bare sqlx loop of multi-row INSERTs (500 rows a statement, 10,000 rows a
 //!    transaction) into a plain table with the same columns and primary key, same pragmas (WAL,
-//!    synchronous NORMAL), no conflict handling, no JSON merge, no secondary index.
+//!    synchronous NORMAL), no conflict handling, no JSON merge, no secondary index, attributes
+//!    serialised before the clock starts.
 //! 2. Herald, new users: `Store::upsert_users` in batches of 10,000 records (external_id,
 //!    messenger_id, three attributes) into a fresh store.
 //! 3. Herald, the same users again: every row conflicts and its attributes are merged.
 //! 4. Herald, new users with a `page_id`: each record also creates its Messenger identity.
-//! 5. Herald, reading them back: `users_for_page` streamed to the end (what a campaign on
-//!    `segment.source = "store"` does).
+//! 5. Reading back: the baseline table by keyset pages of 1,000 rows, then `users_for_page`
+//!    streamed to the end (what a campaign on `segment.source = "store"` does: the same pages,
+//!    plus the joins to identities and building each `User`).
 //!
 //! Only the database calls are timed, not building the records. `BENCH_ROWS` sets the count
 //! (default 1,000,000).
@@ -35,8 +37,12 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let baseline = runtime.block_on(bare_insert(&dir.path().join("bare.db"), rows));
-    let herald_url = Secret::new(format!("sqlite://{}", dir.path().join("herald.db").display()));
+    let (baseline, read_baseline) =
+        runtime.block_on(bare_insert(&dir.path().join("bare.db"), rows));
+    let herald_url = Secret::new(format!(
+        "sqlite://{}",
+        dir.path().join("herald.db").display()
+    ));
     let (fresh, again) = runtime.block_on(async {
         let store = Store::connect(&herald_url).await.expect("store");
         let fresh = import(&store, rows, None).await;
@@ -44,7 +50,10 @@ fn main() {
         store.close().await;
         (fresh, again)
     });
-    let paged_url = Secret::new(format!("sqlite://{}", dir.path().join("paged.db").display()));
+    let paged_url = Secret::new(format!(
+        "sqlite://{}",
+        dir.path().join("paged.db").display()
+    ));
     let (paged, stream) = runtime.block_on(async {
         let store = Store::connect(&paged_url).await.expect("store");
         let paged = import(&store, rows, Some("1000000001")).await;
@@ -62,16 +71,20 @@ fn main() {
 
     let rate = |elapsed: Duration| rows as f64 / elapsed.as_secs_f64();
     println!("rows: {rows}, {BATCH} per transaction, {ROWS_PER_STATEMENT} per statement");
-    println!("{:<48} {:>12} {:>10}", "", "rows/s", "seconds");
+    println!("{:<52} {:>10} {:>8}", "", "rows/s", "seconds");
     for (name, elapsed) in [
         ("bare sqlx multi-row INSERT (baseline)", baseline),
         ("herald upsert_users, new users", fresh),
         ("herald upsert_users, same users again (merge)", again),
         ("herald upsert_users, new users + identities", paged),
+        (
+            "bare sqlx keyset SELECT, same pages (read baseline)",
+            read_baseline,
+        ),
         ("herald users_for_page, streamed (read)", stream),
     ] {
         println!(
-            "{name:<48} {:>12.0} {:>10.2}",
+            "{name:<52} {:>10.0} {:>8.2}",
             rate(elapsed),
             elapsed.as_secs_f64()
         );
@@ -109,7 +122,9 @@ async fn import(store: &Store, rows: usize, page_id: Option<&str>) -> Duration {
     elapsed
 }
 
-async fn bare_insert(path: &std::path::Path, rows: usize) -> Duration {
+/// Inserts `rows` bare rows, then reads them back by the same keyset pages as the store's
+/// stream (1,000 rows a query); returns both times.
+async fn bare_insert(path: &std::path::Path, rows: usize) -> (Duration, Duration) {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -124,10 +139,10 @@ async fn bare_insert(path: &std::path::Path, rows: usize) -> Duration {
     .execute(&pool)
     .await
     .expect("create table");
+    // Anonymous `?` placeholders: sqlx looks each parameter's name up, and SQLite walks its list
+    // of names to answer, so thousands of `$N` per statement cost more than the insert.
     let statement = |n: usize| {
-        let values: Vec<String> = (0..n)
-            .map(|r| format!("(${}, ${}, NULL, ${}, $1, $1)", 3 * r + 2, 3 * r + 3, 3 * r + 4))
-            .collect();
+        let values = vec!["(?, ?, NULL, ?, ?, ?)"; n];
         format!(
             "INSERT INTO plain (external_id, messenger_id, last_inbound_at_ms, attributes, \
              created_at_ms, updated_at_ms) VALUES {}",
@@ -141,7 +156,11 @@ async fn bare_insert(path: &std::path::Path, rows: usize) -> Duration {
             .map(|i| {
                 let record = user(i, None);
                 let attributes = serde_json::to_string(&record.attributes).expect("json");
-                (record.external_id, record.messenger_id.unwrap_or_default(), attributes)
+                (
+                    record.external_id,
+                    record.messenger_id.unwrap_or_default(),
+                    attributes,
+                )
             })
             .collect();
         let began = Instant::now();
@@ -154,15 +173,39 @@ async fn bare_insert(path: &std::path::Path, rows: usize) -> Duration {
                 partial = statement(chunk.len());
                 &partial
             };
-            let mut query = sqlx::query(sql).bind(0_i64);
+            let mut query = sqlx::query(sql);
             for (id, psid, attributes) in chunk {
-                query = query.bind(id).bind(psid).bind(attributes);
+                query = query
+                    .bind(id)
+                    .bind(psid)
+                    .bind(attributes)
+                    .bind(0_i64)
+                    .bind(0_i64);
             }
             query.execute(&mut *tx).await.expect("insert");
         }
         tx.commit().await.expect("commit");
         elapsed += began.elapsed();
     }
+    let began = Instant::now();
+    let (mut after, mut read) = (String::new(), 0);
+    loop {
+        let page: Vec<(String, Option<String>, Option<i64>, String)> = sqlx::query_as(
+            "SELECT external_id, messenger_id, last_inbound_at_ms, attributes FROM plain \
+             WHERE external_id > ? ORDER BY external_id LIMIT 1000",
+        )
+        .bind(&after)
+        .fetch_all(&pool)
+        .await
+        .expect("select");
+        read += page.len();
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = last.0.clone(),
+            _ => break,
+        }
+    }
+    assert_eq!(read, rows);
+    let read_elapsed = began.elapsed();
     pool.close().await;
-    elapsed
+    (elapsed, read_elapsed)
 }

@@ -5,10 +5,8 @@
 mod producer;
 mod worker;
 
-use std::sync::Mutex;
-
 /// Held by each test for its whole run.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Closes every client connection on the local broker, as a broker restart would.
 fn close_all_connections() {

@@ -14,7 +14,7 @@ const CAMPAIGN: &str = "id = \"reconnect\"\npage_id = \"1000000001\"\nmessaging_
 
 #[tokio::test]
 async fn a_producer_survives_the_broker_dropping_its_connection() {
-    let _serial = crate::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::SERIAL.lock().await;
     let Some(connection) = broker().await else {
         return;
     };

@@ -188,7 +188,7 @@ async fn anonymous_page(
         let mut users = Vec::with_capacity(rows.len());
         let mut last_psid = None;
         for row in &rows {
-            let decoded = (|| -> Result<(String, Identity), sqlx::Error> {
+            let decoded = (|| -> Result<(Option<String>, Identity), sqlx::Error> {
                 let identity = Identity {
                     psid: row.try_get(0)?,
                     last_inbound_ms: row.try_get(2)?,
@@ -199,6 +199,11 @@ async fn anonymous_page(
             })();
             let (anon_id, identity) = decoded.map_err(query("users_for_page"))?;
             last_psid = Some(identity.psid.clone());
+            // Every identity created unlinked has one; only linked ones may lack it.
+            let anon_id = anon_id.ok_or(StoreError::Corrupt {
+                what: "identities.anon_id",
+                value: "NULL".to_owned(),
+            })?;
             let user = User {
                 external_id: anon_id,
                 ..User::default()
@@ -232,7 +237,8 @@ fn with_identity(
                 what: "identities.opted_out_at_ms",
                 value: at.unix_timestamp().to_string(),
             })?;
-            user.attributes.insert(OPTED_OUT_AT_ATTRIBUTE.to_owned(), at);
+            user.attributes
+                .insert(OPTED_OUT_AT_ATTRIBUTE.to_owned(), at);
         }
     }
     Ok(user)

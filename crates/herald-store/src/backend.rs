@@ -23,6 +23,37 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// `rows` groups of `per_row` placeholders, each group followed by `tail` inside its
+    /// parentheses: `(?, ?), (?, ?)` on SQLite, `($1, $2), ($3, $4)` on PostgreSQL. SQLite
+    /// gets anonymous `?` because sqlx looks every parameter's name up, and SQLite finds a
+    /// name by walking the list of names: with thousands of `$N` per statement, that walk was
+    /// half of an import's time.
+    pub(crate) fn values(self, rows: usize, per_row: usize, tail: &str) -> String {
+        let mut sql = String::with_capacity(rows * (per_row * 6 + tail.len() + 4));
+        let mut n = 0;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..per_row {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                match self {
+                    Self::Sqlite => sql.push('?'),
+                    Self::Postgres => {
+                        sql.push('$');
+                        sql.push_str(&n.to_string());
+                    }
+                }
+            }
+            sql.push_str(tail);
+            sql.push(')');
+        }
+        sql
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -128,4 +159,20 @@ async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
         .connect_with(options)
         .await
         .map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_lists_use_each_dialects_placeholders() {
+        let check = |backend: Backend, rows, per_row, tail, expected: &str| {
+            assert_eq!(backend.values(rows, per_row, tail), expected);
+        };
+        check(Backend::Sqlite, 1, 2, "", "(?, ?)");
+        check(Backend::Sqlite, 2, 1, ", FALSE", "(?, FALSE), (?, FALSE)");
+        check(Backend::Postgres, 2, 2, "", "($1, $2), ($3, $4)");
+        check(Backend::Postgres, 1, 3, ", 0", "($1, $2, $3, 0)");
+    }
 }

@@ -165,16 +165,18 @@ impl Store {
                 .map_err(query("mark_delivered"))?
                 .rows_affected();
             for chunk in mids.chunks(MIDS_PER_STATEMENT) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-                // By message id alone: it also finds records whose PSID was not known.
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                // By message id alone (Graph's ids are unique across pages): it also finds
+                // records whose PSID was not known, and it keeps SQLite's planner on the
+                // message_id index rather than scanning the page's records.
                 let sql = format!(
                     "UPDATE deliveries SET delivered_at_ms = {} \
-                     WHERE page_id = $1 AND sent_at_ms IS NOT NULL \
-                       AND delivered_at_ms IS NULL AND message_id IN ({})",
-                    mark_time("$2"),
+                     WHERE sent_at_ms IS NOT NULL AND delivered_at_ms IS NULL \
+                       AND message_id IN ({})",
+                    mark_time("$1"),
                     list.join(", ")
                 );
-                let mut statement = sqlx::query(&sql).bind(page_id).bind(watermark_ms);
+                let mut statement = sqlx::query(&sql).bind(watermark_ms);
                 for mid in chunk {
                     statement = statement.bind(mid);
                 }

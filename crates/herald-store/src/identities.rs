@@ -67,7 +67,7 @@ impl Store {
             sqlx::query(INBOUND_SQL)
                 .bind(page_id)
                 .bind(psid)
-                .bind(new_anon_id())
+                .bind(ref_external_id.is_none().then(new_anon_id))
                 .bind(ref_external_id)
                 .bind(at_ms)
                 .execute(&mut *tx)

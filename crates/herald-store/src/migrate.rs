@@ -10,8 +10,8 @@ use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
-use crate::backend::{Backend, Db, with_pool};
 use crate::StoreError;
+use crate::backend::{Backend, Db, with_pool};
 
 /// One version: number, description, SQL for SQLite, SQL for PostgreSQL.
 type Version = (i64, &'static str, &'static str, &'static str);

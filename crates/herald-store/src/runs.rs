@@ -271,10 +271,12 @@ impl RawRun {
             what: "campaign_runs.status",
             value: self.status.clone(),
         })?;
-        let skipped = serde_json::from_str::<BTreeMap<String, u64>>(&self.skipped)
-            .map_err(|_| StoreError::Corrupt {
-                what: "campaign_runs.skipped",
-                value: self.skipped.clone(),
+        let skipped =
+            serde_json::from_str::<BTreeMap<String, u64>>(&self.skipped).map_err(|_| {
+                StoreError::Corrupt {
+                    what: "campaign_runs.skipped",
+                    value: self.skipped.clone(),
+                }
             })?;
         Ok(RunRecord {
             run_id: self.run_id,

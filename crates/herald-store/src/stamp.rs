@@ -59,7 +59,10 @@ mod tests {
         check(datetime!(1970-01-01 00:00 UTC), 0);
         check(datetime!(2026-11-21 12:00:00.123 UTC), 1_795_262_400_123);
         check(datetime!(1969-12-31 23:59:59.999 UTC), -1);
-        assert_eq!(to_ms(datetime!(2026-01-01 00:00:00.0009999 UTC)), 1_767_225_600_000);
+        assert_eq!(
+            to_ms(datetime!(2026-01-01 00:00:00.0009999 UTC)),
+            1_767_225_600_000
+        );
         assert!(from_ms(i64::MAX, "test").is_err());
     }
 }

@@ -28,10 +28,10 @@ pub const OPTED_OUT_ATTRIBUTE: &str = "opted_out";
 /// Attribute added next to `opted_out = "true"`: when, as RFC 3339.
 pub const OPTED_OUT_AT_ATTRIBUTE: &str = "opted_out_at";
 
-/// Users per INSERT statement (4 parameters each: far below both databases' limits).
+/// Users per INSERT statement (6 parameters each: far below both databases' limits).
 const USERS_PER_STATEMENT: usize = 500;
 /// Identities per INSERT statement (5 parameters each).
-const IDENTITIES_PER_STATEMENT: usize = 400;
+const IDENTITIES_PER_STATEMENT: usize = 500;
 
 /// One user to create or update.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -125,7 +125,7 @@ impl Store {
         identities.sort_unstable_by_key(|identity| (identity.page_id, identity.psid));
         let now = now_ms();
         let full_users_sql = self.users_sql(USERS_PER_STATEMENT);
-        let full_identities_sql = identities_sql(IDENTITIES_PER_STATEMENT);
+        let full_identities_sql = self.identities_sql(IDENTITIES_PER_STATEMENT);
         with_pool!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(query("upsert_users"))?;
             for chunk in users.chunks(USERS_PER_STATEMENT) {
@@ -136,13 +136,15 @@ impl Store {
                     partial = self.users_sql(chunk.len());
                     &partial
                 };
-                let mut statement = sqlx::query(sql).bind(now);
+                let mut statement = sqlx::query(sql);
                 for user in chunk {
                     statement = statement
                         .bind(user.external_id)
                         .bind(user.messenger_id)
                         .bind(user.last_inbound_ms)
-                        .bind(Json(&user.attributes));
+                        .bind(Json(&user.attributes))
+                        .bind(now)
+                        .bind(now);
                 }
                 statement.execute(&mut *tx).await.map_err(query("upsert_users"))?;
             }
@@ -151,16 +153,16 @@ impl Store {
                 let sql = if chunk.len() == IDENTITIES_PER_STATEMENT {
                     &full_identities_sql
                 } else {
-                    partial = identities_sql(chunk.len());
+                    partial = self.identities_sql(chunk.len());
                     &partial
                 };
-                let mut statement = sqlx::query(sql).bind(now);
+                let mut statement = sqlx::query(sql);
                 for identity in chunk {
                     statement = statement
                         .bind(identity.page_id)
                         .bind(identity.psid)
-                        .bind(new_anon_id())
                         .bind(identity.external_id)
+                        .bind(now)
                         .bind(identity.last_inbound_ms);
                 }
                 statement.execute(&mut *tx).await.map_err(query("upsert_users"))?;
@@ -171,7 +173,7 @@ impl Store {
     }
 
     fn users_sql(&self, rows: usize) -> String {
-        let values = placeholders(rows, 4, |p| format!("({}, {}, {}, {}, $1, $1)", p[0], p[1], p[2], p[3]));
+        let values = self.db.backend().values(rows, 6, "");
         format!(
             "INSERT INTO users \
                (external_id, messenger_id, last_inbound_at_ms, attributes, created_at_ms, updated_at_ms) \
@@ -188,37 +190,23 @@ impl Store {
             merge = self.db.merge_attributes(),
         )
     }
-}
 
-fn identities_sql(rows: usize) -> String {
-    let values = placeholders(rows, 5, |p| {
-        format!("({}, {}, {}, {}, $1, {}, FALSE)", p[0], p[1], p[2], p[3], p[4])
-    });
-    format!(
-        "INSERT INTO identities \
-           (page_id, psid, anon_id, external_id, first_seen_at_ms, last_inbound_at_ms, opted_out) \
-         VALUES {values} \
-         ON CONFLICT (page_id, psid) DO UPDATE SET \
-           external_id = excluded.external_id, \
-           last_inbound_at_ms = CASE \
-             WHEN identities.last_inbound_at_ms IS NULL \
-               OR excluded.last_inbound_at_ms > identities.last_inbound_at_ms \
-             THEN COALESCE(excluded.last_inbound_at_ms, identities.last_inbound_at_ms) \
-             ELSE identities.last_inbound_at_ms END"
-    )
-}
-
-/// `rows` groups of `per_row` numbered placeholders starting at `$2` (`$1` is shared), each
-/// group rendered by `row`.
-fn placeholders(rows: usize, per_row: usize, row: impl Fn(&[String]) -> String) -> String {
-    let mut next = 2;
-    let mut groups = Vec::with_capacity(rows);
-    for _ in 0..rows {
-        let names: Vec<String> = (next..next + per_row).map(|n| format!("${n}")).collect();
-        next += per_row;
-        groups.push(row(&names));
+    fn identities_sql(&self, rows: usize) -> String {
+        // Created linked, so no anon_id (see the migration).
+        let values = self.db.backend().values(rows, 5, ", FALSE");
+        format!(
+            "INSERT INTO identities \
+               (page_id, psid, external_id, first_seen_at_ms, last_inbound_at_ms, opted_out) \
+             VALUES {values} \
+             ON CONFLICT (page_id, psid) DO UPDATE SET \
+               external_id = excluded.external_id, \
+               last_inbound_at_ms = CASE \
+                 WHEN identities.last_inbound_at_ms IS NULL \
+                   OR excluded.last_inbound_at_ms > identities.last_inbound_at_ms \
+                 THEN COALESCE(excluded.last_inbound_at_ms, identities.last_inbound_at_ms) \
+                 ELSE identities.last_inbound_at_ms END"
+        )
     }
-    groups.join(", ")
 }
 
 /// Folds rows with the same external id (and identities with the same page and PSID) into one:
@@ -237,7 +225,10 @@ fn merge(records: &[UserRecord]) -> (Vec<MergedUser<'_>>, Vec<ImportedIdentity<'
                 user.messenger_id = psid.or(user.messenger_id);
                 user.last_inbound_ms = user.last_inbound_ms.max(last_inbound_ms);
                 user.attributes.extend(
-                    record.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    record
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
                 );
             }
             None => {
@@ -246,7 +237,11 @@ fn merge(records: &[UserRecord]) -> (Vec<MergedUser<'_>>, Vec<ImportedIdentity<'
                     external_id: &record.external_id,
                     messenger_id: psid,
                     last_inbound_ms,
-                    attributes: record.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                    attributes: record
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
                 });
             }
         }
@@ -276,7 +271,85 @@ fn merge(records: &[UserRecord]) -> (Vec<MergedUser<'_>>, Vec<ImportedIdentity<'
     (users, identities)
 }
 
-/// A fresh `anon-...` id for a new identity (kept by the row when it already exists).
+/// A fresh `anon-...` id for an identity created unlinked (kept by the row when it exists).
 pub(crate) fn new_anon_id() -> String {
     format!("{ANON_PREFIX}{:024x}", rand::random::<u128>() >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_folds_rows_of_the_same_user_and_identity() {
+        let row = |id: &str, psid: Option<&str>, page: Option<&str>, attrs: &[(&str, &str)]| {
+            let mut record = UserRecord::new(id);
+            record.messenger_id = psid.map(str::to_owned);
+            record.page_id = page.map(str::to_owned);
+            record.attributes = attrs
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            record
+        };
+        let mut later = row("u1", Some(" "), Some("p"), &[("b", "3"), ("c", "4")]);
+        later.last_inbound_at = Some(datetime!(2026-01-01 00:00 UTC));
+        let records = [
+            row("u1", Some("11"), Some("p"), &[("a", "1"), ("b", "2")]),
+            row("u2", Some("11"), Some("p"), &[]),
+            later,
+            row("u3", Some("33"), None, &[]),
+        ];
+        let (users, identities) = merge(&records);
+        let summary: Vec<_> = users
+            .iter()
+            .map(|u| {
+                (
+                    u.external_id,
+                    u.messenger_id,
+                    u.last_inbound_ms,
+                    u.attributes.clone(),
+                )
+            })
+            .collect();
+        let attrs = |pairs: &[(&'static str, &'static str)]| pairs.iter().copied().collect();
+        assert_eq!(
+            summary,
+            [
+                // A blank PSID later does not erase the earlier one.
+                (
+                    "u1",
+                    Some("11"),
+                    Some(1_767_225_600_000),
+                    attrs(&[("a", "1"), ("b", "3"), ("c", "4")])
+                ),
+                ("u2", Some("11"), None, attrs(&[])),
+                ("u3", Some("33"), None, attrs(&[])),
+            ]
+        );
+        // (p, 11) was claimed by u1 then u2: the later row wins. u3 names no page.
+        let identities: Vec<_> = identities
+            .iter()
+            .map(|i| (i.page_id, i.psid, i.external_id))
+            .collect();
+        assert_eq!(identities, [("p", "11", "u2")]);
+    }
+
+    #[test]
+    fn debug_hides_the_psid_and_attribute_values() {
+        let mut record = UserRecord::new("u1");
+        record.messenger_id = Some("1234567890123456".into());
+        record.attributes.insert("first_name".into(), "Zoë".into());
+        let shown = format!("{record:?}");
+        assert!(
+            !shown.contains("1234567890123456") && !shown.contains("Zoë"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("first_name") && shown.contains("u1"),
+            "{shown}"
+        );
+    }
 }

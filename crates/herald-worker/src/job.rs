@@ -35,9 +35,20 @@ pub(crate) struct Shared {
 
 /// What the deliveries of one broker connection share.
 pub(crate) struct Link {
-    pub(crate) publisher: Arc<Publisher>,
+    /// Confirmed publishers on channels of their own, used in turn: a publisher's confirms wait
+    /// behind everything queued on its channel, so one deep channel makes every ack late.
+    pub(crate) publishers: Vec<Arc<Publisher>>,
+    pub(crate) turn: std::sync::atomic::AtomicUsize,
     /// Cancelled when the session ends: jobs not yet sending give up and stay unacked.
     pub(crate) stop: CancellationToken,
+}
+
+impl Link {
+    /// The next publisher in turn.
+    pub(crate) fn publisher(&self) -> &Publisher {
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.publishers[turn % self.publishers.len()]
+    }
 }
 
 /// Processes one delivery to its ack (or leaves it unacked when the session stops first).
@@ -70,7 +81,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
     };
     if let Some(step) = step {
         let settler = Settler {
-            publisher: &link.publisher,
+            publisher: link.publisher(),
             topology: &shared.settings.topology,
             metrics,
             unsettled: &shared.unsettled,
@@ -222,7 +233,7 @@ async fn halt_page(shared: &Shared, link: &Link, page_id: &str, summary: &str) {
          and send SIGHUP, or run `herald campaign resume --page {page_id}`."
     );
     let message = ControlMessage::for_page(ControlAction::HaltPage, page_id, Some(summary.into()));
-    announce(&link.publisher, &shared.settings.topology, &message).await;
+    announce(link.publisher(), &shared.settings.topology, &message).await;
 }
 
 /// Publishes a control message and waits for its confirm; a failure is logged, the local state

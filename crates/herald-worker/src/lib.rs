@@ -82,7 +82,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     settings.validate().map_err(WorkerError::Settings)?;
-    let graph = GraphClient::new(settings.graph.clone())?;
+    // Every concurrent send keeps its connection: a smaller idle pool would open and close
+    // connections all the time at full concurrency.
+    let mut graph = settings.graph.clone();
+    graph.max_idle_per_host = graph.max_idle_per_host.max(settings.concurrency);
+    let graph = GraphClient::new(graph)?;
     let shared = Arc::new(Shared {
         graph,
         control: Arc::new(Control::new(metrics.clone())),

@@ -164,6 +164,9 @@ impl Pacers {
 
     fn pacer(&self, page_id: &str) -> Arc<Pacer> {
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pacer) = pages.get(page_id) {
+            return pacer.clone();
+        }
         pages
             .entry(page_id.to_owned())
             .or_insert_with(|| {

@@ -21,6 +21,8 @@ use crate::job::{Link, Shared, announce, handle};
 
 /// How long replaying the control log may take before the session is abandoned.
 const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Publisher channels per session (see `Link::publishers`).
+const PUBLISHER_CHANNELS: usize = 4;
 /// How long closing a channel may take at shutdown.
 const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Control messages the stream consumer may hold unacked.
@@ -53,9 +55,15 @@ async fn consume(
     let settings = &shared.settings;
     let topology = &settings.topology;
     topology.declare(connection).await?;
-    let publisher = Arc::new(Publisher::open(connection, settings.amqp.confirm_window).await?);
+    let mut publishers = Vec::with_capacity(PUBLISHER_CHANNELS);
+    for _ in 0..PUBLISHER_CHANNELS {
+        let publisher = Publisher::open(connection, settings.amqp.confirm_window).await?;
+        publishers.push(Arc::new(publisher));
+    }
+    let publisher = publishers[0].clone();
     let link = Arc::new(Link {
-        publisher: publisher.clone(),
+        publishers,
+        turn: std::sync::atomic::AtomicUsize::new(0),
         stop: shutdown.child_token(),
     });
 
@@ -152,9 +160,15 @@ async fn consume(
             follower.abort();
         }
         let _ = consumer.close().await;
-        drop(link);
-        if let Ok(publisher) = Arc::try_unwrap(publisher) {
-            let _ = publisher.close().await;
+        drop(publisher);
+        if let Ok(link) = Arc::try_unwrap(link) {
+            for publisher in link
+                .publishers
+                .into_iter()
+                .filter_map(|p| Arc::try_unwrap(p).ok())
+            {
+                let _ = publisher.close().await;
+            }
         }
         info!("Worker drained; every finished job is acked.");
     } else {
@@ -201,7 +215,7 @@ async fn tokens_replaced(
                 &page,
                 Some("page token replaced".to_owned()),
             );
-            announce(&link.publisher, &shared.settings.topology, &message).await;
+            announce(link.publisher(), &shared.settings.topology, &message).await;
         }
     }
 }

@@ -7,7 +7,7 @@ use herald_store::{ErrorCount, RECEIPT_SLACK, StatusCounts, Store, UserRecord};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use super::store::{Rig, both_backends};
+use super::store::{Rig, both_backends, users};
 
 both_backends!(results_once_and_run_status, receipts_by_watermark_and_mids);
 
@@ -46,9 +46,19 @@ fn failed(run: &str, user: &str, code: u32, subcode: Option<u32>) -> DeliveryRes
 async fn results_once_and_run_status(rig: Rig) {
     let store = &rig.store;
     let first = result("r1", "u1", ResultStatus::Sent, T0);
-    assert!(store.record_result(&first, Some("p1")).await.expect("record"));
+    assert!(
+        store
+            .record_result(&first, Some("p1"))
+            .await
+            .expect("record")
+    );
     // Redelivered, then contradicted: the first terminal result stays.
-    assert!(!store.record_result(&first, Some("p1")).await.expect("again"));
+    assert!(
+        !store
+            .record_result(&first, Some("p1"))
+            .await
+            .expect("again")
+    );
     let late = failed("r1", "u1", 2, None);
     assert!(!store.record_result(&late, None).await.expect("late"));
 
@@ -99,7 +109,13 @@ async fn results_once_and_run_status(rig: Rig) {
     let top: Vec<(u32, Option<u32>, u64)> = status
         .top_errors
         .iter()
-        .map(|&ErrorCount { code, subcode, count }| (code, subcode, count))
+        .map(
+            |&ErrorCount {
+                 code,
+                 subcode,
+                 count,
+             }| (code, subcode, count),
+        )
         .collect();
     assert_eq!(
         top,
@@ -130,46 +146,154 @@ async fn receipts_by_watermark_and_mids(rig: Rig) {
     store.upsert_users(&[u1]).await.expect("import");
     let minutes = |m: i64| T0 + Duration::minutes(m);
     let sent = |run: &str, at| result(run, "u1", ResultStatus::Sent, at);
-    store.record_result(&sent("a", minutes(0)), Some("p1")).await.expect("a");
-    store.record_result(&sent("b", minutes(10)), None).await.expect("b");
+    store
+        .record_result(&sent("a", minutes(0)), Some("p1"))
+        .await
+        .expect("a");
+    store
+        .record_result(&sent("b", minutes(10)), None)
+        .await
+        .expect("b");
     let mut skipped = result("s", "u1", ResultStatus::Skipped, minutes(0));
     skipped.message_id = None;
     store.record_result(&skipped, Some("p1")).await.expect("s");
 
     // The watermark covers a only; a repeat changes nothing; mids reach b.
-    assert_eq!(store.mark_delivered(PAGE, "p1", minutes(1), &[]).await.expect("wm"), 1);
-    assert_eq!(store.mark_delivered(PAGE, "p1", minutes(1), &[]).await.expect("again"), 0);
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p1", minutes(1), &[])
+            .await
+            .expect("wm"),
+        1
+    );
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p1", minutes(1), &[])
+            .await
+            .expect("again"),
+        0
+    );
     let mids = ["m_u1".to_owned()];
     assert_eq!(delivered_read(store, "b").await, (0, 0));
-    assert_eq!(store.mark_delivered(PAGE, "p1", minutes(1), &mids).await.expect("mids"), 1);
-    assert_eq!(store.mark_delivered(PAGE, "p1", minutes(1), &mids).await.expect("again"), 0);
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p1", minutes(1), &mids)
+            .await
+            .expect("mids"),
+        1
+    );
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p1", minutes(1), &mids)
+            .await
+            .expect("again"),
+        0
+    );
     assert_eq!(delivered_read(store, "a").await, (1, 0));
     assert_eq!(delivered_read(store, "b").await, (1, 0));
-    assert_eq!(delivered_read(store, "s").await, (0, 0), "skipped is never delivered");
+    assert_eq!(
+        delivered_read(store, "s").await,
+        (0, 0),
+        "skipped is never delivered"
+    );
 
     // Read by watermark: a only; then c (not yet delivered) and b: read implies delivered.
-    assert_eq!(store.mark_read(PAGE, "p1", minutes(1)).await.expect("read"), 1);
-    assert_eq!(store.mark_read(PAGE, "p1", minutes(1)).await.expect("again"), 0);
+    assert_eq!(
+        store.mark_read(PAGE, "p1", minutes(1)).await.expect("read"),
+        1
+    );
+    assert_eq!(
+        store
+            .mark_read(PAGE, "p1", minutes(1))
+            .await
+            .expect("again"),
+        0
+    );
     assert_eq!(delivered_read(store, "a").await, (1, 1));
-    store.record_result(&sent("c", minutes(20)), None).await.expect("c");
-    assert_eq!(store.mark_read(PAGE, "p1", minutes(21)).await.expect("read"), 2);
+    store
+        .record_result(&sent("c", minutes(20)), None)
+        .await
+        .expect("c");
+    assert_eq!(
+        store
+            .mark_read(PAGE, "p1", minutes(21))
+            .await
+            .expect("read"),
+        2
+    );
     assert_eq!(delivered_read(store, "b").await, (1, 1));
     assert_eq!(delivered_read(store, "c").await, (1, 1));
     // An older watermark arriving late changes nothing.
-    assert_eq!(store.mark_read(PAGE, "p1", minutes(15)).await.expect("late"), 0);
+    assert_eq!(
+        store
+            .mark_read(PAGE, "p1", minutes(15))
+            .await
+            .expect("late"),
+        0
+    );
     // Another PSID's receipt touches none of u1's records.
-    assert_eq!(store.mark_read(PAGE, "p2", minutes(60)).await.expect("p2"), 0);
+    assert_eq!(
+        store.mark_read(PAGE, "p2", minutes(60)).await.expect("p2"),
+        0
+    );
 
     // A receipt before its result: remembered and applied when the result is recorded, with
     // the slack for our finished_at being a little after Meta's watermark.
     let slack = Duration::try_from(RECEIPT_SLACK).expect("slack");
-    assert_eq!(store.mark_delivered(PAGE, "p9", minutes(30), &[]).await.expect("early"), 0);
-    assert_eq!(store.mark_read(PAGE, "p9", minutes(29)).await.expect("early"), 0);
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p9", minutes(30), &[])
+            .await
+            .expect("early"),
+        0
+    );
+    assert_eq!(
+        store
+            .mark_read(PAGE, "p9", minutes(29))
+            .await
+            .expect("early"),
+        0
+    );
     let within = minutes(30) + slack / 2;
-    store.record_result(&sent("d", within), Some("p9")).await.expect("d");
+    store
+        .record_result(&sent("d", within), Some("p9"))
+        .await
+        .expect("d");
     assert_eq!(delivered_read(store, "d").await, (1, 0));
-    store.record_result(&sent("e", minutes(29)), Some("p9")).await.expect("e");
+    store
+        .record_result(&sent("e", minutes(29)), Some("p9"))
+        .await
+        .expect("e");
     assert_eq!(delivered_read(store, "e").await, (1, 1));
-    store.record_result(&sent("f", minutes(31)), Some("p9")).await.expect("f");
-    assert_eq!(delivered_read(store, "f").await, (0, 0), "sent after the watermark");
+    store
+        .record_result(&sent("f", minutes(31)), Some("p9"))
+        .await
+        .expect("f");
+    assert_eq!(
+        delivered_read(store, "f").await,
+        (0, 0),
+        "sent after the watermark"
+    );
+
+    // A stranger streamed under an anon id: the result names only that id, and the store finds
+    // the PSID the job went to.
+    store
+        .record_inbound(PAGE, "p5", minutes(0), None)
+        .await
+        .expect("stranger");
+    let stranger = users(store, PAGE)
+        .await
+        .into_values()
+        .find(|user| user.messenger_id.as_deref() == Some("p5"))
+        .expect("stranger streamed");
+    let g = result("g", &stranger.external_id, ResultStatus::Sent, minutes(40));
+    store.record_result(&g, None).await.expect("g");
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p5", minutes(41), &[])
+            .await
+            .expect("p5"),
+        1
+    );
+    assert_eq!(delivered_read(store, "g").await, (1, 0));
 }

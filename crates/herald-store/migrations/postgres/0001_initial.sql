@@ -16,12 +16,13 @@ CREATE TABLE users (
 );
 CREATE INDEX users_messenger_id ON users (messenger_id) WHERE messenger_id IS NOT NULL;
 
--- A PSID on a page. `external_id` stays NULL until a ref, user_ref or import links it; until
--- then the person is streamed under `anon_id`, a random id that reveals nothing of the PSID.
+-- A PSID on a page. `external_id` stays NULL until a ref, user_ref or import links it (and
+-- never goes back to NULL); until then the person is streamed under `anon_id`, a random id that
+-- reveals nothing of the PSID, given to every identity created unlinked.
 CREATE TABLE identities (
     page_id            TEXT COLLATE "C" NOT NULL,
     psid               TEXT COLLATE "C" NOT NULL,
-    anon_id            TEXT COLLATE "C" NOT NULL,
+    anon_id            TEXT COLLATE "C",
     external_id        TEXT COLLATE "C",
     first_seen_at_ms   BIGINT  NOT NULL,
     last_inbound_at_ms BIGINT,
@@ -30,8 +31,8 @@ CREATE TABLE identities (
     opt_changed_at_ms  BIGINT,
     PRIMARY KEY (page_id, psid)
 );
-CREATE INDEX identities_external_id ON identities (page_id, external_id);
-CREATE INDEX identities_anon_id ON identities (page_id, anon_id);
+CREATE INDEX identities_external_id ON identities (page_id, external_id, last_inbound_at_ms);
+CREATE INDEX identities_anon_id ON identities (page_id, anon_id) WHERE anon_id IS NOT NULL;
 
 -- The highest delivery and read watermark seen per PSID, so that a receipt that arrives before
 -- the result it confirms is applied when the result is recorded.

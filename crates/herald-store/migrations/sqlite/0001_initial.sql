@@ -1,5 +1,6 @@
 -- Herald store, version 1 (SQLite). Keep in step with postgres/0001_initial.sql: same tables,
 -- columns, keys and indexes; only the types differ. Times are epoch milliseconds (`*_ms`).
+-- Tables keyed by short text without other large columns are WITHOUT ROWID (one B-tree less).
 -- Never edit an applied migration: sqlx checks its checksum. Add 0002_*.sql to both folders.
 
 -- A user as the customer's systems know them. `messenger_id` is Braze's attribute (a PSID
@@ -14,12 +15,13 @@ CREATE TABLE users (
 );
 CREATE INDEX users_messenger_id ON users (messenger_id) WHERE messenger_id IS NOT NULL;
 
--- A PSID on a page. `external_id` stays NULL until a ref, user_ref or import links it; until
--- then the person is streamed under `anon_id`, a random id that reveals nothing of the PSID.
+-- A PSID on a page. `external_id` stays NULL until a ref, user_ref or import links it (and
+-- never goes back to NULL); until then the person is streamed under `anon_id`, a random id that
+-- reveals nothing of the PSID, given to every identity created unlinked.
 CREATE TABLE identities (
     page_id            TEXT    NOT NULL,
     psid               TEXT    NOT NULL,
-    anon_id            TEXT    NOT NULL,
+    anon_id            TEXT,
     external_id        TEXT,
     first_seen_at_ms   INTEGER NOT NULL,
     last_inbound_at_ms INTEGER,
@@ -27,9 +29,9 @@ CREATE TABLE identities (
     opted_out_at_ms    INTEGER,
     opt_changed_at_ms  INTEGER,
     PRIMARY KEY (page_id, psid)
-);
-CREATE INDEX identities_external_id ON identities (page_id, external_id);
-CREATE INDEX identities_anon_id ON identities (page_id, anon_id);
+) WITHOUT ROWID;
+CREATE INDEX identities_external_id ON identities (page_id, external_id, last_inbound_at_ms);
+CREATE INDEX identities_anon_id ON identities (page_id, anon_id) WHERE anon_id IS NOT NULL;
 
 -- The highest delivery and read watermark seen per PSID, so that a receipt that arrives before
 -- the result it confirms is applied when the result is recorded.
@@ -39,7 +41,7 @@ CREATE TABLE receipts (
     delivered_watermark_ms INTEGER,
     read_watermark_ms      INTEGER,
     PRIMARY KEY (page_id, psid)
-);
+) WITHOUT ROWID;
 
 -- A campaign run: the document it was started from, its state, and the producer's checkpoint.
 CREATE TABLE campaign_runs (
@@ -89,5 +91,5 @@ CREATE INDEX deliveries_message_id ON deliveries (message_id) WHERE message_id I
 CREATE TABLE seen_events (
     key        TEXT    NOT NULL PRIMARY KEY,
     seen_at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX seen_events_seen_at ON seen_events (seen_at_ms);
