@@ -45,12 +45,20 @@ pub fn window_check(
     Ok(())
 }
 
+/// The attribute that marks a user who stopped this page's messages. The store sets it from
+/// Meta's marketing stop events; a file segment may carry it as a column.
+pub const OPTED_OUT_ATTRIBUTE: &str = "opted_out";
+
 /// The producer's policy guard before rendering, in order: a blank or whitespace PSID
-/// (`BlankPsid`), then the window (`OutsideWindow`). Opt-outs and duplicates need state the
-/// producer holds, so it checks those itself.
+/// (`BlankPsid`), an opted-out user (`OptedOut`: the `opted_out` attribute is `true`), then the
+/// window (`OutsideWindow`). Duplicates need state the producer holds, so it checks those.
 pub fn admit(campaign: &Campaign, user: &User, now: OffsetDateTime) -> Result<(), SkipReason> {
     if user.psid().is_none() {
         return Err(SkipReason::BlankPsid);
+    }
+    let opted_out = user.attributes.get(OPTED_OUT_ATTRIBUTE);
+    if opted_out.is_some_and(|value| value.trim().eq_ignore_ascii_case("true")) {
+        return Err(SkipReason::OptedOut);
     }
     window_check(campaign, user, now)
 }
@@ -72,6 +80,35 @@ mod tests {
              [message]\ntext = \"hi\"\n[delivery]\nwindow = \"{window}\"\n"
         );
         Campaign::from_toml(&source).unwrap()
+    }
+
+    #[test]
+    fn admit_checks_psid_then_opt_out_then_window() {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        let update = campaign("UPDATE", "enforce");
+        let stale = Some(datetime!(2026-04-29 12:00 UTC));
+        let user = |psid: &str, opted: Option<&str>, last: Option<OffsetDateTime>| {
+            let mut user = User::new("u", psid);
+            user.last_inbound_at = last;
+            if let Some(opted) = opted {
+                user = user.with_attr(OPTED_OUT_ATTRIBUTE, opted);
+            }
+            user
+        };
+        let table = [
+            (user(" ", Some("true"), stale), Err(SkipReason::BlankPsid)),
+            (user("1", Some("true"), stale), Err(SkipReason::OptedOut)),
+            (user("1", Some(" TRUE "), None), Err(SkipReason::OptedOut)),
+            (
+                user("1", Some("false"), stale),
+                Err(SkipReason::OutsideWindow),
+            ),
+            (user("1", Some("false"), None), Ok(())),
+            (user("1", None, None), Ok(())),
+        ];
+        for (user, expected) in table {
+            assert_eq!(admit(&update, &user, now), expected);
+        }
     }
 
     #[test]

@@ -110,16 +110,17 @@ async fn a_messy_segment_becomes_exact_jobs_and_skipped_results() {
             .expect("format")
     };
     let segment = format!(
-        "external_id,messenger_id,first_name,promo_code,country,last_inbound_at\n\
-         u1,1001,Zoë,Z1,BR,{recent}\n\
-         u2,,Bo,B2,BR,\n\
-         u3,1003,,C3,BR,\n\
-         u1,1004,Dup,D4,BR,\n\
+        "external_id,messenger_id,first_name,promo_code,country,last_inbound_at,opted_out\n\
+         u1,1001,Zoë,Z1,BR,{recent},\n\
+         u2,,Bo,B2,BR,,\n\
+         u3,1003,,C3,BR,,false\n\
+         u1,1004,Dup,D4,BR,,\n\
          this row is broken\n\
-         u5,1005,Ana,E5,BR,{old}\n\
-         u6,1006,名前,F6,PT,\n\
-         u7,   ,Ws,G7,BR,\n\
-         u8,1008,\"Ελένη \"\"q\"\" \\ 😀\",H8,BR,\n",
+         u5,1005,Ana,E5,BR,{old},\n\
+         u6,1006,名前,F6,PT,,\n\
+         u7,   ,Ws,G7,BR,,\n\
+         u9,1009,Op,I9,BR,,true\n\
+         u8,1008,\"Ελένη \"\"q\"\" \\ 😀\",H8,BR,,\n",
         recent = rfc(recent),
         old = rfc(old)
     );
@@ -212,6 +213,7 @@ async fn a_messy_segment_becomes_exact_jobs_and_skipped_results() {
         "u1/duplicate",
         "u5/outside_window",
         "u7/blank_psid",
+        "u9/opted_out",
     ]
     .iter()
     .map(|k| format!("{run}:{k}"))
