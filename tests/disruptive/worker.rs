@@ -15,7 +15,6 @@ use herald_tests::{broker, eventually, herald, unique_name};
 const PAGES: [&str; 2] = ["1000000001", "1000000002"];
 
 #[tokio::test]
-#[allow(clippy::await_holding_lock)] // Serialises whole tests, each on its own runtime.
 async fn a_worker_survives_the_broker_dropping_its_connections() {
     let _serial = crate::SERIAL.lock().await;
     let Some(connection) = broker().await else {

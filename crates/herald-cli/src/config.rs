@@ -89,13 +89,13 @@ impl Config {
         config.apply_env(env, &mut problems);
         config.apply_overrides(overrides);
         if let Some(path) = config.tokens_file.clone() {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    for (page, token) in parse_tokens_file(&text, &path, &mut problems) {
+            match read_tokens_file(&path) {
+                Ok(tokens) => {
+                    for (page, token) in tokens {
                         config.page_tokens.entry(page).or_insert(token);
                     }
                 }
-                Err(error) => problems.push(format!("tokens_file {}: {error}", path.display())),
+                Err(mut errors) => problems.append(&mut errors),
             }
         }
         config.validate(&mut problems);
@@ -292,25 +292,35 @@ fn load_file(
     })
 }
 
-/// A tokens file: `PAGE_ID=TOKEN` lines; blank lines and `#` comments are ignored.
-fn parse_tokens_file(text: &str, path: &Path, problems: &mut Vec<String>) -> Vec<(String, Secret)> {
-    let mut tokens = Vec::new();
+/// Reads a tokens file: `PAGE_ID=TOKEN` lines; blank lines and `#` comments are ignored. Every
+/// bad line is reported by its number only, never its text: it may be a token without its page.
+/// The worker re-reads the same file on SIGHUP, through this function.
+pub(crate) fn read_tokens_file(path: &Path) -> Result<BTreeMap<String, Secret>, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| vec![format!("tokens file {}: {error}", path.display())])?;
+    let mut tokens = BTreeMap::new();
+    let mut problems = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         match line.split_once('=') {
-            Some((page, token)) => tokens.push((page.trim().to_owned(), Secret::new(token.trim()))),
-            // Never echo the line: it may be a token without its page id.
-            None => problems.push(format!(
-                "tokens_file {}:{}: expected PAGE_ID=TOKEN",
+            Some((page, token)) if !page.trim().is_empty() && !token.trim().is_empty() => {
+                tokens.insert(page.trim().to_owned(), Secret::new(token.trim()));
+            }
+            _ => problems.push(format!(
+                "tokens file {}:{}: expected PAGE_ID=TOKEN",
                 path.display(),
                 index + 1
             )),
         }
     }
-    tokens
+    if problems.is_empty() {
+        Ok(tokens)
+    } else {
+        Err(problems)
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> String {

@@ -66,6 +66,10 @@ pub(crate) fn classify(failure: &Failure<'_>, usage: Option<&Usage>, attempt: u3
                 (100, _) if is_appsecret_error(message) => (Invalid, None),
                 // Batch "invalid JSON reply": may already be delivered, never resend blindly.
                 (1, Some(1_357_046)) => (Invalid, None),
+                // Codes 1 and 2 on a 5xx, or marked transient, are platform faults (reference
+                // §3.1): retried up to max_attempts. Halting the page or dropping the user on a
+                // repeat would turn one Graph outage into a fleet-wide halt.
+                (1 | 2, _) if status >= 500 || is_transient == Some(true) => (Retry, None),
                 // Unknown error, often a missing permission: once more, then stop the page.
                 (1, _) => (if attempt <= 1 { Retry } else { HaltPage }, None),
                 (2, Some(2_018_344)) => (Invalid, None),
@@ -279,6 +283,20 @@ mod tests {
         check(graph_at(500, 190, Some(463)), 1, HaltPage, None);
         check(graph_at(200, 100, None), 1, Invalid, None);
         check(graph_at(503, 2, None), 1, Retry, None);
+        // Codes 1 and 2 as platform faults (5xx or transient) stay retries on every attempt.
+        check(graph_at(500, 1, None), 4, Retry, None);
+        check(graph_at(503, 2, None), 4, Retry, None);
+        let transient = |code| Failure::Graph {
+            status: 400,
+            code,
+            subcode: None,
+            is_transient: Some(true),
+            message: "x",
+        };
+        check(transient(1), 3, Retry, None);
+        check(transient(2), 3, Retry, None);
+        check(graph_at(400, 1, None), 2, HaltPage, None);
+        check(graph_at(400, 2, None), 3, DropUser, None);
 
         check(Failure::Transport, 1, Retry, None);
         check(Failure::Transport, 9, Retry, None);

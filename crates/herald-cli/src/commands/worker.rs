@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::cli::WorkerArgs;
 use crate::commands::{amqp_settings, campaign::out, topology_for};
-use crate::config::Config;
+use crate::config::{Config, read_tokens_file};
 
 /// How often the tokens file's modification time is checked.
 const TOKENS_FILE_POLL: Duration = Duration::from_secs(5);
@@ -146,76 +146,12 @@ async fn reload_tokens(
                 let changed = tokens.replace(fresh);
                 info!(reason, changed_pages = ?changed, "Page tokens reloaded.");
             }
-            Err(problem) => warn!(reason, problem = %problem,
+            Err(problems) => warn!(reason, problem = %problems.join("; "),
                 "Could not reload the tokens file; keeping the current tokens."),
         }
     }
 }
 
-/// `PAGE_ID=TOKEN` lines; blank lines and `#` comments ignored (the format `config.rs` reads).
-fn read_tokens_file(path: &Path) -> Result<BTreeMap<String, Secret>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("tokens file {}: {error}", path.display()))?;
-    let mut tokens = BTreeMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match line.split_once('=') {
-            Some((page, token)) if !page.trim().is_empty() && !token.trim().is_empty() => {
-                tokens.insert(page.trim().to_owned(), Secret::new(token.trim()));
-            }
-            // Never echo the line: it may be a token without its page id.
-            _ => {
-                return Err(format!(
-                    "tokens file {}:{}: expected PAGE_ID=TOKEN",
-                    path.display(),
-                    index + 1
-                ));
-            }
-        }
-    }
-    Ok(tokens)
-}
-
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_file_lines_and_errors_never_echo_a_token() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let check = |text: &str, expected: Result<Vec<(&str, &str)>, &str>| {
-            let path = dir.path().join("tokens");
-            std::fs::write(&path, text).expect("write");
-            match (read_tokens_file(&path), expected) {
-                (Ok(tokens), Ok(pairs)) => {
-                    let got: Vec<(&str, &str)> = tokens
-                        .iter()
-                        .map(|(page, token)| (page.as_str(), token.expose()))
-                        .collect();
-                    assert_eq!(got, pairs, "{text}");
-                }
-                (Err(problem), Err(wanted)) => {
-                    assert!(problem.ends_with(wanted), "{problem}");
-                    assert!(!problem.contains("EAA"), "{problem}");
-                }
-                (got, _) => panic!("{text}: {got:?}"),
-            }
-        };
-        check(
-            "# comment\n\n1=EAAone\n 2 = EAAtwo \n",
-            Ok(vec![("1", "EAAone"), ("2", "EAAtwo")]),
-        );
-        check(
-            "EAAsecret-without-page\n",
-            Err(":1: expected PAGE_ID=TOKEN"),
-        );
-        check("1=EAAone\n3=\n", Err(":2: expected PAGE_ID=TOKEN"));
-    }
 }

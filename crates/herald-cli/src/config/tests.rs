@@ -118,14 +118,19 @@ fn missing_config_file_is_a_problem() {
 
 #[test]
 fn tokens_file_fills_pages_env_wins_and_bad_lines_do_not_echo() {
-    let tokens = file("# page tokens\n111=tok-a\n\n222 = tok-b\nEAAsecretwithoutpage\n");
+    let tokens = file("# page tokens\n111=tok-a\n\n222 = tok-b\nEAAsecretwithoutpage\n333=\n");
     let path = tokens.path().to_str().expect("utf-8 path");
     let vars = env(&[
         ("HERALD_TOKENS_FILE", path),
         ("HERALD_PAGE_TOKEN_111", "tok-env"),
     ]);
     let errors = Config::load(&Overrides::default(), &vars).expect_err("bad line");
-    assert_eq!(errors.0.len(), 1);
+    assert_eq!(errors.0.len(), 2, "{:?}", errors.0);
+    assert!(
+        errors.0[1].ends_with(":6: expected PAGE_ID=TOKEN"),
+        "{}",
+        errors.0[1]
+    );
     assert!(
         errors.0[0].ends_with(":5: expected PAGE_ID=TOKEN"),
         "{}",
