@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lapin::options::{
@@ -34,7 +34,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_segment(&dir.path().join("users.csv"), rows);
     std::fs::write(dir.path().join("campaign.toml"), CAMPAIGN).expect("campaign");
-    let herald = release_herald();
+    let herald = herald_tests::build_herald(true);
 
     // A job's size, from the same template, so the baseline moves the same bytes.
     let body = sample_job();
@@ -221,28 +221,4 @@ fn vm_hwm_kib(status: &str) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Builds (if needed) and returns the release `herald` binary.
-fn release_herald() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "herald-cli",
-            "--bin",
-            "herald",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "release build failed");
-    let exe = std::env::current_exe().expect("bench path");
-    // target/release/deps/producer-… → target/release/herald
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("herald")
 }

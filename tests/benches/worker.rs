@@ -14,7 +14,6 @@
 //! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000).
 #![allow(clippy::print_stdout)] // The report is the output.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let herald = release_herald();
+    let herald = herald_tests::build_herald(true);
 
     let bare = |results: bool| {
         move |prefix: &str, sim: &str| {
@@ -353,27 +352,4 @@ fn field_kib(status: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Builds (if needed) and returns the release `herald` binary.
-fn release_herald() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "herald-cli",
-            "--bin",
-            "herald",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "release build failed");
-    let exe = std::env::current_exe().expect("bench path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("herald")
 }

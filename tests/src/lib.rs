@@ -60,29 +60,36 @@ where
     }
 }
 
-/// The `herald` binary of this workspace, built on first use if `cargo test` did not build it
-/// (e.g. `cargo test -p herald-tests`).
+/// Builds this workspace's `herald` binary (debug for tests, `release` for benchmarks) into the
+/// target directory of the running test or bench executable, and returns its path.
+pub fn build_herald(release: bool) -> std::path::PathBuf {
+    let mut args = vec!["build", "-q", "-p", "herald-cli", "--bin", "herald"];
+    if release {
+        args.push("--release");
+    }
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the herald binary failed");
+    // target/<profile>/deps/<test>-… → target/<profile>/herald
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .join("herald");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
+/// The debug `herald` binary, built once per test run (`cargo test -p herald-tests` alone does
+/// not build it).
 pub fn herald_bin() -> std::path::PathBuf {
     use std::sync::OnceLock;
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/debug/deps/herald_tests-… → target/debug/herald
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .expect("target dir");
-        let bin = dir.join("herald");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "herald-cli", "--bin", "herald"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the herald binary failed");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| build_herald(false)).clone()
 }
 
 /// A `herald` command with a clean environment: only PATH, HOME and the given settings, so the
