@@ -283,9 +283,20 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// The `max_attempts` of the jobs `job` builds.
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
+
 /// One SendJob v1 as published by the producer: recipient `psid`, expiring in an hour.
 pub(crate) fn job(run: &str, page: &str, external_id: &str, psid: &str) -> Vec<u8> {
-    job_with(run, page, external_id, psid, 5, 250, hours_from_now(1))
+    job_with(
+        run,
+        page,
+        external_id,
+        psid,
+        MAX_ATTEMPTS,
+        250,
+        hours_from_now(1),
+    )
 }
 
 pub(crate) fn hours_from_now(hours: i64) -> OffsetDateTime {
