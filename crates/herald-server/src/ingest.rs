@@ -1,0 +1,1 @@
+//! Webhook events from herald.events into the store (issue 5).

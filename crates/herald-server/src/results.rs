@@ -1,0 +1,1 @@
+//! Delivery results from `<p>.results.store` into the store (issue 5).

@@ -1,0 +1,1 @@
+//! `GET`/`POST /webhook`: handshake, signature, publishing to herald.events (issue 5).
