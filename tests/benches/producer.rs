@@ -175,7 +175,10 @@ fn herald_send(
         .env_clear()
         .env("HERALD_AMQP_URL", addr)
         .env("HERALD_TOPOLOGY_PREFIX", &prefix)
-        .env("HERALD_STATE_DIR", dir.join("state"))
+        .env(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}", dir.join("herald.db").display()),
+        )
         .env("HERALD_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -28,10 +28,10 @@ async fn a_producer_survives_the_broker_dropping_its_connection() {
     std::fs::write(dir.path().join("campaign.toml"), CAMPAIGN).expect("campaign");
     let prefix = unique_name("test-reconnect");
     let topology = Topology::new(&prefix).expect("topology");
-    let state = dir.path().join("state");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
     let mut child = herald(&[
         ("HERALD_TOPOLOGY_PREFIX", &prefix),
-        ("HERALD_STATE_DIR", state.to_str().expect("utf-8")),
+        ("HERALD_DATABASE_URL", &database),
     ])
     .args(["campaign", "send", "campaign.toml"])
     .current_dir(dir.path())

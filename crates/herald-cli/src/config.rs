@@ -35,8 +35,6 @@ pub(crate) struct Config {
     pub(crate) tokens_file: Option<PathBuf>,
     pub(crate) page_rate_per_sec: NonZeroU32,
     pub(crate) page_rates: BTreeMap<String, NonZeroU32>,
-    /// Where run records are kept (until the store holds them).
-    pub(crate) state_dir: PathBuf,
     /// Exchange and queue names start with this (`herald.jobs`, ...); tests isolate themselves.
     pub(crate) topology_prefix: String,
 }
@@ -67,7 +65,6 @@ struct FileLayer {
     page_tokens: BTreeMap<String, Secret>,
     #[serde(default)]
     page_rates: BTreeMap<String, u32>,
-    state_dir: Option<PathBuf>,
     topology_prefix: Option<String>,
 }
 
@@ -119,7 +116,6 @@ impl Config {
             tokens_file: None,
             page_rate_per_sec: NonZeroU32::new(DEFAULT_PAGE_RATE_PER_SEC).expect("non-zero"),
             page_rates: BTreeMap::new(),
-            state_dir: PathBuf::from(".herald"),
             topology_prefix: "herald".to_owned(),
         }
     }
@@ -134,7 +130,6 @@ impl Config {
         self.api_token = file.api_token.or(self.api_token.take());
         self.tokens_file = file.tokens_file.or(self.tokens_file.take());
         self.page_tokens.extend(file.page_tokens);
-        set(&mut self.state_dir, file.state_dir);
         set(&mut self.topology_prefix, file.topology_prefix);
         if let Some(rate) = file.page_rate_per_sec {
             self.page_rate_per_sec = nonzero(rate, "page_rate_per_sec", problems);
@@ -160,7 +155,6 @@ impl Config {
                 "HERALD_VERIFY_TOKEN" => self.verify_token = Some(Secret::new(value)),
                 "HERALD_API_TOKEN" => self.api_token = Some(Secret::new(value)),
                 "HERALD_TOKENS_FILE" => self.tokens_file = Some(PathBuf::from(value)),
-                "HERALD_STATE_DIR" => self.state_dir = PathBuf::from(value),
                 "HERALD_TOPOLOGY_PREFIX" => self.topology_prefix = value,
                 "HERALD_PAGE_RATE_PER_SEC" => match value.trim().parse() {
                     Ok(rate) => self.page_rate_per_sec = nonzero(rate, name, problems),

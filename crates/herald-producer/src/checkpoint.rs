@@ -1,166 +1,111 @@
-//! The run record that makes `herald campaign send --resume RUN_ID` continue with no gap: the
-//! run id, the campaign, the segment, and the line of the last row such that every row up to it
-//! is confirmed by the broker. It is a JSON file replaced atomically (write, fsync, rename), so
-//! a crash leaves the previous record or the new one, never half of one. The profile store takes
-//! this over when it exists (issue 5); the contract (what is recorded, when) stays.
+//! The run record that makes `herald campaign send --resume RUN_ID` continue with no gap, kept
+//! in the store (`campaign_runs`): the run id, the campaign document, the segment, and the
+//! position of the last row such that every row up to it is confirmed by the broker (a line for
+//! files, a line and an audience cursor for the store). Each save is one `UPDATE`, so a crash
+//! leaves the previous record or the new one, never half of one.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use herald_core::campaign::Campaign;
+use herald_store::{AudienceCursor, NewRun, RunProgress, RunState, Store, StoreError};
 use time::OffsetDateTime;
 
-/// Where a run stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// The run's id.
-    pub run_id: String,
-    /// The campaign's id; a resume with another campaign is refused.
-    pub campaign_id: String,
-    /// The segment file, as given.
-    pub segment: PathBuf,
-    /// When the run started.
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
-    /// Every row on or before this line has its job or result confirmed by the broker.
-    pub confirmed_through_line: u64,
-    /// Jobs confirmed so far.
-    pub published: u64,
-    /// Skipped results confirmed so far, by reason.
-    pub skipped: BTreeMap<String, u64>,
-    /// Rows that could not be read, so far.
-    pub malformed: u64,
-    /// True once every row is confirmed.
-    pub complete: bool,
+use crate::run::ProducerError;
+
+/// A run's record as the producer advances it.
+pub(crate) struct Checkpoint {
+    store: Store,
+    pub(crate) run_id: String,
+    pub(crate) progress: RunProgress,
 }
 
-/// Problems reading or writing run records.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// No record for that run id.
-    #[error("no run {run_id} in {dir} (was it started from another directory or machine?)")]
-    UnknownRun {
-        /// The run asked for.
-        run_id: String,
-        /// Where it was looked for.
-        dir: PathBuf,
-    },
-    /// The record exists but is not readable JSON.
-    #[error("run record {path} is unreadable: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// File system failure.
-    #[error("run record {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// The directory holding one JSON record per run.
-#[derive(Debug, Clone)]
-pub struct RunStore {
-    dir: PathBuf,
-}
-
-impl RunStore {
-    /// Records live in `dir/runs/`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into().join("runs"),
-        }
-    }
-
-    fn path(&self, run_id: &str) -> PathBuf {
-        self.dir.join(format!("{run_id}.json"))
-    }
-
-    /// Loads a run's record.
-    pub fn load(&self, run_id: &str) -> Result<RunRecord, CheckpointError> {
-        let path = self.path(run_id);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CheckpointError::UnknownRun {
-                    run_id: run_id.to_owned(),
-                    dir: self.dir.clone(),
-                });
-            }
-            Err(source) => return Err(CheckpointError::Io { path, source }),
+impl Checkpoint {
+    /// Creates the record of a new run in state `running`.
+    pub(crate) async fn create(
+        store: Store,
+        campaign: &Campaign,
+        segment: String,
+    ) -> Result<Self, ProducerError> {
+        let run = NewRun {
+            run_id: new_run_id(),
+            campaign_id: campaign.id().to_owned(),
+            document: campaign.to_json().to_string(),
+            segment,
+            started_at: OffsetDateTime::now_utc(),
         };
-        serde_json::from_slice(&bytes).map_err(|error| CheckpointError::Corrupt {
-            path,
-            reason: error.to_string(),
+        store.create_run(&run).await?;
+        Ok(Self {
+            store,
+            run_id: run.run_id,
+            progress: RunProgress::default(),
         })
     }
 
-    /// Replaces a run's record atomically.
-    pub fn save(&self, record: &RunRecord) -> Result<(), CheckpointError> {
-        let path = self.path(&record.run_id);
-        let io = |source| CheckpointError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let temp = path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&temp).map_err(io)?;
-        let bytes = serde_json::to_vec_pretty(record).expect("a run record serialises");
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&temp, &path).map_err(io)?;
-        Ok(())
+    /// Loads the run to resume; refused when it belongs to another campaign or was cancelled.
+    pub(crate) async fn resume(
+        store: Store,
+        campaign: &Campaign,
+        run_id: &str,
+    ) -> Result<Self, ProducerError> {
+        let record = store
+            .load_run(run_id)
+            .await?
+            .ok_or_else(|| ProducerError::UnknownRun {
+                run_id: run_id.to_owned(),
+            })?;
+        if record.campaign_id != campaign.id() {
+            return Err(ProducerError::WrongCampaign {
+                run_id: run_id.to_owned(),
+                expected: record.campaign_id,
+                found: campaign.id().to_owned(),
+            });
+        }
+        if record.state == RunState::Cancelled {
+            return Err(ProducerError::Cancelled {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Ok(Self {
+            store,
+            run_id: record.run_id,
+            progress: record.progress,
+        })
     }
 
-    /// The directory the records are in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Writes the progress as it is now.
+    pub(crate) async fn save(&self) -> Result<(), StoreError> {
+        self.store
+            .save_run_progress(&self.run_id, &self.progress)
+            .await
+    }
+
+    /// Where a store-sourced run resumes; `None` from the start.
+    pub(crate) fn cursor(&self) -> Result<Option<AudienceCursor>, ProducerError> {
+        match &self.progress.cursor {
+            None => Ok(None),
+            Some(text) => AudienceCursor::parse(text).map(Some).ok_or_else(|| {
+                ProducerError::Store(StoreError::Corrupt {
+                    what: "campaign_runs.confirmed_cursor",
+                    value: text.clone(),
+                })
+            }),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use time::macros::datetime;
-
-    use super::*;
-
-    #[test]
-    fn records_round_trip_and_unknown_runs_are_named() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = RunStore::new(dir.path());
-        let record = RunRecord {
-            run_id: "r1".into(),
-            campaign_id: "c".into(),
-            segment: "users.csv".into(),
-            started_at: datetime!(2026-11-21 12:00 UTC),
-            confirmed_through_line: 41,
-            published: 30,
-            skipped: BTreeMap::from([("blank_psid".to_owned(), 2)]),
-            malformed: 1,
-            complete: false,
-        };
-        store.save(&record).expect("save");
-        store
-            .save(&RunRecord {
-                confirmed_through_line: 42,
-                ..record.clone()
-            })
-            .expect("save again");
-        assert_eq!(store.load("r1").expect("load").confirmed_through_line, 42);
-        match store.load("r2") {
-            Err(CheckpointError::UnknownRun { run_id, .. }) => assert_eq!(run_id, "r2"),
-            other => panic!("expected UnknownRun, got {other:?}"),
-        }
-        std::fs::write(store.dir().join("r3.json"), b"{not json").expect("write");
-        assert!(matches!(
-            store.load("r3"),
-            Err(CheckpointError::Corrupt { .. })
-        ));
-    }
+/// `r<yyyymmddhhmmss>-<6 hex>`: sortable by start time, unique without coordination.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = OffsetDateTime::now_utc();
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_i128(now.unix_timestamp_nanos());
+    hasher.write_u32(std::process::id());
+    format!(
+        "r{:04}{:02}{:02}{:02}{:02}{:02}-{:06x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        hasher.finish() & 0xff_ffff
+    )
 }

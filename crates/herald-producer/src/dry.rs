@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use futures_util::StreamExt;
 use herald_core::campaign::Campaign;
+use herald_store::Store;
 use time::OffsetDateTime;
 
 use crate::plan::{Planned, Planner};
@@ -51,20 +53,40 @@ pub fn dry_run(campaign: &Campaign, segment: &Path, strict: bool) -> Result<DryR
                 continue;
             }
         };
-        match planner.plan(&row.user, now) {
-            None => report.filtered += 1,
+        report.add(planner.plan(&row.user, now));
+    }
+    Ok(report)
+}
+
+/// Plans every user of the store's audience on the campaign's page without publishing
+/// anything (`segment.source = "store"`).
+pub async fn dry_run_store(campaign: &Campaign, store: &Store) -> Result<DryRun, ProducerError> {
+    let now = OffsetDateTime::now_utc();
+    let mut planner = Planner::new(campaign, "dry-run");
+    let mut report = DryRun::default();
+    let mut users = store.users_for_page(campaign.page_id());
+    while let Some(user) = users.next().await {
+        report.rows += 1;
+        report.add(planner.plan(&user?, now));
+    }
+    Ok(report)
+}
+
+impl DryRun {
+    fn add(&mut self, planned: Option<Planned>) {
+        match planned {
+            None => self.filtered += 1,
             Some(Planned::Job(job)) => {
-                report.jobs += 1;
-                if report.samples.len() < SAMPLES {
-                    report.samples.push(job.request.get().to_owned());
+                self.jobs += 1;
+                if self.samples.len() < SAMPLES {
+                    self.samples.push(job.request.get().to_owned());
                 }
             }
             Some(Planned::Skip { reason, .. }) => {
-                *report.skipped.entry(reason.to_owned()).or_default() += 1
+                *self.skipped.entry(reason.to_owned()).or_default() += 1
             }
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! confirms. Reading segments (`segment`, `source`), deciding per user (`plan`), publishing with
 //! pipelined confirms (`run`) and the resumable run record (`checkpoint`).
 
-pub mod checkpoint;
+mod checkpoint;
 pub mod dry;
 mod link;
 pub mod plan;
@@ -10,7 +10,7 @@ pub mod run;
 pub mod segment;
 mod source;
 
-pub use dry::{DryRun, dry_run};
-pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SendSpec};
+pub use dry::{DryRun, dry_run, dry_run_store};
+pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SegmentInput, SendSpec};
 pub use segment::{Row, RowError, SegmentError, SegmentFormat, SegmentReader};
 pub use source::Progress;

@@ -1,23 +1,25 @@
-//! `send`: one campaign run from a segment file to confirmed messages on RabbitMQ. Jobs go to
+//! `send`: one campaign run from a segment (a file, or the store's audience of the page) to
+//! confirmed messages on RabbitMQ. Jobs go to
 //! `herald.jobs`, skipped results to `herald.results`, with confirms pipelined (up to the
 //! publisher's window in flight, never one round trip per message). The run record advances only
 //! over rows whose messages are confirmed, so `--resume` continues with no gap; if the connection
 //! drops, the unconfirmed tail is republished (same job ids) on a new connection.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_amqp::{AmqpError, AmqpSettings, SEND_ROUTING_KEY, Topology};
 use herald_core::campaign::Campaign;
+use herald_store::{RunProgress, Store, StoreError};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::checkpoint::{CheckpointError, RunRecord, RunStore};
+use crate::checkpoint::Checkpoint;
 use crate::link::{Link, Message};
 use crate::segment::{RowError, SegmentError};
-use crate::source::{self, Item, Progress, SourcePlan};
+use crate::source::{self, Item, Progress, SourcePlan, StorePlan};
 
 /// The run record is saved at least this often...
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -27,12 +29,31 @@ pub const CHECKPOINT_EVERY_ROWS: u64 = 2_000;
 /// Malformed rows logged one by one; past this only the count grows (the summary has it).
 const MALFORMED_LOGGED: u64 = 100;
 
+/// Where a run's users come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentInput {
+    /// A CSV or JSONL file.
+    File(PathBuf),
+    /// The store's users on the campaign's page (`segment.source = "store"`).
+    Store,
+}
+
+impl SegmentInput {
+    /// How the run record names it: the path as given, or `store`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Store => "store".to_owned(),
+        }
+    }
+}
+
 /// Everything a run needs.
 pub struct SendSpec {
     /// The validated campaign.
     pub campaign: Arc<Campaign>,
-    /// The segment file (CSV or JSONL).
-    pub segment: PathBuf,
+    /// Where the users come from.
+    pub segment: SegmentInput,
     /// Resume this run instead of starting a new one.
     pub resume: Option<String>,
     /// Abort on the first malformed row.
@@ -41,8 +62,8 @@ pub struct SendSpec {
     pub amqp: AmqpSettings,
     /// Exchange and queue names.
     pub topology: Topology,
-    /// Where run records live.
-    pub runs: RunStore,
+    /// Where run records live (and the users, for a store segment).
+    pub store: Store,
 }
 
 /// Why a run stopped before the end of its segment.
@@ -54,9 +75,21 @@ pub enum ProducerError {
     /// `--strict` and a row is malformed.
     #[error("malformed row ({0}); stopped because of --strict")]
     Malformed(RowError),
-    /// Run records.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    /// The store (run records, or the audience) failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// `--resume` with a run the store does not have.
+    #[error("no run {run_id} in the store (is HERALD_DATABASE_URL the one it was started with?)")]
+    UnknownRun {
+        /// The run asked for.
+        run_id: String,
+    },
+    /// `--resume` with a cancelled run.
+    #[error("run {run_id} was cancelled; start a new run instead of resuming it")]
+    Cancelled {
+        /// The run.
+        run_id: String,
+    },
     /// The run to resume belongs to another campaign.
     #[error("run {run_id} belongs to campaign {expected}, not {found}")]
     WrongCampaign {
@@ -81,7 +114,7 @@ impl From<AmqpError> for ProducerError {
 /// A prepared run: its id is known before anything is published.
 pub struct Run {
     spec: SendSpec,
-    record: RunRecord,
+    record: Checkpoint,
 }
 
 /// The publishing side's state while a run goes on.
@@ -96,6 +129,7 @@ struct Pipeline {
 
 pub(crate) struct Tracked {
     pub(crate) line: u64,
+    cursor: Option<String>,
     kind: Kind,
     pub(crate) message: Option<Message>,
 }
@@ -110,30 +144,11 @@ enum Kind {
 
 impl Run {
     /// Starts a new run record, or loads the one to resume.
-    pub fn prepare(spec: SendSpec) -> Result<Self, ProducerError> {
+    pub async fn prepare(spec: SendSpec) -> Result<Self, ProducerError> {
+        let store = spec.store.clone();
         let record = match &spec.resume {
-            Some(run_id) => {
-                let record = spec.runs.load(run_id)?;
-                if record.campaign_id != spec.campaign.id() {
-                    return Err(ProducerError::WrongCampaign {
-                        run_id: run_id.clone(),
-                        expected: record.campaign_id,
-                        found: spec.campaign.id().to_owned(),
-                    });
-                }
-                record
-            }
-            None => RunRecord {
-                run_id: new_run_id(),
-                campaign_id: spec.campaign.id().to_owned(),
-                segment: spec.segment.clone(),
-                started_at: OffsetDateTime::now_utc(),
-                confirmed_through_line: 0,
-                published: 0,
-                skipped: BTreeMap::new(),
-                malformed: 0,
-                complete: false,
-            },
+            Some(run_id) => Checkpoint::resume(store, &spec.campaign, run_id).await?,
+            None => Checkpoint::create(store, &spec.campaign, spec.segment.describe()).await?,
         };
         Ok(Self { spec, record })
     }
@@ -143,21 +158,39 @@ impl Run {
         &self.record.run_id
     }
 
-    /// Publishes the whole segment and returns the final record.
-    pub async fn execute(mut self, progress: Arc<Progress>) -> Result<RunRecord, ProducerError> {
-        self.spec.runs.save(&self.record)?;
-        let plan = SourcePlan {
-            segment: self.spec.segment.clone(),
-            run_id: self.record.run_id.clone(),
-            resume_after_line: self.record.confirmed_through_line,
-        };
+    /// Publishes the whole segment and returns the final progress.
+    pub async fn execute(mut self, progress: Arc<Progress>) -> Result<RunProgress, ProducerError> {
+        if self.record.progress.complete {
+            info!(run_id = %self.record.run_id, "Run already fully confirmed; nothing to publish.");
+            return Ok(self.record.progress);
+        }
+        self.record.save().await?;
         let now = OffsetDateTime::now_utc();
-        let mut batches = source::spawn(self.spec.campaign.clone(), plan, progress.clone(), now)?;
+        let done = self.record.progress.confirmed_through_line;
+        let mut batches = match &self.spec.segment {
+            SegmentInput::File(path) => {
+                let plan = SourcePlan {
+                    segment: path.clone(),
+                    run_id: self.record.run_id.clone(),
+                    resume_after_line: done,
+                };
+                source::spawn(self.spec.campaign.clone(), plan, progress.clone(), now)?
+            }
+            SegmentInput::Store => {
+                let plan = StorePlan {
+                    store: self.spec.store.clone(),
+                    run_id: self.record.run_id.clone(),
+                    after: self.record.cursor()?,
+                    after_line: done,
+                };
+                source::spawn_store(self.spec.campaign.clone(), plan, progress.clone(), now)
+            }
+        };
         let mut pipe = Pipeline {
             link: Link::open(&self.spec).await?,
             tracked: VecDeque::new(),
-            last_line: self.record.confirmed_through_line,
-            saved_line: self.record.confirmed_through_line,
+            last_line: done,
+            saved_line: done,
             last_save: Instant::now(),
         };
         while let Some(batch) = batches.recv().await {
@@ -166,12 +199,12 @@ impl Run {
             }
         }
         self.settle(&mut pipe, &progress, true).await?;
-        self.record.confirmed_through_line = pipe.last_line;
-        self.record.complete = true;
-        self.spec.runs.save(&self.record)?;
+        self.record.progress.complete = true;
+        self.record.save().await?;
         pipe.link.close().await;
-        info!(run_id = %self.record.run_id, published = self.record.published, "Run fully confirmed.");
-        Ok(self.record)
+        let published = self.record.progress.published;
+        info!(run_id = %self.record.run_id, published, "Run fully confirmed.");
+        Ok(self.record.progress)
     }
 
     /// Tracks one row in file order, publishes its message if it has one, settles what the
@@ -183,38 +216,48 @@ impl Run {
         progress: &Progress,
     ) -> Result<(), ProducerError> {
         let entry = match item {
-            Item::Job { line, body } => Tracked {
+            Item::Job { line, cursor, body } => Tracked {
                 line,
+                cursor,
                 kind: Kind::Job,
                 message: Some(Message::new(false, SEND_ROUTING_KEY.to_owned(), body)),
             },
             Item::Skip {
                 line,
+                cursor,
                 body,
                 routing_key,
                 reason,
             } => Tracked {
                 line,
+                cursor,
                 kind: Kind::Skip(reason),
                 message: Some(Message::new(true, routing_key, body)),
             },
             Item::Malformed(error) if self.spec.strict => {
                 self.settle(pipe, progress, true).await?;
-                self.spec.runs.save(&self.record)?;
+                self.record.save().await?;
                 return Err(ProducerError::Malformed(error));
             }
+            Item::Broken(error) => {
+                self.settle(pipe, progress, true).await?;
+                self.record.save().await?;
+                return Err(ProducerError::Store(error));
+            }
             Item::Malformed(error) => {
-                if self.record.malformed < MALFORMED_LOGGED {
+                if self.record.progress.malformed < MALFORMED_LOGGED {
                     warn!(line = error.line, reason = %error.reason, "Malformed row skipped.");
                 }
                 Tracked {
                     line: error.line,
+                    cursor: None,
                     kind: Kind::Malformed,
                     message: None,
                 }
             }
-            Item::Filtered { line } => Tracked {
+            Item::Filtered { line, cursor } => Tracked {
                 line,
+                cursor,
                 kind: Kind::Filtered,
                 message: None,
             },
@@ -229,12 +272,13 @@ impl Run {
             }
         }
         self.settle(pipe, progress, false).await?;
-        let confirmed = watermark(&pipe.tracked, pipe.last_line);
+        // `settle` moved the record's position to the last row popped: every row before the
+        // oldest unsettled one.
+        let confirmed = self.record.progress.confirmed_through_line;
         let due = pipe.last_save.elapsed() >= CHECKPOINT_EVERY
             || confirmed - pipe.saved_line >= CHECKPOINT_EVERY_ROWS;
         if confirmed > pipe.saved_line && due {
-            self.record.confirmed_through_line = confirmed;
-            self.spec.runs.save(&self.record)?;
+            self.record.save().await?;
             (pipe.last_save, pipe.saved_line) = (Instant::now(), confirmed);
         }
         Ok(())
@@ -269,49 +313,27 @@ impl Run {
             }
             let done = pipe.tracked.pop_front().expect("front exists");
             self.count(done.kind, progress);
-            self.record.confirmed_through_line = done.line;
+            self.record.progress.confirmed_through_line = done.line;
+            if done.cursor.is_some() {
+                self.record.progress.cursor = done.cursor;
+            }
         }
         Ok(())
     }
 
     fn count(&mut self, kind: Kind, progress: &Progress) {
+        let record = &mut self.record.progress;
         match kind {
             Kind::Job => {
-                self.record.published += 1;
+                record.published += 1;
                 Progress::add(&progress.published, 1);
             }
             Kind::Skip(reason) => {
-                *self.record.skipped.entry(reason.to_owned()).or_default() += 1;
+                *record.skipped.entry(reason.to_owned()).or_default() += 1;
                 Progress::add(&progress.skipped, 1);
             }
-            Kind::Malformed => self.record.malformed += 1,
+            Kind::Malformed => record.malformed += 1,
             Kind::Filtered => {}
         }
     }
-}
-
-/// Every row before the oldest unsettled one is done; with nothing unsettled, all rows read are.
-fn watermark(tracked: &VecDeque<Tracked>, last_line: u64) -> u64 {
-    tracked
-        .front()
-        .map_or(last_line, |front| front.line.saturating_sub(1))
-}
-
-/// `r<yyyymmddhhmmss>-<6 hex>`: sortable by start time, unique without coordination.
-fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let now = OffsetDateTime::now_utc();
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_i128(now.unix_timestamp_nanos());
-    hasher.write_u32(std::process::id());
-    format!(
-        "r{:04}{:02}{:02}{:02}{:02}{:02}-{:06x}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        hasher.finish() & 0xff_ffff
-    )
 }

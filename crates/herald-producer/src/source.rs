@@ -1,6 +1,7 @@
 //! The reading side of a run, on a thread of its own because files block and rendering is CPU
 //! work: rows are read, planned and serialised there, then handed to the async publisher over a
-//! bounded channel, so memory stays flat whatever the segment's size.
+//! bounded channel, so memory stays flat whatever the segment's size. A store segment is read
+//! by a task instead (the store is async), with the same planning and the same channel.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,17 +11,27 @@ use herald_core::campaign::Campaign;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use futures_util::StreamExt;
+use herald_store::{AudienceCursor, Store, StoreError};
+
 use crate::plan::{Planned, Planner};
 use crate::segment::{RowError, SegmentError, SegmentReader};
 
-/// One row's worth of work for the publisher.
+/// One row's worth of work for the publisher. `line` is the file line, or the position in the
+/// store's audience (counted from the run's start); `cursor` is the audience cursor of a store
+/// row (what a resume starts after), `None` for files.
 #[derive(Debug)]
 pub(crate) enum Item {
     /// A serialised `SendJob`.
-    Job { line: u64, body: Vec<u8> },
+    Job {
+        line: u64,
+        cursor: Option<String>,
+        body: Vec<u8>,
+    },
     /// A serialised `skipped` result and its routing key.
     Skip {
         line: u64,
+        cursor: Option<String>,
         body: Vec<u8>,
         routing_key: String,
         reason: &'static str,
@@ -28,7 +39,9 @@ pub(crate) enum Item {
     /// A row that could not be read (already logged).
     Malformed(RowError),
     /// A row the filters left out.
-    Filtered { line: u64 },
+    Filtered { line: u64, cursor: Option<String> },
+    /// The store failed while streaming the audience; nothing after this arrives.
+    Broken(StoreError),
 }
 
 /// Counters the progress display reads while the run goes on.
@@ -104,19 +117,7 @@ fn read_rows(
                 planner.remember(&row.user, now);
                 continue;
             }
-            Ok(row) => match planner.plan(&row.user, now) {
-                None => Item::Filtered { line: row.line },
-                Some(Planned::Job(job)) => Item::Job {
-                    line: row.line,
-                    body: serde_json::to_vec(&job).expect("job serialises"),
-                },
-                Some(Planned::Skip { result, reason }) => Item::Skip {
-                    line: row.line,
-                    routing_key: result.routing_key(),
-                    body: serde_json::to_vec(&result).expect("result serialises"),
-                    reason,
-                },
-            },
+            Ok(row) => item(planner.plan(&row.user, now), row.line, None),
         };
         batch.push(item);
         if batch.len() == BATCH {
@@ -130,4 +131,77 @@ fn read_rows(
     if !batch.is_empty() {
         let _ = sender.blocking_send(batch);
     }
+}
+
+/// The item for one planned user.
+fn item(planned: Option<Planned>, line: u64, cursor: Option<String>) -> Item {
+    match planned {
+        None => Item::Filtered { line, cursor },
+        Some(Planned::Job(job)) => Item::Job {
+            line,
+            cursor,
+            body: serde_json::to_vec(&job).expect("job serialises"),
+        },
+        Some(Planned::Skip { result, reason }) => Item::Skip {
+            line,
+            cursor,
+            routing_key: result.routing_key(),
+            body: serde_json::to_vec(&result).expect("result serialises"),
+            reason,
+        },
+    }
+}
+
+/// Where a store-sourced run starts.
+pub(crate) struct StorePlan {
+    pub(crate) store: Store,
+    pub(crate) run_id: String,
+    /// The audience position to continue after (`None`: from the start).
+    pub(crate) after: Option<AudienceCursor>,
+    /// Positions already handled; the next user is `after_line + 1`.
+    pub(crate) after_line: u64,
+}
+
+/// Spawns the task that streams the campaign's page audience from the store and plans it;
+/// batches arrive in audience order. Store users are unique by id, so a resume needs no
+/// dedupe memory of what came before the cursor.
+pub(crate) fn spawn_store(
+    campaign: Arc<Campaign>,
+    plan: StorePlan,
+    progress: Arc<Progress>,
+    now: OffsetDateTime,
+) -> mpsc::Receiver<Vec<Item>> {
+    let (sender, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut planner = Planner::new(&campaign, plan.run_id.clone());
+        let mut users = plan.store.audience(campaign.page_id(), plan.after);
+        let mut line = plan.after_line;
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(next) = users.next().await {
+            let (cursor, user) = match next {
+                Ok(next) => next,
+                Err(error) => {
+                    batch.push(Item::Broken(error));
+                    break;
+                }
+            };
+            line += 1;
+            Progress::add(&progress.rows, 1);
+            batch.push(item(
+                planner.plan(&user, now),
+                line,
+                Some(cursor.to_string()),
+            ));
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if sender.send(full).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = sender.send(batch).await;
+        }
+    });
+    receiver
 }

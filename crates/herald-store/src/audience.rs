@@ -52,6 +52,39 @@ WHERE i.page_id = $1 AND i.external_id IS NULL AND i.psid > $2 \
 ORDER BY i.psid \
 LIMIT $3";
 
+/// A position in a page's audience stream: resuming after it yields exactly the users that
+/// come after it, even when users were added or removed meanwhile (it is a key, not a count).
+/// Stored as text in the run record (`user:<external_id>` or `anon:<psid>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudienceCursor {
+    /// After this user (part 1 of the stream, by `external_id`).
+    User(String),
+    /// After the unlinked identity with this PSID (part 2, by PSID).
+    Anonymous(String),
+}
+
+impl AudienceCursor {
+    /// The cursor written as `user:<external_id>` or `anon:<psid>`, or `None` when `text` is
+    /// neither.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Some(id) = text.strip_prefix("user:") {
+            Some(Self::User(id.to_owned()))
+        } else {
+            text.strip_prefix("anon:")
+                .map(|psid| Self::Anonymous(psid.to_owned()))
+        }
+    }
+}
+
+impl std::fmt::Display for AudienceCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Anonymous(psid) => write!(f, "anon:{psid}"),
+        }
+    }
+}
+
 /// Where the stream is.
 enum Phase {
     Linked { after: String },
@@ -72,10 +105,26 @@ impl Store {
     /// is yielded and in which order). Constant memory; the stream owns a pool handle, so it
     /// can outlive `self` and move to another task.
     pub fn users_for_page(&self, page_id: &str) -> BoxStream<'static, Result<User, StoreError>> {
+        self.audience(page_id, None)
+            .map_ok(|(_, user)| user)
+            .boxed()
+    }
+
+    /// `users_for_page` with each user's position, starting after `after` (from the start when
+    /// `None`): what a resumable run reads.
+    pub fn audience(
+        &self,
+        page_id: &str,
+        after: Option<AudienceCursor>,
+    ) -> BoxStream<'static, Result<(AudienceCursor, User), StoreError>> {
         let db = self.db.clone();
         let page_id = page_id.to_owned();
-        let start = Phase::Linked {
-            after: String::new(),
+        let start = match after {
+            None => Phase::Linked {
+                after: String::new(),
+            },
+            Some(AudienceCursor::User(after)) => Phase::Linked { after },
+            Some(AudienceCursor::Anonymous(after)) => Phase::Anonymous { after },
         };
         stream::try_unfold(start, move |phase| {
             let db = db.clone();
@@ -104,13 +153,13 @@ async fn next_page(
     db: &Db,
     page_id: &str,
     phase: Phase,
-) -> Result<Option<(Vec<User>, Phase)>, StoreError> {
+) -> Result<Option<(Vec<(AudienceCursor, User)>, Phase)>, StoreError> {
     match phase {
         Phase::Done => Ok(None),
         Phase::Linked { after } => {
             let users = linked_page(db, page_id, &after).await?;
             let next = match users.last() {
-                Some(last) if users.len() as i64 == PAGE_ROWS => Phase::Linked {
+                Some((_, last)) if users.len() as i64 == PAGE_ROWS => Phase::Linked {
                     after: last.external_id.clone(),
                 },
                 _ => Phase::Anonymous {
@@ -130,7 +179,11 @@ async fn next_page(
     }
 }
 
-async fn linked_page(db: &Db, page_id: &str, after: &str) -> Result<Vec<User>, StoreError> {
+async fn linked_page(
+    db: &Db,
+    page_id: &str,
+    after: &str,
+) -> Result<Vec<(AudienceCursor, User)>, StoreError> {
     let error = query("users_for_page");
     with_pool!(db, pool => {
         let rows = sqlx::query(LINKED_SQL)
@@ -165,7 +218,8 @@ async fn linked_page(db: &Db, page_id: &str, after: &str) -> Result<Vec<User>, S
                 Ok((user, imported_ms, identity(4)?.or(identity(8)?)))
             })();
             let (user, imported_ms, identity) = decoded.map_err(query("users_for_page"))?;
-            users.push(with_identity(user, imported_ms, identity)?);
+            let cursor = AudienceCursor::User(user.external_id.clone());
+            users.push((cursor, with_identity(user, imported_ms, identity)?));
         }
         Ok(users)
     })
@@ -175,7 +229,7 @@ async fn anonymous_page(
     db: &Db,
     page_id: &str,
     after: &str,
-) -> Result<(Vec<User>, Option<String>), StoreError> {
+) -> Result<(Vec<(AudienceCursor, User)>, Option<String>), StoreError> {
     let error = query("users_for_page");
     with_pool!(db, pool => {
         let rows = sqlx::query(ANONYMOUS_SQL)
@@ -199,6 +253,7 @@ async fn anonymous_page(
             })();
             let (anon_id, identity) = decoded.map_err(query("users_for_page"))?;
             last_psid = Some(identity.psid.clone());
+            let cursor = AudienceCursor::Anonymous(identity.psid.clone());
             // Every identity created unlinked has one; only linked ones may lack it.
             let anon_id = anon_id.ok_or(StoreError::Corrupt {
                 what: "identities.anon_id",
@@ -208,7 +263,7 @@ async fn anonymous_page(
                 external_id: anon_id,
                 ..User::default()
             };
-            users.push(with_identity(user, None, Some(identity))?);
+            users.push((cursor, with_identity(user, None, Some(identity))?));
         }
         Ok((users, last_psid))
     })

@@ -17,6 +17,7 @@ mod runs;
 mod stamp;
 mod users;
 
+pub use audience::AudienceCursor;
 pub use backend::Backend;
 pub use deliveries::{ErrorCount, RECEIPT_SLACK, RunStatus, StatusCounts};
 pub use error::StoreError;

@@ -17,12 +17,20 @@ use crate::backend::{Backend, Db, with_pool};
 type Version = (i64, &'static str, &'static str, &'static str);
 
 /// Every version, oldest first. Add a row (and two files) for each schema change.
-const VERSIONS: &[Version] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const VERSIONS: &[Version] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "run cursor",
+        include_str!("../migrations/sqlite/0002_run_cursor.sql"),
+        include_str!("../migrations/postgres/0002_run_cursor.sql"),
+    ),
+];
 
 /// The embedded migrations of one backend.
 #[derive(Debug, Clone, Copy)]

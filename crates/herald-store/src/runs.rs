@@ -94,6 +94,9 @@ pub struct RunProgress {
     pub malformed: u64,
     /// True once every row is confirmed.
     pub complete: bool,
+    /// For a store-sourced run, the audience position of `confirmed_through_line`
+    /// (`AudienceCursor` as text); `None` for files, whose position is the line.
+    pub cursor: Option<String>,
 }
 
 /// A run as stored.
@@ -121,7 +124,7 @@ pub struct RunRecord {
 
 const SELECT_RUN: &str = "\
 SELECT run_id, campaign_id, document, segment, status, started_at_ms, updated_at_ms, \
-       confirmed_through_line, published, skipped, malformed, complete \
+       confirmed_through_line, published, skipped, malformed, complete, confirmed_cursor \
 FROM campaign_runs WHERE run_id = $1";
 
 impl Store {
@@ -160,7 +163,8 @@ impl Store {
         progress: &RunProgress,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE campaign_runs SET confirmed_through_line = $2, published = $3, \
-              skipped = $4, malformed = $5, complete = $6, updated_at_ms = $7 \
+              skipped = $4, malformed = $5, complete = $6, updated_at_ms = $7, \
+              confirmed_cursor = $8 \
             WHERE run_id = $1";
         let skipped = serde_json::to_string(&progress.skipped).unwrap_or_else(|_| "{}".into());
         let updated = with_pool!(&self.db, pool => {
@@ -172,6 +176,7 @@ impl Store {
                 .bind(to_i64(progress.malformed))
                 .bind(progress.complete)
                 .bind(now_ms())
+                .bind(progress.cursor.as_deref())
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())
@@ -207,6 +212,7 @@ impl Store {
                     skipped: row.try_get(9)?,
                     malformed: row.try_get(10)?,
                     complete: row.try_get(11)?,
+                    cursor: row.try_get(12)?,
                 })
             })
             .transpose()
@@ -263,6 +269,7 @@ struct RawRun {
     skipped: String,
     malformed: i64,
     complete: bool,
+    cursor: Option<String>,
 }
 
 impl RawRun {
@@ -292,6 +299,7 @@ impl RawRun {
                 skipped,
                 malformed: count(self.malformed),
                 complete: self.complete,
+                cursor: self.cursor,
             },
         })
     }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -51,10 +50,10 @@ impl Fixture {
     }
 
     fn herald(&self) -> std::process::Command {
-        let state = self.path("state");
+        let database = format!("sqlite://{}", self.path("herald.db"));
         let mut command = herald(&[
             ("HERALD_TOPOLOGY_PREFIX", &self.prefix),
-            ("HERALD_STATE_DIR", &state),
+            ("HERALD_DATABASE_URL", &database),
         ]);
         command.current_dir(self.dir.path());
         command
@@ -348,11 +347,15 @@ async fn a_killed_producer_resumes_with_no_gap() {
         duplicates <= bound,
         "{duplicates} duplicates, more than {bound}"
     );
-    assert!(
-        Path::new(&fixture.path("state/runs"))
-            .join(format!("{run}.json"))
-            .exists()
-    );
+    let store = herald_store::Store::connect(&herald_core::Secret::new(format!(
+        "sqlite://{}",
+        fixture.path("herald.db")
+    )))
+    .await
+    .expect("store");
+    let record = store.load_run(&run).await.expect("load").expect("run");
+    assert!(record.progress.complete, "{record:?}");
+    assert_eq!(record.progress.published, USERS as u64);
     let _ = amqp.close().await;
     fixture.cleanup().await;
 }

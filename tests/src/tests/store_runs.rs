@@ -47,7 +47,7 @@ async fn migrations_run_once(rig: Rig) {
             .await
             .expect("count")
     };
-    assert_eq!(applied, 1, "one migration version, applied once");
+    assert_eq!(applied, 2, "two migration versions, each applied once");
 }
 
 async fn run_lifecycle(rig: Rig) {
@@ -73,6 +73,7 @@ async fn run_lifecycle(rig: Rig) {
         skipped: BTreeMap::from([("blank_psid".to_owned(), 2), ("opted_out".to_owned(), 1)]),
         malformed: 1,
         complete: true,
+        cursor: Some("user:u-041".to_owned()),
     };
     store
         .save_run_progress("r1", &progress)

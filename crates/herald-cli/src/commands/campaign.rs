@@ -3,13 +3,15 @@
 //! and a summary. The run id is printed first because it is what `--resume` takes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use herald_core::campaign::{Campaign, SegmentSource};
-use herald_producer::checkpoint::RunStore;
-use herald_producer::{DryRun, ProducerError, Progress, Run, SendSpec, dry_run};
+use herald_producer::{
+    DryRun, ProducerError, Progress, Run, SegmentInput, SendSpec, dry_run, dry_run_store,
+};
+use herald_store::Store;
 
 use crate::cli::SendArgs;
 use crate::commands::{amqp_settings, progress, topology_for};
@@ -23,18 +25,29 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(campaign) => campaign,
         Err(code) => return code,
     };
-    let segment = match segment_path(&args.campaign, &campaign, args.segment.as_deref()) {
+    let segment = match segment_input(&args.campaign, &campaign, args.segment.as_deref()) {
         Ok(segment) => segment,
         Err(code) => return code,
     };
     if args.dry_run {
-        return match dry_run(&campaign, &segment, args.strict) {
+        let report = match &segment {
+            SegmentInput::File(path) => dry_run(&campaign, path, args.strict),
+            SegmentInput::Store => match open_store(config).await {
+                Ok(store) => dry_run_store(&campaign, &store).await,
+                Err(code) => return code,
+            },
+        };
+        return match report {
             Ok(report) => print_dry_run(&report),
             Err(error) => producer_failed(&error),
         };
     }
     let Ok(topology) = topology_for(config) else {
         return ExitCode::from(64);
+    };
+    let store = match open_store(config).await {
+        Ok(store) => store,
+        Err(code) => return code,
     };
     let spec = SendSpec {
         campaign: Arc::new(campaign),
@@ -43,9 +56,9 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         strict: args.strict,
         amqp: amqp_settings(config),
         topology,
-        runs: RunStore::new(&config.state_dir),
+        store,
     };
-    let run = match Run::prepare(spec) {
+    let run = match Run::prepare(spec).await {
         Ok(run) => run,
         Err(error) => return producer_failed(&error),
     };
@@ -94,21 +107,27 @@ pub(crate) fn load_campaign(path: &Path) -> Result<Campaign, ExitCode> {
     })
 }
 
-/// The segment file: `--segment` wins, else `segment.file` relative to the campaign file.
-fn segment_path(
+/// Opens the store (run records live there), saying what to check when it cannot.
+pub(crate) async fn open_store(config: &Config) -> Result<Store, ExitCode> {
+    Store::connect(&config.database_url).await.map_err(|error| {
+        eprintln!("herald: cannot open the store (HERALD_DATABASE_URL): {error}");
+        ExitCode::from(EX_UNAVAILABLE)
+    })
+}
+
+/// Where the users come from: `--segment` wins, else `segment.file` relative to the campaign
+/// file, else the store when `segment.source = "store"`.
+fn segment_input(
     path: &Path,
     campaign: &Campaign,
     segment: Option<&Path>,
-) -> Result<PathBuf, ExitCode> {
+) -> Result<SegmentInput, ExitCode> {
     match (segment, &campaign.segment().source) {
-        (Some(file), _) => Ok(file.to_path_buf()),
-        (None, SegmentSource::File(file)) => Ok(path.parent().unwrap_or(Path::new(".")).join(file)),
-        (None, SegmentSource::Store) => {
-            eprintln!(
-                "herald: segment.source = \"store\" is not built yet (issue 5); use --segment FILE"
-            );
-            Err(ExitCode::from(2))
-        }
+        (Some(file), _) => Ok(SegmentInput::File(file.to_path_buf())),
+        (None, SegmentSource::File(file)) => Ok(SegmentInput::File(
+            path.parent().unwrap_or(Path::new(".")).join(file),
+        )),
+        (None, SegmentSource::Store) => Ok(SegmentInput::Store),
         (None, SegmentSource::Unset) => {
             eprintln!(
                 "herald: {} has no segment.file; pass --segment FILE",
@@ -141,11 +160,15 @@ fn producer_failed(error: &ProducerError) -> ExitCode {
     eprintln!("herald: {error}");
     let code = match error {
         ProducerError::Segment(_) | ProducerError::Malformed(_) => 65,
-        ProducerError::WrongCampaign { .. } => 64,
-        ProducerError::Checkpoint(_) => 1,
-        ProducerError::Amqp(_) => EX_UNAVAILABLE,
+        ProducerError::WrongCampaign { .. }
+        | ProducerError::UnknownRun { .. }
+        | ProducerError::Cancelled { .. } => 64,
+        ProducerError::Store(_) | ProducerError::Amqp(_) => EX_UNAVAILABLE,
     };
-    if matches!(error, ProducerError::Amqp(_) | ProducerError::Malformed(_)) {
+    if matches!(
+        error,
+        ProducerError::Amqp(_) | ProducerError::Malformed(_) | ProducerError::Store(_)
+    ) {
         eprintln!(
             "herald: confirmed work is recorded; continue with `herald campaign send CAMPAIGN --resume RUN_ID`"
         );
