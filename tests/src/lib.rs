@@ -142,3 +142,24 @@ pub async fn drain(connection: &lapin::Connection, queue: &str) -> Vec<Vec<u8>> 
     let _ = channel.close(200, "drained".into()).await;
     bodies
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// SIGTERM, then whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        self.0.wait().is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,24 +1,38 @@
 //! `connect`: one AMQP connection with bounded, backed-off retries, and `Connection`, the handle
-//! the rest of Herald holds (queue counts, channels, close). Reconnecting after a loss is the
-//! caller's decision (`AmqpError::is_connection_lost`); lapin's auto-recovery stays off so that
-//! publishers and consumers are rebuilt explicitly, with their confirms and acks accounted for.
+//! the rest of Herald holds (queue counts, channels, close). A `Connection` is either RabbitMQ
+//! (lapin) or the in-process `EmbeddedBroker`, chosen by `AmqpSettings::embedded`; callers never
+//! branch on which. Reconnecting after a loss is the caller's decision
+//! (`AmqpError::is_connection_lost`); lapin's auto-recovery stays off so that publishers and
+//! consumers are rebuilt explicitly, with their confirms and acks accounted for.
 
 use backon::{ExponentialBuilder, Retryable};
 use lapin::protocol::AMQPSoftError;
 use lapin::{ConnectionProperties, options::QueueDeclareOptions, types::FieldTable};
 use tracing::{info, warn};
 
+use crate::embedded::EmbeddedConnection;
 use crate::{AmqpError, AmqpSettings, BrokerAddress, error::soft_error};
 
-/// An open connection to RabbitMQ. Cheap to share by reference; channels are opened per use.
+/// An open connection to RabbitMQ or to an embedded broker. Cheap to share by reference;
+/// channels are opened per use.
 pub struct Connection {
-    inner: lapin::Connection,
     address: BrokerAddress,
+    backend: Backend,
+}
+
+/// The broker behind a `Connection`.
+pub(crate) enum Backend {
+    Lapin(lapin::Connection),
+    Embedded(EmbeddedConnection),
 }
 
 /// Connects to `settings.url`, retrying transport failures with exponential backoff, at most
-/// `connect_attempts` times. Authentication and vhost errors are not retried.
+/// `connect_attempts` times. Authentication and vhost errors are not retried. With
+/// `settings.embedded` set, connects to that in-process broker instead (never fails).
 pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
+    if let Some(broker) = &settings.embedded {
+        return Ok(broker.connect());
+    }
     let (address, uri) = settings.lapin_uri()?;
     let properties = ConnectionProperties::default()
         .with_connection_name(settings.connection_name.clone().into());
@@ -57,7 +71,10 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
     match result {
         Ok(inner) => {
             info!(broker = %address, "Connected to RabbitMQ.");
-            Ok(Connection { inner, address })
+            Ok(Connection {
+                address,
+                backend: Backend::Lapin(inner),
+            })
         }
         Err(Attempt::TimedOut) => Err(AmqpError::ConnectTimeout {
             address: address.host_port(),
@@ -113,72 +130,106 @@ impl std::fmt::Display for Attempt {
 }
 
 impl Connection {
-    /// Where this connection goes, safe to log.
+    pub(crate) fn embedded(connection: EmbeddedConnection) -> Self {
+        Self {
+            address: EmbeddedConnection::address(),
+            backend: Backend::Embedded(connection),
+        }
+    }
+
+    /// Where this connection goes, safe to log (`embedded:0` for the embedded broker).
     pub fn address(&self) -> &BrokerAddress {
         &self.address
     }
 
     /// True while the connection is usable.
     pub fn is_connected(&self) -> bool {
-        self.inner.status().connected()
+        match &self.backend {
+            Backend::Lapin(inner) => inner.status().connected(),
+            Backend::Embedded(inner) => inner.is_open(),
+        }
     }
 
-    /// The lapin connection, for code inside this crate and its tests.
-    pub fn lapin(&self) -> &lapin::Connection {
-        &self.inner
+    /// True for a connection to an embedded broker.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.backend, Backend::Embedded(_))
     }
 
-    /// Opens a fresh channel.
-    pub(crate) async fn channel(&self) -> Result<lapin::Channel, AmqpError> {
-        self.inner
-            .create_channel()
-            .await
-            .map_err(AmqpError::amqp("channel.open"))
+    /// The lapin connection, for this crate's tests; `None` for the embedded broker.
+    pub fn lapin(&self) -> Option<&lapin::Connection> {
+        match &self.backend {
+            Backend::Lapin(inner) => Some(inner),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Consumers currently attached to `queue`, as the broker counts them (passive declare). The
     /// worker divides a page's rate by this to share it across the fleet.
     pub async fn consumer_count(&self, queue: &str) -> Result<u32, AmqpError> {
-        Ok(self.inspect(queue).await?.consumer_count())
+        match &self.backend {
+            Backend::Lapin(inner) => Ok(inspect(inner, queue).await?.consumer_count()),
+            Backend::Embedded(inner) => inner.consumer_count(queue),
+        }
     }
 
     /// Messages ready in `queue` (not counting unacked ones), as the broker counts them.
     pub async fn message_count(&self, queue: &str) -> Result<u32, AmqpError> {
-        Ok(self.inspect(queue).await?.message_count())
-    }
-
-    /// A passive declare on a throwaway channel: a missing queue closes the channel it is asked
-    /// on, and that must never be a channel someone else is publishing or consuming on.
-    async fn inspect(&self, queue: &str) -> Result<lapin::Queue, AmqpError> {
-        let name = crate::topology::short_string(queue)?;
-        let channel = self.channel().await?;
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let result = channel
-            .queue_declare(name, options, FieldTable::default())
-            .await;
-        match result {
-            Ok(found) => {
-                close_quietly(&channel).await;
-                Ok(found)
-            }
-            Err(error) => match soft_error(&error) {
-                Some((AMQPSoftError::NOTFOUND, _)) => Err(AmqpError::QueueMissing {
-                    queue: queue.to_owned(),
-                }),
-                _ => Err(AmqpError::amqp("queue.declare (passive)")(error)),
-            },
+        match &self.backend {
+            Backend::Lapin(inner) => Ok(inspect(inner, queue).await?.message_count()),
+            Backend::Embedded(inner) => inner.message_count(queue),
         }
     }
 
     /// Closes the connection cleanly (reply 200); unacked deliveries go back to their queues.
     pub async fn close(&self) -> Result<(), AmqpError> {
-        self.inner
-            .close(200, "bye".into())
-            .await
-            .map_err(AmqpError::amqp("connection.close"))
+        match &self.backend {
+            Backend::Lapin(inner) => inner
+                .close(200, "bye".into())
+                .await
+                .map_err(AmqpError::amqp("connection.close")),
+            Backend::Embedded(inner) => {
+                inner.close();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens a fresh channel on a RabbitMQ connection.
+pub(crate) async fn channel(connection: &lapin::Connection) -> Result<lapin::Channel, AmqpError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::amqp("channel.open"))
+}
+
+/// A passive declare on a throwaway channel: a missing queue closes the channel it is asked
+/// on, and that must never be a channel someone else is publishing or consuming on.
+async fn inspect(connection: &lapin::Connection, queue: &str) -> Result<lapin::Queue, AmqpError> {
+    let name = crate::topology::short_string(queue)?;
+    let channel = channel(connection).await?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let result = channel
+        .queue_declare(name, options, FieldTable::default())
+        .await;
+    match result {
+        Ok(found) => {
+            close_quietly(&channel).await;
+            Ok(found)
+        }
+        Err(error) => match soft_error(&error) {
+            Some((AMQPSoftError::NOTFOUND, _)) => Err(AmqpError::QueueMissing {
+                queue: queue.to_owned(),
+            }),
+            _ => Err(AmqpError::amqp("queue.declare (passive)")(error)),
+        },
     }
 }
 
@@ -186,6 +237,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("address", &self.address)
+            .field("embedded", &self.is_embedded())
             .field("connected", &self.is_connected())
             .finish()
     }

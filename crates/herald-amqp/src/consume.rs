@@ -1,6 +1,7 @@
 //! `Consumer`: manual-ack consumption of one queue on a channel of its own, with `basic.qos`
 //! bounding unacked deliveries, and `Delivery` with ack/nack/reject. It does not decide what a
-//! delivery means or when to ack it (the worker acks only after its result is confirmed).
+//! delivery means or when to ack it (the worker acks only after its result is confirmed). On an
+//! embedded connection the same types wrap `embedded/consumer.rs`.
 
 use std::{
     pin::Pin,
@@ -17,7 +18,13 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
-use crate::{AmqpError, Connection, Headers, error::soft_error, topology::short_string};
+use crate::{
+    AmqpError, Connection, Headers,
+    connect::Backend,
+    embedded::{EmbeddedConsumer, EmbeddedDelivery, Settle},
+    error::soft_error,
+    topology::short_string,
+};
 
 /// Where a consumer of a stream queue (`<p>.control.log`) starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +40,31 @@ pub enum StreamOffset {
 /// A subscription to one queue. A `Stream` of deliveries; `None` means the broker cancelled it
 /// (queue deleted) or `stop` was called.
 pub struct Consumer {
-    channel: lapin::Channel,
-    inner: lapin::Consumer,
+    inner: ConsumerInner,
     queue: String,
+}
+
+// The RabbitMQ variants are as large as the types were before the embedded broker existed;
+// boxing them would add an allocation per delivery on the production path to save the embedded
+// one a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+enum ConsumerInner {
+    Lapin {
+        channel: lapin::Channel,
+        consumer: lapin::Consumer,
+    },
+    Embedded(EmbeddedConsumer),
 }
 
 /// One message from a `Consumer`; settle it with `ack`, `nack` or `reject`.
 pub struct Delivery {
-    inner: lapin::message::Delivery,
+    inner: DeliveryInner,
+}
+
+#[allow(clippy::large_enum_variant)]
+enum DeliveryInner {
+    Lapin(lapin::message::Delivery),
+    Embedded(EmbeddedDelivery),
 }
 
 impl Consumer {
@@ -51,7 +75,7 @@ impl Consumer {
         queue: &str,
         prefetch: u16,
     ) -> Result<Self, AmqpError> {
-        Self::start_with(connection, queue, prefetch, FieldTable::default()).await
+        Self::start_with(connection, queue, prefetch, None).await
     }
 
     /// Consumes a stream queue from `offset`; streams require manual acks and a prefetch.
@@ -61,27 +85,39 @@ impl Consumer {
         prefetch: u16,
         offset: StreamOffset,
     ) -> Result<Self, AmqpError> {
-        let offset = match offset {
-            StreamOffset::First => "first",
-            StreamOffset::Last => "last",
-            StreamOffset::Next => "next",
-        };
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-stream-offset".into(),
-            AMQPValue::LongString(offset.into()),
-        );
-        Self::start_with(connection, queue, prefetch, arguments).await
+        Self::start_with(connection, queue, prefetch, Some(offset)).await
     }
 
     async fn start_with(
         connection: &Connection,
         queue: &str,
         prefetch: u16,
-        arguments: FieldTable,
+        offset: Option<StreamOffset>,
     ) -> Result<Self, AmqpError> {
         let name = short_string(queue)?;
-        let channel = connection.channel().await?;
+        let lapin = match connection.backend() {
+            Backend::Lapin(lapin) => lapin,
+            Backend::Embedded(embedded) => {
+                let consumer = EmbeddedConsumer::start(embedded, queue, prefetch, offset)?;
+                return Ok(Self {
+                    inner: ConsumerInner::Embedded(consumer),
+                    queue: queue.to_owned(),
+                });
+            }
+        };
+        let mut arguments = FieldTable::default();
+        if let Some(offset) = offset {
+            let offset = match offset {
+                StreamOffset::First => "first",
+                StreamOffset::Last => "last",
+                StreamOffset::Next => "next",
+            };
+            arguments.insert(
+                "x-stream-offset".into(),
+                AMQPValue::LongString(offset.into()),
+            );
+        }
+        let channel = crate::connect::channel(lapin).await?;
         channel
             .basic_qos(prefetch.max(1), BasicQosOptions::default())
             .await
@@ -90,7 +126,7 @@ impl Consumer {
             no_ack: false,
             ..BasicConsumeOptions::default()
         };
-        let inner = channel
+        let consumer = channel
             .basic_consume(name, "".into(), options, arguments)
             .await
             .map_err(|error| match soft_error(&error) {
@@ -100,8 +136,7 @@ impl Consumer {
                 _ => AmqpError::amqp("basic.consume")(error),
             })?;
         Ok(Self {
-            channel,
-            inner,
+            inner: ConsumerInner::Lapin { channel, consumer },
             queue: queue.to_owned(),
         })
     }
@@ -113,18 +148,31 @@ impl Consumer {
 
     /// Stops new deliveries (`basic.cancel`); deliveries already received can still be settled.
     pub async fn stop(&self) -> Result<(), AmqpError> {
-        self.channel
-            .basic_cancel(self.inner.tag(), BasicCancelOptions::default())
-            .await
-            .map_err(AmqpError::amqp("basic.cancel"))
+        match &self.inner {
+            ConsumerInner::Lapin { channel, consumer } => channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await
+                .map_err(AmqpError::amqp("basic.cancel")),
+            ConsumerInner::Embedded(consumer) => {
+                consumer.stop();
+                Ok(())
+            }
+        }
     }
 
-    /// Closes the channel; the broker requeues every delivery not yet acked.
+    /// Closes the channel; the broker requeues every delivery not yet acked. (Dropping an
+    /// embedded consumer does the same.)
     pub async fn close(self) -> Result<(), AmqpError> {
-        self.channel
-            .close(200, "bye".into())
-            .await
-            .map_err(AmqpError::amqp("channel.close"))
+        match self.inner {
+            ConsumerInner::Lapin { channel, .. } => channel
+                .close(200, "bye".into())
+                .await
+                .map_err(AmqpError::amqp("channel.close")),
+            ConsumerInner::Embedded(consumer) => {
+                drop(consumer);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -140,30 +188,47 @@ impl Stream for Consumer {
     type Item = Result<Delivery, AmqpError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx).map(|next| {
-            next.map(|delivery| {
-                delivery
-                    .map(|inner| Delivery { inner })
-                    .map_err(AmqpError::amqp("basic.consume"))
-            })
-        })
+        match &mut self.inner {
+            ConsumerInner::Lapin { consumer, .. } => Pin::new(consumer).poll_next(cx).map(|next| {
+                next.map(|delivery| {
+                    delivery
+                        .map(|inner| Delivery {
+                            inner: DeliveryInner::Lapin(inner),
+                        })
+                        .map_err(AmqpError::amqp("basic.consume"))
+                })
+            }),
+            ConsumerInner::Embedded(consumer) => consumer.poll_next(cx).map(|next| {
+                next.map(|inner| {
+                    Ok(Delivery {
+                        inner: DeliveryInner::Embedded(inner),
+                    })
+                })
+            }),
+        }
     }
 }
 
 impl Delivery {
     /// The message body, byte for byte.
     pub fn body(&self) -> &[u8] {
-        &self.inner.data
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => &inner.data,
+            DeliveryInner::Embedded(inner) => inner.body(),
+        }
     }
 
     /// The message headers (empty when it had none).
     pub fn headers(&self) -> Headers {
-        self.inner
-            .properties
-            .headers()
-            .clone()
-            .map(Headers::from)
-            .unwrap_or_default()
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => inner
+                .properties
+                .headers()
+                .clone()
+                .map(Headers::from)
+                .unwrap_or_default(),
+            DeliveryInner::Embedded(inner) => inner.headers(),
+        }
     }
 
     /// `x-herald-attempt`, if set.
@@ -173,45 +238,70 @@ impl Delivery {
 
     /// The exchange it was published to.
     pub fn exchange(&self) -> &str {
-        self.inner.exchange.as_str()
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => inner.exchange.as_str(),
+            DeliveryInner::Embedded(inner) => inner.exchange(),
+        }
     }
 
     /// The routing key it was published with.
     pub fn routing_key(&self) -> &str {
-        self.inner.routing_key.as_str()
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => inner.routing_key.as_str(),
+            DeliveryInner::Embedded(inner) => inner.routing_key(),
+        }
     }
 
     /// True when the broker delivered it before (to us or another consumer) without an ack.
     pub fn redelivered(&self) -> bool {
-        self.inner.redelivered
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => inner.redelivered,
+            DeliveryInner::Embedded(inner) => inner.redelivered(),
+        }
     }
 
     /// Acknowledges it: the broker forgets it.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        settled(
-            self.inner.acker.ack(BasicAckOptions::default()).await,
-            "basic.ack",
-        )
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => settled(
+                inner.acker.ack(BasicAckOptions::default()).await,
+                "basic.ack",
+            ),
+            DeliveryInner::Embedded(inner) => inner.settle(Settle::Ack),
+        }
     }
 
     /// Negatively acknowledges it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
-        let options = BasicNackOptions {
-            multiple: false,
-            requeue,
-        };
-        settled(self.inner.acker.nack(options).await, "basic.nack")
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => {
+                let options = BasicNackOptions {
+                    multiple: false,
+                    requeue,
+                };
+                settled(inner.acker.nack(options).await, "basic.nack")
+            }
+            DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
+        }
     }
 
     /// Rejects it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
-        settled(
-            self.inner
-                .acker
-                .reject(BasicRejectOptions { requeue })
-                .await,
-            "basic.reject",
-        )
+        match &self.inner {
+            DeliveryInner::Lapin(inner) => settled(
+                inner.acker.reject(BasicRejectOptions { requeue }).await,
+                "basic.reject",
+            ),
+            DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
+        }
+    }
+}
+
+fn requeued(requeue: bool) -> Settle {
+    if requeue {
+        Settle::Requeue
+    } else {
+        Settle::Discard
     }
 }
 

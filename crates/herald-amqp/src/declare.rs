@@ -1,7 +1,7 @@
 //! Declaring and deleting a `Topology` on the broker. Declaration is idempotent; an existing queue
 //! or exchange declared with other arguments becomes `TopologyMismatch`/`ExchangeMismatch`, never
-//! a silent change: RabbitMQ cannot alter a queue's arguments in place. The names and arguments
-//! themselves are `topology.rs`.
+//! a silent change: RabbitMQ cannot alter a queue's arguments in place (the embedded broker
+//! refuses the same way). The names and arguments themselves are `topology.rs`.
 
 use lapin::{
     options::{
@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::{
     AmqpError, Connection, Topology,
-    connect::close_quietly,
+    connect::{Backend, channel, close_quietly},
     error::{inequivalent_argument, soft_error},
     topology::short_string,
 };
@@ -24,9 +24,15 @@ impl Topology {
     /// Declares everything (durable), then binds it. Re-running is a no-op; a queue or exchange
     /// that exists with other arguments is an error naming it and the argument.
     pub async fn declare(&self, connection: &Connection) -> Result<(), AmqpError> {
-        let channel = connection.channel().await?;
-        let result = self.declare_on(&channel).await;
-        close_quietly(&channel).await;
+        let result = match connection.backend() {
+            Backend::Embedded(embedded) => embedded.declare(self),
+            Backend::Lapin(lapin) => {
+                let channel = channel(lapin).await?;
+                let result = self.declare_on(&channel).await;
+                close_quietly(&channel).await;
+                result
+            }
+        };
         if result.is_ok() {
             info!(prefix = %self.prefix(), broker = %connection.address(), "Topology declared.");
         }
@@ -72,13 +78,17 @@ impl Topology {
     /// Deletes every queue (with its messages) and exchange of this topology; for tests and
     /// teardown. Missing objects are not an error. Returns the first failure after trying all.
     pub async fn delete(&self, connection: &Connection) -> Result<(), AmqpError> {
+        let connection = match connection.backend() {
+            Backend::Embedded(embedded) => return embedded.delete(self),
+            Backend::Lapin(lapin) => lapin,
+        };
         let mut first_error = None;
-        let mut channel = connection.channel().await?;
+        let mut channel = channel(connection).await?;
         for (queue, _) in self.queues() {
             let result = channel.queue_delete(short_string(&queue)?, QueueDeleteOptions::default());
             if let Err(error) = result.await {
                 first_error.get_or_insert(AmqpError::amqp("queue.delete")(error));
-                channel = connection.channel().await?;
+                channel = self::channel(connection).await?;
             }
         }
         for (exchange, _) in self.exchanges() {
@@ -88,7 +98,7 @@ impl Topology {
                 .await
             {
                 first_error.get_or_insert(AmqpError::amqp("exchange.delete")(error));
-                channel = connection.channel().await?;
+                channel = self::channel(connection).await?;
             }
         }
         close_quietly(&channel).await;

@@ -2,6 +2,8 @@
 //! returns once the message is written, with a `PendingConfirm` to await later, so callers keep
 //! up to `confirm_window` confirms in flight; `flush` waits for all of them. Matching confirms to
 //! messages is `confirm.rs`; what to publish (jobs, results, retries) is the callers' business.
+//! On an embedded connection the same calls route the message at once (`embedded/publisher.rs`)
+//! and the confirm is already settled.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +20,8 @@ use tokio::{
 use crate::{
     AmqpError, Connection, Headers,
     confirm::{Driver, PUBLISH_ID_HEADER, Pending, Unobserved},
+    connect::Backend,
+    embedded::EmbeddedPublisher,
     topology::short_string,
 };
 
@@ -26,6 +30,16 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// A confirmed publisher. Share it by reference (or `Arc`) between tasks.
 pub struct Publisher {
+    inner: Inner,
+}
+
+enum Inner {
+    Lapin(LapinPublisher),
+    Embedded(EmbeddedPublisher),
+}
+
+/// A publisher on a RabbitMQ channel in confirm mode.
+struct LapinPublisher {
     channel: lapin::Channel,
     window: Arc<Semaphore>,
     window_size: u32,
@@ -41,16 +55,119 @@ pub struct Publisher {
 /// a failure nobody awaited is reported by the next `Publisher::flush`.
 #[derive(Debug)]
 pub struct PendingConfirm {
-    outcome: oneshot::Receiver<Result<(), AmqpError>>,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// Resolved by the confirm driver.
+    Awaited(oneshot::Receiver<Result<(), AmqpError>>),
+    /// Known when published (embedded broker); a failure dropped unread goes to `unobserved`.
+    Settled {
+        result: Option<Result<(), AmqpError>>,
+        unobserved: Arc<Mutex<Unobserved>>,
+    },
 }
 
 impl Publisher {
     /// Opens a channel in confirm mode. At most `confirm_window` (at least 1) messages await
     /// their confirm at any time; `publish` waits for room.
     pub async fn open(connection: &Connection, confirm_window: usize) -> Result<Self, AmqpError> {
+        let inner = match connection.backend() {
+            Backend::Lapin(lapin) => {
+                Inner::Lapin(LapinPublisher::open(lapin, confirm_window).await?)
+            }
+            Backend::Embedded(embedded) => Inner::Embedded(EmbeddedPublisher::open(embedded)?),
+        };
+        Ok(Self { inner })
+    }
+
+    /// Publishes one persistent JSON message with `mandatory` set and returns as soon as it is
+    /// written, without waiting for the broker's confirm. Waits while the confirm window is full.
+    /// Cancelling this future mid-write leaves that message's outcome unknown.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        headers: Headers,
+    ) -> Result<PendingConfirm, AmqpError> {
+        match &self.inner {
+            Inner::Lapin(lapin) => lapin.publish(exchange, routing_key, body, headers).await,
+            Inner::Embedded(embedded) => {
+                short_string(exchange)?;
+                short_string(routing_key)?;
+                let result = embedded
+                    .publish(exchange, routing_key, body, headers)
+                    .await?;
+                Ok(PendingConfirm {
+                    outcome: Outcome::Settled {
+                        result: Some(result),
+                        unobserved: embedded.unobserved.clone(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Waits until every message published before this call has its outcome. Returns the failures
+    /// nobody awaited (dropped `PendingConfirm`s) since the last flush, as `Unobserved`.
+    pub async fn flush(&self) -> Result<(), AmqpError> {
+        match &self.inner {
+            Inner::Lapin(lapin) => lapin.flush().await,
+            Inner::Embedded(embedded) => take_unobserved(&embedded.unobserved),
+        }
+    }
+
+    /// Messages published and not yet settled (always 0 on the embedded broker).
+    pub fn outstanding(&self) -> usize {
+        match &self.inner {
+            Inner::Lapin(lapin) => lapin.outstanding(),
+            Inner::Embedded(_) => 0,
+        }
+    }
+
+    /// False once the channel is closed (by us, the broker or a lost connection); open a new one.
+    pub fn is_usable(&self) -> bool {
+        match &self.inner {
+            Inner::Lapin(lapin) => lapin.is_usable(),
+            Inner::Embedded(embedded) => embedded.is_usable(),
+        }
+    }
+
+    /// Flushes, closes the channel and waits for the confirm driver to finish.
+    pub async fn close(self) -> Result<(), AmqpError> {
+        match self.inner {
+            Inner::Lapin(lapin) => lapin.close().await,
+            Inner::Embedded(embedded) => {
+                embedded.close();
+                take_unobserved(&embedded.unobserved)
+            }
+        }
+    }
+}
+
+/// The failures nobody awaited since the last call, as one `Unobserved` error.
+fn take_unobserved(unobserved: &Mutex<Unobserved>) -> Result<(), AmqpError> {
+    let mut unobserved = unobserved.lock().unwrap_or_else(|e| e.into_inner());
+    let count = std::mem::take(&mut unobserved.count);
+    match unobserved.first.take() {
+        Some(first) => Err(AmqpError::Unobserved {
+            count,
+            first: Box::new(first),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl LapinPublisher {
+    async fn open(
+        connection: &lapin::Connection,
+        confirm_window: usize,
+    ) -> Result<Self, AmqpError> {
         let window_size =
             u32::try_from(confirm_window.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
-        let channel = connection.channel().await?;
+        let channel = crate::connect::channel(connection).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -69,10 +186,7 @@ impl Publisher {
         })
     }
 
-    /// Publishes one persistent JSON message with `mandatory` set and returns as soon as it is
-    /// written, without waiting for the broker's confirm. Waits while the confirm window is full.
-    /// Cancelling this future mid-write leaves that message's outcome unknown.
-    pub async fn publish(
+    async fn publish(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -117,38 +231,27 @@ impl Publisher {
         self.intake
             .send(pending)
             .map_err(|_| AmqpError::PublisherClosed)?;
-        Ok(PendingConfirm { outcome })
+        Ok(PendingConfirm {
+            outcome: Outcome::Awaited(outcome),
+        })
     }
 
-    /// Waits until every message published before this call has its outcome. Returns the failures
-    /// nobody awaited (dropped `PendingConfirm`s) since the last flush, as `Unobserved`.
-    pub async fn flush(&self) -> Result<(), AmqpError> {
+    async fn flush(&self) -> Result<(), AmqpError> {
         // Each unsettled message holds one permit; holding all of them means none is left.
         let all = self.window.acquire_many(self.window_size).await;
         drop(all);
-        let mut unobserved = self.unobserved.lock().unwrap_or_else(|e| e.into_inner());
-        let count = std::mem::take(&mut unobserved.count);
-        match unobserved.first.take() {
-            Some(first) => Err(AmqpError::Unobserved {
-                count,
-                first: Box::new(first),
-            }),
-            None => Ok(()),
-        }
+        take_unobserved(&self.unobserved)
     }
 
-    /// Messages published and not yet settled.
-    pub fn outstanding(&self) -> usize {
+    fn outstanding(&self) -> usize {
         self.window_size as usize - self.window.available_permits()
     }
 
-    /// False once the channel is closed (by us, the broker or a lost connection); open a new one.
-    pub fn is_usable(&self) -> bool {
+    fn is_usable(&self) -> bool {
         self.channel.status().connected() && !self.driver.is_finished()
     }
 
-    /// Flushes, closes the channel and waits for the confirm driver to finish.
-    pub async fn close(self) -> Result<(), AmqpError> {
+    async fn close(self) -> Result<(), AmqpError> {
         let flushed = self.flush().await;
         let Self {
             channel,
@@ -166,11 +269,19 @@ impl Publisher {
 /// Lapin's channel `Debug` prints returned messages, bodies included; show counts only.
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("channel", &self.channel.id())
-            .field("confirm_window", &self.window_size)
-            .field("outstanding", &self.outstanding())
-            .finish()
+        match &self.inner {
+            Inner::Lapin(lapin) => f
+                .debug_struct("Publisher")
+                .field("channel", &lapin.channel.id())
+                .field("confirm_window", &lapin.window_size)
+                .field("outstanding", &lapin.outstanding())
+                .finish(),
+            Inner::Embedded(embedded) => f
+                .debug_struct("Publisher")
+                .field("embedded", &true)
+                .field("usable", &embedded.is_usable())
+                .finish(),
+        }
     }
 }
 
@@ -181,8 +292,30 @@ impl std::future::Future for PendingConfirm {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.outcome)
-            .poll(cx)
-            .map(|received| received.unwrap_or(Err(AmqpError::PublisherClosed)))
+        match &mut self.outcome {
+            Outcome::Awaited(receiver) => std::pin::Pin::new(receiver)
+                .poll(cx)
+                .map(|received| received.unwrap_or(Err(AmqpError::PublisherClosed))),
+            Outcome::Settled { result, .. } => {
+                std::task::Poll::Ready(result.take().unwrap_or(Err(AmqpError::PublisherClosed)))
+            }
+        }
+    }
+}
+
+/// An embedded confirm's failure that nobody read is reported by the next `flush`, as the
+/// confirm driver does for RabbitMQ.
+impl Drop for PendingConfirm {
+    fn drop(&mut self) {
+        if let Outcome::Settled {
+            result: Some(Err(error)),
+            unobserved,
+        } = &mut self.outcome
+        {
+            let error = std::mem::replace(error, AmqpError::PublisherClosed);
+            let mut unobserved = unobserved.lock().unwrap_or_else(|e| e.into_inner());
+            unobserved.count += 1;
+            unobserved.first.get_or_insert(error);
+        }
     }
 }

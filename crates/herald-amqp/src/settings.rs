@@ -1,4 +1,5 @@
-//! `AmqpSettings`: how to reach RabbitMQ and how hard to push it. Parses the URL into a
+//! `AmqpSettings`: how to reach RabbitMQ (or which embedded broker to use instead) and how hard
+//! to push it. Parses the URL into a
 //! `BrokerAddress` that is safe to log (`host:port` and vhost, never the credentials). Layering
 //! (defaults < file < env < flags) belongs to each binary's config, not here.
 
@@ -9,7 +10,7 @@ use lapin::uri::AMQPUri;
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::AmqpError;
+use crate::{AmqpError, EmbeddedBroker};
 
 /// The default broker URL (`HERALD_AMQP_URL`): local RabbitMQ, default vhost.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -36,6 +37,11 @@ pub struct AmqpSettings {
     pub connect_backoff_max_ms: u64,
     /// Longest time one attempt (TCP + AMQP handshake) may take.
     pub connect_timeout_ms: u64,
+    /// An in-process broker to use instead of RabbitMQ (`herald run`, `herald demo`, pipeline
+    /// tests): `connect` then returns a connection to it and `url` is not used. Never read from
+    /// a file or the environment.
+    #[serde(skip)]
+    pub embedded: Option<EmbeddedBroker>,
 }
 
 impl Default for AmqpSettings {
@@ -50,16 +56,28 @@ impl Default for AmqpSettings {
             connect_backoff_ms: 250,
             connect_backoff_max_ms: 5_000,
             connect_timeout_ms: 10_000,
+            embedded: None,
         }
     }
 }
 
 impl AmqpSettings {
+    /// Default settings over `broker` instead of RabbitMQ.
+    pub fn embedded(broker: &EmbeddedBroker) -> Self {
+        Self {
+            embedded: Some(broker.clone()),
+            connection_name: "herald (embedded)".to_owned(),
+            ..Self::default()
+        }
+    }
+
     /// Every problem at once, each naming its field; the URL itself is never echoed.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Err(error) = self.address() {
-            problems.push(format!("amqp.url: {error}"));
+        if let Err(error) = self.address().map_err(|e| (e, self.embedded.is_none())) {
+            if error.1 {
+                problems.push(format!("amqp.url: {}", error.0));
+            }
         }
         if self.prefetch == 0 {
             problems.push("amqp.prefetch: must be at least 1 (0 means unbounded)".to_owned());

@@ -150,7 +150,13 @@ async fn a_full_queue_that_rejects_publishes_is_a_nack() {
     fixture
         .run(|fx| async move {
             let queue = format!("{}.tiny", fx.topology.prefix());
-            let channel = fx.connection.lapin().create_channel().await.unwrap();
+            let channel = fx
+                .connection
+                .lapin()
+                .expect("RabbitMQ")
+                .create_channel()
+                .await
+                .unwrap();
             let mut arguments = FieldTable::default();
             arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
             arguments.insert(

@@ -74,7 +74,13 @@ async fn an_existing_classic_send_queue_is_a_mismatch_naming_queue_and_argument(
     fixture
         .run(|fx| async move {
             let send = fx.topology.send_queue();
-            let channel = fx.connection.lapin().create_channel().await.unwrap();
+            let channel = fx
+                .connection
+                .lapin()
+                .expect("RabbitMQ")
+                .create_channel()
+                .await
+                .unwrap();
             let classic = QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
@@ -234,7 +240,13 @@ async fn an_existing_exchange_of_another_type_is_a_mismatch_naming_it() {
     fixture
         .run(|fx| async move {
             let jobs = fx.topology.jobs_exchange();
-            let channel = fx.connection.lapin().create_channel().await.unwrap();
+            let channel = fx
+                .connection
+                .lapin()
+                .expect("RabbitMQ")
+                .create_channel()
+                .await
+                .unwrap();
             let durable = lapin::options::ExchangeDeclareOptions {
                 durable: true,
                 ..lapin::options::ExchangeDeclareOptions::default()

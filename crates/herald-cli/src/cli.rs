@@ -57,7 +57,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Dead(DeadCommand),
     /// Run a sample campaign against the simulator, end to end.
-    Demo,
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,18 +131,55 @@ pub(crate) struct RunArgs {
     pub(crate) campaign: PathBuf,
     #[arg(long)]
     pub(crate) segment: Option<PathBuf>,
+    /// Workers in this process (they share each page's limit, as a fleet does).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) workers: usize,
+    /// Graph calls in flight at once, per worker.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Unacknowledged jobs each worker may hold.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) prefetch: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Users in the sample segment.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) users: usize,
+    /// The sample page's send limit in the simulator (and Herald's ceiling for it).
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) rate_per_sec: u32,
+    /// Workers: tasks on the embedded queue, `herald worker` processes with --amqp.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) workers: usize,
+    /// Where to write the sample campaign and segment (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UsersCommand {
-    /// Upsert users from a CSV or JSONL file.
-    Import { file: PathBuf },
+    /// Upsert users from a CSV or JSONL file (the columns of a segment file).
+    Import {
+        file: PathBuf,
+        /// The page the messenger_ids belong to: also links each Messenger identity.
+        #[arg(long, value_name = "PAGE_ID")]
+        page: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// Where the webhook, the admin API, /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) addr: SocketAddr,
+    /// Do not run the ingest consumer (webhook events into the store) in this process.
+    #[arg(long)]
+    pub(crate) no_ingest: bool,
+    /// Do not run the results consumer (delivery results into the store) in this process.
+    #[arg(long)]
+    pub(crate) no_results: bool,
 }
 
 #[derive(Debug, Args)]

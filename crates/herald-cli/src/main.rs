@@ -1,5 +1,5 @@
 //! `herald`: parse the command line, load configuration once, start telemetry, run the command.
-//! Exit codes: 0 done, 2 command-line misuse or a command not built yet, 64 bad configuration,
+//! Exit codes: 0 done, 2 command-line misuse, 64 bad configuration,
 //! 65 bad data, 1 anything else.
 
 mod cli;

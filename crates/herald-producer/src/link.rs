@@ -44,19 +44,31 @@ impl Message {
 
     /// The outcome if it is known now: `None` while the confirm is outstanding.
     pub(crate) fn poll_settled(&mut self) -> Option<Result<(), AmqpError>> {
-        match &mut self.state {
-            Delivery::Confirmed => Some(Ok(())),
-            Delivery::Unsent => Some(Err(AmqpError::PublisherClosed)),
-            Delivery::Pending(pending) => pending.now_or_never(),
-        }
+        let outcome = match &mut self.state {
+            Delivery::Confirmed => return Some(Ok(())),
+            Delivery::Unsent => return Some(Err(AmqpError::PublisherClosed)),
+            Delivery::Pending(pending) => pending.now_or_never()?,
+        };
+        Some(self.record(outcome))
     }
 
     pub(crate) async fn settled(&mut self) -> Result<(), AmqpError> {
-        match &mut self.state {
-            Delivery::Confirmed => Ok(()),
-            Delivery::Unsent => Err(AmqpError::PublisherClosed),
+        let outcome = match &mut self.state {
+            Delivery::Confirmed => return Ok(()),
+            Delivery::Unsent => return Err(AmqpError::PublisherClosed),
             Delivery::Pending(pending) => pending.await,
-        }
+        };
+        self.record(outcome)
+    }
+
+    /// Keeps a confirm's outcome in the state, so the finished confirm is never polled again
+    /// (a lost connection makes `recover` look at every tracked message, this one included).
+    fn record(&mut self, outcome: Result<(), AmqpError>) -> Result<(), AmqpError> {
+        self.state = match outcome {
+            Ok(()) => Delivery::Confirmed,
+            Err(_) => Delivery::Unsent,
+        };
+        outcome
     }
 }
 

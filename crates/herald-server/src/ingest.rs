@@ -1,1 +1,113 @@
-//! Webhook events from herald.events into the store (issue 5).
+//! The ingest: consumes `<prefix>.events.ingest` (verified webhook bodies, one per POST, as the
+//! webhook published them) and applies every event to the store, acking each body after the
+//! store committed it. A body that is not a page webhook goes to `<prefix>.dead` byte for byte
+//! with the reason; a store failure keeps the body unacked and retries it (`consume.rs`).
+//! Dedupe keys older than `SEEN_RETENTION` are pruned every `PRUNE_EVERY`.
+//! Reading events is `parse.rs`, what they mean `event.rs`, applying them `apply.rs`.
+
+mod apply;
+mod event;
+mod parse;
+
+use std::time::Duration;
+
+use herald_amqp::{AMQPValue, AmqpSettings, Headers, Topology};
+use herald_store::Store;
+use herald_telemetry::Metrics;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ConsumeError;
+use crate::consume::{self, Handler, Outcome};
+use crate::webhook::RECEIVED_AT_HEADER;
+
+/// How long dedupe keys are kept: Meta stops retrying a webhook within hours (reference §5.5
+/// reports 8 hours before it disables the webhook, 36 h for other Graph webhooks).
+const SEEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often old dedupe keys are pruned (also once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Consumes `<prefix>.events.ingest` into the store until `shutdown` is cancelled; reconnects.
+/// Returns an error only for a broker failure that reconnecting cannot fix.
+pub async fn run_ingest(
+    store: Store,
+    amqp: AmqpSettings,
+    topology: Topology,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let prune = tokio::spawn(prune_seen(store.clone(), shutdown.child_token()));
+    let ingest = Ingest {
+        store,
+        metrics: metrics.clone(),
+    };
+    let ended = consume::run(ingest, amqp, topology, metrics, shutdown).await;
+    prune.abort();
+    ended
+}
+
+/// Forgets dedupe keys older than `SEEN_RETENTION`, now and every `PRUNE_EVERY`.
+async fn prune_seen(store: Store, stop: CancellationToken) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let before = OffsetDateTime::now_utc() - SEEN_RETENTION;
+        match store.prune_seen_events(before).await {
+            Ok(0) => {}
+            Ok(pruned) => info!(pruned, "Old webhook dedupe keys pruned."),
+            Err(error) => warn!(error = %error, "Could not prune old webhook dedupe keys."),
+        }
+    }
+}
+
+struct Ingest {
+    store: Store,
+    metrics: Metrics,
+}
+
+impl Handler for Ingest {
+    const NAME: &'static str = "ingest";
+    /// One body at a time, in queue order, which is the order Meta sent them in. Most writes
+    /// would not care (times only move forward, opt changes apply in event-time order, receipts
+    /// only mark), but two do: a later `ref` relinks the PSID, and a policy unblock must reach
+    /// the control log after the block it lifts.
+    const CONCURRENCY: usize = 1;
+
+    fn queue(topology: &Topology) -> String {
+        topology.events_ingest_queue()
+    }
+
+    async fn handle(&self, body: &[u8], headers: &Headers, again: bool) -> Outcome {
+        let received_at_ms = received_at_ms(headers).unwrap_or_else(now_ms);
+        let events = match parse::parse(body, received_at_ms) {
+            Ok(events) => events,
+            Err(reason) => return Outcome::Poison(reason),
+        };
+        let mut control = Vec::new();
+        for event in &events {
+            match apply::apply(&self.store, &self.metrics, event, again).await {
+                Ok(message) => control.extend(message),
+                Err(error) => return Outcome::Retry(error),
+            }
+        }
+        Outcome::Done(control)
+    }
+}
+
+/// `x-herald-received-at`, as the webhook set it.
+fn received_at_ms(headers: &Headers) -> Option<i64> {
+    match headers.as_table().inner().get(RECEIVED_AT_HEADER)? {
+        AMQPValue::LongLongInt(ms) => Some(*ms),
+        AMQPValue::LongInt(ms) => Some(i64::from(*ms)),
+        AMQPValue::LongUInt(ms) => Some(i64::from(*ms)),
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}

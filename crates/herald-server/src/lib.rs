@@ -1,9 +1,14 @@
 //! `herald serve`: the Messenger webhook (`webhook`), the consumers that turn webhook events and
 //! delivery results into store records (`ingest`, `results`), and the admin API (`api`) over the
-//! operations the CLI shares (`ops`).
+//! operations the CLI shares (`ops`). `serve` puts them together on one address with
+//! `/metrics`, `/healthz` and `/readyz`.
 
 pub mod api;
+mod consume;
 pub mod ingest;
 pub mod ops;
 pub mod results;
+pub mod serve;
 pub mod webhook;
+
+pub use consume::ConsumeError;

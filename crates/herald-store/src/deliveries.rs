@@ -22,8 +22,10 @@ use crate::error::query;
 use crate::stamp::to_ms;
 use crate::{Store, StoreError};
 
+mod recent;
 mod status;
 
+pub use recent::RecentResults;
 pub use status::{ErrorCount, RunStatus, StatusCounts};
 
 /// How much later than a watermark our own `sent_at` may be and still count as covered by it.

@@ -62,17 +62,23 @@ pub async fn serve_metrics(
 ) -> std::io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(AppState { metrics, health });
+    let app = router(metrics, health);
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "Metrics endpoint stopped.");
         }
     });
     Ok(MetricsServer { addr, task })
+}
+
+/// `/metrics`, `/healthz` and `/readyz` as a router, for a process that serves them next to
+/// its own routes on one address (`herald serve`).
+pub fn router(metrics: Metrics, health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(AppState { metrics, health })
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {

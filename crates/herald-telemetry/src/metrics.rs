@@ -13,6 +13,11 @@ const SEND_BUCKETS: &[f64] = &[
 ];
 /// Buckets for time spent waiting on a page's rate limiter.
 const WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+/// Buckets for publishing one webhook body and getting the broker's confirm: 1 ms to 10 s (the
+/// webhook gives up well before Meta's 20 s timeout).
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The registry and every collector in it. Cheap to clone (collectors are shared handles).
 #[derive(Clone)]
@@ -56,6 +61,27 @@ pub struct Metrics {
     pub jobs_dead_lettered: IntCounterVec,
     /// Control commands a worker applied from herald.control, by `action` (pause_run, ...).
     pub control_commands: IntCounterVec,
+    /// `/webhook` requests by `outcome`: handshake_ok, handshake_refused, accepted,
+    /// bad_signature, too_large, bad_request (body unreadable), unavailable (503: broker).
+    pub webhook_requests: IntCounterVec,
+    /// Publishing one verified webhook body to herald.events, up to the broker's confirm.
+    pub webhook_publish_duration: Histogram,
+    /// Webhook events the ingest read, by `kind` (message, delivery, read, opt_out, echo, ...)
+    /// and `outcome` (applied, duplicate, ignored).
+    pub ingest_events: IntCounterVec,
+    /// Delivery results the results consumer stored, by `status`.
+    pub results_recorded: IntCounterVec,
+    /// Delivery results the store already held (a redelivery), ignored.
+    pub results_duplicates: IntCounter,
+    /// Messages the ingest and results consumers settled, by `consumer` (ingest, results) and
+    /// `outcome` (processed, poison).
+    pub consumer_messages: IntCounterVec,
+    /// Store failures that made a consumer back off and retry a message, by `consumer`.
+    pub consumer_store_errors: IntCounterVec,
+    /// 1 while the consumer is attached to its queue, by `consumer`.
+    pub consumer_connected: IntGaugeVec,
+    /// `messaging_policy_enforcement` webhook events, by `action` (warning, block, unblock, other).
+    pub policy_enforcement: IntCounterVec,
 }
 
 impl Metrics {
@@ -118,6 +144,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(rate_limit_wait.clone()))
+            .expect("unique metric");
+        let webhook_publish_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_webhook_publish_duration_seconds",
+                "Publishing one verified webhook body to herald.events, up to the broker's confirm.",
+            )
+            .buckets(WEBHOOK_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_publish_duration.clone()))
             .expect("unique metric");
 
         Self {
@@ -192,6 +229,46 @@ impl Metrics {
                 "Control commands applied from herald.control, by action.",
                 &["action"],
             ),
+            webhook_requests: counter_vec(
+                "herald_webhook_requests_total",
+                "Webhook requests, by outcome.",
+                &["outcome"],
+            ),
+            webhook_publish_duration,
+            ingest_events: counter_vec(
+                "herald_ingest_events_total",
+                "Webhook events read by the ingest, by kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            results_recorded: counter_vec(
+                "herald_results_recorded_total",
+                "Delivery results stored, by status.",
+                &["status"],
+            ),
+            results_duplicates: counter(
+                "herald_results_duplicates_total",
+                "Delivery results already stored, ignored.",
+            ),
+            consumer_messages: counter_vec(
+                "herald_consumer_messages_total",
+                "Messages settled by the ingest and results consumers, by consumer and outcome.",
+                &["consumer", "outcome"],
+            ),
+            consumer_store_errors: counter_vec(
+                "herald_consumer_store_errors_total",
+                "Store failures a consumer backed off and retried on, by consumer.",
+                &["consumer"],
+            ),
+            consumer_connected: int_gauge_vec(
+                "herald_consumer_connected",
+                "1 while the consumer is attached to its queue.",
+                &["consumer"],
+            ),
+            policy_enforcement: counter_vec(
+                "herald_policy_enforcement_total",
+                "messaging_policy_enforcement webhook events, by action.",
+                &["action"],
+            ),
             registry,
         }
     }
@@ -238,6 +315,33 @@ mod tests {
         metrics
             .jobs_dead_lettered
             .with_label_values(&["poison"])
+            .inc();
+        metrics
+            .webhook_requests
+            .with_label_values(&["accepted"])
+            .inc();
+        metrics.webhook_publish_duration.observe(0.002);
+        metrics
+            .ingest_events
+            .with_label_values(&["message", "applied"])
+            .inc();
+        metrics.results_recorded.with_label_values(&["sent"]).inc();
+        metrics.results_duplicates.inc();
+        metrics
+            .consumer_messages
+            .with_label_values(&["ingest", "processed"])
+            .inc();
+        metrics
+            .consumer_store_errors
+            .with_label_values(&["results"])
+            .inc();
+        metrics
+            .consumer_connected
+            .with_label_values(&["ingest"])
+            .set(1);
+        metrics
+            .policy_enforcement
+            .with_label_values(&["block"])
             .inc();
         for family in metrics.registry.gather() {
             let name = family.name();

@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian's `prometheus`, installed by the test command) scraping real
-//! `herald worker` processes: the send counters it collects, read back with PromQL over its
-//! HTTP API, match what the simulator accepted and refused. This is the check that the metrics
+//! `herald worker` processes and a real `herald serve`: the send counters it collects, read
+//! back with PromQL over its HTTP API, match what the simulator accepted and refused, and the
+//! results serve stored match the jobs. This is the check that the metrics
 //! are scrapeable and mean what the dashboards and alerts (deploy/) assume.
 
 use std::net::TcpListener;
@@ -125,13 +126,30 @@ async fn prometheus_counts_what_the_simulator_accepted() {
         psid_rules: vec![PsidRule::prefix("551", PsidOutcome::Unavailable)],
         ..SimConfig::default()
     };
-    let Some(mut rig) = Rig::new("test-prom", sim).await else {
+    let Some(rig) = Rig::new("test-prom", sim).await else {
         return;
     };
     let token_var = format!("HERALD_PAGE_TOKEN_{PAGE}");
     let env = [(token_var.as_str(), "page-token")];
     let workers: Vec<Process> = (0..2).map(|_| rig.process(&env, &[])).collect();
-    let targets: Vec<String> = workers.iter().map(|w| target(&w.metrics_url)).collect();
+    let mut targets: Vec<String> = workers.iter().map(|w| target(&w.metrics_url)).collect();
+    // `herald serve` runs the results consumer, so it (not this test) reads <p>.results.store.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let serve_addr = format!("127.0.0.1:{}", free_port());
+    let serve = crate::herald(&[
+        ("HERALD_TOPOLOGY_PREFIX", rig.prefix.as_str()),
+        ("HERALD_DATABASE_URL", database.as_str()),
+        ("HERALD_APP_SECRET", "prometheus-test-secret"),
+        ("HERALD_VERIFY_TOKEN", "prometheus-test-verify"),
+    ])
+    .args(["serve", "--addr", &serve_addr])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .map(crate::Running)
+    .expect("spawn herald serve");
+    targets.push(serve_addr);
     let Some(prometheus) = Prometheus::start(&targets) else {
         rig.cleanup().await;
         return;
@@ -146,17 +164,20 @@ async fn prometheus_counts_what_the_simulator_accepted() {
     );
     rig.publish(&jobs).await;
     let total = SENT + UNREACHABLE;
+    let up = prometheus
+        .wait_for("count(up{job=\"herald\"} == 1)", targets.len() as f64)
+        .await;
+    assert_eq!(up, Some(3.0), "both workers and serve are scraped");
+    let recorded = prometheus
+        .wait_for("sum(herald_results_recorded_total)", total as f64)
+        .await;
     assert_eq!(
-        rig.wait_results(total, Duration::from_secs(60)).await,
-        total
+        recorded,
+        Some(total as f64),
+        "serve stored one result per job"
     );
     let stats = rig.sim.stats();
     assert_eq!(stats.accepted, SENT as u64);
-
-    let up = prometheus
-        .wait_for("count(up{job=\"herald\"} == 1)", workers.len() as f64)
-        .await;
-    assert_eq!(up, Some(2.0), "both workers are scraped");
     let sent = prometheus
         .wait_for(
             "sum(herald_send_attempts_total{outcome=\"sent\"})",
@@ -189,5 +210,6 @@ async fn prometheus_counts_what_the_simulator_accepted() {
     for worker in workers {
         assert!(worker.terminate().success());
     }
+    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
     rig.cleanup().await;
 }

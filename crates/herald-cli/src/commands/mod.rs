@@ -1,18 +1,24 @@
-//! Dispatch from a parsed command to the library that does the work. Commands that are not built
-//! yet say so and exit 2: none pretends to work.
+//! Dispatch from a parsed command to the library that does the work.
 
 mod campaign;
 mod control;
 mod dead;
+mod demo;
+mod ops;
 mod progress;
+mod run;
+mod serve;
 mod sim;
+mod status;
 mod test_send;
 mod topology;
+mod users;
 mod worker;
 
 use std::process::ExitCode;
 
-use herald_core::ControlAction;
+use herald_server::ops::control::Command as Control;
+use herald_server::ops::dead::Filter as DeadFilter;
 
 use crate::cli::{CampaignCommand, Command, DeadCommand, UsersCommand};
 use crate::config::Config;
@@ -25,40 +31,39 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
         Command::Worker(args) => worker::run(args, &config).await,
         Command::Campaign(CampaignCommand::Send(args)) => campaign::send(args, &config).await,
         Command::Campaign(CampaignCommand::Test(args)) => test_send::run(args, &config).await,
-        Command::Campaign(CampaignCommand::Status { .. }) => not_built("herald campaign status", 5),
+        Command::Campaign(CampaignCommand::Status { run_id, json }) => {
+            status::run(&run_id, json, &config).await
+        }
         Command::Campaign(CampaignCommand::Pause { run_id }) => {
-            control::run(
-                control::Command::Run(ControlAction::PauseRun, run_id),
-                &config,
-            )
-            .await
+            control::run(Control::PauseRun(run_id), &config).await
         }
         Command::Campaign(CampaignCommand::Resume(args)) => {
             let command = match (args.page, args.run_id) {
-                (Some(page), _) => control::Command::Page(ControlAction::ResumePage, page),
-                (None, run_id) => {
-                    control::Command::Run(ControlAction::ResumeRun, run_id.unwrap_or_default())
-                }
+                (Some(page), _) => Control::ResumePage(page),
+                (None, run_id) => Control::ResumeRun(run_id.unwrap_or_default()),
             };
             control::run(command, &config).await
         }
         Command::Campaign(CampaignCommand::Cancel { run_id }) => {
-            control::run(
-                control::Command::Run(ControlAction::CancelRun, run_id),
-                &config,
-            )
-            .await
+            control::run(Control::CancelRun(run_id), &config).await
         }
-        Command::Run(_) => not_built("herald run", 6),
-        Command::Users(UsersCommand::Import { .. }) => not_built("herald users import", 5),
-        Command::Serve(_) => not_built("herald serve", 5),
+        Command::Run(args) => run::run(args, &config).await,
+        Command::Users(UsersCommand::Import { file, page }) => {
+            users::import(&file, page, &config).await
+        }
+        Command::Serve(args) => serve::run(args, &config).await,
         Command::Dead(DeadCommand::List { run }) => {
-            dead::list(dead::Filter { run, code: None }, &config).await
+            let filter = DeadFilter {
+                run_id: run,
+                code: None,
+            };
+            dead::list(filter, &config).await
         }
         Command::Dead(DeadCommand::Replay { run, code }) => {
-            dead::replay(dead::Filter { run, code }, &config).await
+            let filter = DeadFilter { run_id: run, code };
+            dead::replay(filter, &config).await
         }
-        Command::Demo => not_built("herald demo", 6),
+        Command::Demo(args) => demo::run(args, &config).await,
     }
 }
 
@@ -75,9 +80,4 @@ fn topology_for(config: &Config) -> Result<herald_amqp::Topology, ()> {
     herald_amqp::Topology::new(&config.topology_prefix).map_err(|error| {
         eprintln!("herald: topology_prefix: {error}");
     })
-}
-
-fn not_built(command: &str, issue: u32) -> ExitCode {
-    eprintln!("{command}: not built yet (tracked in issue {issue}); nothing was done.");
-    ExitCode::from(2)
 }

@@ -1,1 +1,39 @@
-//! Operations shared by the CLI and the admin API (issue 5).
+//! The operations the CLI and the admin API share, one function per operation (DESIGN §2: "the
+//! CLI and the API share one code path per operation"): start a campaign run, a run's status,
+//! pause / resume / cancel a run and resume a page, list and replay dead letters, import users
+//! from a CSV or JSONL stream, and Braze-style `/users/track`.
+//!
+//! Every function takes what it needs explicitly (a `Store`, a `Broker`) and returns plain data
+//! (serialisable, documented in `openapi.json`) or an `OpsError` that says what went wrong and
+//! what kind of failure it is. How to show it (a table, JSON, an exit code, an HTTP status) is
+//! the caller's job: `herald-cli/src/commands/` and `api/`.
+
+pub mod control;
+pub mod dead;
+mod error;
+pub mod runs;
+pub mod status;
+pub mod track;
+pub mod users;
+
+use herald_amqp::{AmqpSettings, Topology};
+
+pub use error::{ErrorKind, OpsError, Problem};
+
+/// Where the broker is and which exchange and queue names to use.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    /// How to connect.
+    pub amqp: AmqpSettings,
+    /// Exchange and queue names.
+    pub topology: Topology,
+}
+
+impl Broker {
+    /// Connects once (with the settings' bounded retries).
+    pub(crate) async fn connect(&self) -> Result<herald_amqp::Connection, OpsError> {
+        herald_amqp::connect(&self.amqp)
+            .await
+            .map_err(OpsError::from)
+    }
+}

@@ -1,0 +1,37 @@
+//! `herald campaign status RUN_ID [--json]`: thin wiring over `herald_server::ops::status`
+//! (which `GET /campaigns/runs/{id}` calls too): the table, or with `--json` the same JSON
+//! object the API answers.
+
+use std::process::ExitCode;
+
+use herald_server::ops::status;
+
+use crate::commands::campaign::{open_store, out};
+use crate::commands::ops::failed;
+use crate::config::Config;
+
+pub(crate) async fn run(run_id: &str, json: bool, config: &Config) -> ExitCode {
+    let store = match open_store(config).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let report = status::status(&store, run_id).await;
+    store.close().await;
+    match report {
+        Ok(report) if json => match serde_json::to_string_pretty(&report) {
+            Ok(text) => {
+                out(&text);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("herald campaign status: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(report) => {
+            out(status::render(&report).trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(error) => failed("herald campaign status", &error),
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs: `POST /campaigns/runs` (start a run from a campaign document, in the background),
+//! `GET /campaigns/runs/{run_id}` (its status), `POST /campaigns/runs/{run_id}/pause|resume|
+//! cancel` and `POST /pages/{page_id}/resume`. Each calls one function of `ops`.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::api::ApiConfig;
+use crate::api::body::{self, media_type};
+use crate::api::error::ApiError;
+use crate::ops::control::{self, Applied, Command};
+use crate::ops::runs::{self, DocumentFormat, StartRun};
+use crate::ops::status::{self, RunReport};
+
+/// `POST /campaigns/runs` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartQuery {
+    /// A segment file on the server, replacing the document's `segment` source.
+    segment: Option<PathBuf>,
+    /// Stop at the first malformed row.
+    #[serde(default)]
+    strict: bool,
+}
+
+/// Starts a run: 202 with `{run_id, campaign_id, segment}` and a `Location` to its status.
+pub(crate) async fn start(
+    State(api): State<ApiConfig>,
+    query: Result<Query<StartQuery>, QueryRejection>,
+    headers: HeaderMap,
+    document: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let query = body::query(query)?;
+    let format = match media_type(&headers).as_deref() {
+        None | Some("application/json") => DocumentFormat::Json,
+        Some("application/toml" | "text/toml" | "text/x-toml") => DocumentFormat::Toml,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type {other} is not a campaign document: use application/json \
+                     or application/toml"
+                ),
+            ));
+        }
+    };
+    let document = body::bytes(document)?;
+    let document = String::from_utf8(document.to_vec())
+        .map_err(|_| ApiError::bad_request("the campaign document is not valid UTF-8"))?;
+    let request = StartRun {
+        document,
+        format,
+        segment: query.segment,
+        strict: query.strict,
+    };
+    let started = runs::start(&api.store, &api.broker, &api.runs, request).await?;
+    let location = format!("/campaigns/runs/{}", started.run_id);
+    let mut response = (StatusCode::ACCEPTED, Json(started)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The run's report (the same JSON as `herald campaign status --json`).
+pub(crate) async fn status(
+    State(api): State<ApiConfig>,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunReport>, ApiError> {
+    Ok(Json(status::status(&api.store, &run_id).await?))
+}
+
+/// Pauses the run fleet-wide.
+pub(crate) async fn pause(
+    State(api): State<ApiConfig>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Applied>, ApiError> {
+    apply(&api, Command::PauseRun(run_id)).await
+}
+
+/// Resumes the run fleet-wide.
+pub(crate) async fn resume(
+    State(api): State<ApiConfig>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Applied>, ApiError> {
+    apply(&api, Command::ResumeRun(run_id)).await
+}
+
+/// Cancels the run fleet-wide (final).
+pub(crate) async fn cancel(
+    State(api): State<ApiConfig>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Applied>, ApiError> {
+    apply(&api, Command::CancelRun(run_id)).await
+}
+
+/// Resumes a halted page fleet-wide.
+pub(crate) async fn resume_page(
+    State(api): State<ApiConfig>,
+    Path(page_id): Path<String>,
+) -> Result<Json<Applied>, ApiError> {
+    apply(&api, Command::ResumePage(page_id)).await
+}
+
+async fn apply(api: &ApiConfig, command: Command) -> Result<Json<Applied>, ApiError> {
+    Ok(Json(
+        control::send(&api.broker, Some(&api.store), command).await?,
+    ))
+}

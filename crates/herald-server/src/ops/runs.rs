@@ -1,0 +1,215 @@
+//! `start`: a campaign run from a campaign document (TOML, or the same document as JSON), run
+//! by herald-producer in the background. The call validates the document (every problem
+//! listed, nothing published), checks that the segment can be read, creates the run in the
+//! store and returns its id; publishing goes on in a task of the server's `RunTasks`. Progress
+//! is the producer's run record in the store, which `status` reads.
+//!
+//! A relative `segment.file` is relative to the server's working directory: an API call has no
+//! campaign file to be relative to. When the server stops while a run is publishing, the run
+//! is left as the producer recorded it (every confirmed row counted), and
+//! `herald campaign send CAMPAIGN --resume RUN_ID` continues it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use herald_core::campaign::{Campaign, CampaignErrors, EXIT_DATA, SegmentSource};
+use herald_producer::{ProducerError, Progress, Run, SegmentInput, SendSpec};
+use herald_store::Store;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::ops::{Broker, ErrorKind, OpsError, Problem};
+
+/// How a campaign document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentFormat {
+    /// A campaign file's TOML.
+    Toml,
+    /// The same document as JSON.
+    Json,
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    /// The campaign document's text.
+    pub document: String,
+    /// Its format.
+    pub format: DocumentFormat,
+    /// A segment file that replaces the document's `segment` source (`--segment FILE`).
+    pub segment: Option<PathBuf>,
+    /// Stop at the first malformed row instead of skipping it.
+    pub strict: bool,
+}
+
+/// A run that was started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Started {
+    /// The run's id (`campaign status` and the control commands take it).
+    pub run_id: String,
+    /// The campaign's id.
+    pub campaign_id: String,
+    /// Where its users come from: a file path, or `store`.
+    pub segment: String,
+}
+
+/// The background runs of a process, and how to stop them.
+#[derive(Debug, Clone, Default)]
+pub struct RunTasks {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl RunTasks {
+    /// No runs yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops every background run where it is (its confirmed rows stay recorded) and waits
+    /// for them to end.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Runs still publishing.
+    pub fn running(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
+/// Validates `request`, creates the run and starts publishing it in `tasks`.
+pub async fn start(
+    store: &Store,
+    broker: &Broker,
+    tasks: &RunTasks,
+    request: StartRun,
+) -> Result<Started, OpsError> {
+    let campaign = parse(&request.document, request.format)?;
+    let segment = segment_of(&campaign, request.segment)?;
+    let spec = SendSpec {
+        campaign: Arc::new(campaign),
+        segment: segment.clone(),
+        resume: None,
+        strict: request.strict,
+        amqp: broker.amqp.clone(),
+        topology: broker.topology.clone(),
+        store: store.clone(),
+    };
+    let campaign_id = spec.campaign.id().to_owned();
+    let run = Run::prepare(spec).await.map_err(producer_error)?;
+    let run_id = run.run_id().to_owned();
+    let stop = tasks.stop.clone();
+    let id = run_id.clone();
+    tasks.tracker.spawn(async move {
+        let progress = Arc::new(Progress::default());
+        tokio::select! {
+            result = run.execute(progress) => match result {
+                Ok(done) => info!(run_id = %id, published = done.published,
+                    "Run started over the API is fully confirmed."),
+                Err(failure) => error!(run_id = %id, error = %failure,
+                    "Run started over the API stopped; confirmed rows are recorded, \
+                     `herald campaign send CAMPAIGN --resume RUN_ID` continues it."),
+            },
+            () = stop.cancelled() => warn!(run_id = %id,
+                "Server stopping with the run still publishing; confirmed rows are recorded, \
+                 `herald campaign send CAMPAIGN --resume RUN_ID` continues it."),
+        }
+    });
+    Ok(Started {
+        run_id,
+        campaign_id,
+        segment: segment.describe(),
+    })
+}
+
+/// Parses and validates a campaign document, listing every problem.
+pub fn parse(document: &str, format: DocumentFormat) -> Result<Campaign, OpsError> {
+    let parsed = match format {
+        DocumentFormat::Toml => Campaign::from_toml(document),
+        DocumentFormat::Json => Campaign::from_json(document),
+    };
+    parsed.map_err(campaign_problems)
+}
+
+fn campaign_problems(errors: CampaignErrors) -> OpsError {
+    let kind = if errors.exit_code() == EXIT_DATA {
+        ErrorKind::Data
+    } else {
+        ErrorKind::Usage
+    };
+    let problems: Vec<Problem> = errors
+        .problems()
+        .iter()
+        .map(|problem| Problem {
+            path: problem.path.clone(),
+            // serde_json says column 0 for "at the end": no position rather than a wrong one.
+            line: problem
+                .line_col
+                .map(|(line, _)| line as u64)
+                .filter(|&n| n > 0),
+            column: problem
+                .line_col
+                .map(|(_, column)| column as u64)
+                .filter(|&n| n > 0),
+            message: problem.message.clone(),
+        })
+        .collect();
+    OpsError::Invalid {
+        message: format!(
+            "the campaign document has {} problem(s); nothing was published",
+            problems.len()
+        ),
+        problems,
+        kind,
+    }
+}
+
+/// Where the run's users come from; a file must be readable now, not minutes later.
+fn segment_of(campaign: &Campaign, file: Option<PathBuf>) -> Result<SegmentInput, OpsError> {
+    let input = match (file, &campaign.segment().source) {
+        (Some(file), _) => SegmentInput::File(file),
+        (None, SegmentSource::File(file)) => SegmentInput::File(PathBuf::from(file)),
+        (None, SegmentSource::Store) => SegmentInput::Store,
+        (None, SegmentSource::Unset) => {
+            return Err(OpsError::invalid(
+                ErrorKind::Usage,
+                "segment",
+                "names no source: set segment.file or segment.source = \"store\", \
+                 or pass a segment file",
+            ));
+        }
+    };
+    if let SegmentInput::File(path) = &input {
+        if let Err(error) = std::fs::File::open(path) {
+            return Err(OpsError::invalid(
+                ErrorKind::Data,
+                "segment.file",
+                format!(
+                    "cannot read {} (relative paths are relative to the server's working \
+                     directory): {error}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(input)
+}
+
+fn producer_error(error: ProducerError) -> OpsError {
+    match error {
+        ProducerError::Store(error) => error.into(),
+        ProducerError::Amqp(error) => OpsError::Broker(error),
+        ProducerError::UnknownRun { run_id } => OpsError::UnknownRun { run_id },
+        other @ (ProducerError::Cancelled { .. } | ProducerError::WrongCampaign { .. }) => {
+            OpsError::Conflict(other.to_string())
+        }
+        other @ (ProducerError::Segment(_) | ProducerError::Malformed(_)) => {
+            OpsError::invalid(ErrorKind::Data, "segment", other.to_string())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `herald serve` as a library: one HTTP server on one address with the Messenger webhook
+//! (`webhook`), the admin API (`api`) and the operations endpoints (`/metrics`, `/healthz`,
+//! `/readyz` from herald-telemetry), plus the ingest and results consumers in the same process
+//! (each can be turned off, to run it elsewhere). `/readyz` answers 200 while the webhook's
+//! broker connection is up: a webhook that cannot publish must not receive traffic.
+//!
+//! Shutdown (the caller cancels `shutdown`, e.g. on SIGTERM): the HTTP server stops accepting
+//! and finishes the requests in flight, the consumers finish the message in hand, runs started
+//! over the API stop where their confirmed rows are recorded, and the store is closed.
+//! A consumer that stops on its own with a broker failure reconnecting cannot fix stops the
+//! whole server with that error, so the process exits non-zero and gets restarted.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use herald_core::Secret;
+use herald_store::Store;
+use herald_telemetry::{Health, Metrics};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ConsumeError;
+use crate::api::{self, ApiConfig};
+use crate::ops::Broker;
+use crate::ops::runs::RunTasks;
+use crate::webhook::{self, EventSink, WebhookConfig};
+
+/// How often `/readyz` re-reads the webhook's broker connection.
+const READINESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything `herald serve` needs.
+#[derive(Clone)]
+pub struct ServeSettings {
+    /// The app secret and verify token of the webhook, and its body limit.
+    pub webhook: WebhookConfig,
+    /// `HERALD_API_TOKEN`; without one the admin API answers 503 to every call.
+    pub api_token: Option<Secret>,
+    /// The store.
+    pub store: Store,
+    /// The broker and exchange and queue names.
+    pub broker: Broker,
+    /// Run the ingest consumer (webhook events into the store) in this process.
+    pub ingest: bool,
+    /// Run the results consumer (delivery results into the store) in this process.
+    pub results: bool,
+    /// Body limit of `POST /users/import`, in bytes.
+    pub max_import_bytes: u64,
+}
+
+/// Why the server stopped without being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+    /// A consumer stopped on a broker failure that reconnecting cannot fix.
+    #[error(transparent)]
+    Consumer(#[from] ConsumeError),
+    /// A consumer task panicked.
+    #[error("a consumer task panicked: {0}")]
+    ConsumerPanicked(String),
+}
+
+/// The whole HTTP surface: webhook, admin API, operations endpoints, and a JSON 404.
+pub fn router(
+    settings: &ServeSettings,
+    events: EventSink,
+    runs: RunTasks,
+    metrics: Metrics,
+    health: Health,
+) -> Router {
+    let api = api::router(ApiConfig {
+        token: settings.api_token.clone(),
+        store: settings.store.clone(),
+        broker: settings.broker.clone(),
+        runs,
+        max_import_bytes: settings.max_import_bytes,
+    });
+    webhook::router(settings.webhook.clone(), events, metrics.clone())
+        .merge(api)
+        .merge(herald_telemetry::ops_router(metrics, health))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "no such route (see GET /openapi.json)"})),
+            )
+                .into_response()
+        })
+}
+
+/// Every route `herald serve` answers, as `(method, path)`: the admin API's (`api::routes`,
+/// built from the same table as its router), the webhook's and the operations endpoints'.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    let mut routes = api::routes();
+    routes.extend([
+        (Method::GET, "/webhook"),
+        (Method::POST, "/webhook"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/healthz"),
+        (Method::GET, "/readyz"),
+    ]);
+    routes
+}
+
+/// Serves on `listener` until `shutdown` is cancelled (then drains) or a consumer fails.
+pub async fn serve(
+    listener: TcpListener,
+    settings: ServeSettings,
+    metrics: Metrics,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let broker = settings.broker.clone();
+    let events = EventSink::new(broker.amqp.clone(), broker.topology.clone());
+    let runs = RunTasks::new();
+    let app = router(
+        &settings,
+        events.clone(),
+        runs.clone(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let stop = shutdown.child_token();
+    let mut consumers = JoinSet::new();
+    if settings.ingest {
+        consumers.spawn(crate::ingest::run_ingest(
+            settings.store.clone(),
+            broker.amqp.clone(),
+            broker.topology.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+    }
+    if settings.results {
+        consumers.spawn(crate::results::run_results(
+            settings.store.clone(),
+            broker.amqp.clone(),
+            broker.topology.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+    }
+    let readiness = tokio::spawn(track_readiness(events, health.clone(), stop.clone()));
+    let addr = listener.local_addr().ok();
+    info!(addr = ?addr, ingest = settings.ingest, results = settings.results, "Serving.");
+    let http = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
+    let mut failure = None;
+    tokio::pin!(http);
+    let http_result = loop {
+        tokio::select! {
+            result = &mut http => break result,
+            Some(ended) = consumers.join_next(), if !consumers.is_empty() => {
+                if let Some(error) = consumer_failure(ended) {
+                    warn!(error = %error, "A consumer stopped; stopping the server.");
+                    failure = Some(error);
+                    stop.cancel();
+                }
+            }
+        }
+    };
+    stop.cancel();
+    health.set_ready(false);
+    while let Some(ended) = consumers.join_next().await {
+        if let Some(error) = consumer_failure(ended) {
+            failure.get_or_insert(error);
+        }
+    }
+    let _ = readiness.await;
+    if runs.running() > 0 {
+        info!(runs = runs.running(), "Stopping runs still publishing.");
+    }
+    runs.shutdown().await;
+    settings.store.close().await;
+    if let Err(error) = http_result {
+        return Err(ServeError::Http(error));
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            info!("Server stopped.");
+            Ok(())
+        }
+    }
+}
+
+/// The failure of a consumer that ended with one.
+fn consumer_failure(
+    ended: Result<Result<(), ConsumeError>, tokio::task::JoinError>,
+) -> Option<ServeError> {
+    match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(ServeError::Consumer(error)),
+        Err(panic) => Some(ServeError::ConsumerPanicked(panic.to_string())),
+    }
+}
+
+/// Keeps `/readyz` in step with the webhook's broker connection until `stop`.
+async fn track_readiness(events: EventSink, health: Health, stop: CancellationToken) {
+    let mut every = tokio::time::interval(READINESS_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => health.set_ready(events.is_connected()),
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free one; `local_addr` says which).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

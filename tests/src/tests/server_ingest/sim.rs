@@ -1,0 +1,138 @@
+//! The real simulator posting signed webhooks (an inbound message, then delivery and read
+//! receipts of a send it accepted) through the webhook into the store; and a consumer refused
+//! by the broker ends with an error instead of retrying forever.
+
+use herald_core::Secret;
+use herald_telemetry::Metrics;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::{PAGE, Pipeline, WAIT, sent};
+use crate::eventually;
+use crate::tests::server_webhook::{APP_SECRET, sign};
+use crate::tests::store::{on_sqlite, users};
+
+#[tokio::test]
+async fn the_simulator_posts_to_the_webhook_and_the_store_follows() {
+    on_sqlite(|rig| async move {
+        let Some(pipeline) = Pipeline::new("test-ingest-sim", rig.store.clone()).await else {
+            return;
+        };
+        let config = herald_sim::SimConfig {
+            app_secret: Some(APP_SECRET.to_owned()),
+            webhook_url: Some(pipeline.web.webhook_url()),
+            receipts: true,
+            delivery_delay_ms: 50,
+            read_delay_ms: 150,
+            ..herald_sim::SimConfig::default()
+        };
+        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("simulator");
+        let http = reqwest::Client::new();
+        // A person writes to the page through the link carrying their external id.
+        let inbound = http
+            .post(format!("{}/_sim/inbound", sim.url()))
+            .header("content-type", "application/json")
+            .body(
+                json!({"page_id": PAGE, "psid": "601", "text": "hi there", "ref": "ext-sim"})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("inbound");
+        assert_eq!(inbound.status(), StatusCode::ACCEPTED);
+        let linked = || async {
+            let users = users(&pipeline.store, PAGE).await;
+            users
+                .get("ext-sim")
+                .is_some_and(|user| user.messenger_id.as_deref() == Some("601"))
+        };
+        assert!(
+            eventually(WAIT, linked).await,
+            "the inbound message never reached the store"
+        );
+        let user = users(&pipeline.store, PAGE)
+            .await
+            .remove("ext-sim")
+            .expect("user");
+        let last = user.last_inbound_at.expect("last_inbound_at");
+        assert!((OffsetDateTime::now_utc() - last).abs() < time::Duration::minutes(5));
+
+        // A send the simulator accepts; its signed delivery and read receipts follow.
+        let token = "page-token";
+        let proof = sign(APP_SECRET, token.as_bytes());
+        let proof = proof.trim_start_matches("sha256=");
+        let url = format!(
+            "{}/v25.0/{PAGE}/messages?access_token={token}&appsecret_proof={proof}",
+            sim.url()
+        );
+        let request = json!({"recipient": {"id": "601"}, "messaging_type": "RESPONSE",
+            "message": {"text": "welcome", "metadata": "r6:ext-sim"}});
+        let answer = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(request.to_string())
+            .send()
+            .await
+            .expect("send")
+            .bytes()
+            .await
+            .expect("graph answer");
+        let answer: Value = serde_json::from_slice(&answer).expect("graph JSON");
+        let mid = answer["message_id"].as_str().expect("message_id");
+        let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .expect("ms");
+        let result = sent("r6", "ext-sim", mid, now_ms);
+        let body = serde_json::to_vec(&result).expect("json");
+        pipeline.publish_result(&body, &result.routing_key()).await;
+        let receipts = || async {
+            let status = pipeline.store.run_status("r6").await.expect("status");
+            (status.total, status.delivered, status.read) == (1, 1, 1)
+        };
+        assert!(eventually(WAIT, receipts).await, "receipts never applied");
+        assert!(
+            sim.stats().webhook.posts_ok >= 2,
+            "{:?}",
+            sim.stats().webhook
+        );
+        sim.shutdown().await;
+        pipeline.stop().await;
+    })
+    .await;
+}
+
+/// The consumers stop with an error, not a retry loop, when the broker refuses them.
+#[tokio::test]
+async fn refused_credentials_end_the_consumer_with_an_error() {
+    on_sqlite(|rig| async move {
+        if crate::broker().await.is_none() {
+            return;
+        }
+        let topology = herald_amqp::Topology::new(&crate::unique_name("test-ingest-refused"))
+            .expect("topology");
+        let amqp = herald_amqp::AmqpSettings {
+            url: Secret::new(crate::amqp_addr().replacen("amqp://", "amqp://nobody:wrong@", 1)),
+            ..herald_amqp::AmqpSettings::default()
+        };
+        let ended = tokio::time::timeout(
+            WAIT,
+            herald_server::ingest::run_ingest(
+                rig.store.clone(),
+                amqp,
+                topology,
+                Metrics::new(),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("the consumer gave up");
+        let error = ended.expect_err("refused");
+        let shown = error.to_string();
+        assert!(shown.contains("ingest consumer"), "{shown}");
+        assert!(!shown.contains("wrong"), "the password leaked: {shown}");
+    })
+    .await;
+}
