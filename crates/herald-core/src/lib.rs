@@ -5,6 +5,7 @@
 pub mod campaign;
 pub mod class;
 pub mod control;
+mod decode;
 pub mod duration;
 pub mod filter;
 pub mod job;
@@ -20,6 +21,7 @@ pub mod window;
 pub use campaign::{Campaign, CampaignErrors, Problem, ProblemKind};
 pub use class::{ErrorClass, Verdict};
 pub use control::{CONTROL_VERSION, ControlAction, ControlError, ControlMessage, ControlTarget};
+pub use decode::{Versioned, decode};
 pub use job::{JOB_VERSION, SendJob};
 pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;

@@ -6,10 +6,9 @@
 //! (`consume.rs`).
 
 use herald_amqp::{AmqpSettings, Headers, Topology};
-use herald_core::{DeliveryResult, RESULT_VERSION};
+use herald_core::DeliveryResult;
 use herald_store::{Store, StoreError};
 use herald_telemetry::Metrics;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -76,16 +75,7 @@ impl Handler for Results {
 /// Reads one `DeliveryResult` v1; `Err` holds why the bytes are poison. The reason names
 /// fields, never values (an external id may be personal).
 fn parse_result(body: &[u8]) -> Result<DeliveryResult, String> {
-    let result: DeliveryResult = match serde_json::from_slice(body) {
-        Ok(result) => result,
-        Err(error) => return Err(explain(body, &error)),
-    };
-    if result.v != RESULT_VERSION {
-        return Err(format!(
-            "unknown DeliveryResult version {} (this build reads v{RESULT_VERSION})",
-            result.v
-        ));
-    }
+    let result: DeliveryResult = herald_core::decode(body)?;
     let blank = [
         ("job_id", &result.job_id),
         ("run_id", &result.run_id),
@@ -98,35 +88,6 @@ fn parse_result(body: &[u8]) -> Result<DeliveryResult, String> {
         return Err(format!("not a DeliveryResult v1: `{field}` is blank"));
     }
     Ok(result)
-}
-
-/// Why bytes that are not a DeliveryResult v1 are not; the version is looked at first.
-fn explain(body: &[u8], error: &serde_json::Error) -> String {
-    let probe: Value = match serde_json::from_slice(body) {
-        Ok(probe) => probe,
-        Err(error) => return format!("not JSON: {}", without_position(&error)),
-    };
-    let Value::Object(fields) = &probe else {
-        return "not a DeliveryResult: the message is not a JSON object".to_owned();
-    };
-    match fields.get("v") {
-        None => "not a DeliveryResult: missing field `v`".to_owned(),
-        Some(Value::Number(v)) if v.as_u64() == Some(u64::from(RESULT_VERSION)) => {
-            format!("not a DeliveryResult v1: {}", without_position(error))
-        }
-        Some(other) => {
-            format!("unknown DeliveryResult version {other} (this build reads v{RESULT_VERSION})")
-        }
-    }
-}
-
-/// serde's message without " at line 1 column 42".
-fn without_position(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.rfind(" at line ") {
-        Some(index) => text[..index].to_owned(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -3,22 +3,11 @@
 //! `x-herald-reason` header of the dead-lettered copy; it names fields, never a PSID (recipients
 //! live inside `request`, which is passed through unparsed).
 
-use herald_core::{JOB_VERSION, SendJob};
-use serde_json::Value;
+use herald_core::SendJob;
 
 /// Reads one job. `Err` holds the reason the message is poison.
 pub(crate) fn parse_job(body: &[u8]) -> Result<SendJob, String> {
-    // One parse on the happy path; a failure is parsed again only to explain itself.
-    let job: SendJob = match serde_json::from_slice(body) {
-        Ok(job) => job,
-        Err(error) => return Err(explain(body, &error)),
-    };
-    if job.v != JOB_VERSION {
-        return Err(format!(
-            "unknown SendJob version {} (this worker reads v{JOB_VERSION})",
-            job.v
-        ));
-    }
+    let job: SendJob = herald_core::decode(body)?;
     if job.job_id.trim().is_empty() || job.page_id.trim().is_empty() {
         return Err("not a SendJob v1: job_id and page_id must not be blank".to_owned());
     }
@@ -28,36 +17,6 @@ pub(crate) fn parse_job(body: &[u8]) -> Result<SendJob, String> {
         );
     }
     Ok(job)
-}
-
-/// Why bytes that are not a SendJob v1 are not: the version is looked at first, so a v2 job says
-/// "unknown version" rather than naming a field v1 does not know.
-fn explain(body: &[u8], error: &serde_json::Error) -> String {
-    let probe: Value = match serde_json::from_slice(body) {
-        Ok(probe) => probe,
-        Err(error) => return format!("not JSON: {}", without_position(&error)),
-    };
-    let Value::Object(fields) = &probe else {
-        return "not a SendJob: the message is not a JSON object".to_owned();
-    };
-    match fields.get("v") {
-        None => "not a SendJob: missing field `v`".to_owned(),
-        Some(Value::Number(v)) if v.as_u64() == Some(u64::from(JOB_VERSION)) => {
-            format!("not a SendJob v1: {}", without_position(error))
-        }
-        Some(other) => {
-            format!("unknown SendJob version {other} (this worker reads v{JOB_VERSION})")
-        }
-    }
-}
-
-/// serde's message without " at line 1 column 42": the position means nothing to an operator.
-fn without_position(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.rfind(" at line ") {
-        Some(index) => text[..index].to_owned(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

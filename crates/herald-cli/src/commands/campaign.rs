@@ -25,7 +25,8 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(campaign) => campaign,
         Err(code) => return code,
     };
-    let segment = match segment_input(&args.campaign, &campaign, args.segment.as_deref()) {
+    let segment = match segment_input("herald", &args.campaign, &campaign, args.segment.as_deref())
+    {
         Ok(segment) => segment,
         Err(code) => return code,
     };
@@ -117,7 +118,8 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ExitCode> {
 
 /// Where the users come from: `--segment` wins, else `segment.file` relative to the campaign
 /// file, else the store when `segment.source = "store"`.
-fn segment_input(
+pub(crate) fn segment_input(
+    command: &str,
     path: &Path,
     campaign: &Campaign,
     segment: Option<&Path>,
@@ -130,7 +132,7 @@ fn segment_input(
         (None, SegmentSource::Store) => Ok(SegmentInput::Store),
         (None, SegmentSource::Unset) => {
             eprintln!(
-                "herald: {} has no segment.file; pass --segment FILE",
+                "{command}: {} has no segment.file; pass --segment FILE",
                 path.display()
             );
             Err(ExitCode::from(64))

@@ -24,7 +24,17 @@ impl Display {
     }
 }
 
+/// The producer's display: segment bytes read, jobs and skips confirmed.
 pub(crate) fn spawn(progress: Arc<Progress>) -> Display {
+    spawn_with(move |elapsed, terminal, last| draw(&progress, elapsed, terminal, last))
+}
+
+/// Redraws with `draw(elapsed, terminal, last)` on a timer (twice a second on a terminal, every
+/// five seconds otherwise) until `finish`, which draws once more with `last` set.
+pub(crate) fn spawn_with<F>(draw: F) -> Display
+where
+    F: Fn(Duration, bool, bool) + Send + 'static,
+{
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
         Duration::from_millis(500)
@@ -41,7 +51,7 @@ pub(crate) fn spawn(progress: Arc<Progress>) -> Display {
                 _ = ticker.tick() => false,
                 _ = &mut stopped => true,
             };
-            draw(&progress, started.elapsed(), terminal, last);
+            draw(started.elapsed(), terminal, last);
             if last {
                 return;
             }

@@ -9,14 +9,13 @@ mod display;
 mod tally;
 mod workers;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use herald_amqp::{AmqpError, AmqpSettings, EmbeddedBroker, Topology};
-use herald_core::campaign::{Campaign, SegmentSource};
+use herald_core::campaign::Campaign;
 use herald_producer::{ProducerError, Progress, Run, SegmentInput, SendSpec};
 use herald_store::{RunProgress, Store};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +47,12 @@ pub(crate) async fn run(args: RunArgs, config: &Config) -> ExitCode {
         Ok(campaign) => Arc::new(campaign),
         Err(code) => return code,
     };
-    let segment = match segment_input(&args.campaign, &campaign, args.segment.as_deref()) {
+    let segment = match crate::commands::campaign::segment_input(
+        "herald run",
+        &args.campaign,
+        &campaign,
+        args.segment.as_deref(),
+    ) {
         Ok(segment) => segment,
         Err(code) => return code,
     };
@@ -282,28 +286,6 @@ pub(crate) fn amqp_flag() -> Option<String> {
     Cli::try_parse_from(std::env::args_os())
         .ok()
         .and_then(|cli| cli.global.amqp_url)
-}
-
-/// `--segment` wins, else `segment.file` relative to the campaign file, else the store.
-fn segment_input(
-    path: &Path,
-    campaign: &Campaign,
-    segment: Option<&Path>,
-) -> Result<SegmentInput, ExitCode> {
-    match (segment, &campaign.segment().source) {
-        (Some(file), _) => Ok(SegmentInput::File(file.to_path_buf())),
-        (None, SegmentSource::File(file)) => Ok(SegmentInput::File(
-            path.parent().unwrap_or(Path::new(".")).join(file),
-        )),
-        (None, SegmentSource::Store) => Ok(SegmentInput::Store),
-        (None, SegmentSource::Unset) => {
-            eprintln!(
-                "herald run: {} has no segment.file; pass --segment FILE",
-                path.display()
-            );
-            Err(ExitCode::from(64))
-        }
-    }
 }
 
 fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {

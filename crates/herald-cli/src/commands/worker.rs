@@ -19,25 +19,21 @@ use crate::cli::WorkerArgs;
 use crate::commands::{amqp_settings, campaign::out, topology_for};
 use crate::config::{Config, read_tokens_file};
 
-/// How often the tokens file's modification time is checked.
-const TOKENS_FILE_POLL: Duration = Duration::from_secs(5);
-
-pub(crate) async fn run(args: WorkerArgs, config: &Config) -> ExitCode {
-    let Ok(topology) = topology_for(config) else {
-        return ExitCode::from(64);
-    };
-    let tokens = PageTokens::new(config.page_tokens.clone());
-    let mut amqp = amqp_settings(config);
-    amqp.prefetch = args.prefetch;
-    amqp.connection_name = "herald worker".to_owned();
+/// Worker settings from the configuration: Graph, page tokens and page rates (`herald worker`
+/// and the in-process workers of `herald run` compose them the same way).
+pub(crate) fn worker_settings(
+    config: &Config,
+    amqp: herald_amqp::AmqpSettings,
+    topology: herald_amqp::Topology,
+) -> WorkerSettings {
     let graph = GraphSettings {
         graph_url: config.graph_url.clone(),
         version: config.graph_version.clone(),
         app_secret: config.app_secret.clone(),
         ..GraphSettings::default()
     };
-    let mut settings = WorkerSettings::new(amqp, topology, graph, tokens.clone());
-    settings.concurrency = args.concurrency;
+    let tokens = PageTokens::new(config.page_tokens.clone());
+    let mut settings = WorkerSettings::new(amqp, topology, graph, tokens);
     settings.rates = PageRates {
         default_per_sec: config.page_rate_per_sec.get(),
         pages: config
@@ -46,6 +42,22 @@ pub(crate) async fn run(args: WorkerArgs, config: &Config) -> ExitCode {
             .map(|(page, rate)| (page.clone(), rate.get()))
             .collect(),
     };
+    settings
+}
+
+/// How often the tokens file's modification time is checked.
+const TOKENS_FILE_POLL: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(args: WorkerArgs, config: &Config) -> ExitCode {
+    let Ok(topology) = topology_for(config) else {
+        return ExitCode::from(64);
+    };
+    let mut amqp = amqp_settings(config);
+    amqp.prefetch = args.prefetch;
+    amqp.connection_name = "herald worker".to_owned();
+    let mut settings = worker_settings(config, amqp, topology);
+    settings.concurrency = args.concurrency;
+    let tokens = settings.tokens.clone();
     if let Err(problems) = settings.validate() {
         for problem in problems {
             eprintln!("herald worker: {problem}");

@@ -3,59 +3,24 @@
 //! second, with a bar, the rate and an ETA; otherwise a structured log line every five seconds,
 //! like the producer's display in `commands/progress.rs`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use herald_core::ResultStatus;
-use herald_producer::Progress;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use std::time::Duration;
 
 use super::Tally;
+use crate::commands::progress::{self, Display};
+use herald_core::ResultStatus;
+use herald_producer::Progress;
 
 /// Width of the bar in characters.
 const BAR: usize = 30;
 
-pub(crate) struct Display {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Display {
-    /// Stops the display and draws the last state.
-    pub(crate) async fn finish(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
-
+/// Starts the display; `finish` on the returned handle draws the last state.
 pub(crate) fn spawn(progress: Arc<Progress>, tally: Arc<Mutex<Tally>>) -> Display {
-    let terminal = std::io::stderr().is_terminal();
-    let every = if terminal {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
-    let (stop, mut stopped) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        let started = Instant::now();
-        let mut ticker = tokio::time::interval(every);
-        ticker.tick().await;
-        loop {
-            let last = tokio::select! {
-                _ = ticker.tick() => false,
-                _ = &mut stopped => true,
-            };
-            let line = Line::read(&progress, &tally);
-            line.draw(started.elapsed(), terminal, last);
-            if last {
-                return;
-            }
-        }
-    });
-    Display { stop, task }
+    progress::spawn_with(move |elapsed, terminal, last| {
+        Line::read(&progress, &tally).draw(elapsed, terminal, last);
+    })
 }
 
 /// One reading of the counters.

@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use herald_amqp::{AmqpSettings, Topology};
-use herald_graph::GraphSettings;
 use herald_telemetry::{Health, Metrics};
-use herald_worker::{PageRates, PageTokens, WorkerError, WorkerSettings};
+use herald_worker::{WorkerError, WorkerSettings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,28 +19,14 @@ pub(crate) const FLEET_REFRESH: Duration = Duration::from_millis(250);
 /// How long the workers get to attach to the send queue.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-/// Worker settings from the configuration, as `herald worker` composes them.
+/// Worker settings from the configuration, as `herald worker` composes them, re-reading the
+/// fleet size often.
 pub(crate) fn worker_settings(
     config: &Config,
     amqp: AmqpSettings,
     topology: Topology,
 ) -> WorkerSettings {
-    let graph = GraphSettings {
-        graph_url: config.graph_url.clone(),
-        version: config.graph_version.clone(),
-        app_secret: config.app_secret.clone(),
-        ..GraphSettings::default()
-    };
-    let tokens = PageTokens::new(config.page_tokens.clone());
-    let mut settings = WorkerSettings::new(amqp, topology, graph, tokens);
-    settings.rates = PageRates {
-        default_per_sec: config.page_rate_per_sec.get(),
-        pages: config
-            .page_rates
-            .iter()
-            .map(|(page, rate)| (page.clone(), rate.get()))
-            .collect(),
-    };
+    let mut settings = crate::commands::worker::worker_settings(config, amqp, topology);
     settings.fleet_refresh = FLEET_REFRESH;
     settings
 }
