@@ -94,9 +94,17 @@ async fn every_job_gets_one_sent_result_and_every_user_one_call() {
     ] {
         assert!(sample(&text, name).is_some(), "{name} missing in\n{text}");
     }
+    // Labels only: a sample's value (a histogram sum, say) may contain any digits.
+    let labels: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| Some(&line[line.find('{')?..=line.rfind('}')?]))
+        .collect();
     assert!(
-        !text.contains("7000") && !text.contains("run-a"),
-        "no PSID or run id in labels"
+        labels
+            .iter()
+            .all(|set| !set.contains("7000") && !set.contains("run-a")),
+        "no PSID or run id in labels: {labels:?}"
     );
     let ready = reqwest::get(format!("http://{}/readyz", server.addr))
         .await
