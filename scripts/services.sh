@@ -118,15 +118,19 @@ SQL
 }
 
 # Offline validators for docker-compose.yml and deploy/ (tests/src/tests/deploy.rs): promtool,
-# docker-compose (parses the file without an engine), and kubernetes-validate from PyPI.
+# docker-compose (parses the file without an engine), and kubernetes-validate from PyPI. Debian's
+# prometheus package also brings the server that tests/src/tests/prometheus.rs starts itself, on
+# a free port with its own config, so the packaged service is never left running.
 ensure_deploy_tools() {
   local packages=()
-  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    packages+=(prometheus)
+  fi
   command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
   if ((${#packages[@]})); then
     log "deploy tools: installing ${packages[*]}"
     apt_install "${packages[@]}"
-    # Only promtool is needed; never leave the packaged server on :9090 if postinst started it.
+    # The tests start their own server; never leave the packaged one on :9090 if postinst did.
     service prometheus stop >/dev/null 2>&1 || true
   fi
   if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
