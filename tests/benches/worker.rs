@@ -31,6 +31,15 @@ struct Run {
     cpu_ms_per_job: f64,
     broker_ms_per_job: f64,
     peak_mb: f64,
+    /// Mean `herald_send_duration_seconds` in ms (Herald only): the Graph call as the worker saw
+    /// it, which bounds the 50 ms run at concurrency / this.
+    call_ms: Option<f64>,
+}
+
+/// A started process under test, and its metrics URL when it has one.
+struct Started {
+    child: Child,
+    metrics: Option<String>,
 }
 
 fn main() {
@@ -46,14 +55,18 @@ fn main() {
 
     let bare = |results: bool| {
         move |prefix: &str, sim: &str| {
-            Command::new(std::env::current_exe().expect("bench exe"))
+            let child = Command::new(std::env::current_exe().expect("bench exe"))
                 .env(ROLE, "baseline")
                 .env("BENCH_QUEUE", prefix)
                 .env("BENCH_SIM", sim)
                 .env("BENCH_JOBS", jobs.to_string())
                 .env("BENCH_RESULTS", if results { "1" } else { "0" })
                 .spawn()
-                .expect("baseline process")
+                .expect("baseline process");
+            Started {
+                child,
+                metrics: None,
+            }
         }
     };
     let bare_plain = runtime.block_on(measure(jobs, 0, bare(false)));
@@ -61,8 +74,9 @@ fn main() {
     let worker = |concurrency: &'static str, prefetch: &'static str| {
         let herald = herald.clone();
         move |prefix: &str, sim: &str| {
-            Command::new(&herald)
-                .args(["worker", "--metrics-addr", "127.0.0.1:0"])
+            let metrics = free_addr();
+            let child = Command::new(&herald)
+                .args(["worker", "--metrics-addr", &metrics])
                 .args(["--concurrency", concurrency, "--prefetch", prefetch])
                 .env_clear()
                 .env("HERALD_AMQP_URL", herald_tests::amqp_addr())
@@ -73,7 +87,11 @@ fn main() {
                 .env("HERALD_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()
-                .expect("herald worker")
+                .expect("herald worker");
+            Started {
+                child,
+                metrics: Some(format!("http://{metrics}/metrics")),
+            }
         }
     };
     let fast = runtime.block_on(measure(jobs, 0, worker("64", "256")));
@@ -81,12 +99,13 @@ fn main() {
 
     println!("jobs per run: {jobs}; 2 cores shared by RabbitMQ, the simulator and the worker");
     println!(
-        "{:<62} {:>8} {:>11} {:>11} {:>8}",
-        "", "jobs/s", "CPU ms/job", "broker ms", "peak MB"
+        "{:<62} {:>8} {:>11} {:>11} {:>8} {:>8}",
+        "", "jobs/s", "CPU ms/job", "broker ms", "peak MB", "call ms"
     );
     let row = |name: &str, run: &Run| {
+        let call = run.call_ms.map_or("-".to_owned(), |ms| format!("{ms:.1}"));
         println!(
-            "{name:<62} {:>8.0} {:>11.3} {:>11.3} {:>8.1}",
+            "{name:<62} {:>8.0} {:>11.3} {:>11.3} {:>8.1} {call:>8}",
             run.rate, run.cpu_ms_per_job, run.broker_ms_per_job, run.peak_mb
         );
     };
@@ -118,7 +137,7 @@ fn main() {
 /// simulator's accepts from the first to the last.
 async fn measure<F>(jobs: usize, latency_ms: u64, start: F) -> Run
 where
-    F: FnOnce(&str, &str) -> Child,
+    F: FnOnce(&str, &str) -> Started,
 {
     let sim = SimConfig {
         rate_per_sec: 10_000_000,
@@ -158,9 +177,13 @@ where
     // Both get the prefix: the worker as its topology, the baseline to find the send queue.
     let broker = broker_pid();
     let broker_before = broker.map_or(0, cpu_ticks);
-    let mut child = start(&prefix, &sim.url());
+    let Started { mut child, metrics } = start(&prefix, &sim.url());
     let (rate, cpu_ticks_used, peak_kib) = watch(&sim, &mut child, jobs as u64).await;
     let broker_ticks = broker.map_or(0, cpu_ticks).saturating_sub(broker_before);
+    let call_ms = match metrics {
+        Some(url) => mean_call_ms(&url).await,
+        None => None,
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -173,7 +196,28 @@ where
         cpu_ms_per_job: cpu_ticks_used as f64 * 10.0 / jobs as f64,
         broker_ms_per_job: broker_ticks as f64 * 10.0 / jobs as f64,
         peak_mb: peak_kib as f64 / 1024.0,
+        call_ms,
     }
+}
+
+/// A free local address for the worker's metrics.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// Mean of `herald_send_duration_seconds`, in ms, from the worker's `/metrics`.
+async fn mean_call_ms(url: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    let (sum, count) = (
+        value("herald_send_duration_seconds_sum")?,
+        value("herald_send_duration_seconds_count")?,
+    );
+    (count > 0.0).then(|| sum / count * 1000.0)
 }
 
 /// Polls the simulator until `jobs` were accepted: (jobs/s from first to last accept, CPU ticks

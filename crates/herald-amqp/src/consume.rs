@@ -1,25 +1,25 @@
 //! `Consumer`: manual-ack consumption of one queue on a channel of its own, with `basic.qos`
 //! bounding unacked deliveries, and `Delivery` with ack/nack/reject. It does not decide what a
-//! delivery means or when to ack it (the worker acks only after its result is confirmed). On an
-//! embedded connection the same types wrap `embedded/consumer.rs`.
+//! delivery means or when to ack it (the worker acks only after its result is confirmed). Acks on
+//! RabbitMQ are coalesced into `multiple` frames by `ack.rs`. On an embedded connection the same
+//! types wrap `embedded/consumer.rs`.
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use futures_util::Stream;
 use lapin::{
-    options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-        BasicQosOptions, BasicRejectOptions,
-    },
+    options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
     protocol::AMQPSoftError,
     types::{AMQPValue, FieldTable},
 };
 
 use crate::{
     AmqpError, Connection, Headers,
+    ack::Acks,
     connect::Backend,
     embedded::{EmbeddedConsumer, EmbeddedDelivery, Settle},
     error::soft_error,
@@ -52,6 +52,7 @@ enum ConsumerInner {
     Lapin {
         channel: lapin::Channel,
         consumer: lapin::Consumer,
+        acks: AckHandle,
     },
     Embedded(EmbeddedConsumer),
 }
@@ -63,7 +64,7 @@ pub struct Delivery {
 
 #[allow(clippy::large_enum_variant)]
 enum DeliveryInner {
-    Lapin(lapin::message::Delivery),
+    Lapin(lapin::message::Delivery, Arc<Acks>),
     Embedded(EmbeddedDelivery),
 }
 
@@ -135,8 +136,13 @@ impl Consumer {
                 },
                 _ => AmqpError::amqp("basic.consume")(error),
             })?;
+        let acks = AckHandle(Acks::start(channel.clone()));
         Ok(Self {
-            inner: ConsumerInner::Lapin { channel, consumer },
+            inner: ConsumerInner::Lapin {
+                channel,
+                consumer,
+                acks,
+            },
             queue: queue.to_owned(),
         })
     }
@@ -149,7 +155,9 @@ impl Consumer {
     /// Stops new deliveries (`basic.cancel`); deliveries already received can still be settled.
     pub async fn stop(&self) -> Result<(), AmqpError> {
         match &self.inner {
-            ConsumerInner::Lapin { channel, consumer } => channel
+            ConsumerInner::Lapin {
+                channel, consumer, ..
+            } => channel
                 .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                 .await
                 .map_err(AmqpError::amqp("basic.cancel")),
@@ -189,15 +197,20 @@ impl Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match &mut self.inner {
-            ConsumerInner::Lapin { consumer, .. } => Pin::new(consumer).poll_next(cx).map(|next| {
-                next.map(|delivery| {
-                    delivery
-                        .map(|inner| Delivery {
-                            inner: DeliveryInner::Lapin(inner),
-                        })
-                        .map_err(AmqpError::amqp("basic.consume"))
+            ConsumerInner::Lapin { consumer, acks, .. } => {
+                Pin::new(consumer).poll_next(cx).map(|next| {
+                    next.map(|delivery| {
+                        delivery
+                            .map(|inner| {
+                                acks.0.register(inner.delivery_tag);
+                                Delivery {
+                                    inner: DeliveryInner::Lapin(inner, acks.0.clone()),
+                                }
+                            })
+                            .map_err(AmqpError::amqp("basic.consume"))
+                    })
                 })
-            }),
+            }
             ConsumerInner::Embedded(consumer) => consumer.poll_next(cx).map(|next| {
                 next.map(|inner| {
                     Ok(Delivery {
@@ -213,7 +226,7 @@ impl Delivery {
     /// The message body, byte for byte.
     pub fn body(&self) -> &[u8] {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => &inner.data,
+            DeliveryInner::Lapin(inner, _) => &inner.data,
             DeliveryInner::Embedded(inner) => inner.body(),
         }
     }
@@ -221,7 +234,7 @@ impl Delivery {
     /// The message headers (empty when it had none).
     pub fn headers(&self) -> Headers {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => inner
+            DeliveryInner::Lapin(inner, _) => inner
                 .properties
                 .headers()
                 .clone()
@@ -239,7 +252,7 @@ impl Delivery {
     /// The exchange it was published to.
     pub fn exchange(&self) -> &str {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => inner.exchange.as_str(),
+            DeliveryInner::Lapin(inner, _) => inner.exchange.as_str(),
             DeliveryInner::Embedded(inner) => inner.exchange(),
         }
     }
@@ -247,7 +260,7 @@ impl Delivery {
     /// The routing key it was published with.
     pub fn routing_key(&self) -> &str {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => inner.routing_key.as_str(),
+            DeliveryInner::Lapin(inner, _) => inner.routing_key.as_str(),
             DeliveryInner::Embedded(inner) => inner.routing_key(),
         }
     }
@@ -255,7 +268,7 @@ impl Delivery {
     /// True when the broker delivered it before (to us or another consumer) without an ack.
     pub fn redelivered(&self) -> bool {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => inner.redelivered,
+            DeliveryInner::Lapin(inner, _) => inner.redelivered,
             DeliveryInner::Embedded(inner) => inner.redelivered(),
         }
     }
@@ -263,10 +276,7 @@ impl Delivery {
     /// Acknowledges it: the broker forgets it.
     pub async fn ack(&self) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => settled(
-                inner.acker.ack(BasicAckOptions::default()).await,
-                "basic.ack",
-            ),
+            DeliveryInner::Lapin(inner, acks) => acks.ack(inner.delivery_tag).await,
             DeliveryInner::Embedded(inner) => inner.settle(Settle::Ack),
         }
     }
@@ -274,12 +284,8 @@ impl Delivery {
     /// Negatively acknowledges it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => {
-                let options = BasicNackOptions {
-                    multiple: false,
-                    requeue,
-                };
-                settled(inner.acker.nack(options).await, "basic.nack")
+            DeliveryInner::Lapin(inner, acks) => {
+                acks.nack(inner.delivery_tag, requeue, false).await
             }
             DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
         }
@@ -288,10 +294,7 @@ impl Delivery {
     /// Rejects it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner) => settled(
-                inner.acker.reject(BasicRejectOptions { requeue }).await,
-                "basic.reject",
-            ),
+            DeliveryInner::Lapin(inner, acks) => acks.nack(inner.delivery_tag, requeue, true).await,
             DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
         }
     }
@@ -318,11 +321,11 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
-/// Lapin answers `Ok(false)` when the ack could not be sent (channel gone, or already settled).
-fn settled(result: lapin::Result<bool>, during: &'static str) -> Result<(), AmqpError> {
-    match result {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(AmqpError::AckUnusable),
-        Err(error) => Err(AmqpError::amqp(during)(error)),
+/// Tells the ack flusher its consumer is gone (closed or dropped), so it can end.
+struct AckHandle(Arc<Acks>);
+
+impl Drop for AckHandle {
+    fn drop(&mut self) {
+        self.0.consumer_dropped();
     }
 }

@@ -8,6 +8,7 @@
 //! worker run unchanged on either. The types dispatch over the two adapters rather than being
 //! generic over a trait, so no caller grows a type parameter.
 
+mod ack;
 mod confirm;
 mod connect;
 mod consume;
