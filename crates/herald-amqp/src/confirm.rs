@@ -35,7 +35,7 @@ pub(crate) struct Pending {
     pub(crate) id: u64,
     pub(crate) exchange: String,
     pub(crate) routing_key: String,
-    pub(crate) confirm: PublisherConfirm,
+    pub(crate) confirm: Confirm,
     pub(crate) reply: oneshot::Sender<Result<(), AmqpError>>,
     pub(crate) permit: OwnedSemaphorePermit,
 }
@@ -48,6 +48,33 @@ pub(crate) struct Unobserved {
 }
 
 type Fence = Pin<Box<dyn Future<Output = lapin::Result<()>> + Send>>;
+
+/// lapin's `basic_publish` after its first poll: the frames are queued and the confirm numbered,
+/// the write is still to come.
+pub(crate) type Writing = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>;
+
+/// A message's confirm, through its two stages: written to the socket, then confirmed.
+pub(crate) enum Confirm {
+    Writing(Writing),
+    Waiting(PublisherConfirm),
+}
+
+impl Future for Confirm {
+    type Output = lapin::Result<Confirmation>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match &mut *self {
+                Self::Writing(writing) => match writing.as_mut().poll(cx) {
+                    Poll::Ready(Ok(confirm)) => *self = Self::Waiting(confirm),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Self::Waiting(confirm) => return Pin::new(confirm).poll(cx),
+            }
+        }
+    }
+}
 
 enum Seen {
     Acked,

@@ -1,11 +1,13 @@
 //! `Publisher`: persistent, mandatory, confirmed publishing on a channel of its own. `publish`
-//! returns once the message is written, with a `PendingConfirm` to await later, so callers keep
-//! up to `confirm_window` confirms in flight; `flush` waits for all of them. Matching confirms to
+//! returns once the message's frames are queued in lapin (not written: the confirm driver awaits
+//! the write), with a `PendingConfirm` to await later, so callers keep up to `confirm_window`
+//! messages in flight; `flush` waits for all of them. Matching confirms to
 //! messages is `confirm.rs`; what to publish (jobs, results, retries) is the callers' business.
 //! On an embedded connection the same calls route the message at once (`embedded/publisher.rs`)
 //! and the confirm is already settled.
 
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use lapin::{
     BasicProperties,
@@ -19,7 +21,7 @@ use tokio::{
 
 use crate::{
     AmqpError, Connection, Headers,
-    confirm::{Driver, PUBLISH_ID_HEADER, Pending, Unobserved},
+    confirm::{Confirm, Driver, PUBLISH_ID_HEADER, Pending, Unobserved, Writing},
     connect::Backend,
     embedded::EmbeddedPublisher,
     topology::short_string,
@@ -82,9 +84,9 @@ impl Publisher {
         Ok(Self { inner })
     }
 
-    /// Publishes one persistent JSON message with `mandatory` set and returns as soon as it is
-    /// written, without waiting for the broker's confirm. Waits while the confirm window is full.
-    /// Cancelling this future mid-write leaves that message's outcome unknown.
+    /// Publishes one persistent JSON message with `mandatory` set and returns as soon as its
+    /// frames are queued, without waiting for the socket write or the broker's confirm (a failed
+    /// write is that message's outcome). Waits while the confirm window is full.
     pub async fn publish(
         &self,
         exchange: &str,
@@ -214,11 +216,22 @@ impl LapinPublisher {
             mandatory: true,
             immediate: false,
         };
-        let confirm = self
-            .channel
-            .basic_publish(exchange_name, key, options, body, properties)
-            .await
-            .map_err(AmqpError::amqp("basic.publish"))?;
+        let (channel, body) = (self.channel.clone(), body.to_vec());
+        let mut writing: Writing = Box::pin(async move {
+            channel
+                .basic_publish(exchange_name, key, options, &body, properties)
+                .await
+        });
+        // lapin numbers the confirm and queues the frames before its first await; only the
+        // socket write is left. Polling once here (under the lock, so numbers and frames keep
+        // one order) and leaving the write to the driver means a caller does not wait for
+        // lapin's I/O thread after every message: the frames of many messages go out together.
+        let first = std::future::poll_fn(|cx| Poll::Ready(writing.as_mut().poll(cx))).await;
+        let confirm = match first {
+            Poll::Ready(Ok(confirm)) => Confirm::Waiting(confirm),
+            Poll::Ready(Err(error)) => return Err(AmqpError::amqp("basic.publish")(error)),
+            Poll::Pending => Confirm::Writing(writing),
+        };
         // Still under the lock, so the driver receives messages in id order.
         let pending = Pending {
             id,
