@@ -13,7 +13,8 @@
 //!    the worker's own mean call time (from its metrics) shows by how much.
 //! 3. Peak RSS of the worker in run 2, with prefetch 1,000; the aim is under 64 MB.
 //!
-//! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000).
+//! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000),
+//! `BENCH_ROUNDS` how many times each configuration runs (default 3; medians are reported).
 #![allow(clippy::print_stdout)] // The report is the output.
 
 use std::process::{Child, Command, Stdio};
@@ -73,8 +74,6 @@ fn main() {
             }
         }
     };
-    let bare_plain = runtime.block_on(measure(jobs, 0, bare(false, 64, 256)));
-    let bare_results = runtime.block_on(measure(jobs, 0, bare(true, 64, 256)));
     let worker = |concurrency: &'static str, prefetch: &'static str| {
         let herald = herald.clone();
         move |prefix: &str, sim: &str| {
@@ -98,56 +97,96 @@ fn main() {
             }
         }
     };
-    let fast = runtime.block_on(measure(jobs, 0, worker("64", "256")));
-    let slow = runtime.block_on(measure(jobs, 50, worker("200", "1000")));
-    let bare_slow = runtime.block_on(measure(jobs, 50, bare(true, 200, 1000)));
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    // Every configuration once per round, rounds back to back: a slow minute of the machine
+    // weighs on all of them, and the median of each ratio is reported.
+    let mut runs: [Vec<Run>; 5] = Default::default();
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        runs[0].push(runtime.block_on(measure(jobs, 0, bare(false, 64, 256))));
+        runs[1].push(runtime.block_on(measure(jobs, 0, bare(true, 64, 256))));
+        runs[2].push(runtime.block_on(measure(jobs, 0, worker("64", "256"))));
+        runs[3].push(runtime.block_on(measure(jobs, 50, worker("200", "1000"))));
+        runs[4].push(runtime.block_on(measure(jobs, 50, bare(true, 200, 1000))));
+    }
+    let [bare_plain, bare_results, fast, slow, bare_slow] = &runs;
 
-    println!("jobs per run: {jobs}; 2 cores shared by RabbitMQ, the simulator and the worker");
     println!(
-        "{:<62} {:>8} {:>11} {:>11} {:>8} {:>8}",
-        "", "jobs/s", "CPU ms/job", "broker ms", "peak MB", "call ms"
+        "jobs per run: {jobs}; {rounds} rounds; 2 cores shared by RabbitMQ, the simulator and the \
+         worker; medians, with the range of jobs/s"
     );
-    let row = |name: &str, run: &Run| {
-        let call = run.call_ms.map_or("-".to_owned(), |ms| format!("{ms:.1}"));
+    println!(
+        "{:<56} {:>8} {:>13} {:>10} {:>9} {:>7} {:>7}",
+        "", "jobs/s", "range", "CPU ms/job", "broker ms", "peak MB", "call ms"
+    );
+    let row = |name: &str, runs: &[Run]| {
+        let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+        let (low, high) = rates
+            .iter()
+            .fold((f64::MAX, 0.0_f64), |(l, h), r| (l.min(*r), h.max(*r)));
+        let call = if runs.iter().any(|r| r.call_ms.is_some()) {
+            format!("{:.1}", median(runs.iter().filter_map(|r| r.call_ms)))
+        } else {
+            "-".to_owned()
+        };
         println!(
-            "{name:<62} {:>8.0} {:>11.3} {:>11.3} {:>8.1} {call:>8}",
-            run.rate, run.cpu_ms_per_job, run.broker_ms_per_job, run.peak_mb
+            "{name:<56} {:>8.0} {:>13} {:>10.3} {:>9.3} {:>7.1} {call:>7}",
+            median(rates.iter().copied()),
+            format!("{low:.0}-{high:.0}"),
+            median(runs.iter().map(|r| r.cpu_ms_per_job)),
+            median(runs.iter().map(|r| r.broker_ms_per_job)),
+            runs.iter().map(|r| r.peak_mb).fold(0.0, f64::max),
         );
     };
     row(
-        "bare lapin consume + POST + ack (baseline), 0 ms",
-        &bare_plain,
+        "bare consume + POST + ack (issue's baseline), 0 ms",
+        bare_plain,
     );
-    row(
-        "bare + result published with a confirm before the ack, 0 ms",
-        &bare_results,
-    );
-    row("herald worker, 0 ms, concurrency 64, prefetch 256", &fast);
-    row(
-        "herald worker, 50 ms, concurrency 200, prefetch 1000",
-        &slow,
-    );
+    row("bare + result confirmed before the ack, 0 ms", bare_results);
+    row("herald worker, 0 ms, concurrency 64, prefetch 256", fast);
+    row("herald worker, 50 ms, concurrency 200, prefetch 1000", slow);
     row(
         "bare + result, 50 ms, concurrency 200, prefetch 1000",
-        &bare_slow,
+        bare_slow,
     );
+    let ratio = |a: &[Run], b: &[Run]| median(a.iter().zip(b).map(|(a, b)| a.rate / b.rate));
+    let ideal = |a: &[Run]| median(a.iter().map(|a| a.rate / 4000.0));
     println!(
         "ratio herald/baseline at 0 ms: {:.2} (to the baseline with results: {:.2})",
-        fast.rate / bare_plain.rate,
-        fast.rate / bare_results.rate
+        ratio(fast, bare_plain),
+        ratio(fast, bare_results)
     );
     println!(
         "ratio to concurrency/latency (4000/s) at 50 ms: {:.2} (the bare loop with results: {:.2}; \
          herald/bare: {:.2})",
-        slow.rate / 4000.0,
-        bare_slow.rate / 4000.0,
-        slow.rate / bare_slow.rate
+        ideal(slow),
+        ideal(bare_slow),
+        ratio(slow, bare_slow)
     );
-    if let Some(call_ms) = slow.call_ms {
-        println!(
-            "at 50 ms the worker's mean Graph call took {call_ms:.1} ms: concurrency / that = {:.0}/s",
-            200.0 / (call_ms / 1000.0)
-        );
+    let call_ms = median(slow.iter().filter_map(|r| r.call_ms));
+    println!(
+        "at 50 ms the worker's median mean Graph call took {call_ms:.1} ms: concurrency / that = \
+         {:.0}/s",
+        200.0 / (call_ms / 1000.0)
+    );
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
     }
 }
 
