@@ -81,7 +81,11 @@ pub fn router(
         broker: settings.broker.clone(),
         runs,
         max_import_bytes: settings.max_import_bytes,
-    });
+    })
+    .route_layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        count_api_request,
+    ));
     webhook::router(settings.webhook.clone(), events, metrics.clone())
         .merge(api)
         .merge(herald_telemetry::ops_router(metrics, health))
@@ -92,6 +96,23 @@ pub fn router(
             )
                 .into_response()
         })
+}
+
+/// Counts an admin API request in `herald_api_requests_total` by route template and status, so
+/// the label set stays closed (a run id never becomes a label).
+async fn count_api_request(
+    axum::extract::State(metrics): axum::extract::State<Metrics>,
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics
+        .api_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
 }
 
 /// Every route `herald serve` answers, as `(method, path)`: the admin API's (`api::routes`,

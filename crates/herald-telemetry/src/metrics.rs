@@ -66,6 +66,9 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     /// Publishing one verified webhook body to herald.events, up to the broker's confirm.
     pub webhook_publish_duration: Histogram,
+    /// Admin API requests by `route` (the route's template, e.g. `/campaigns/runs/{run_id}`)
+    /// and `status` (the HTTP status code, refusals by the token check included).
+    pub api_requests: IntCounterVec,
     /// Webhook events the ingest read, by `kind` (message, delivery, read, opt_out, echo, ...)
     /// and `outcome` (applied, duplicate, ignored).
     pub ingest_events: IntCounterVec,
@@ -235,6 +238,11 @@ impl Metrics {
                 &["outcome"],
             ),
             webhook_publish_duration,
+            api_requests: counter_vec(
+                "herald_api_requests_total",
+                "Admin API requests, by route template and HTTP status.",
+                &["route", "status"],
+            ),
             ingest_events: counter_vec(
                 "herald_ingest_events_total",
                 "Webhook events read by the ingest, by kind and outcome.",
@@ -321,6 +329,10 @@ mod tests {
             .with_label_values(&["accepted"])
             .inc();
         metrics.webhook_publish_duration.observe(0.002);
+        metrics
+            .api_requests
+            .with_label_values(&["/campaigns/runs/{run_id}", "200"])
+            .inc();
         metrics
             .ingest_events
             .with_label_values(&["message", "applied"])

@@ -1,5 +1,6 @@
 //! The admin API of `herald serve`, served in-process (`server_api_rig.rs`): the bearer token
 //! (401 without it or when wrong, 503 when none is configured while the webhook still works),
+//! every call counted in `herald_api_requests_total` by route template and status,
 //! and a run started over the API whose status the API and `herald campaign status --json`
 //! report alike. Users are `server_api_users.rs`, control and dead letters
 //! `server_api_control.rs`, the OpenAPI document `server_api_openapi.rs`, the `herald serve`
@@ -72,6 +73,31 @@ async fn an_api_call_without_the_token_or_with_a_wrong_one_is_401() {
     let unknown = server.send("GET", "/nope", Auth::Nothing, None).await;
     assert_eq!(unknown.status, 404);
     assert!(unknown.json["error"].is_string(), "{}", unknown.text);
+    // Every API call is counted by route template and status, refusals included; the run id in
+    // the path never becomes a label.
+    let scraped = server
+        .send("GET", "/metrics", Auth::Nothing, None)
+        .await
+        .text;
+    let counted = |route: &str, status: u16| {
+        let prefix = format!("herald_api_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+        scraped
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+    };
+    assert_eq!(counted("/dead", 401), Some(5), "{scraped}");
+    assert_eq!(
+        counted("/campaigns/runs/{run_id}", 401),
+        Some(5),
+        "{scraped}"
+    );
+    assert_eq!(counted("/users/import", 401), Some(1), "{scraped}");
+    assert_eq!(counted("/dead", 200), Some(2), "{scraped}");
+    assert_eq!(counted("/openapi.json", 200), Some(1), "{scraped}");
+    assert!(
+        !scraped.contains("r1"),
+        "a run id in the metrics: {scraped}"
+    );
     server.stop().await;
 }
 
