@@ -1,6 +1,8 @@
 //! The confirm driver: one task per `Publisher` that turns lapin's publisher confirms into one
-//! exact outcome per message (ok, `Returned`, `Nacked`, or the channel's error). It does not
-//! publish and does not bound the window; `publish.rs` does both.
+//! exact outcome per message (ok, `Returned`, `Nacked`, or the channel's error). It also awaits
+//! each message's socket write (`Confirm::Writing`), which `publish.rs` leaves to it so callers
+//! need not wait for lapin's I/O thread. It does not publish and does not bound the window;
+//! `publish.rs` does both.
 //!
 //! Why a driver and not lapin's `Confirmation` as is: lapin attaches a returned (unroutable)
 //! message to whichever confirm completes first after the `basic.return` arrives. When the broker

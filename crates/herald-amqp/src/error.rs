@@ -145,8 +145,8 @@ pub enum AmqpError {
     #[error("the publisher is closed; its outcome is unknown, publish again on a new publisher")]
     PublisherClosed,
 
-    /// An ack/nack/reject could not be sent: its channel is gone (the broker will redeliver) or the
-    /// delivery was already settled.
+    /// An ack/nack/reject could not be sent: its channel is gone (the broker will redeliver), its
+    /// consumer's ack queue has stopped, or the delivery was already settled.
     #[error(
         "the delivery could not be settled: its channel is closed (the broker redelivers it) or it \
          was already acked"
