@@ -42,7 +42,9 @@ enum Inner {
 
 /// A publisher on a RabbitMQ channel in confirm mode.
 struct LapinPublisher {
-    channel: lapin::Channel,
+    /// In an `Arc` because every publish moves a handle into its write future: one atomic
+    /// increment, where cloning lapin's `Channel` copies a dozen shared handles.
+    channel: Arc<lapin::Channel>,
     window: Arc<Semaphore>,
     window_size: u32,
     /// Serialises `basic.publish`: lapin numbers a confirm before it queues the frames, so two
@@ -178,7 +180,7 @@ impl LapinPublisher {
         let unobserved = Arc::new(Mutex::new(Unobserved::default()));
         let driver = Driver::new(channel.clone(), receiver, unobserved.clone());
         Ok(Self {
-            channel,
+            channel: Arc::new(channel),
             window: Arc::new(Semaphore::new(window_size as usize)),
             window_size,
             next_id: tokio::sync::Mutex::new(1),
