@@ -1,31 +1,50 @@
 //! The loop the ingest and results consumers share: connect, declare the topology, consume one
-//! queue with manual acks, and settle each delivery (a few at once): ack after the store commit
-//! (and after any control message it produced is confirmed), dead-letter poison byte for byte
-//! with `x-herald-reason`, and on a store failure keep the delivery unacked, back off and try it
-//! again, for as long as it takes. A lost connection is re-opened; only a broker failure that
-//! reconnecting cannot fix (refused login, topology mismatch) ends the loop. What a delivery
-//! means is the `Handler`'s business (`ingest.rs`, `results.rs`).
+//! queue with manual acks, and store what the deliveries say in batches. A lost connection is
+//! re-opened; only a broker failure that reconnecting cannot fix (refused login, topology
+//! mismatch) ends the loop. What a delivery means is the `Handler`'s business (`ingest.rs`,
+//! `results.rs`); the lanes that batch its writes are `lane.rs`.
+//!
+//! The flow of one delivery:
+//! - `Handler::read` turns its bytes into items (a result, the events of a webhook body), or
+//!   says why it is poison: then it is dead-lettered byte for byte with `x-herald-reason` and
+//!   acked.
+//! - Each item goes to the lane its `Handler::lane_key` picks. A lane writes what is queued in it
+//!   as one store transaction (up to `BATCH_MAX` items), so items with the same key are written
+//!   in the order their deliveries arrived, and different keys proceed in parallel.
+//! - When every item of a delivery is committed (and any control message the items produced is
+//!   confirmed by the broker), the delivery is acked. Acks of a batch go out together, and the
+//!   broker port coalesces them into `multiple` acks.
+//! - A store failure keeps the whole batch unacked; the lane backs off and writes it again, for
+//!   as long as it takes. A failure that can never succeed (the database refuses the data) is
+//!   narrowed down by writing the batch's items one by one: the refused item's delivery is
+//!   dead-lettered with the reason, the others are stored.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use herald_amqp::{AmqpError, AmqpSettings, Consumer, Delivery, Headers, Publisher, Topology};
 use herald_core::ControlMessage;
-use herald_store::StoreError;
+use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-/// First pause after a store failure; it doubles up to `STORE_BACKOFF_MAX`.
-const STORE_BACKOFF_MIN: Duration = Duration::from_millis(200);
-const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+use crate::lane::{Entry, Lane};
+
 /// First pause before reconnecting; doubles up to `RECONNECT_MAX`.
 const RECONNECT_MIN: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// A session that lasted this long resets the reconnect pause.
 const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+/// Deliveries the broker may hand this consumer before it acks any: enough to fill every lane's
+/// next batch while the current one commits.
+const PREFETCH: u16 = 2_000;
 
 /// Why a consumer stopped without being asked to. Carries no secret (broker errors never hold
 /// the URL).
@@ -42,38 +61,89 @@ pub enum ConsumeError {
     },
 }
 
-/// What to do with one delivery.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Applied: publish these control messages (confirmed), then ack.
-    Done(Vec<ControlMessage>),
-    /// Not something this consumer can read: dead-letter it with this reason, then ack.
-    Poison(String),
-    /// The store failed: keep it unacked, back off, handle it again.
-    Retry(StoreError),
-}
-
-/// One consumer's meaning of a delivery.
-pub(crate) trait Handler: Send + Sync {
+/// One consumer's meaning of its deliveries.
+pub(crate) trait Handler: Send + Sync + 'static {
     /// `ingest` or `results`: the `consumer` metric label and log field.
     const NAME: &'static str;
 
-    /// Deliveries handled at once (each is one store transaction or a few; concurrent commits
-    /// are what makes PostgreSQL fast). Capped by the prefetch.
-    const CONCURRENCY: usize;
+    /// One unit of store work read from a delivery.
+    type Item: Send + Sync + 'static;
+
+    /// What a written batch reports once it is committed (e.g. counts for metrics).
+    type Report: Send;
 
     /// The queue it reads.
     fn queue(topology: &Topology) -> String;
 
-    /// Handles one delivery. `again` is true when it may have been handled before, partly or
-    /// fully (the broker redelivered it, or a store failure interrupted the previous try):
-    /// dedupe must then not skip work that the interrupted try may not have finished.
-    fn handle(
+    /// The store it writes to.
+    fn store(&self) -> &Store;
+
+    /// How many lanes write at once. SQLite has one writer, so more lanes would only queue on
+    /// its lock; PostgreSQL commits concurrent transactions in parallel.
+    fn lanes(&self) -> usize {
+        match self.store().backend() {
+            herald_store::Backend::Sqlite => 1,
+            herald_store::Backend::Postgres => 4,
+        }
+    }
+
+    /// Reads one delivery into the items it holds, in order; `Err` says why it is poison (the
+    /// reason names fields, never values).
+    fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Self::Item>, String>;
+
+    /// Items with the same key are written in delivery order, by one lane.
+    fn lane_key(item: &Self::Item) -> u64;
+
+    /// Writes `items` into `batch` (the caller commits it) and returns the control messages to
+    /// publish before the deliveries are acked. An item's `again` is true when it may have been
+    /// written before (its delivery was redelivered, or an earlier try of this batch failed):
+    /// dedupe must then not skip work an interrupted try may not have finished.
+    fn write(
         &self,
-        body: &[u8],
-        headers: &Headers,
-        again: bool,
-    ) -> impl Future<Output = Outcome> + Send;
+        batch: &mut Batch,
+        items: &[Entry<Self::Item>],
+    ) -> impl Future<Output = Result<(Vec<ControlMessage>, Self::Report), StoreError>> + Send;
+
+    /// Called once the batch that produced `report` is committed.
+    fn committed(&self, report: Self::Report);
+}
+
+/// A delivery whose items are in lanes: acked when the last of them is written.
+pub(crate) struct Pending {
+    delivery: Delivery,
+    remaining: AtomicUsize,
+    poison: std::sync::Mutex<Option<String>>,
+}
+
+impl Pending {
+    fn new(delivery: Delivery, items: usize, poison: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            delivery,
+            remaining: AtomicUsize::new(items),
+            poison: std::sync::Mutex::new(poison),
+        })
+    }
+
+    /// Whether the broker may have handed this delivery out before.
+    pub(crate) fn redelivered(&self) -> bool {
+        self.delivery.redelivered()
+    }
+
+    /// Marks the delivery poison: when its last item is done it is dead-lettered, not stored.
+    pub(crate) fn poison(&self, reason: String) {
+        if let Ok(mut poison) = self.poison.lock() {
+            poison.get_or_insert(reason);
+        }
+    }
+
+    /// One item is done; true when it was the last.
+    pub(crate) fn item_done(&self) -> bool {
+        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    fn poison_reason(&self) -> Option<String> {
+        self.poison.lock().ok().and_then(|poison| poison.clone())
+    }
 }
 
 /// Runs `handler` on its queue until `shutdown` (then `Ok`), reconnecting when the connection
@@ -86,7 +156,7 @@ pub(crate) async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
     let session = Session {
-        handler: &handler,
+        handler: Arc::new(handler),
         amqp: &amqp,
         topology: &topology,
         metrics: &metrics,
@@ -131,10 +201,13 @@ enum Ended {
     /// The broker cancelled the consumer (its queue was deleted); the next session re-declares it.
     #[error("the broker cancelled the consumer (was the queue deleted?)")]
     Cancelled,
+    /// A lane task panicked: a bug, logged; the session starts over.
+    #[error("a store lane failed: {0}")]
+    Lane(String),
 }
 
 struct Session<'a, H> {
-    handler: &'a H,
+    handler: Arc<H>,
     amqp: &'a AmqpSettings,
     topology: &'a Topology,
     metrics: &'a Metrics,
@@ -157,101 +230,132 @@ impl<H: Handler> Session<'_, H> {
 
     async fn consume(&self, connection: &herald_amqp::Connection) -> Result<(), Ended> {
         self.topology.declare(connection).await?;
-        let publisher = Publisher::open(connection, self.amqp.confirm_window).await?;
+        let publisher = Arc::new(Publisher::open(connection, self.amqp.confirm_window).await?);
         let queue = H::queue(self.topology);
-        let mut consumer = Consumer::start(connection, &queue, self.amqp.prefetch).await?;
+        let prefetch = PREFETCH.max(self.amqp.prefetch);
+        let mut consumer = Consumer::start(connection, &queue, prefetch).await?;
         self.metrics
             .consumer_connected
             .with_label_values(&[H::NAME])
             .set(1);
-        info!(consumer = H::NAME, queue = %queue, "Consuming.");
-        // Up to `H::CONCURRENCY` deliveries are settled at once, each acked on its own.
-        let mut in_flight = FuturesUnordered::new();
+        info!(consumer = H::NAME, queue = %queue, lanes = self.handler.lanes(), "Consuming.");
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Arc<Pending>>();
+        let mut lanes = Vec::new();
+        let mut lane_tasks = JoinSet::new();
+        for _ in 0..self.handler.lanes().max(1) {
+            let (tx, lane) = Lane::new(
+                self.handler.clone(),
+                publisher.clone(),
+                self.topology.control_exchange(),
+                self.metrics.clone(),
+                done_tx.clone(),
+                self.shutdown.clone(),
+            );
+            lanes.push(tx);
+            lane_tasks.spawn(lane.run());
+        }
+        drop(done_tx);
+        // Acks and dead letters under way.
+        let mut settling = FuturesUnordered::new();
         let ended = loop {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break Ok(()),
-                Some(settled) = in_flight.next(), if !in_flight.is_empty() => {
+                Some(lane) = lane_tasks.join_next() => break Err(lane_ended(lane)),
+                Some(pending) = done_rx.recv() => settling.push(self.settle(&publisher, pending)),
+                Some(settled) = settling.next(), if !settling.is_empty() => {
                     if let Err(error) = settled {
                         break Err(Ended::from(error));
                     }
                 }
-                next = consumer.next(), if in_flight.len() < H::CONCURRENCY => match next {
-                    Some(Ok(delivery)) => in_flight.push(self.settle(&publisher, delivery)),
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        if let Some(pending) = self.dispatch(&lanes, delivery) {
+                            settling.push(self.settle(&publisher, pending));
+                        }
+                    }
                     Some(Err(error)) => break Err(error.into()),
                     None => break Err(Ended::Cancelled),
                 },
             }
         };
         if ended.is_ok() {
-            // Store writes under way finish and are acked; one backing off gives up unacked.
+            // Writes under way finish and are acked; a lane backing off gives up unacked.
             let _ = consumer.stop().await;
-            while let Some(settled) = in_flight.next().await {
+            drop(lanes);
+            while let Some(lane) = lane_tasks.join_next().await {
+                if let Ok(Err(error)) = lane {
+                    warn!(consumer = H::NAME, error = %error,
+                        "A batch could not be settled at shutdown; the broker redelivers it.");
+                }
+            }
+            while let Some(pending) = done_rx.recv().await {
+                settling.push(self.settle(&publisher, pending));
+            }
+            while let Some(settled) = settling.next().await {
                 if let Err(error) = settled {
                     warn!(consumer = H::NAME, error = %error,
                         "A message could not be settled at shutdown; the broker redelivers it.");
                 }
             }
-            drop(in_flight);
+            drop(settling);
             let _ = consumer.close().await;
-            let _ = publisher.close().await;
+            // Every lane is gone, so this is the last handle.
+            if let Ok(publisher) = Arc::try_unwrap(publisher) {
+                let _ = publisher.close().await;
+            }
             info!(consumer = H::NAME, "Consumer stopped.");
         }
         ended
     }
 
-    /// Handles one delivery to its ack. Returns `Ok` without acking when shutdown interrupts a
-    /// store back-off: the broker redelivers it to the next consumer.
-    async fn settle(&self, publisher: &Publisher, delivery: Delivery) -> Result<(), AmqpError> {
-        let headers = delivery.headers();
-        let mut backoff = STORE_BACKOFF_MIN;
-        let mut tries = 0_u32;
-        loop {
-            let again = delivery.redelivered() || tries > 0;
-            match self.handler.handle(delivery.body(), &headers, again).await {
-                Outcome::Done(control) => {
-                    for message in &control {
-                        let exchange = self.topology.control_exchange();
-                        let headers = Headers::new();
-                        publisher
-                            .publish(&exchange, "", &message.to_vec(), headers)
-                            .await?
-                            .await?;
-                    }
-                    delivery.ack().await?;
-                    self.count("processed");
-                    return Ok(());
-                }
-                Outcome::Poison(reason) => {
-                    warn!(consumer = H::NAME, reason = %reason, body_bytes = delivery.body().len(),
-                        "Poison message; dead-lettering it byte for byte.");
-                    let headers = headers.clone().with_reason(&reason);
-                    let exchange = self.topology.dead_exchange();
-                    publisher
-                        .publish(&exchange, "", delivery.body(), headers)
-                        .await?
-                        .await?;
-                    delivery.ack().await?;
-                    self.count("poison");
-                    return Ok(());
-                }
-                Outcome::Retry(failure) => {
-                    tries += 1;
-                    self.metrics
-                        .consumer_store_errors
-                        .with_label_values(&[H::NAME])
-                        .inc();
-                    error!(consumer = H::NAME, error = %failure, cause = %causes(&failure), tries,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "Store failed; the message stays unacked and is tried again.");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.shutdown.cancelled() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(STORE_BACKOFF_MAX);
-                }
+    /// Reads a delivery and queues its items in their lanes. Returns it when it can be settled
+    /// at once (poison, or nothing to store).
+    fn dispatch(
+        &self,
+        lanes: &[mpsc::UnboundedSender<Entry<H::Item>>],
+        delivery: Delivery,
+    ) -> Option<Arc<Pending>> {
+        let items = match self.handler.read(delivery.body(), &delivery.headers()) {
+            Ok(items) => items,
+            Err(reason) => return Some(Pending::new(delivery, 0, Some(reason))),
+        };
+        if items.is_empty() {
+            return Some(Pending::new(delivery, 0, None));
+        }
+        let pending = Pending::new(delivery, items.len(), None);
+        let again = pending.redelivered();
+        for item in items {
+            let lane = (H::lane_key(&item) % lanes.len() as u64) as usize;
+            // A lane only ends with the session, which then drops this delivery unacked.
+            let _ = lanes[lane].send(Entry::new(item, again, pending.clone()));
+        }
+        None
+    }
+
+    /// Acks a delivery whose items are all stored, or dead-letters it (then acks) when it is
+    /// poison.
+    async fn settle(&self, publisher: &Publisher, pending: Arc<Pending>) -> Result<(), AmqpError> {
+        let delivery = &pending.delivery;
+        match pending.poison_reason() {
+            None => {
+                delivery.ack().await?;
+                self.count("processed");
+            }
+            Some(reason) => {
+                warn!(consumer = H::NAME, reason = %reason, body_bytes = delivery.body().len(),
+                    "Poison message; dead-lettering it byte for byte.");
+                let headers = delivery.headers().with_reason(&reason);
+                let exchange = self.topology.dead_exchange();
+                publisher
+                    .publish(&exchange, "", delivery.body(), headers)
+                    .await?
+                    .await?;
+                delivery.ack().await?;
+                self.count("poison");
             }
         }
+        Ok(())
     }
 
     fn count(&self, outcome: &str) {
@@ -262,8 +366,20 @@ impl<H: Handler> Session<'_, H> {
     }
 }
 
+/// Why a lane task ended while the session was running.
+fn lane_ended(ended: Result<Result<(), AmqpError>, tokio::task::JoinError>) -> Ended {
+    match ended {
+        Ok(Ok(())) => Ended::Lane("a lane stopped early".to_owned()),
+        Ok(Err(error)) => Ended::Broker(error),
+        Err(panic) => {
+            error!(error = %panic, "A store lane panicked; restarting the consumer.");
+            Ended::Lane(panic.to_string())
+        }
+    }
+}
+
 /// The error's sources, joined: sqlx's own explanation lives there.
-fn causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     let mut text = String::new();
     let mut next = error.source();
     while let Some(cause) = next {

@@ -1,7 +1,10 @@
 //! The ingest: consumes `<prefix>.events.ingest` (verified webhook bodies, one per POST, as the
 //! webhook published them) and applies every event to the store, acking each body after the
-//! store committed it. A body that is not a page webhook goes to `<prefix>.dead` byte for byte
-//! with the reason; a store failure keeps the body unacked and retries it (`consume.rs`).
+//! store committed all of its events. Events are written in batches by lanes keyed by the
+//! (page, PSID) they are about (`Event::order_key`), so one person's events keep Meta's order
+//! while different people's are written concurrently (`consume.rs`). A body that is not a page
+//! webhook goes to `<prefix>.dead` byte for byte with the reason; a store failure keeps the
+//! bodies unacked and retries them.
 //! Dedupe keys older than `SEEN_RETENTION` are pruned every `PRUNE_EVERY`.
 //! Reading events is `parse.rs`, what they mean `event.rs`, applying them `apply.rs`.
 
@@ -12,15 +15,20 @@ mod parse;
 use std::time::Duration;
 
 use herald_amqp::{AMQPValue, AmqpSettings, Headers, Topology};
-use herald_store::Store;
+use herald_core::ControlMessage;
+use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler, Outcome};
+use crate::consume::{self, Handler};
+use crate::lane::Entry;
 use crate::webhook::RECEIVED_AT_HEADER;
+
+use apply::Applied;
+use event::Event;
 
 /// How long dedupe keys are kept: Meta stops retrying a webhook within hours (reference §5.5
 /// reports 8 hours before it disables the webhook, 36 h for other Graph webhooks).
@@ -71,30 +79,54 @@ struct Ingest {
 
 impl Handler for Ingest {
     const NAME: &'static str = "ingest";
-    /// One body at a time, in queue order, which is the order Meta sent them in. Most writes
-    /// would not care (times only move forward, opt changes apply in event-time order, receipts
-    /// only mark), but two do: a later `ref` relinks the PSID, and a policy unblock must reach
-    /// the control log after the block it lifts.
-    const CONCURRENCY: usize = 1;
+    type Item = Event;
+    type Report = Vec<Applied>;
 
     fn queue(topology: &Topology) -> String {
         topology.events_ingest_queue()
     }
 
-    async fn handle(&self, body: &[u8], headers: &Headers, again: bool) -> Outcome {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Event>, String> {
         let received_at_ms = received_at_ms(headers).unwrap_or_else(now_ms);
-        let events = match parse::parse(body, received_at_ms) {
-            Ok(events) => events,
-            Err(reason) => return Outcome::Poison(reason),
-        };
+        parse::parse(body, received_at_ms)
+    }
+
+    fn lane_key(event: &Event) -> u64 {
+        event.order_key()
+    }
+
+    async fn write(
+        &self,
+        batch: &mut Batch,
+        items: &[Entry<Event>],
+    ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
         let mut control = Vec::new();
-        for event in &events {
-            match apply::apply(&self.store, &self.metrics, event, again).await {
-                Ok(message) => control.extend(message),
-                Err(error) => return Outcome::Retry(error),
+        let mut report = Vec::with_capacity(items.len());
+        for entry in items {
+            let mut applied = apply::apply(batch, &entry.item, entry.again).await?;
+            control.extend(applied.control.take());
+            report.push(applied);
+        }
+        Ok((control, report))
+    }
+
+    fn committed(&self, report: Vec<Applied>) {
+        for applied in report {
+            self.metrics
+                .ingest_events
+                .with_label_values(&[applied.kind, applied.outcome])
+                .inc();
+            if let Some(action) = applied.policy {
+                self.metrics
+                    .policy_enforcement
+                    .with_label_values(&[action])
+                    .inc();
             }
         }
-        Outcome::Done(control)
     }
 }
 

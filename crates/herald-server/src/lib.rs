@@ -6,6 +6,7 @@
 pub mod api;
 mod consume;
 pub mod ingest;
+mod lane;
 pub mod ops;
 pub mod results;
 pub mod serve;

@@ -1,22 +1,34 @@
 //! The results consumer: consumes `<prefix>.results.store` (every `DeliveryResult` the producer
-//! and the workers publish) and records each with `Store::record_result`, acking after the
-//! commit. Results are terminal and the store keeps the first per job, so a redelivered result
-//! changes nothing and is counted as a duplicate. Bytes that are not a `DeliveryResult` v1 go to
-//! `<prefix>.dead` with the reason; a store failure keeps the result unacked and retries it
-//! (`consume.rs`).
+//! and the workers publish) and records them with `Batch::record_results`, many per store
+//! transaction, acking after the commit (`consume.rs`). Results are terminal and the store
+//! keeps the first per job, so a redelivered result changes nothing and is counted as a
+//! duplicate. Bytes that are not a `DeliveryResult` v1 go to `<prefix>.dead` with the reason; a
+//! store failure keeps the results unacked and retries them.
+//!
+//! A result for a run the store has no record of is stored, and warned about once per run: it
+//! almost always means the run was started against another store (a `campaign send` whose
+//! `HERALD_DATABASE_URL` differs from serve's), and its `campaign status` would never move.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 
 use herald_amqp::{AmqpSettings, Headers, Topology};
-use herald_core::DeliveryResult;
-use herald_store::{Store, StoreError};
+use herald_core::{ControlMessage, DeliveryResult};
+use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::warn;
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler, Outcome};
+use crate::consume::{self, Handler};
+use crate::lane::Entry;
 
-/// Consumes `<prefix>.results.store` into the store (`record_result`) until `shutdown` is
-/// cancelled; reconnects. Returns an error only for a broker failure that reconnecting cannot fix.
+/// Run ids remembered as checked (known, or warned about) before the set starts over.
+const RUNS_REMEMBERED: usize = 10_000;
+
+/// Consumes `<prefix>.results.store` into the store until `shutdown` is cancelled; reconnects.
+/// Returns an error only for a broker failure that reconnecting cannot fix.
 pub async fn run_results(
     store: Store,
     amqp: AmqpSettings,
@@ -27,6 +39,7 @@ pub async fn run_results(
     let results = Results {
         store,
         metrics: metrics.clone(),
+        checked_runs: Mutex::new(HashSet::new()),
     };
     consume::run(results, amqp, topology, metrics, shutdown).await
 }
@@ -34,41 +47,119 @@ pub async fn run_results(
 struct Results {
     store: Store,
     metrics: Metrics,
+    /// Runs already looked up in the store (found, or warned about).
+    checked_runs: Mutex<HashSet<String>>,
+}
+
+/// What a committed batch of results did.
+pub(crate) struct Recorded {
+    /// Status of each result stored new.
+    new: Vec<&'static str>,
+    duplicates: u64,
 }
 
 impl Handler for Results {
     const NAME: &'static str = "results";
-    /// Results are independent (the first per job wins, atomically), so order does not matter.
-    const CONCURRENCY: usize = 8;
+    type Item = DeliveryResult;
+    type Report = Recorded;
 
     fn queue(topology: &Topology) -> String {
         topology.results_store_queue()
     }
 
-    async fn handle(&self, body: &[u8], _headers: &Headers, _again: bool) -> Outcome {
-        let result = match parse_result(body) {
-            Ok(result) => result,
-            Err(reason) => return Outcome::Poison(reason),
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn read(&self, body: &[u8], _headers: &Headers) -> Result<Vec<DeliveryResult>, String> {
+        parse_result(body).map(|result| vec![result])
+    }
+
+    /// Results are independent (the first per job wins, atomically); the key only keeps the
+    /// copies of one job in one lane.
+    fn lane_key(result: &DeliveryResult) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        result.job_id.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    async fn write(
+        &self,
+        batch: &mut Batch,
+        items: &[Entry<DeliveryResult>],
+    ) -> Result<(Vec<ControlMessage>, Recorded), StoreError> {
+        self.check_runs(batch, items).await?;
+        let results: Vec<(&DeliveryResult, Option<&str>)> =
+            items.iter().map(|entry| (&entry.item, None)).collect();
+        let new = batch.record_results(&results).await?;
+        let mut recorded = Recorded {
+            new: Vec::with_capacity(new.len()),
+            duplicates: 0,
         };
-        match self.store.record_result(&result, None).await {
-            Ok(true) => {
-                self.metrics
-                    .results_recorded
-                    .with_label_values(&[result.status.as_str()])
-                    .inc();
-                Outcome::Done(Vec::new())
+        for (entry, new) in items.iter().zip(new) {
+            if new {
+                recorded.new.push(entry.item.status.as_str());
+            } else {
+                recorded.duplicates += 1;
             }
-            Ok(false) => {
-                debug!(job_id = %result.job_id, "Result already recorded; ignored.");
-                self.metrics.results_duplicates.inc();
-                Outcome::Done(Vec::new())
-            }
-            // The store refuses this result itself: trying again would never succeed.
-            Err(StoreError::Invalid { what, reason }) => Outcome::Poison(format!(
-                "the store refuses the result: invalid {what}: {reason}"
-            )),
-            Err(error) => Outcome::Retry(error),
         }
+        Ok((Vec::new(), recorded))
+    }
+
+    fn committed(&self, recorded: Recorded) {
+        for status in recorded.new {
+            self.metrics
+                .results_recorded
+                .with_label_values(&[status])
+                .inc();
+        }
+        self.metrics.results_duplicates.inc_by(recorded.duplicates);
+    }
+}
+
+impl Results {
+    /// Warns (once per run and process) about results for runs the store does not know.
+    async fn check_runs(
+        &self,
+        batch: &mut Batch,
+        items: &[Entry<DeliveryResult>],
+    ) -> Result<(), StoreError> {
+        let unchecked: Vec<&str> = {
+            let checked = self
+                .checked_runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut unchecked: Vec<&str> = items
+                .iter()
+                .map(|entry| entry.item.run_id.as_str())
+                .filter(|run_id| !checked.contains(*run_id))
+                .collect();
+            unchecked.sort_unstable();
+            unchecked.dedup();
+            unchecked
+        };
+        if unchecked.is_empty() {
+            return Ok(());
+        }
+        let known = batch.known_runs(&unchecked).await?;
+        for run_id in &unchecked {
+            if !known.contains(*run_id) {
+                self.metrics.results_unknown_run.inc();
+                warn!(run_id = %run_id,
+                    "Results arrive for a run this store has no record of: they are stored, but \
+                     the run was probably started against another store, so `campaign status` \
+                     there never moves. Point the sender's HERALD_DATABASE_URL at this store.");
+            }
+        }
+        let mut checked = self
+            .checked_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if checked.len() + unchecked.len() > RUNS_REMEMBERED {
+            checked.clear();
+        }
+        checked.extend(unchecked.into_iter().map(str::to_owned));
+        Ok(())
     }
 }
 

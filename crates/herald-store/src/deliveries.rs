@@ -17,10 +17,10 @@ use herald_core::{DeliveryResult, ResultStatus};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::backend::with_pool;
+use crate::batch::with_tx;
 use crate::error::query;
 use crate::stamp::to_ms;
-use crate::{Store, StoreError};
+use crate::{Batch, Store, StoreError};
 
 mod recent;
 mod status;
@@ -34,19 +34,29 @@ const SLACK_MS: i64 = 5_000;
 
 /// The PSID of a result without one, as the producer chose it from the store: the identity
 /// linked to the user on the page, else the user's `messenger_id`, else the anonymous identity.
+/// Rows come in `v`, a `VALUES` list; the first result per job wins (`DO NOTHING`).
 const INSERT_SQL: &str = "\
+WITH v (job_id, run_id, campaign_id, external_id, page_id, psid, status, message_id, \
+   error_code, error_subcode, error_class, error_message, error_fbtrace_id, \
+   attempts, finished_at_ms, sent_at_ms) AS (VALUES {values}) \
 INSERT INTO deliveries \
   (job_id, run_id, campaign_id, external_id, page_id, psid, status, message_id, \
    error_code, error_subcode, error_class, error_message, error_fbtrace_id, \
    attempts, finished_at_ms, sent_at_ms) \
-VALUES ($1, $2, $3, $4, $5, COALESCE($6, \
-    (SELECT i.psid FROM identities i WHERE i.page_id = $5 AND i.external_id = $4 \
+SELECT v.job_id, v.run_id, v.campaign_id, v.external_id, v.page_id, COALESCE(v.psid, \
+    (SELECT i.psid FROM identities i WHERE i.page_id = v.page_id AND i.external_id = v.external_id \
      ORDER BY i.last_inbound_at_ms DESC NULLS LAST, i.psid LIMIT 1), \
-    (SELECT u.messenger_id FROM users u WHERE u.external_id = $4), \
-    (SELECT i.psid FROM identities i WHERE i.page_id = $5 AND i.anon_id = $4 LIMIT 1)), \
-  $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+    (SELECT u.messenger_id FROM users u WHERE u.external_id = v.external_id), \
+    (SELECT i.psid FROM identities i WHERE i.page_id = v.page_id AND i.anon_id = v.external_id LIMIT 1)), \
+  v.status, v.message_id, v.error_code, v.error_subcode, v.error_class, v.error_message, \
+  v.error_fbtrace_id, v.attempts, v.finished_at_ms, v.sent_at_ms \
+FROM v WHERE TRUE \
 ON CONFLICT (job_id) DO NOTHING \
-RETURNING psid";
+RETURNING job_id, page_id, psid, sent_at_ms";
+const INSERT_COLUMNS: usize = 16;
+
+/// Results per `INSERT` statement (16 parameters each, well under both databases' limits).
+const RESULTS_PER_STATEMENT: usize = 500;
 
 /// `greatest(sent_at, watermark)`, the time a receipt marks: never earlier than the send.
 fn mark_time(watermark: &str) -> String {
@@ -66,67 +76,182 @@ impl Store {
         result: &DeliveryResult,
         psid: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let error = result.error.as_ref();
-        let finished_ms = to_ms(result.finished_at);
-        let sent_ms = (result.status == ResultStatus::Sent).then_some(finished_ms);
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(query("record_result"))?;
-            let inserted = sqlx::query(INSERT_SQL)
-                .bind(&result.job_id)
-                .bind(&result.run_id)
-                .bind(&result.campaign_id)
-                .bind(&result.external_id)
-                .bind(&result.page_id)
-                .bind(psid)
-                .bind(result.status.as_str())
-                .bind(result.message_id.as_deref())
-                .bind(error.and_then(|e| e.code).map(i64::from))
-                .bind(error.and_then(|e| e.subcode).map(i64::from))
-                .bind(error.and_then(|e| e.class).map(|c| c.as_str()))
-                .bind(error.map(|e| e.message.as_str()))
-                .bind(error.and_then(|e| e.fbtrace_id.as_deref()))
-                .bind(i64::from(result.attempts))
-                .bind(finished_ms)
-                .bind(sent_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query("record_result"))?;
-            let Some(row) = inserted else {
-                return Ok(false);
-            };
-            let psid: Option<String> = row.try_get(0).map_err(query("record_result"))?;
-            if let (Some(sent_ms), Some(psid)) = (sent_ms, psid) {
-                let receipts: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-                    "SELECT delivered_watermark_ms, read_watermark_ms FROM receipts \
-                     WHERE page_id = $1 AND psid = $2",
-                )
-                .bind(&result.page_id)
-                .bind(&psid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query("record_result"))?;
-                let covers = |watermark: Option<i64>| {
-                    watermark.filter(|&w| sent_ms <= w.saturating_add(SLACK_MS)).map(|w| w.max(sent_ms))
-                };
-                let (delivered, read) = receipts.unwrap_or_default();
-                let read = covers(read);
-                let delivered = covers(delivered).or(read);
-                if delivered.is_some() {
-                    sqlx::query(
-                        "UPDATE deliveries SET delivered_at_ms = $2, read_at_ms = $3 \
-                         WHERE job_id = $1",
-                    )
-                    .bind(&result.job_id)
-                    .bind(delivered)
-                    .bind(read)
-                    .execute(&mut *tx)
+        let mut batch = self.batch().await?;
+        let new = batch.record_results(&[(result, psid)]).await?;
+        batch.commit().await?;
+        Ok(new.first().copied().unwrap_or(false))
+    }
+
+    /// `Batch::mark_delivered` in a transaction of its own.
+    pub async fn mark_delivered(
+        &self,
+        page_id: &str,
+        psid: &str,
+        watermark: OffsetDateTime,
+        mids: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut batch = self.batch().await?;
+        let changed = batch.mark_delivered(page_id, psid, watermark, mids).await?;
+        batch.commit().await?;
+        Ok(changed)
+    }
+
+    /// `Batch::mark_read` in a transaction of its own.
+    pub async fn mark_read(
+        &self,
+        page_id: &str,
+        psid: &str,
+        watermark: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let mut batch = self.batch().await?;
+        let changed = batch.mark_read(page_id, psid, watermark).await?;
+        batch.commit().await?;
+        Ok(changed)
+    }
+}
+
+/// Receipt watermarks (delivered, read) by (page, PSID).
+type Receipts = std::collections::HashMap<(String, String), (Option<i64>, Option<i64>)>;
+
+/// A stored `sent` record that a receipt seen earlier may cover.
+struct NewSent {
+    job_id: String,
+    page_id: String,
+    psid: String,
+    sent_ms: i64,
+}
+
+impl Batch {
+    /// Stores the terminal results of many jobs: for each, true when it was new, false when the
+    /// job already had one (kept) or an earlier entry of `results` was for the same job (the
+    /// first wins). `psid` as in `Store::record_result`. Receipts already seen for a new `sent`
+    /// record's PSID are applied to it.
+    pub async fn record_results(
+        &mut self,
+        results: &[(&DeliveryResult, Option<&str>)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut first = std::collections::HashSet::with_capacity(results.len());
+        let unique: Vec<usize> = (0..results.len())
+            .filter(|&i| first.insert(results[i].0.job_id.as_str()))
+            .collect();
+        let mut inserted = std::collections::HashSet::with_capacity(unique.len());
+        let mut sent = Vec::new();
+        let backend = self.backend();
+        for chunk in unique.chunks(RESULTS_PER_STATEMENT) {
+            let sql =
+                INSERT_SQL.replace("{values}", &backend.values(chunk.len(), INSERT_COLUMNS, ""));
+            let rows = with_tx!(&mut self.tx, tx => {
+                let mut statement = sqlx::query(&sql);
+                for &i in chunk {
+                    let (result, psid) = results[i];
+                    let error = result.error.as_ref();
+                    let finished_ms = to_ms(result.finished_at);
+                    statement = statement
+                        .bind(&result.job_id)
+                        .bind(&result.run_id)
+                        .bind(&result.campaign_id)
+                        .bind(&result.external_id)
+                        .bind(&result.page_id)
+                        .bind(psid)
+                        .bind(result.status.as_str())
+                        .bind(result.message_id.as_deref())
+                        .bind(error.and_then(|e| e.code).map(i64::from))
+                        .bind(error.and_then(|e| e.subcode).map(i64::from))
+                        .bind(error.and_then(|e| e.class).map(|c| c.as_str()))
+                        .bind(error.map(|e| e.message.as_str()))
+                        .bind(error.and_then(|e| e.fbtrace_id.as_deref()))
+                        .bind(i64::from(result.attempts))
+                        .bind(finished_ms)
+                        .bind((result.status == ResultStatus::Sent).then_some(finished_ms));
+                }
+                statement
+                    .fetch_all(&mut **tx)
                     .await
-                    .map_err(query("record_result"))?;
+                    .and_then(|rows| rows
+                    .iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
+                    .collect::<Result<Vec<(String, String, Option<String>, Option<i64>)>, sqlx::Error>>())
+            })
+            .map_err(query("record_results"))?;
+            for (job_id, page_id, psid, sent_ms) in rows {
+                if let (Some(psid), Some(sent_ms)) = (psid, sent_ms) {
+                    sent.push(NewSent {
+                        job_id: job_id.clone(),
+                        page_id,
+                        psid,
+                        sent_ms,
+                    });
+                }
+                inserted.insert(job_id);
+            }
+        }
+        self.apply_earlier_receipts(&sent).await?;
+        let mut new = vec![false; results.len()];
+        for i in unique {
+            new[i] = inserted.contains(&results[i].0.job_id);
+        }
+        Ok(new)
+    }
+
+    /// Marks new `sent` records with the receipts their PSIDs already had (a receipt may reach
+    /// the ingest before the result it confirms reaches the results consumer).
+    async fn apply_earlier_receipts(&mut self, sent: &[NewSent]) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let mut marks: Vec<(&str, i64, Option<i64>)> = Vec::new();
+        for chunk in sent.chunks(RESULTS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT page_id, psid, delivered_watermark_ms, read_watermark_ms FROM receipts \
+                 WHERE (page_id, psid) IN (VALUES {})",
+                backend.values(chunk.len(), 2, "")
+            );
+            let receipts = with_tx!(&mut self.tx, tx => {
+                let mut statement = sqlx::query(&sql);
+                for record in chunk {
+                    statement = statement.bind(&record.page_id).bind(&record.psid);
+                }
+                statement
+                    .fetch_all(&mut **tx)
+                    .await
+                    .and_then(|rows| rows
+                    .iter()
+                    .map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), (row.try_get(2)?, row.try_get(3)?))))
+                    .collect::<Result<Receipts, sqlx::Error>>())
+            })
+            .map_err(query("record_results"))?;
+            for record in chunk {
+                let key = (record.page_id.clone(), record.psid.clone());
+                let Some(&(delivered, read)) = receipts.get(&key) else {
+                    continue;
+                };
+                let covers = |watermark: Option<i64>| {
+                    watermark
+                        .filter(|&w| record.sent_ms <= w.saturating_add(SLACK_MS))
+                        .map(|w| w.max(record.sent_ms))
+                };
+                let read = covers(read);
+                if let Some(delivered) = covers(delivered).or(read) {
+                    marks.push((record.job_id.as_str(), delivered, read));
                 }
             }
-            tx.commit().await.map_err(query("record_result"))?;
-            Ok(true)
-        })
+        }
+        for chunk in marks.chunks(RESULTS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH v (job_id, delivered_at_ms, read_at_ms) AS (VALUES {}) \
+                 UPDATE deliveries SET delivered_at_ms = v.delivered_at_ms, \
+                   read_at_ms = v.read_at_ms \
+                 FROM v WHERE deliveries.job_id = v.job_id",
+                backend.values(chunk.len(), 3, "")
+            );
+            with_tx!(&mut self.tx, tx => {
+                let mut statement = sqlx::query(&sql);
+                for &(job_id, delivered, read) in chunk {
+                    statement = statement.bind(job_id).bind(delivered).bind(read);
+                }
+                statement.execute(&mut **tx).await.map(|done| done.rows_affected())
+            })
+            .map_err(query("record_results"))?;
+        }
+        Ok(())
     }
 
     /// A delivery receipt: every `sent` record to `psid` on `page_id` sent before `watermark`
@@ -134,7 +259,7 @@ impl Store {
     /// not marked delivered yet, gets `delivered_at`. Returns how many records changed: a
     /// repeated receipt changes none.
     pub async fn mark_delivered(
-        &self,
+        &mut self,
         page_id: &str,
         psid: &str,
         watermark: OffsetDateTime,
@@ -148,13 +273,12 @@ impl Store {
                AND sent_at_ms <= $4 AND delivered_at_ms IS NULL",
             mark_time("$3")
         );
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(query("mark_delivered"))?;
+        with_tx!(&mut self.tx, tx => {
             sqlx::query(&receipt_sql("delivered_watermark_ms"))
                 .bind(page_id)
                 .bind(psid)
                 .bind(watermark_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(query("mark_delivered"))?;
             let mut changed = sqlx::query(&by_watermark)
@@ -162,7 +286,7 @@ impl Store {
                 .bind(psid)
                 .bind(watermark_ms)
                 .bind(covered_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(query("mark_delivered"))?
                 .rows_affected();
@@ -183,12 +307,11 @@ impl Store {
                     statement = statement.bind(mid);
                 }
                 changed += statement
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(query("mark_delivered"))?
                     .rows_affected();
             }
-            tx.commit().await.map_err(query("mark_delivered"))?;
             Ok(changed)
         })
     }
@@ -197,7 +320,7 @@ impl Store {
     /// the slack) and not marked read gets `read_at`, and `delivered_at` if it had none (read
     /// implies delivered). Returns how many records changed: a repeated receipt changes none.
     pub async fn mark_read(
-        &self,
+        &mut self,
         page_id: &str,
         psid: &str,
         watermark: OffsetDateTime,
@@ -210,13 +333,12 @@ impl Store {
                AND sent_at_ms <= $4 AND read_at_ms IS NULL",
             at = mark_time("$3")
         );
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(query("mark_read"))?;
+        with_tx!(&mut self.tx, tx => {
             sqlx::query(&receipt_sql("read_watermark_ms"))
                 .bind(page_id)
                 .bind(psid)
                 .bind(watermark_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(query("mark_read"))?;
             let changed = sqlx::query(&sql)
@@ -224,11 +346,10 @@ impl Store {
                 .bind(psid)
                 .bind(watermark_ms)
                 .bind(covered_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(query("mark_read"))?
                 .rows_affected();
-            tx.commit().await.map_err(query("mark_read"))?;
             Ok(changed)
         })
     }

@@ -84,3 +84,46 @@ pub enum StoreError {
 pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { operation, source }
 }
+
+impl StoreError {
+    /// True when the same write can never succeed, however often it is tried: the database
+    /// refused the data itself (a value it cannot hold, a key longer than an index row allows,
+    /// a broken constraint), not its own state (a lost connection, a lock, a full pool). A
+    /// consumer sets such a message aside instead of retrying it forever.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Invalid { .. } => true,
+            Self::Query { source, .. } => refuses_data(source),
+            Self::UnsupportedUrl { .. }
+            | Self::Connect { .. }
+            | Self::Migrate { .. }
+            | Self::Corrupt { .. }
+            | Self::RunExists { .. }
+            | Self::UnknownRun { .. }
+            | Self::Transition { .. } => false,
+        }
+    }
+}
+
+/// Whether sqlx's error says the data was refused. PostgreSQL: SQLSTATE classes 22 (data
+/// exception: a NUL byte in text, a number out of range) and 54 (program limit exceeded: an
+/// index row too large), and the NOT NULL and CHECK violations of class 23 (a unique violation
+/// may be a race another try resolves). SQLite: the primary result codes TOOBIG (18),
+/// CONSTRAINT (19), MISMATCH (20) and RANGE (25).
+fn refuses_data(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                return code
+                    .parse::<u32>()
+                    .is_ok_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25));
+            }
+            code.starts_with("22") || code.starts_with("54") || code == "23502" || code == "23514"
+        }
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}

@@ -7,11 +7,11 @@
 
 use time::OffsetDateTime;
 
-use crate::backend::with_pool;
+use crate::batch::with_tx;
 use crate::error::query;
 use crate::stamp::{now_ms, to_ms};
 use crate::users::new_anon_id;
-use crate::{Store, StoreError};
+use crate::{Batch, Store, StoreError};
 
 const INBOUND_SQL: &str = "\
 INSERT INTO identities \
@@ -47,13 +47,44 @@ WHERE identities.opt_changed_at_ms IS NULL \
    OR identities.opt_changed_at_ms < excluded.opt_changed_at_ms";
 
 impl Store {
+    /// `Batch::record_inbound` in a transaction of its own.
+    pub async fn record_inbound(
+        &self,
+        page_id: &str,
+        psid: &str,
+        at: OffsetDateTime,
+        ref_external_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut batch = self.batch().await?;
+        batch
+            .record_inbound(page_id, psid, at, ref_external_id)
+            .await?;
+        batch.commit().await
+    }
+
+    /// `Batch::set_opt_out` in a transaction of its own.
+    pub async fn set_opt_out(
+        &self,
+        page_id: &str,
+        psid: &str,
+        opted_out: bool,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut batch = self.batch().await?;
+        let applied = batch.set_opt_out(page_id, psid, opted_out, at).await?;
+        batch.commit().await?;
+        Ok(applied)
+    }
+}
+
+impl Batch {
     /// Records an inbound action of `psid` on `page_id` at `at`: creates the identity if new
     /// (`first_seen_at` = the earliest action seen), sets `last_inbound_at` to the later of the
     /// stored time and `at`, and, when `ref_external_id` is given, links the PSID to that
     /// external id (a later ref relinks; no ref keeps the current link) and creates that user if
     /// the store does not have them.
     pub async fn record_inbound(
-        &self,
+        &mut self,
         page_id: &str,
         psid: &str,
         at: OffsetDateTime,
@@ -62,15 +93,14 @@ impl Store {
         let ref_external_id = ref_external_id.map(str::trim).filter(|id| !id.is_empty());
         let at_ms = to_ms(at);
         let empty = sqlx::types::Json(serde_json::Map::new());
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(query("record_inbound"))?;
+        with_tx!(&mut self.tx, tx => {
             sqlx::query(INBOUND_SQL)
                 .bind(page_id)
                 .bind(psid)
                 .bind(ref_external_id.is_none().then(new_anon_id))
                 .bind(ref_external_id)
                 .bind(at_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(query("record_inbound"))?;
             if let Some(external_id) = ref_external_id {
@@ -78,11 +108,11 @@ impl Store {
                     .bind(external_id)
                     .bind(&empty)
                     .bind(now_ms())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(query("record_inbound"))?;
             }
-            tx.commit().await.map_err(query("record_inbound"))
+            Ok(())
         })
     }
 
@@ -91,14 +121,14 @@ impl Store {
     /// holds an opt change at `at` or later (a duplicate, or an older event arriving late).
     /// Does not touch `last_inbound_at`: opting in does not open the messaging window.
     pub async fn set_opt_out(
-        &self,
+        &mut self,
         page_id: &str,
         psid: &str,
         opted_out: bool,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let at_ms = to_ms(at);
-        let result = with_pool!(&self.db, pool => {
+        let result = with_tx!(&mut self.tx, tx => {
             sqlx::query(OPT_SQL)
                 .bind(page_id)
                 .bind(psid)
@@ -106,7 +136,7 @@ impl Store {
                 .bind(at_ms)
                 .bind(opted_out)
                 .bind(opted_out.then_some(at_ms))
-                .execute(pool)
+                .execute(&mut **tx)
                 .await
                 .map(|done| done.rows_affected())
         });

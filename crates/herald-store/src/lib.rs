@@ -8,6 +8,7 @@
 
 mod audience;
 mod backend;
+mod batch;
 mod deliveries;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ mod users;
 
 pub use audience::AudienceCursor;
 pub use backend::Backend;
+pub use batch::Batch;
 pub use deliveries::{ErrorCount, RECEIPT_SLACK, RecentResults, RunStatus, StatusCounts};
 pub use error::StoreError;
 pub use runs::{NewRun, RunProgress, RunRecord, RunState};

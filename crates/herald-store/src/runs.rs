@@ -304,3 +304,28 @@ impl RawRun {
         })
     }
 }
+
+impl crate::Batch {
+    /// Which of `run_ids` the store has a run record for.
+    pub async fn known_runs(
+        &mut self,
+        run_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if run_ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let sql = format!(
+            "SELECT run_id FROM campaign_runs WHERE run_id IN (VALUES {})",
+            self.backend().values(run_ids.len(), 1, "")
+        );
+        crate::batch::with_tx!(&mut self.tx, tx => {
+            let mut statement = sqlx::query_scalar::<_, String>(&sql);
+            for run_id in run_ids {
+                statement = statement.bind(*run_id);
+            }
+            statement.fetch_all(&mut **tx).await
+        })
+        .map(|known| known.into_iter().collect())
+        .map_err(query("known_runs"))
+    }
+}

@@ -3,14 +3,16 @@
 //! Label values come from closed sets; never a PSID, user id, job id, message id or campaign id.
 
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Buckets for Graph call latency: 5 ms to 30 s.
 const SEND_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets for items per store transaction of the serve consumers: 1 to their batch limit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
 /// Buckets for time spent waiting on a page's rate limiter.
 const WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 /// Buckets for publishing one webhook body and getting the broker's confirm: 1 ms to 10 s (the
@@ -76,6 +78,9 @@ pub struct Metrics {
     pub results_recorded: IntCounterVec,
     /// Delivery results the store already held (a redelivery), ignored.
     pub results_duplicates: IntCounter,
+    /// Runs whose results arrived with no run record in this store (counted once per run and
+    /// process): the run was most likely started against another store.
+    pub results_unknown_run: IntCounter,
     /// Messages the ingest and results consumers settled, by `consumer` (ingest, results) and
     /// `outcome` (processed, poison).
     pub consumer_messages: IntCounterVec,
@@ -83,6 +88,8 @@ pub struct Metrics {
     pub consumer_store_errors: IntCounterVec,
     /// 1 while the consumer is attached to its queue, by `consumer`.
     pub consumer_connected: IntGaugeVec,
+    /// Items (results, webhook events) stored per store transaction, by `consumer`.
+    pub consumer_batch_items: HistogramVec,
     /// `messaging_policy_enforcement` webhook events, by `action` (warning, block, unblock, other).
     pub policy_enforcement: IntCounterVec,
 }
@@ -126,6 +133,18 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let consumer_batch_items = HistogramVec::new(
+            HistogramOpts::new(
+                "herald_consumer_batch_items",
+                "Items (results, webhook events) stored per store transaction, by consumer.",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_batch_items.clone()))
+            .expect("unique metric");
         let send_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "herald_send_duration_seconds",
@@ -257,6 +276,10 @@ impl Metrics {
                 "herald_results_duplicates_total",
                 "Delivery results already stored, ignored.",
             ),
+            results_unknown_run: counter(
+                "herald_results_unknown_run_total",
+                "Runs whose results arrived with no run record in this store (once per run).",
+            ),
             consumer_messages: counter_vec(
                 "herald_consumer_messages_total",
                 "Messages settled by the ingest and results consumers, by consumer and outcome.",
@@ -272,6 +295,7 @@ impl Metrics {
                 "1 while the consumer is attached to its queue.",
                 &["consumer"],
             ),
+            consumer_batch_items,
             policy_enforcement: counter_vec(
                 "herald_policy_enforcement_total",
                 "messaging_policy_enforcement webhook events, by action.",

@@ -1,47 +1,59 @@
-//! Applying one `Event` to the store, once: `seen_event(key)` first, then the write. Inbound
+//! Applying one `Event` to a store batch, once: `seen_event(key)` first, then the write. Inbound
 //! actions → `record_inbound` (identity, `last_inbound_at`, `ref` link); receipts →
 //! `mark_delivered` / `mark_read`; marketing stop/resume → `set_opt_out`. Echoes, checkbox
 //! opt-ins and unknown items write nothing and are counted; a policy block is logged loudly and
 //! becomes a `halt_page` control message (an unblock, `resume_page`) for the caller to publish.
 //!
-//! Dedupe and at-least-once: the key is remembered before the write, so a write that failed
-//! after it would be skipped on the next try. The caller therefore says when a try may repeat an
-//! interrupted one (`again`), and then the write is done even for a known key. Every store write
-//! here is idempotent (times only move forward, a receipt marks a record once), so repeating it
-//! changes nothing twice.
+//! Dedupe and at-least-once: the key and the write commit in one transaction, so a known key
+//! means its write is stored. But a policy event's control message is published after the
+//! commit, and a crash in between leaves the key known and the message unsent; so the caller
+//! says when a try may repeat an interrupted one (`again`: the broker redelivered the body, or a
+//! store failure interrupted the batch), and then the event is applied even for a known key.
+//! Every store write here is idempotent (times only move forward, a receipt marks a record
+//! once), so repeating it changes nothing twice. Metrics are counted by the caller after the
+//! commit, from what `apply` returns.
 
 use herald_core::{ControlAction, ControlMessage};
-use herald_store::{Store, StoreError};
-use herald_telemetry::Metrics;
+use herald_store::{Batch, StoreError};
 use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
 use super::event::{Event, PolicyAction};
 
-/// Applies `event`; returns the control message it calls for, if any.
+/// What applying one event did, for the metrics counted after the commit.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// The control message the event calls for, to publish after the commit.
+    pub(crate) control: Option<ControlMessage>,
+    /// The event's `kind` label.
+    pub(crate) kind: &'static str,
+    /// `applied`, `duplicate` or `ignored`.
+    pub(crate) outcome: &'static str,
+    /// A fresh policy enforcement's `action` label.
+    pub(crate) policy: Option<&'static str>,
+}
+
+/// Applies `event` inside `batch`.
 pub(crate) async fn apply(
-    store: &Store,
-    metrics: &Metrics,
+    batch: &mut Batch,
     event: &Event,
     again: bool,
-) -> Result<Option<ControlMessage>, StoreError> {
+) -> Result<Applied, StoreError> {
     let kind = event.kind();
-    let count = |outcome: &str| {
-        metrics
-            .ingest_events
-            .with_label_values(&[kind, outcome])
-            .inc();
-    };
     let fresh = match event.dedupe_key() {
-        Some(key) => store.seen_event(&key).await?,
+        Some(key) => batch.seen_event(&key).await?,
         None => true,
+    };
+    let mut applied = Applied {
+        control: None,
+        kind,
+        outcome: "duplicate",
+        policy: None,
     };
     if !fresh && !again {
         debug!(kind, "Webhook event already applied; skipped.");
-        count("duplicate");
-        return Ok(None);
+        return Ok(applied);
     }
-    let mut control = None;
     let written = match event {
         Event::Inbound {
             page,
@@ -51,7 +63,7 @@ pub(crate) async fn apply(
             ..
         } => {
             let at = time(*at_ms);
-            store
+            batch
                 .record_inbound(page, psid, at, reference.as_deref())
                 .await?;
             true
@@ -62,7 +74,7 @@ pub(crate) async fn apply(
             watermark_ms,
             mids,
         } => {
-            let changed = store
+            let changed = batch
                 .mark_delivered(page, psid, time(*watermark_ms), mids)
                 .await?;
             debug!(changed, "Delivery receipt applied.");
@@ -73,7 +85,7 @@ pub(crate) async fn apply(
             psid,
             watermark_ms,
         } => {
-            let changed = store.mark_read(page, psid, time(*watermark_ms)).await?;
+            let changed = batch.mark_read(page, psid, time(*watermark_ms)).await?;
             debug!(changed, "Read receipt applied.");
             true
         }
@@ -83,7 +95,7 @@ pub(crate) async fn apply(
             opted_out,
             at_ms,
         } => {
-            store
+            batch
                 .set_opt_out(page, psid, *opted_out, time(*at_ms))
                 .await?;
             true
@@ -101,24 +113,21 @@ pub(crate) async fn apply(
             ..
         } => {
             if fresh {
-                metrics
-                    .policy_enforcement
-                    .with_label_values(&[action.as_str()])
-                    .inc();
+                applied.policy = Some(action.as_str());
             }
-            control = policy(page, *action, reason.as_deref());
-            control.is_some()
+            applied.control = policy(page, *action, reason.as_deref());
+            applied.control.is_some()
         }
         Event::Ignored(_) => false,
     };
-    count(if !fresh {
+    applied.outcome = if !fresh {
         "duplicate"
     } else if written {
         "applied"
     } else {
         "ignored"
-    });
-    Ok(control)
+    };
+    Ok(applied)
 }
 
 /// Logs a policy enforcement at the level it deserves and says what the fleet must do.

@@ -145,6 +145,27 @@ impl Event {
         }
     }
 
+    /// Which order the event belongs to: events with the same key are applied in the order
+    /// Meta sent them. That is the (page, PSID) the event is about (its relinks and opt changes
+    /// must stay in order), or the page alone for page-wide events (a policy unblock must
+    /// follow its block).
+    pub(crate) fn order_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let (page, psid) = match self {
+            Self::Inbound { page, psid, .. }
+            | Self::Delivered { page, psid, .. }
+            | Self::Read { page, psid, .. }
+            | Self::OptChange { page, psid, .. } => (page.as_str(), Some(psid.as_str())),
+            Self::Echo { page, .. } | Self::CheckboxOptIn { page } | Self::Policy { page, .. } => {
+                (page.as_str(), None)
+            }
+            Self::Ignored(_) => ("", None),
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (page, psid).hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The key `seen_event` remembers, so that a webhook delivered twice is applied once: the
     /// `mid` for messages, postbacks and echoes; (page, PSID, kind, watermark) for receipts,
     /// plus a digest of `mids` when present; (page, PSID, kind, timestamp) otherwise. `None`
