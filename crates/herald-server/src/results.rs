@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use herald_amqp::{AmqpSettings, Headers, Topology};
 use herald_core::{ControlMessage, DeliveryResult};
@@ -27,6 +27,10 @@ use crate::lane::Entry;
 /// Run ids remembered as checked (known, or warned about) before the set starts over.
 const RUNS_REMEMBERED: usize = 10_000;
 
+/// Called, after the commit, with every result the consumer stored or found stored already
+/// (so a redelivered result is seen again): `herald run` counts its run's results with it.
+pub type ResultObserver = Arc<dyn Fn(&DeliveryResult) + Send + Sync>;
+
 /// Consumes `<prefix>.results.store` into the store until `shutdown` is cancelled; reconnects.
 /// Returns an error only for a broker failure that reconnecting cannot fix.
 pub async fn run_results(
@@ -36,10 +40,23 @@ pub async fn run_results(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
+    run_results_observed(store, amqp, topology, metrics, shutdown, None).await
+}
+
+/// `run_results`, telling `observer` about every result it settles.
+pub async fn run_results_observed(
+    store: Store,
+    amqp: AmqpSettings,
+    topology: Topology,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    observer: Option<ResultObserver>,
+) -> Result<(), ConsumeError> {
     let results = Results {
         store,
         metrics: metrics.clone(),
         checked_runs: Mutex::new(HashSet::new()),
+        observer,
     };
     consume::run(results, amqp, topology, metrics, shutdown).await
 }
@@ -49,6 +66,7 @@ struct Results {
     metrics: Metrics,
     /// Runs already looked up in the store (found, or warned about).
     checked_runs: Mutex<HashSet<String>>,
+    observer: Option<ResultObserver>,
 }
 
 /// What a committed batch of results did.
@@ -56,6 +74,8 @@ pub(crate) struct Recorded {
     /// Status of each result stored new.
     new: Vec<&'static str>,
     duplicates: u64,
+    /// The batch's results, for the observer (empty without one).
+    observed: Vec<DeliveryResult>,
 }
 
 impl Handler for Results {
@@ -95,7 +115,11 @@ impl Handler for Results {
         let mut recorded = Recorded {
             new: Vec::with_capacity(new.len()),
             duplicates: 0,
+            observed: Vec::new(),
         };
+        if self.observer.is_some() {
+            recorded.observed = items.iter().map(|entry| entry.item.clone()).collect();
+        }
         for (entry, new) in items.iter().zip(new) {
             if new {
                 recorded.new.push(entry.item.status.as_str());
@@ -114,6 +138,11 @@ impl Handler for Results {
                 .inc();
         }
         self.metrics.results_duplicates.inc_by(recorded.duplicates);
+        if let Some(observer) = &self.observer {
+            for result in &recorded.observed {
+                observer(result);
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod batch;
 mod deliveries;
 mod error;
 mod events;
+mod file_lock;
 mod identities;
 mod migrate;
 mod runs;
@@ -42,8 +43,10 @@ impl Store {
     /// `postgresql://...`) and runs the migrations not yet applied. A SQLite file is created
     /// when missing. The URL may carry a password, so it is a `Secret` and appears in no error.
     pub async fn connect(url: &Secret) -> Result<Self, StoreError> {
+        let open = file_lock::lock(url.expose()).await?;
         let db = Db::connect(url.expose()).await?;
         migrate::run(&db).await?;
+        drop(open);
         Ok(Self { db })
     }
 

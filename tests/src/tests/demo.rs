@@ -225,6 +225,24 @@ async fn herald_run_sends_exactly_what_the_simulator_records() {
         assert_eq!(messages[0].body["message"]["text"], text, "{psid}");
     }
     assert!(sim.messages("5510003").is_empty());
+
+    // The run's results reached the store, so `campaign status` reports it as it would a
+    // RabbitMQ run.
+    let run_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id: "))
+        .expect("run id");
+    let status = herald(&[("HERALD_DATABASE_URL", database.as_str())])
+        .args(["campaign", "status", run_id, "--json"])
+        .output()
+        .expect("run herald campaign status");
+    assert!(status.status.success(), "{status:?}");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(report["results"]["total"], 5, "{report}");
+    assert_eq!(report["results"]["sent"], 3, "{report}");
+    assert_eq!(report["results"]["failed"], 1, "{report}");
+    assert_eq!(report["results"]["skipped"], 1, "{report}");
+    assert_eq!(report["pending"], 0, "{report}");
     sim.shutdown().await;
 }
 

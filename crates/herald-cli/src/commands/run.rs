@@ -197,19 +197,30 @@ pub(crate) async fn deliver(
         strict: false,
         amqp: job.amqp.clone(),
         topology: job.topology.clone(),
-        store: job.store,
+        store: job.store.clone(),
     };
     let run = Run::prepare(spec).await.map_err(Failed::Producer)?;
     let run_id = run.run_id().to_owned();
     out(&format!("run_id: {run_id}"));
     let tally = Arc::new(Mutex::new(Tally::new(&run_id)));
     let stop_counting = CancellationToken::new();
-    let counter = tokio::spawn(tally::count(
-        connection,
-        job.topology.results_store_queue(),
-        tally.clone(),
+    // The store's own results consumer records every result (so `campaign status` works for
+    // this run too) and shows each to the tally once it is committed.
+    let observer = {
+        let tally = tally.clone();
+        Arc::new(move |result: &herald_core::DeliveryResult| {
+            lock(&tally).add(result);
+        })
+    };
+    let counter = tokio::spawn(herald_server::results::run_results_observed(
+        job.store.clone(),
+        job.amqp.clone(),
+        job.topology.clone(),
+        herald_telemetry::Metrics::new(),
         stop_counting.clone(),
+        Some(observer),
     ));
+    let _ = connection.close().await;
     let progress = Arc::new(Progress::default());
     let display = display::spawn(progress.clone(), tally.clone());
     let produced = tokio::select! {
@@ -239,7 +250,7 @@ async fn wait_for(
     tally: &Mutex<Tally>,
     trouble: &dyn Fn() -> Option<String>,
     shutdown: &CancellationToken,
-    counter: &tokio::task::JoinHandle<Result<(), AmqpError>>,
+    counter: &tokio::task::JoinHandle<Result<(), herald_server::ConsumeError>>,
 ) -> Result<(), Failed> {
     let mut every = tokio::time::interval(GUARD_EVERY);
     loop {

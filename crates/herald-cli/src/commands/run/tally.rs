@@ -1,20 +1,12 @@
-//! Counting a run's terminal results as they arrive on `<p>.results.store`: one per job id
-//! (delivery is at least once, so repeats are recognised and not counted twice), by status,
+//! Counting a run's terminal results as the store's results consumer settles them: one per job
+//! id (delivery is at least once, so repeats are recognised and not counted twice), by status,
 //! skipped by reason, failed by Graph code, and when the first attempts happened (for the
 //! achieved rate). Results of other runs are acknowledged and ignored.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 
-use futures_util::StreamExt;
-use herald_amqp::{AmqpError, Connection, Consumer};
 use herald_core::{DeliveryResult, ResultStatus};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-use tracing::warn;
-
-/// Results consumed at once from the results queue.
-const PREFETCH: u16 = 1_000;
 
 /// What the results of one run add up to.
 #[derive(Debug)]
@@ -105,37 +97,4 @@ impl Tally {
         }
         true
     }
-}
-
-/// Consumes `queue` into `tally` until `stop`; ends early only if the broker fails.
-pub(crate) async fn count(
-    connection: Connection,
-    queue: String,
-    tally: Arc<Mutex<Tally>>,
-    stop: CancellationToken,
-) -> Result<(), AmqpError> {
-    let mut consumer = Consumer::start(&connection, &queue, PREFETCH).await?;
-    let ended = loop {
-        let next = tokio::select! {
-            next = consumer.next() => next,
-            () = stop.cancelled() => break Ok(()),
-        };
-        let delivery = match next {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => break Err(error),
-            None => break Ok(()),
-        };
-        match serde_json::from_slice::<DeliveryResult>(delivery.body()) {
-            Ok(result) => {
-                tally.lock().unwrap_or_else(|e| e.into_inner()).add(&result);
-            }
-            Err(error) => warn!(error = %error, "Ignoring an unreadable result."),
-        }
-        if let Err(error) = delivery.ack().await {
-            break Err(error);
-        }
-    };
-    let _ = consumer.close().await;
-    let _ = connection.close().await;
-    ended
 }
