@@ -74,10 +74,10 @@ impl AmqpSettings {
     /// Every problem at once, each naming its field; the URL itself is never echoed.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Err(error) = self.address().map_err(|e| (e, self.embedded.is_none())) {
-            if error.1 {
-                problems.push(format!("amqp.url: {}", error.0));
-            }
+        if let Err(error) = self.address().map_err(|e| (e, self.embedded.is_none()))
+            && error.1
+        {
+            problems.push(format!("amqp.url: {}", error.0));
         }
         if self.prefetch == 0 {
             problems.push("amqp.prefetch: must be at least 1 (0 means unbounded)".to_owned());

@@ -264,12 +264,12 @@ impl Run {
         };
         pipe.last_line = entry.line;
         pipe.tracked.push_back(entry);
-        if let Some(message) = pipe.tracked.back_mut().and_then(|t| t.message.as_mut()) {
-            if let Err(error) = pipe.link.publish(message).await {
-                pipe.link
-                    .recover(&self.spec, &mut pipe.tracked, error)
-                    .await?;
-            }
+        if let Some(message) = pipe.tracked.back_mut().and_then(|t| t.message.as_mut())
+            && let Err(error) = pipe.link.publish(message).await
+        {
+            pipe.link
+                .recover(&self.spec, &mut pipe.tracked, error)
+                .await?;
         }
         self.settle(pipe, progress, false).await?;
         // `settle` moved the record's position to the last row popped: every row before the

@@ -219,20 +219,20 @@ impl SimConfig {
                 problems.push(format!("page_rates.{page} must be at least 1"));
             }
         }
-        if let Latency::Uniform { min_ms, max_ms } = self.latency {
-            if min_ms > max_ms {
-                problems.push(format!("latency min_ms {min_ms} is above max_ms {max_ms}"));
-            }
+        if let Latency::Uniform { min_ms, max_ms } = self.latency
+            && min_ms > max_ms
+        {
+            problems.push(format!("latency min_ms {min_ms} is above max_ms {max_ms}"));
         }
         for (page, token) in &self.tokens {
             if page.is_empty() || token.is_empty() {
                 problems.push("tokens need a non-empty page id and token".to_owned());
             }
         }
-        if let Some(url) = &self.webhook_url {
-            if !url.starts_with("http://") {
-                problems.push("webhook_url must be a plain http:// URL".to_owned());
-            }
+        if let Some(url) = &self.webhook_url
+            && !url.starts_with("http://")
+        {
+            problems.push("webhook_url must be a plain http:// URL".to_owned());
         }
         if self.app_secret.as_deref() == Some("") {
             problems.push("app_secret must not be empty".to_owned());

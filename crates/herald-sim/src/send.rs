@@ -49,10 +49,10 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         let error = GraphError::param("(#100) The request body is too large");
         return Ok(reject(&app, &error, Some(version)));
     };
-    if let Some(delay) = faults::latency(&live.config.latency) {
-        if !pause(delay, &app.cancel).await {
-            return Err(io::Error::other("simulator shutting down"));
-        }
+    if let Some(delay) = faults::latency(&live.config.latency)
+        && !pause(delay, &app.cancel).await
+    {
+        return Err(io::Error::other("simulator shutting down"));
     }
 
     let mut credentials = Credentials::from_query(parts.uri.query());
@@ -142,16 +142,18 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         .then(|| usage_header(page_id, usage_pct, 0))
         .flatten();
     http::graph_headers(&mut answer, Some(version), usage);
-    if config.receipts && config.webhook_url.is_some() && validated.echo_recipient {
-        if let Some(mid) = mid {
-            let psid = validated.recipient.into_owned();
-            app.enqueue(Event::Accepted {
-                page,
-                psid,
-                mid,
-                at_ms: wall_ms,
-            });
-        }
+    if config.receipts
+        && config.webhook_url.is_some()
+        && validated.echo_recipient
+        && let Some(mid) = mid
+    {
+        let psid = validated.recipient.into_owned();
+        app.enqueue(Event::Accepted {
+            page,
+            psid,
+            mid,
+            at_ms: wall_ms,
+        });
     }
     Ok(answer)
 }

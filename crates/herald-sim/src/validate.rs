@@ -45,12 +45,12 @@ fn parse_error(error: serde_json::Error) -> GraphError {
 
 fn check(request: SendRequest<'_>) -> Result<Validated<'_>, GraphError> {
     let (recipient, echo_recipient) = recipient_key(request.recipient)?;
-    if let Some(kind) = &request.notification_type {
-        if !matches!(kind.as_ref(), "REGULAR" | "SILENT_PUSH" | "NO_PUSH") {
-            return Err(GraphError::param(
-                "(#100) Param notification_type must be one of {REGULAR, SILENT_PUSH, NO_PUSH}",
-            ));
-        }
+    if let Some(kind) = &request.notification_type
+        && !matches!(kind.as_ref(), "REGULAR" | "SILENT_PUSH" | "NO_PUSH")
+    {
+        return Err(GraphError::param(
+            "(#100) Param notification_type must be one of {REGULAR, SILENT_PUSH, NO_PUSH}",
+        ));
     }
     if let Some(action) = &request.sender_action {
         if request.message.is_some() {

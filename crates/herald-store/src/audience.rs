@@ -286,15 +286,15 @@ fn with_identity(
         OPTED_OUT_ATTRIBUTE.to_owned(),
         identity.opted_out.to_string(),
     );
-    if identity.opted_out {
-        if let Some(at) = from_opt_ms(identity.opted_out_at_ms, "identities.opted_out_at_ms")? {
-            let at = at.format(&Rfc3339).map_err(|_| StoreError::Corrupt {
-                what: "identities.opted_out_at_ms",
-                value: at.unix_timestamp().to_string(),
-            })?;
-            user.attributes
-                .insert(OPTED_OUT_AT_ATTRIBUTE.to_owned(), at);
-        }
+    if identity.opted_out
+        && let Some(at) = from_opt_ms(identity.opted_out_at_ms, "identities.opted_out_at_ms")?
+    {
+        let at = at.format(&Rfc3339).map_err(|_| StoreError::Corrupt {
+            what: "identities.opted_out_at_ms",
+            value: at.unix_timestamp().to_string(),
+        })?;
+        user.attributes
+            .insert(OPTED_OUT_AT_ATTRIBUTE.to_owned(), at);
     }
     Ok(user)
 }

@@ -185,10 +185,10 @@ pub(crate) async fn follow(
         let delivery = delivery?;
         match ControlMessage::from_slice(delivery.body()) {
             Ok(message) if message.action == ControlAction::Marker => {
-                if message.reason.as_deref() == Some(marker_id.as_str()) {
-                    if let Some(signal) = caught_up.take() {
-                        let _ = signal.send(());
-                    }
+                if message.reason.as_deref() == Some(marker_id.as_str())
+                    && let Some(signal) = caught_up.take()
+                {
+                    let _ = signal.send(());
                 }
             }
             Ok(message) => {

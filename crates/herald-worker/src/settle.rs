@@ -38,10 +38,10 @@ impl Unsettled {
 
     fn keep(&self, job_id: &str, attempts: u32, step: Step) {
         let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
-        if steps.len() >= UNSETTLED_MAX {
-            if let Some(key) = steps.keys().next().cloned() {
-                steps.remove(&key);
-            }
+        if steps.len() >= UNSETTLED_MAX
+            && let Some(key) = steps.keys().next().cloned()
+        {
+            steps.remove(&key);
         }
         steps.insert((job_id.to_owned(), attempts), step);
     }

@@ -36,7 +36,7 @@ async fn under_random_faults_every_job_ends_once_and_no_user_is_sent_twice() {
     };
     let worker = rig.spawn(settings);
     let psid = |i: usize| {
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             format!("551{i}")
         } else {
             format!("{}", 1_000_000 + i)

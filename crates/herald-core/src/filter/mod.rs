@@ -203,10 +203,10 @@ fn compare(value: AttributeValue<'_>, operand: &Operand) -> Option<Ordering> {
             if let (Some(want), Some(have)) = (operand.number, parse_number(text)) {
                 return have.partial_cmp(&want);
             }
-            if let Some(want) = operand.date {
-                if let Some(have) = parse_date(text) {
-                    return Some(have.cmp(&want));
-                }
+            if let Some(want) = operand.date
+                && let Some(have) = parse_date(text)
+            {
+                return Some(have.cmp(&want));
             }
             Some(text.cmp(operand.text.as_str()))
         }

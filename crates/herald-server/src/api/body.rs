@@ -31,10 +31,10 @@ pub(crate) fn json<T: DeserializeOwned>(
     empty: Option<T>,
 ) -> Result<T, ApiError> {
     let body = bytes(body)?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        if let Some(empty) = empty {
-            return Ok(empty);
-        }
+    if body.iter().all(u8::is_ascii_whitespace)
+        && let Some(empty) = empty
+    {
+        return Ok(empty);
     }
     serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(format!(

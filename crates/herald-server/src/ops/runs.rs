@@ -184,18 +184,18 @@ fn segment_of(campaign: &Campaign, file: Option<PathBuf>) -> Result<SegmentInput
             ));
         }
     };
-    if let SegmentInput::File(path) = &input {
-        if let Err(error) = std::fs::File::open(path) {
-            return Err(OpsError::invalid(
-                ErrorKind::Data,
-                "segment.file",
-                format!(
-                    "cannot read {} (relative paths are relative to the server's working \
+    if let SegmentInput::File(path) = &input
+        && let Err(error) = std::fs::File::open(path)
+    {
+        return Err(OpsError::invalid(
+            ErrorKind::Data,
+            "segment.file",
+            format!(
+                "cannot read {} (relative paths are relative to the server's working \
                      directory): {error}",
-                    path.display()
-                ),
-            ));
-        }
+                path.display()
+            ),
+        ));
     }
     Ok(input)
 }

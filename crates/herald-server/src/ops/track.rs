@@ -55,14 +55,14 @@ pub async fn track(
     request: &Value,
     page_id: Option<&str>,
 ) -> Result<TrackReport, OpsError> {
-    if let Some(page) = page_id {
-        if page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(OpsError::invalid(
-                ErrorKind::Usage,
-                "page_id",
-                "a Facebook Page id is digits only",
-            ));
-        }
+    if let Some(page) = page_id
+        && (page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(OpsError::invalid(
+            ErrorKind::Usage,
+            "page_id",
+            "a Facebook Page id is digits only",
+        ));
     }
     let items = attributes_of(request)?;
     let mut records = Vec::with_capacity(items.len());

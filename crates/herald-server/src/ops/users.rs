@@ -61,14 +61,14 @@ pub async fn import(
     format: SegmentFormat,
     options: ImportOptions,
 ) -> Result<ImportReport, OpsError> {
-    if let Some(page) = &options.page_id {
-        if page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(OpsError::invalid(
-                ErrorKind::Usage,
-                "page_id",
-                "a Facebook Page id is digits only",
-            ));
-        }
+    if let Some(page) = &options.page_id
+        && (page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(OpsError::invalid(
+            ErrorKind::Usage,
+            "page_id",
+            "a Facebook Page id is digits only",
+        ));
     }
     let (sender, mut batches) = mpsc::channel(2);
     let page = options.page_id.clone();
