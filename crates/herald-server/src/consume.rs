@@ -16,8 +16,8 @@
 //!   broker port coalesces them into `multiple` acks.
 //! - A store failure keeps the whole batch unacked; the lane backs off and writes it again, for
 //!   as long as it takes. A failure that can never succeed (the database refuses the data) is
-//!   narrowed down by writing the batch's items one by one: the refused item's delivery is
-//!   dead-lettered with the reason, the others are stored.
+//!   narrowed down by halving the batch: the refused item's delivery is dead-lettered with the
+//!   reason, the others are stored.
 
 use std::future::Future;
 use std::sync::Arc;

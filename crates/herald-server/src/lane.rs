@@ -6,8 +6,9 @@
 //! to be acked.
 //!
 //! Failures: a store error keeps the batch, backs off (doubling up to 30 s) and writes it again,
-//! marked `again`; one the database will never accept is narrowed down by writing the items one
-//! by one, and the item it refuses poisons its delivery (dead-lettered by the session). Not done
+//! marked `again`; one the database will never accept is narrowed down by halving the batch
+//! until the refused item stands alone, and that item poisons its delivery (dead-lettered by
+//! the session) while the rest are stored. Not done
 //! here: acking, dead-lettering, reading deliveries.
 
 use std::collections::VecDeque;
@@ -128,9 +129,11 @@ impl<H: Handler> Lane<H> {
                     self.finish(group);
                 }
                 Written::Refused(_) => {
-                    for entry in group.into_iter().rev() {
-                        groups.push_front(vec![entry]);
-                    }
+                    // Halves, the first half first: a few transactions find the refused item
+                    // among hundreds, and the lane's order is kept.
+                    let second = group.split_off(group.len() / 2);
+                    groups.push_front(second);
+                    groups.push_front(group);
                 }
                 Written::Interrupted => return Ok(false),
             }

@@ -147,47 +147,54 @@ impl Handler for Results {
 }
 
 impl Results {
-    /// Warns (once per run and process) about results for runs the store does not know.
+    /// Warns (once per run and process) about results for runs the store does not know. A
+    /// run is claimed as checked before the look-up, so lanes writing at once warn once, and
+    /// released again if the look-up fails.
     async fn check_runs(
         &self,
         batch: &mut Batch,
         items: &[Entry<DeliveryResult>],
     ) -> Result<(), StoreError> {
-        let unchecked: Vec<&str> = {
-            let checked = self
+        let claimed: Vec<String> = {
+            let mut checked = self
                 .checked_runs
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut unchecked: Vec<&str> = items
-                .iter()
-                .map(|entry| entry.item.run_id.as_str())
-                .filter(|run_id| !checked.contains(*run_id))
-                .collect();
-            unchecked.sort_unstable();
-            unchecked.dedup();
-            unchecked
+            if checked.len() + items.len() > RUNS_REMEMBERED {
+                checked.clear();
+            }
+            let mut claimed = Vec::new();
+            for entry in items {
+                if checked.insert(entry.item.run_id.clone()) {
+                    claimed.push(entry.item.run_id.clone());
+                }
+            }
+            claimed
         };
-        if unchecked.is_empty() {
+        if claimed.is_empty() {
             return Ok(());
         }
-        let known = batch.known_runs(&unchecked).await?;
-        for run_id in &unchecked {
-            if !known.contains(*run_id) {
-                self.metrics.results_unknown_run.inc();
-                warn!(run_id = %run_id,
-                    "Results arrive for a run this store has no record of: they are stored, but \
-                     the run was probably started against another store, so `campaign status` \
-                     there never moves. Point the sender's HERALD_DATABASE_URL at this store.");
+        let run_ids: Vec<&str> = claimed.iter().map(String::as_str).collect();
+        let known = match batch.known_runs(&run_ids).await {
+            Ok(known) => known,
+            Err(error) => {
+                let mut checked = self
+                    .checked_runs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for run_id in &claimed {
+                    checked.remove(run_id);
+                }
+                return Err(error);
             }
+        };
+        for run_id in claimed.iter().filter(|run_id| !known.contains(*run_id)) {
+            self.metrics.results_unknown_run.inc();
+            warn!(run_id = %run_id,
+                "Results arrive for a run this store has no record of: they are stored, but \
+                 the run was probably started against another store, so `campaign status` \
+                 there never moves. Point the sender's HERALD_DATABASE_URL at this store.");
         }
-        let mut checked = self
-            .checked_runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if checked.len() + unchecked.len() > RUNS_REMEMBERED {
-            checked.clear();
-        }
-        checked.extend(unchecked.into_iter().map(str::to_owned));
         Ok(())
     }
 }

@@ -26,6 +26,7 @@ use super::server_webhook::{PAGE, Rig as Web};
 use super::store::{Rig, both_backends, on_sqlite, users};
 use crate::eventually;
 
+mod batches;
 mod results;
 mod sim;
 
