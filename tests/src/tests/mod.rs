@@ -9,6 +9,7 @@ mod graph_sim;
 mod producer;
 mod producer_store;
 mod prometheus;
+mod records;
 mod server_api;
 mod server_api_cli;
 mod server_api_control;

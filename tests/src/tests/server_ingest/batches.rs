@@ -6,7 +6,7 @@ use herald_amqp::{Headers, Publisher};
 use herald_store::{Backend, OPTED_OUT_ATTRIBUTE};
 use serde_json::json;
 
-use super::{PAGE, Pipeline, T0, T1, WAIT, entry, marketing, message, sent};
+use super::{Pipeline, T0, T1, WAIT, entry, marketing, message, sent};
 use crate::eventually;
 use crate::tests::store::{Rig, both_backends};
 
