@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use herald_amqp::{AmqpSettings, Headers, Publisher, SEND_ROUTING_KEY, Topology};
 use herald_sim::{Latency, SimConfig, SimHandle};
+use herald_tests::bench::{cpu_ticks, field_kib, free_addr};
 
 const PAGE: &str = "1000000001";
 const ROLE: &str = "HERALD_BENCH_ROLE";
@@ -257,12 +258,6 @@ where
     }
 }
 
-/// A free local address for the worker's metrics.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address").to_string()
-}
-
 /// Mean of `herald_send_duration_seconds`, in ms, from the worker's `/metrics`.
 async fn mean_call_ms(url: &str) -> Option<f64> {
     let text = reqwest::get(url).await.ok()?.text().await.ok()?;
@@ -430,30 +425,4 @@ fn broker_pid() -> Option<u32> {
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (comm.trim() == "beam.smp").then_some(pid)
         })
-}
-
-/// utime + stime of a process, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| {
-        fields
-            .get(n)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-fn field_kib(status: &str, name: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

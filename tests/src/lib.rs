@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod bench;
 #[cfg(test)]
 mod tests;
 
