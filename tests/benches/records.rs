@@ -407,7 +407,11 @@ fn result(run: &str, i: usize) -> Vec<u8> {
 /// A page webhook body with one receipt for `psid(i)`: delivery for even `i`, read for odd.
 fn receipt(i: usize) -> Vec<u8> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 60_000;
-    let kind = if i.is_multiple_of(2) { "delivery" } else { "read" };
+    let kind = if i.is_multiple_of(2) {
+        "delivery"
+    } else {
+        "read"
+    };
     serde_json::to_vec(
         &serde_json::json!({"object": "page", "entry": [{"id": PAGE, "time": now,
         "messaging": [{"sender": {"id": psid(i)}, "recipient": {"id": PAGE}, "timestamp": now,

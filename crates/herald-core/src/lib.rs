@@ -14,6 +14,7 @@ mod path;
 mod render;
 pub mod result;
 pub mod secret;
+pub mod signed_ref;
 pub mod skip;
 pub mod user;
 pub mod window;

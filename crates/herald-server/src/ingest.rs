@@ -104,14 +104,7 @@ impl Handler for Ingest {
         batch: &mut Batch,
         items: &[Entry<Event>],
     ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
-        let mut control = Vec::new();
-        let mut report = Vec::with_capacity(items.len());
-        for entry in items {
-            let mut applied = apply::apply(batch, &entry.item, entry.again).await?;
-            control.extend(applied.control.take());
-            report.push(applied);
-        }
-        Ok((control, report))
+        apply::apply_all(batch, items).await
     }
 
     fn committed(&self, report: Vec<Applied>) {

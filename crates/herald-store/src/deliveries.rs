@@ -22,9 +22,11 @@ use crate::error::query;
 use crate::stamp::to_ms;
 use crate::{Batch, Store, StoreError};
 
+mod receipts;
 mod recent;
 mod status;
 
+pub use receipts::{Receipt, ReceiptKind};
 pub use recent::RecentResults;
 pub use status::{ErrorCount, RunStatus, StatusCounts};
 
@@ -62,9 +64,6 @@ const RESULTS_PER_STATEMENT: usize = 500;
 fn mark_time(watermark: &str) -> String {
     format!("CASE WHEN sent_at_ms > {watermark} THEN sent_at_ms ELSE {watermark} END")
 }
-
-/// Message ids per `IN (...)` list.
-const MIDS_PER_STATEMENT: usize = 500;
 
 impl Store {
     /// Stores the terminal result of a job; true when it was new, false when the job already
@@ -195,19 +194,33 @@ impl Batch {
 
     /// Marks new `sent` records with the receipts their PSIDs already had (a receipt may reach
     /// the ingest before the result it confirms reaches the results consumer).
+    ///
+    /// The receipts rows are read by an upsert, not a `SELECT`, so that this transaction holds
+    /// their row locks: on PostgreSQL an ingest transaction storing a receipt for the same PSID
+    /// at the same moment then waits for this one (and its `UPDATE` sees this record) or this
+    /// one waits for it (and reads its watermark). With a plain read, each could miss the
+    /// other's uncommitted row and the receipt would never be applied. Rows are locked in key
+    /// order, so two such transactions cannot deadlock.
     async fn apply_earlier_receipts(&mut self, sent: &[NewSent]) -> Result<(), StoreError> {
         let backend = self.backend();
-        let mut marks: Vec<(&str, i64, Option<i64>)> = Vec::new();
-        for chunk in sent.chunks(RESULTS_PER_STATEMENT) {
+        let mut keys: Vec<(&str, &str)> = sent
+            .iter()
+            .map(|record| (record.page_id.as_str(), record.psid.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut receipts = Receipts::with_capacity(keys.len());
+        for chunk in keys.chunks(RESULTS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT page_id, psid, delivered_watermark_ms, read_watermark_ms FROM receipts \
-                 WHERE (page_id, psid) IN (VALUES {})",
+                "INSERT INTO receipts (page_id, psid) VALUES {} \
+                 ON CONFLICT (page_id, psid) DO UPDATE SET page_id = excluded.page_id \
+                 RETURNING page_id, psid, delivered_watermark_ms, read_watermark_ms",
                 backend.values(chunk.len(), 2, "")
             );
-            let receipts = with_tx!(&mut self.tx, tx => {
+            let rows = with_tx!(&mut self.tx, tx => {
                 let mut statement = sqlx::query(&sql);
-                for record in chunk {
-                    statement = statement.bind(&record.page_id).bind(&record.psid);
+                for (page_id, psid) in chunk {
+                    statement = statement.bind(*page_id).bind(*psid);
                 }
                 statement
                     .fetch_all(&mut **tx)
@@ -218,20 +231,22 @@ impl Batch {
                     .collect::<Result<Receipts, sqlx::Error>>())
             })
             .map_err(query("record_results"))?;
-            for record in chunk {
-                let key = (record.page_id.clone(), record.psid.clone());
-                let Some(&(delivered, read)) = receipts.get(&key) else {
-                    continue;
-                };
-                let covers = |watermark: Option<i64>| {
-                    watermark
-                        .filter(|&w| record.sent_ms <= w.saturating_add(SLACK_MS))
-                        .map(|w| w.max(record.sent_ms))
-                };
-                let read = covers(read);
-                if let Some(delivered) = covers(delivered).or(read) {
-                    marks.push((record.job_id.as_str(), delivered, read));
-                }
+            receipts.extend(rows);
+        }
+        let mut marks: Vec<(&str, i64, Option<i64>)> = Vec::new();
+        for record in sent {
+            let key = (record.page_id.clone(), record.psid.clone());
+            let Some(&(delivered, read)) = receipts.get(&key) else {
+                continue;
+            };
+            let covers = |watermark: Option<i64>| {
+                watermark
+                    .filter(|&w| record.sent_ms <= w.saturating_add(SLACK_MS))
+                    .map(|w| w.max(record.sent_ms))
+            };
+            let read = covers(read);
+            if let Some(delivered) = covers(delivered).or(read) {
+                marks.push((record.job_id.as_str(), delivered, read));
             }
         }
         for chunk in marks.chunks(RESULTS_PER_STATEMENT) {
@@ -265,55 +280,14 @@ impl Batch {
         watermark: OffsetDateTime,
         mids: &[String],
     ) -> Result<u64, StoreError> {
-        let watermark_ms = to_ms(watermark);
-        let covered_ms = watermark_ms.saturating_add(SLACK_MS);
-        let by_watermark = format!(
-            "UPDATE deliveries SET delivered_at_ms = {} \
-             WHERE page_id = $1 AND psid = $2 AND sent_at_ms IS NOT NULL \
-               AND sent_at_ms <= $4 AND delivered_at_ms IS NULL",
-            mark_time("$3")
-        );
-        with_tx!(&mut self.tx, tx => {
-            sqlx::query(&receipt_sql("delivered_watermark_ms"))
-                .bind(page_id)
-                .bind(psid)
-                .bind(watermark_ms)
-                .execute(&mut **tx)
-                .await
-                .map_err(query("mark_delivered"))?;
-            let mut changed = sqlx::query(&by_watermark)
-                .bind(page_id)
-                .bind(psid)
-                .bind(watermark_ms)
-                .bind(covered_ms)
-                .execute(&mut **tx)
-                .await
-                .map_err(query("mark_delivered"))?
-                .rows_affected();
-            for chunk in mids.chunks(MIDS_PER_STATEMENT) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-                // By message id alone (Graph's ids are unique across pages): it also finds
-                // records whose PSID was not known, and it keeps SQLite's planner on the
-                // message_id index rather than scanning the page's records.
-                let sql = format!(
-                    "UPDATE deliveries SET delivered_at_ms = {} \
-                     WHERE sent_at_ms IS NOT NULL AND delivered_at_ms IS NULL \
-                       AND message_id IN ({})",
-                    mark_time("$1"),
-                    list.join(", ")
-                );
-                let mut statement = sqlx::query(&sql).bind(watermark_ms);
-                for mid in chunk {
-                    statement = statement.bind(mid);
-                }
-                changed += statement
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(query("mark_delivered"))?
-                    .rows_affected();
-            }
-            Ok(changed)
-        })
+        let kind = ReceiptKind::Delivered { mids };
+        self.mark_receipts(&[Receipt {
+            page_id,
+            psid,
+            watermark,
+            kind,
+        }])
+        .await
     }
 
     /// A read receipt: every `sent` record to `psid` on `page_id` sent before `watermark` (with
@@ -325,40 +299,22 @@ impl Batch {
         psid: &str,
         watermark: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let watermark_ms = to_ms(watermark);
-        let covered_ms = watermark_ms.saturating_add(SLACK_MS);
-        let sql = format!(
-            "UPDATE deliveries SET read_at_ms = {at}, delivered_at_ms = COALESCE(delivered_at_ms, {at}) \
-             WHERE page_id = $1 AND psid = $2 AND sent_at_ms IS NOT NULL \
-               AND sent_at_ms <= $4 AND read_at_ms IS NULL",
-            at = mark_time("$3")
-        );
-        with_tx!(&mut self.tx, tx => {
-            sqlx::query(&receipt_sql("read_watermark_ms"))
-                .bind(page_id)
-                .bind(psid)
-                .bind(watermark_ms)
-                .execute(&mut **tx)
-                .await
-                .map_err(query("mark_read"))?;
-            let changed = sqlx::query(&sql)
-                .bind(page_id)
-                .bind(psid)
-                .bind(watermark_ms)
-                .bind(covered_ms)
-                .execute(&mut **tx)
-                .await
-                .map_err(query("mark_read"))?
-                .rows_affected();
-            Ok(changed)
-        })
+        let kind = ReceiptKind::Read;
+        self.mark_receipts(&[Receipt {
+            page_id,
+            psid,
+            watermark,
+            kind,
+        }])
+        .await
     }
 }
 
-/// Raises one watermark column of `receipts` for ($1 page, $2 PSID) to $3, never lowering it.
-fn receipt_sql(column: &str) -> String {
+/// Raises one watermark column of `receipts` for the (page, PSID, watermark) rows of `values`,
+/// never lowering it. No two rows may name the same (page, PSID).
+fn receipt_sql(column: &str, values: &str) -> String {
     format!(
-        "INSERT INTO receipts (page_id, psid, {column}) VALUES ($1, $2, $3) \
+        "INSERT INTO receipts (page_id, psid, {column}) VALUES {values} \
          ON CONFLICT (page_id, psid) DO UPDATE SET {column} = CASE \
            WHEN receipts.{column} IS NULL OR excluded.{column} > receipts.{column} \
            THEN excluded.{column} ELSE receipts.{column} END"

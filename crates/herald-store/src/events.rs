@@ -11,6 +11,9 @@ use crate::error::query;
 use crate::stamp::{now_ms, to_ms};
 use crate::{Batch, Store, StoreError};
 
+/// Keys per `INSERT` statement.
+const KEYS_PER_STATEMENT: usize = 1_000;
+
 impl Store {
     /// Remembers `key`; true the first time it is seen, false on every later call (also
     /// across processes: the insert is atomic in the database).
@@ -40,17 +43,32 @@ impl Batch {
     /// `Store::seen_event` inside the batch: the key is remembered only if the batch commits,
     /// together with the writes it guards.
     pub async fn seen_event(&mut self, key: &str) -> Result<bool, StoreError> {
-        let sql = "INSERT INTO seen_events (key, seen_at_ms) VALUES ($1, $2) \
-                   ON CONFLICT (key) DO NOTHING";
-        let inserted = with_tx!(&mut self.tx, tx => {
-            sqlx::query(sql)
-                .bind(key)
-                .bind(now_ms())
-                .execute(&mut **tx)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .map_err(query("seen_event"))?;
-        Ok(inserted == 1)
+        let fresh = self.seen_events(&[key]).await?;
+        Ok(fresh.first().copied().unwrap_or(false))
+    }
+
+    /// `seen_event` for many keys with one statement per thousand: for each key, true when it
+    /// was new. A key given twice is new only the first time.
+    pub async fn seen_events(&mut self, keys: &[&str]) -> Result<Vec<bool>, StoreError> {
+        let backend = self.backend();
+        let now = now_ms();
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO seen_events (key, seen_at_ms) VALUES {} \
+                 ON CONFLICT (key) DO NOTHING RETURNING key",
+                backend.values(chunk.len(), 2, "")
+            );
+            let keys: Vec<String> = with_tx!(&mut self.tx, tx => {
+                let mut statement = sqlx::query_scalar::<_, String>(&sql);
+                for key in chunk {
+                    statement = statement.bind(*key).bind(now);
+                }
+                statement.fetch_all(&mut **tx).await
+            })
+            .map_err(query("seen_event"))?;
+            inserted.extend(keys);
+        }
+        Ok(keys.iter().map(|key| inserted.remove(*key)).collect())
     }
 }

@@ -2,9 +2,13 @@
 //! together on a new `sqlite://herald.db` would both create the file, switch it to WAL and run
 //! the migrations, and SQLite answers one of them "database is locked" at once for some of those
 //! steps (its busy timeout does not cover them all). So `Store::connect` holds an exclusive
-//! `flock` on the database file from before the first connection until the migrations are done:
-//! the second process waits, then finds the schema current. SQLite's own locks are `fcntl`
-//! locks, which Linux keeps apart from `flock`, so this lock never blocks SQLite itself.
+//! `flock` on `<database>-open.lock`, beside the database, from before the first connection
+//! until the migrations are done: the second process waits, then finds the schema current.
+//!
+//! The lock is on a file of its own, never on the database: SQLite's locks are POSIX `fcntl`
+//! locks, and closing *any* descriptor of a file drops every such lock the process holds on it.
+//! Locking the database file itself and closing that descriptor silently unlocked the pool's
+//! connections, so another process's last close deleted the WAL under them ("disk I/O error").
 //! PostgreSQL needs none of this: sqlx's migrator takes an advisory lock there.
 
 use std::fs::{File, OpenOptions};
@@ -20,12 +24,15 @@ pub(crate) struct OpenLock {
     _file: File,
 }
 
-/// Locks the database file of a `sqlite:` URL (creating it, empty, if missing); `None` for an
-/// in-memory database or any other URL.
+/// Locks the open-lock file of a `sqlite:` URL's database (creating it if missing; it stays);
+/// `None` for an in-memory database or any other URL.
 pub(crate) async fn lock(url: &str) -> Result<Option<OpenLock>, StoreError> {
-    let Some(path) = sqlite_file(url) else {
+    let Some(mut path) = sqlite_file(url) else {
         return Ok(None);
     };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("-open.lock");
+    path.set_file_name(name);
     let locked = tokio::task::spawn_blocking(move || {
         let file = OpenOptions::new()
             .read(true)

@@ -22,7 +22,9 @@ mod users;
 pub use audience::AudienceCursor;
 pub use backend::Backend;
 pub use batch::Batch;
-pub use deliveries::{ErrorCount, RECEIPT_SLACK, RecentResults, RunStatus, StatusCounts};
+pub use deliveries::{
+    ErrorCount, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus, StatusCounts,
+};
 pub use error::StoreError;
 pub use runs::{NewRun, RunProgress, RunRecord, RunState};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};

@@ -1,6 +1,8 @@
-//! Applying one `Event` to a store batch, once: `seen_event(key)` first, then the write. Inbound
-//! actions → `record_inbound` (identity, `last_inbound_at`, `ref` link); receipts →
-//! `mark_delivered` / `mark_read`; marketing stop/resume → `set_opt_out`. Echoes, checkbox
+//! Applying a lane's events to a store batch, each once: the dedupe keys of the whole batch
+//! first (`seen_events`, one statement), then each event in order. Inbound actions →
+//! `record_inbound` (identity, `last_inbound_at`, `ref` link); marketing stop/resume →
+//! `set_opt_out`; receipts are gathered and applied together at the end (`mark_receipts`,
+//! which keeps their order per PSID; they commute with every other event). Echoes, checkbox
 //! opt-ins and unknown items write nothing and are counted; a policy block is logged loudly and
 //! becomes a `halt_page` control message (an unblock, `resume_page`) for the caller to publish.
 //!
@@ -14,11 +16,12 @@
 //! commit, from what `apply` returns.
 
 use herald_core::{ControlAction, ControlMessage};
-use herald_store::{Batch, StoreError};
+use herald_store::{Batch, Receipt, ReceiptKind, StoreError};
 use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
 use super::event::{Event, PolicyAction};
+use crate::lane::Entry;
 
 /// What applying one event did, for the metrics counted after the commit.
 #[derive(Debug)]
@@ -33,17 +36,39 @@ pub(crate) struct Applied {
     pub(crate) policy: Option<&'static str>,
 }
 
-/// Applies `event` inside `batch`.
-pub(crate) async fn apply(
+/// Applies a lane's `items` inside `batch`, in order; returns the control messages to publish
+/// after the commit and what each event did.
+pub(crate) async fn apply_all(
     batch: &mut Batch,
-    event: &Event,
+    items: &[Entry<Event>],
+) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
+    let keys: Vec<Option<String>> = items.iter().map(|entry| entry.item.dedupe_key()).collect();
+    let known: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+    let mut fresh_keys = batch.seen_events(&known).await?.into_iter();
+    let mut receipts = Vec::new();
+    let mut control = Vec::new();
+    let mut report = Vec::with_capacity(items.len());
+    for (entry, key) in items.iter().zip(&keys) {
+        let fresh = key.is_none() || fresh_keys.next().unwrap_or(false);
+        let mut applied = apply(batch, &entry.item, fresh, entry.again, &mut receipts).await?;
+        control.extend(applied.control.take());
+        report.push(applied);
+    }
+    let changed = batch.mark_receipts(&receipts).await?;
+    debug!(receipts = receipts.len(), changed, "Receipts applied.");
+    Ok((control, report))
+}
+
+/// Applies one `event` inside `batch` (a receipt is only added to `receipts`). `fresh`: its
+/// dedupe key was new.
+async fn apply<'a>(
+    batch: &mut Batch,
+    event: &'a Event,
+    fresh: bool,
     again: bool,
+    receipts: &mut Vec<Receipt<'a>>,
 ) -> Result<Applied, StoreError> {
     let kind = event.kind();
-    let fresh = match event.dedupe_key() {
-        Some(key) => batch.seen_event(&key).await?,
-        None => true,
-    };
     let mut applied = Applied {
         control: None,
         kind,
@@ -74,10 +99,12 @@ pub(crate) async fn apply(
             watermark_ms,
             mids,
         } => {
-            let changed = batch
-                .mark_delivered(page, psid, time(*watermark_ms), mids)
-                .await?;
-            debug!(changed, "Delivery receipt applied.");
+            receipts.push(Receipt {
+                page_id: page,
+                psid,
+                watermark: time(*watermark_ms),
+                kind: ReceiptKind::Delivered { mids },
+            });
             true
         }
         Event::Read {
@@ -85,8 +112,12 @@ pub(crate) async fn apply(
             psid,
             watermark_ms,
         } => {
-            let changed = batch.mark_read(page, psid, time(*watermark_ms)).await?;
-            debug!(changed, "Read receipt applied.");
+            receipts.push(Receipt {
+                page_id: page,
+                psid,
+                watermark: time(*watermark_ms),
+                kind: ReceiptKind::Read,
+            });
             true
         }
         Event::OptChange {
