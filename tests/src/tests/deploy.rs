@@ -172,6 +172,19 @@ fn every_alert_has_a_firing_and_a_quiet_test_case() {
 }
 
 #[test]
+fn broker_alert_is_tested_for_workers_and_serve() {
+    // Both jobs export herald_broker_connected, so the rule must be right for each of them.
+    let tests = read("deploy/prometheus/alerts_test.yml");
+    for job in ["herald-worker", "herald-serve"] {
+        let series = format!("herald_broker_connected{{job=\"{job}\"");
+        assert!(
+            tests.contains(&series),
+            "alerts_test.yml has no HeraldBrokerDisconnected case for {job}"
+        );
+    }
+}
+
+#[test]
 fn compose_file_is_valid() {
     if !available(&DOCKER_COMPOSE) {
         return;
