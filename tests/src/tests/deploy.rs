@@ -17,11 +17,11 @@ use herald_graph::GraphSettings;
 use herald_worker::{PageTokens, WorkerSettings};
 
 /// An external program a check needs, how to tell it is usable, and how scripts/test installs it.
-struct Tool {
-    name: &'static str,
-    program: &'static str,
-    probe: &'static [&'static str],
-    install: &'static str,
+pub(crate) struct Tool {
+    pub(crate) name: &'static str,
+    pub(crate) program: &'static str,
+    pub(crate) probe: &'static [&'static str],
+    pub(crate) install: &'static str,
 }
 
 const PROMTOOL: Tool = Tool {
@@ -30,7 +30,7 @@ const PROMTOOL: Tool = Tool {
     probe: &["--version"],
     install: "apt-get install -y prometheus",
 };
-const DOCKER_COMPOSE: Tool = Tool {
+pub(crate) const DOCKER_COMPOSE: Tool = Tool {
     name: "docker-compose",
     program: "docker-compose",
     probe: &["version"],
@@ -48,7 +48,8 @@ const CUSTOM_KINDS: [&str; 3] = ["ScaledObject", "TriggerAuthentication", "Servi
 /// Kubernetes versions the manifests must be valid for: the oldest supported here and the newest.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
 
-fn available(tool: &Tool) -> bool {
+/// Whether `tool` is usable; without it, panics under `CI` and prints `skipping: ...` elsewhere.
+pub(crate) fn available(tool: &Tool) -> bool {
     let usable = Command::new(tool.program)
         .args(tool.probe)
         .output()
@@ -69,14 +70,16 @@ fn available(tool: &Tool) -> bool {
     usable
 }
 
-fn root() -> PathBuf {
+/// The repository root.
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ lives in the repository")
         .to_path_buf()
 }
 
-fn read(relative: &str) -> String {
+/// A file of the repository, by its path from the root.
+pub(crate) fn read(relative: &str) -> String {
     let path = root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
