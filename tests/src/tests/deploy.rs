@@ -208,12 +208,16 @@ fn compose_file_is_valid() {
         );
     }
     // What the fleet is for: three workers on the simulator, scraped on 0.0.0.0:9465.
+    // (tests/src/tests/compose.rs runs it.)
     for needle in [
         "scale: 3",
         "\"worker\", \"--metrics-addr\", \"0.0.0.0:9465\"",
         "\"serve\", \"--addr\", \"0.0.0.0:8080\"",
         "HERALD_GRAPH_URL: http://sim:8900",
         "HERALD_PAGE_TOKEN_1000000001:",
+        // Receipts for campaign status, and the store reachable from the host.
+        "\"--webhook-url\", \"http://serve:8080/webhook\", \"--receipts\"",
+        "ports: [\"127.0.0.1:5432:5432\"]",
     ] {
         assert!(compose.contains(needle), "docker-compose.yml lost {needle}");
     }
@@ -316,6 +320,31 @@ fn kustomization_lists_every_manifest_but_the_secret_example() {
     let mut expected: BTreeSet<String> = k8s_manifests().into_iter().collect();
     expected.remove("deploy/k8s/secret.example.yaml");
     assert_eq!(listed, expected);
+}
+
+#[test]
+fn readme_says_the_image_needs_buildkit() {
+    // RUN --mount and a Dockerfile-specific .dockerignore exist only in BuildKit; Compose 1.29's
+    // own builder and the legacy `docker build` fail on the first or ignore the second.
+    let dockerfile = read("deploy/Dockerfile");
+    if dockerfile.contains("RUN --mount") {
+        assert!(
+            dockerfile.starts_with("# syntax=docker/dockerfile:1"),
+            "a BuildKit Dockerfile names its frontend"
+        );
+        let readme = read("README.md");
+        let fleet = readme
+            .split("\n## Run a fleet\n")
+            .nth(1)
+            .expect("README has \"Run a fleet\"");
+        for needed in [
+            "BuildKit",
+            "DOCKER_BUILDKIT=1",
+            "COMPOSE_DOCKER_CLI_BUILD=0",
+        ] {
+            assert!(fleet.contains(needed), "\"Run a fleet\" lost {needed}");
+        }
+    }
 }
 
 #[test]
