@@ -1,4 +1,4 @@
-//! The command line of DESIGN §3, as clap types. Parsing only: `commands` runs them.
+//! The command line, as clap types (README, "Usage"). Parsing only: `commands` runs them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -204,6 +204,15 @@ pub(crate) struct SimArgs {
     /// Where signed delivery, read and inbound events are posted.
     #[arg(long, value_name = "URL")]
     pub(crate) webhook_url: Option<String>,
+    /// Post a delivery and a read receipt for every accepted message (needs --webhook-url).
+    #[arg(long, requires = "webhook_url")]
+    pub(crate) receipts: bool,
+    /// Delay between accepting a message and posting its delivery receipt [default: 50].
+    #[arg(long, value_name = "MS", requires = "receipts")]
+    pub(crate) delivery_delay_ms: Option<u64>,
+    /// Delay between accepting a message and posting its read receipt [default: 200].
+    #[arg(long, value_name = "MS", requires = "receipts")]
+    pub(crate) read_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

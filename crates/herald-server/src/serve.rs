@@ -1,8 +1,10 @@
 //! `herald serve` as a library: one HTTP server on one address with the Messenger webhook
 //! (`webhook`), the admin API (`api`) and the operations endpoints (`/metrics`, `/healthz`,
 //! `/readyz` from herald-telemetry), plus the ingest and results consumers in the same process
-//! (each can be turned off, to run it elsewhere). `/readyz` answers 200 while the webhook's
-//! broker connection is up: a webhook that cannot publish must not receive traffic.
+//! (each can be turned off, to run it elsewhere). `/readyz` answers 200, and
+//! `herald_broker_connected` reads 1, while the webhook's broker connection is up: a webhook
+//! that cannot publish must not receive traffic. (The consumers report their own connections in
+//! `herald_consumer_connected`.)
 //!
 //! Shutdown (the caller cancels `shutdown`, e.g. on SIGTERM): the HTTP server stops accepting
 //! and finishes the requests in flight, the consumers finish the message in hand, runs started
@@ -167,7 +169,12 @@ pub async fn serve(
             stop.clone(),
         ));
     }
-    let readiness = tokio::spawn(track_readiness(events, health.clone(), stop.clone()));
+    let readiness = tokio::spawn(track_readiness(
+        events,
+        health.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
     let addr = listener.local_addr().ok();
     info!(addr = ?addr, ingest = settings.ingest, results = settings.results, "Serving.");
     let http = axum::serve(listener, app)
@@ -223,15 +230,26 @@ fn consumer_failure(
     }
 }
 
-/// Keeps `/readyz` in step with the webhook's broker connection until `stop`.
-async fn track_readiness(events: EventSink, health: Health, stop: CancellationToken) {
+/// Keeps `/readyz` and `herald_broker_connected` in step with the webhook's broker connection
+/// until `stop`, then reports it down.
+async fn track_readiness(
+    events: EventSink,
+    health: Health,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(READINESS_EVERY);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
-            _ = every.tick() => health.set_ready(events.is_connected()),
+            () = stop.cancelled() => break,
+            _ = every.tick() => {
+                let connected = events.is_connected();
+                health.set_ready(connected);
+                metrics.broker_connected.set(i64::from(connected));
+            }
         }
     }
+    metrics.broker_connected.set(0);
 }
 
 /// Binds `addr` (port 0 picks a free one; `local_addr` says which).

@@ -52,7 +52,8 @@ pub struct Metrics {
     pub page_halted: IntGaugeVec,
     /// The page's Graph usage as reported by usage headers (1.0 = 100 %), by `page_id`.
     pub graph_usage_ratio: GaugeVec,
-    /// 1 while the broker connection is up.
+    /// 1 while the broker connection is up: a worker's consuming connection, or the webhook's
+    /// publishing connection in `herald serve`.
     pub broker_connected: IntGauge,
     /// Consumers on herald.send as last read from the broker (the fleet a page's rate is shared by).
     pub send_consumers: IntGauge,

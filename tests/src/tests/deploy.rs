@@ -17,11 +17,11 @@ use herald_graph::GraphSettings;
 use herald_worker::{PageTokens, WorkerSettings};
 
 /// An external program a check needs, how to tell it is usable, and how scripts/test installs it.
-struct Tool {
-    name: &'static str,
-    program: &'static str,
-    probe: &'static [&'static str],
-    install: &'static str,
+pub(crate) struct Tool {
+    pub(crate) name: &'static str,
+    pub(crate) program: &'static str,
+    pub(crate) probe: &'static [&'static str],
+    pub(crate) install: &'static str,
 }
 
 const PROMTOOL: Tool = Tool {
@@ -30,7 +30,7 @@ const PROMTOOL: Tool = Tool {
     probe: &["--version"],
     install: "apt-get install -y prometheus",
 };
-const DOCKER_COMPOSE: Tool = Tool {
+pub(crate) const DOCKER_COMPOSE: Tool = Tool {
     name: "docker-compose",
     program: "docker-compose",
     probe: &["version"],
@@ -48,7 +48,8 @@ const CUSTOM_KINDS: [&str; 3] = ["ScaledObject", "TriggerAuthentication", "Servi
 /// Kubernetes versions the manifests must be valid for: the oldest supported here and the newest.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
 
-fn available(tool: &Tool) -> bool {
+/// Whether `tool` is usable; without it, panics under `CI` and prints `skipping: ...` elsewhere.
+pub(crate) fn available(tool: &Tool) -> bool {
     let usable = Command::new(tool.program)
         .args(tool.probe)
         .output()
@@ -69,14 +70,16 @@ fn available(tool: &Tool) -> bool {
     usable
 }
 
-fn root() -> PathBuf {
+/// The repository root.
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ lives in the repository")
         .to_path_buf()
 }
 
-fn read(relative: &str) -> String {
+/// A file of the repository, by its path from the root.
+pub(crate) fn read(relative: &str) -> String {
     let path = root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -172,6 +175,19 @@ fn every_alert_has_a_firing_and_a_quiet_test_case() {
 }
 
 #[test]
+fn broker_alert_is_tested_for_workers_and_serve() {
+    // Both jobs export herald_broker_connected, so the rule must be right for each of them.
+    let tests = read("deploy/prometheus/alerts_test.yml");
+    for job in ["herald-worker", "herald-serve"] {
+        let series = format!("herald_broker_connected{{job=\"{job}\"");
+        assert!(
+            tests.contains(&series),
+            "alerts_test.yml has no HeraldBrokerDisconnected case for {job}"
+        );
+    }
+}
+
+#[test]
 fn compose_file_is_valid() {
     if !available(&DOCKER_COMPOSE) {
         return;
@@ -192,12 +208,16 @@ fn compose_file_is_valid() {
         );
     }
     // What the fleet is for: three workers on the simulator, scraped on 0.0.0.0:9465.
+    // (tests/src/tests/compose.rs runs it.)
     for needle in [
         "scale: 3",
         "\"worker\", \"--metrics-addr\", \"0.0.0.0:9465\"",
         "\"serve\", \"--addr\", \"0.0.0.0:8080\"",
         "HERALD_GRAPH_URL: http://sim:8900",
         "HERALD_PAGE_TOKEN_1000000001:",
+        // Receipts for campaign status, and the store reachable from the host.
+        "\"--webhook-url\", \"http://serve:8080/webhook\", \"--receipts\"",
+        "ports: [\"127.0.0.1:5432:5432\"]",
     ] {
         assert!(compose.contains(needle), "docker-compose.yml lost {needle}");
     }
@@ -300,6 +320,31 @@ fn kustomization_lists_every_manifest_but_the_secret_example() {
     let mut expected: BTreeSet<String> = k8s_manifests().into_iter().collect();
     expected.remove("deploy/k8s/secret.example.yaml");
     assert_eq!(listed, expected);
+}
+
+#[test]
+fn readme_says_the_image_needs_buildkit() {
+    // RUN --mount and a Dockerfile-specific .dockerignore exist only in BuildKit; Compose 1.29's
+    // own builder and the legacy `docker build` fail on the first or ignore the second.
+    let dockerfile = read("deploy/Dockerfile");
+    if dockerfile.contains("RUN --mount") {
+        assert!(
+            dockerfile.starts_with("# syntax=docker/dockerfile:1"),
+            "a BuildKit Dockerfile names its frontend"
+        );
+        let readme = read("README.md");
+        let fleet = readme
+            .split("\n## Run a fleet\n")
+            .nth(1)
+            .expect("README has \"Run a fleet\"");
+        for needed in [
+            "BuildKit",
+            "DOCKER_BUILDKIT=1",
+            "COMPOSE_DOCKER_CLI_BUILD=0",
+        ] {
+            assert!(fleet.contains(needed), "\"Run a fleet\" lost {needed}");
+        }
+    }
 }
 
 #[test]

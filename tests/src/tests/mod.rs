@@ -2,6 +2,7 @@
 
 mod broker;
 mod campaign_test;
+mod compose;
 mod demo;
 mod deploy;
 mod embedded;

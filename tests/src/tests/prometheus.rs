@@ -168,6 +168,15 @@ async fn prometheus_counts_what_the_simulator_accepted() {
         .wait_for("count(up{job=\"herald\"} == 1)", targets.len() as f64)
         .await;
     assert_eq!(up, Some(3.0), "both workers and serve are scraped");
+    // What HeraldBrokerDisconnected reads: serve reports its own connection, as workers do.
+    let connected = prometheus
+        .wait_for("count(herald_broker_connected == 1)", targets.len() as f64)
+        .await;
+    assert_eq!(
+        connected,
+        Some(3.0),
+        "both workers and serve report a live broker connection"
+    );
     let recorded = prometheus
         .wait_for("sum(herald_results_recorded_total)", total as f64)
         .await;

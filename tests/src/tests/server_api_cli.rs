@@ -1,7 +1,8 @@
 //! The `herald` binary as the subject: `herald serve` starts, answers `/healthz` and `/readyz`
-//! and the admin API on one address, and exits 0 on SIGTERM; it refuses to start (exit 64)
-//! without the webhook's secrets; `herald users import` prints its counts and the malformed
-//! rows' lines, for CSV and JSONL.
+//! and the admin API on one address, and exits 0 on SIGTERM; its `herald_broker_connected`
+//! follows its broker connection through an outage; it refuses to start (exit 64) without the
+//! webhook's secrets; `herald users import` prints its counts and the malformed rows' lines,
+//! for CSV and JSONL.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -12,8 +13,10 @@ use herald_core::Secret;
 use herald_store::Store;
 
 use super::server_api_rig::{APP_SECRET, PAGE, TOKEN, VERIFY_TOKEN};
+use super::server_webhook::Proxy;
 use super::store::users;
-use crate::{broker, eventually, herald, unique_name};
+use super::worker_rig::{sample, scrape};
+use crate::{Running, broker, eventually, herald, unique_name};
 
 /// Kills the child if the test fails before it exits.
 struct Guard(std::process::Child);
@@ -98,6 +101,79 @@ async fn herald_serve_answers_healthz_and_exits_0_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
+
+    let amqp = AmqpSettings {
+        url: crate::amqp_addr().into(),
+        ..AmqpSettings::default()
+    };
+    let connection = herald_amqp::connect(&amqp).await.expect("connect");
+    Topology::new(&prefix)
+        .expect("topology")
+        .delete(&connection)
+        .await
+        .expect("delete topology");
+    let _ = connection.close().await;
+}
+
+#[tokio::test]
+async fn herald_serve_reports_its_broker_connection() {
+    let Some(mut proxy) = Proxy::start().await else {
+        return;
+    };
+    let prefix = unique_name("test-api-serve-broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let amqp_url = proxy.amqp_url();
+    // Without consumers, the webhook's publishing connection is serve's only one.
+    let mut child = herald(&[
+        ("HERALD_AMQP_URL", &amqp_url),
+        ("HERALD_TOPOLOGY_PREFIX", &prefix),
+        ("HERALD_DATABASE_URL", &database),
+        ("HERALD_APP_SECRET", APP_SECRET),
+        ("HERALD_VERIFY_TOKEN", VERIFY_TOKEN),
+    ])
+    .args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--no-ingest",
+        "--no-results",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start herald serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let serve = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let metrics = format!("{url}/metrics");
+    let reads = |expected: f64| {
+        let metrics = metrics.clone();
+        eventually(Duration::from_secs(20), move || {
+            let metrics = metrics.clone();
+            async move { sample(&scrape(&metrics).await, "herald_broker_connected") == Some(expected) }
+        })
+    };
+    assert!(reads(1.0).await, "connected serve must report 1");
+    proxy.cut();
+    assert!(
+        reads(0.0).await,
+        "serve must report 0 while the broker is gone"
+    );
+    proxy.restart().await;
+    assert!(
+        reads(1.0).await,
+        "serve must report 1 again once reconnected"
+    );
+    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
 
     let amqp = AmqpSettings {
         url: crate::amqp_addr().into(),

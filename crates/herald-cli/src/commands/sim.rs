@@ -26,6 +26,7 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
         eprintln!("herald sim: --fail-rate is a probability between 0 and 1");
         return ExitCode::from(64);
     }
+    let defaults = SimConfig::default();
     let sim_config = SimConfig {
         rate_per_sec: args.rate_per_sec,
         latency: if args.latency_ms == 0 {
@@ -41,9 +42,23 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
             .or_else(|| config.app_secret.as_ref().map(|s| s.expose().to_owned())),
         tokens,
         webhook_url: args.webhook_url,
-        ..SimConfig::default()
+        receipts: args.receipts,
+        delivery_delay_ms: args.delivery_delay_ms.unwrap_or(defaults.delivery_delay_ms),
+        read_delay_ms: args.read_delay_ms.unwrap_or(defaults.read_delay_ms),
+        ..defaults
     };
-    tracing::info!(addr = %args.addr, rate_per_sec = args.rate_per_sec, "Graph API simulator starting.");
+    if let Err(problems) = sim_config.validate() {
+        for problem in problems {
+            eprintln!("herald sim: {problem}");
+        }
+        return ExitCode::from(64);
+    }
+    tracing::info!(
+        addr = %args.addr,
+        rate_per_sec = args.rate_per_sec,
+        receipts = sim_config.receipts,
+        "Graph API simulator starting."
+    );
     match herald_sim::run(sim_config, args.addr, crate::signal::terminated()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
