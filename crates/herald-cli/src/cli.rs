@@ -58,6 +58,27 @@ pub(crate) enum Command {
     Dead(DeadCommand),
     /// Run a sample campaign against the simulator, end to end.
     Demo(DemoArgs),
+    /// Signed refs for m.me links and plugins (HERALD_REF_SECRET).
+    #[command(subcommand)]
+    Refs(RefsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RefsCommand {
+    /// Print a signed ref that links whoever opens `https://m.me/PAGE?ref=REF` to EXTERNAL_ID.
+    Sign {
+        /// The user the link is for.
+        external_id: String,
+        /// The page whose m.me link carries the ref; the ref is valid on that page only.
+        #[arg(long, value_name = "PAGE_ID")]
+        page: String,
+        /// How long the ref links (e.g. 30d, 12h; at most 366d).
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// Print the ref, its expiry and the m.me link as JSON instead of the ref alone.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use herald_core::Secret;
+use herald_core::signed_ref::RefKeys;
 use serde::Deserialize;
 
 /// The default AMQP URL: RabbitMQ's guest account on this machine.
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) app_secret: Option<Secret>,
     pub(crate) verify_token: Option<Secret>,
     pub(crate) api_token: Option<Secret>,
+    /// `HERALD_REF_SECRET`, parsed: the keys signed refs are minted and verified with.
+    pub(crate) ref_keys: Option<RefKeys>,
     pub(crate) page_tokens: BTreeMap<String, Secret>,
     pub(crate) tokens_file: Option<PathBuf>,
     pub(crate) page_rate_per_sec: NonZeroU32,
@@ -59,6 +62,7 @@ struct FileLayer {
     app_secret: Option<Secret>,
     verify_token: Option<Secret>,
     api_token: Option<Secret>,
+    ref_secret: Option<Secret>,
     tokens_file: Option<PathBuf>,
     page_rate_per_sec: Option<u32>,
     #[serde(default)]
@@ -112,6 +116,7 @@ impl Config {
             app_secret: None,
             verify_token: None,
             api_token: None,
+            ref_keys: None,
             page_tokens: BTreeMap::new(),
             tokens_file: None,
             page_rate_per_sec: NonZeroU32::new(DEFAULT_PAGE_RATE_PER_SEC).expect("non-zero"),
@@ -128,6 +133,9 @@ impl Config {
         self.app_secret = file.app_secret.or(self.app_secret.take());
         self.verify_token = file.verify_token.or(self.verify_token.take());
         self.api_token = file.api_token.or(self.api_token.take());
+        if let Some(secret) = file.ref_secret {
+            self.set_ref_keys(&secret, "ref_secret", problems);
+        }
         self.tokens_file = file.tokens_file.or(self.tokens_file.take());
         self.page_tokens.extend(file.page_tokens);
         set(&mut self.topology_prefix, file.topology_prefix);
@@ -154,6 +162,7 @@ impl Config {
                 "HERALD_APP_SECRET" => self.app_secret = Some(Secret::new(value)),
                 "HERALD_VERIFY_TOKEN" => self.verify_token = Some(Secret::new(value)),
                 "HERALD_API_TOKEN" => self.api_token = Some(Secret::new(value)),
+                "HERALD_REF_SECRET" => self.set_ref_keys(&Secret::new(value), name, problems),
                 "HERALD_TOKENS_FILE" => self.tokens_file = Some(PathBuf::from(value)),
                 "HERALD_TOPOLOGY_PREFIX" => self.topology_prefix = value,
                 "HERALD_PAGE_RATE_PER_SEC" => match value.trim().parse() {
@@ -180,6 +189,14 @@ impl Config {
                     "{name}: unknown setting (see README, Configuration)"
                 )),
             }
+        }
+    }
+
+    /// Parses ref keys; a problem names the setting, never the secret.
+    fn set_ref_keys(&mut self, secret: &Secret, setting: &str, problems: &mut Vec<String>) {
+        match RefKeys::parse(secret) {
+            Ok(keys) => self.ref_keys = Some(keys),
+            Err(error) => problems.push(format!("{setting}: {error}")),
         }
     }
 

@@ -30,6 +30,11 @@ const PREFIX: &str = "hr1";
 const MAC_BYTES: usize = 16;
 const MAX_KEY_ID_LEN: usize = 16;
 
+/// Whether `reference` has the shape of a signed ref (its prefix), signed by whomever.
+pub fn looks_signed(reference: &str) -> bool {
+    reference.starts_with(PREFIX) && reference[PREFIX.len()..].starts_with('.')
+}
+
 /// The keys refs are signed and verified with. `Debug` shows key ids only.
 #[derive(Clone)]
 pub struct RefKeys {

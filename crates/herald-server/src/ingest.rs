@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use herald_amqp::{AMQPValue, AmqpSettings, Headers, Topology};
 use herald_core::ControlMessage;
+use herald_core::signed_ref::RefKeys;
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use time::OffsetDateTime;
@@ -38,8 +39,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Consumes `<prefix>.events.ingest` into the store until `shutdown` is cancelled; reconnects.
 /// Returns an error only for a broker failure that reconnecting cannot fix.
+/// `refs` verifies the `ref` of m.me links and plugins; without keys no ref links anything.
 pub async fn run_ingest(
     store: Store,
+    refs: Option<RefKeys>,
     amqp: AmqpSettings,
     topology: Topology,
     metrics: Metrics,
@@ -48,6 +51,7 @@ pub async fn run_ingest(
     let prune = tokio::spawn(prune_seen(store.clone(), shutdown.child_token()));
     let ingest = Ingest {
         store,
+        refs,
         metrics: metrics.clone(),
     };
     let ended = consume::run(ingest, amqp, topology, metrics, shutdown).await;
@@ -74,6 +78,7 @@ async fn prune_seen(store: Store, stop: CancellationToken) {
 
 struct Ingest {
     store: Store,
+    refs: Option<RefKeys>,
     metrics: Metrics,
 }
 
@@ -104,7 +109,7 @@ impl Handler for Ingest {
         batch: &mut Batch,
         items: &[Entry<Event>],
     ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
-        apply::apply_all(batch, items).await
+        apply::apply_all(batch, self.refs.as_ref(), items).await
     }
 
     fn committed(&self, report: Vec<Applied>) {
@@ -113,6 +118,9 @@ impl Handler for Ingest {
                 .ingest_events
                 .with_label_values(&[applied.kind, applied.outcome])
                 .inc();
+            if let Some(outcome) = applied.reference {
+                self.metrics.ingest_refs.with_label_values(&[outcome]).inc();
+            }
             if let Some(action) = applied.policy {
                 self.metrics
                     .policy_enforcement

@@ -20,6 +20,7 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use herald_core::Secret;
+use herald_core::signed_ref::RefKeys;
 use herald_store::Store;
 use herald_telemetry::{Health, Metrics};
 use tokio::net::TcpListener;
@@ -43,6 +44,8 @@ pub struct ServeSettings {
     pub webhook: WebhookConfig,
     /// `HERALD_API_TOKEN`; without one the admin API answers 503 to every call.
     pub api_token: Option<Secret>,
+    /// The keys webhook refs are verified with (`HERALD_REF_SECRET`); without them no ref links.
+    pub ref_keys: Option<RefKeys>,
     /// The store.
     pub store: Store,
     /// The broker and exchange and queue names.
@@ -83,6 +86,7 @@ pub fn router(
         broker: settings.broker.clone(),
         runs,
         max_import_bytes: settings.max_import_bytes,
+        ref_keys: settings.ref_keys.clone(),
     })
     .route_layer(axum::middleware::from_fn_with_state(
         metrics.clone(),
@@ -154,6 +158,7 @@ pub async fn serve(
     if settings.ingest {
         consumers.spawn(crate::ingest::run_ingest(
             settings.store.clone(),
+            settings.ref_keys.clone(),
             broker.amqp.clone(),
             broker.topology.clone(),
             metrics.clone(),

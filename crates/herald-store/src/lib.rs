@@ -26,6 +26,7 @@ pub use deliveries::{
     ErrorCount, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus, StatusCounts,
 };
 pub use error::StoreError;
+pub use identities::Link;
 pub use runs::{NewRun, RunProgress, RunRecord, RunState};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 

@@ -30,6 +30,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0002_run_cursor.sql"),
         include_str!("../migrations/postgres/0002_run_cursor.sql"),
     ),
+    (
+        3,
+        "link source",
+        include_str!("../migrations/sqlite/0003_link_source.sql"),
+        include_str!("../migrations/postgres/0003_link_source.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

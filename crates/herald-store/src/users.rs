@@ -30,7 +30,7 @@ pub const OPTED_OUT_AT_ATTRIBUTE: &str = "opted_out_at";
 
 /// Users per INSERT statement (6 parameters each: far below both databases' limits).
 const USERS_PER_STATEMENT: usize = 500;
-/// Identities per INSERT statement (5 parameters each).
+/// Identities per INSERT statement (6 parameters each).
 const IDENTITIES_PER_STATEMENT: usize = 500;
 
 /// One user to create or update.
@@ -163,7 +163,8 @@ impl Store {
                         .bind(identity.psid)
                         .bind(identity.external_id)
                         .bind(now)
-                        .bind(identity.last_inbound_ms);
+                        .bind(identity.last_inbound_ms)
+                        .bind(now);
                 }
                 statement.execute(&mut *tx).await.map_err(query("upsert_users"))?;
             }
@@ -193,13 +194,16 @@ impl Store {
 
     fn identities_sql(&self, rows: usize) -> String {
         // Created linked, so no anon_id (see the migration).
-        let values = self.db.backend().values(rows, 5, ", FALSE");
+        let values = self.db.backend().values(rows, 6, ", FALSE, 'import'");
         format!(
             "INSERT INTO identities \
-               (page_id, psid, external_id, first_seen_at_ms, last_inbound_at_ms, opted_out) \
+               (page_id, psid, external_id, first_seen_at_ms, last_inbound_at_ms, linked_at_ms, \
+                opted_out, link_source) \
              VALUES {values} \
              ON CONFLICT (page_id, psid) DO UPDATE SET \
                external_id = excluded.external_id, \
+               link_source = 'import', \
+               linked_at_ms = excluded.linked_at_ms, \
                last_inbound_at_ms = CASE \
                  WHEN identities.last_inbound_at_ms IS NULL \
                    OR excluded.last_inbound_at_ms > identities.last_inbound_at_ms \

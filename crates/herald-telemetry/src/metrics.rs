@@ -75,6 +75,9 @@ pub struct Metrics {
     /// Webhook events the ingest read, by `kind` (message, delivery, read, opt_out, echo, ...)
     /// and `outcome` (applied, duplicate, ignored).
     pub ingest_events: IntCounterVec,
+    /// `ref`s of inbound actions (m.me links, plugins) the ingest read, by `outcome`: linked,
+    /// unsigned, bad_signature, expired, kept_import, kept_newer.
+    pub ingest_refs: IntCounterVec,
     /// Delivery results the results consumer stored, by `status`.
     pub results_recorded: IntCounterVec,
     /// Delivery results the store already held (a redelivery), ignored.
@@ -267,6 +270,11 @@ impl Metrics {
                 "herald_ingest_events_total",
                 "Webhook events read by the ingest, by kind and outcome.",
                 &["kind", "outcome"],
+            ),
+            ingest_refs: counter_vec(
+                "herald_ingest_refs_total",
+                "Refs of inbound actions the ingest read, by outcome (only `linked` links).",
+                &["outcome"],
             ),
             results_recorded: counter_vec(
                 "herald_results_recorded_total",

@@ -250,5 +250,46 @@ async fn the_server_serves_exactly_its_openapi_document_and_answers_in_its_schem
     track(&server.post("/users/track", "application/json", "{").await);
     let huge = "x".repeat(9 * 1024 * 1024);
     track(&server.post("/users/track", "application/json", &huge).await);
+
+    // A minted ref links on its page (the ingest's tests show it); bad requests say why.
+    let refs = check("POST", "/refs");
+    let minted = server
+        .post_json(
+            "/refs",
+            &json!({"external_id": "u-9", "page_id": PAGE, "ttl": "2d"}),
+        )
+        .await;
+    assert_eq!(minted.status, 200, "{}", minted.text);
+    let keys = herald_core::signed_ref::RefKeys::parse(&herald_core::Secret::new(
+        super::server_api_rig::REF_SECRET,
+    ))
+    .expect("keys");
+    let reference = minted.json["ref"].as_str().expect("ref");
+    assert_eq!(
+        keys.check(PAGE, reference, time::OffsetDateTime::now_utc()),
+        herald_core::signed_ref::RefCheck::Valid("u-9".into())
+    );
+    assert!(
+        minted.json["link"]
+            .as_str()
+            .is_some_and(|link| link == format!("https://m.me/{PAGE}?ref={reference}")),
+        "{}",
+        minted.text
+    );
+    refs(&minted);
+    for body in [
+        json!({"external_id": "u-9", "page_id": "not-a-page"}),
+        json!({"external_id": "u-9", "page_id": PAGE, "ttl": "400d"}),
+        json!({"external_id": "x".repeat(400), "page_id": PAGE}),
+        json!({"external_id": "u-9"}),
+    ] {
+        let refused = server.post_json("/refs", &body).await;
+        assert!(
+            matches!(refused.status, 400 | 422),
+            "{body}: {}",
+            refused.text
+        );
+        refs(&refused);
+    }
     server.stop().await;
 }

@@ -25,6 +25,8 @@ pub(crate) const TOKEN: &str = "test-api-token";
 /// The webhook's verify token and app secret.
 pub(crate) const VERIFY_TOKEN: &str = "test-verify-token";
 pub(crate) const APP_SECRET: &str = "test-app-secret";
+/// The server's `HERALD_REF_SECRET`.
+pub(crate) const REF_SECRET: &str = "k7=api-test-ref-secret-0123456789abcdef";
 /// The page of the test campaigns.
 pub(crate) const PAGE: &str = "1000000001";
 
@@ -107,6 +109,10 @@ impl ApiServer {
         let settings = ServeSettings {
             webhook: WebhookConfig::new(Secret::new(APP_SECRET), Secret::new(VERIFY_TOKEN)),
             api_token: options.token.map(Secret::new),
+            ref_keys: Some(
+                herald_core::signed_ref::RefKeys::parse(&Secret::new(REF_SECRET))
+                    .expect("ref keys"),
+            ),
             store: server_store,
             broker: Broker {
                 amqp: amqp.clone(),

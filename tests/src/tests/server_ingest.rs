@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use herald_amqp::{Consumer, Headers, Publisher, StreamOffset};
+use herald_core::signed_ref::RefKeys;
 use herald_core::{
-    ControlAction, ControlMessage, DeliveryResult, RESULT_VERSION, ResultStatus, User,
+    ControlAction, ControlMessage, DeliveryResult, RESULT_VERSION, ResultStatus, Secret, User,
 };
 use herald_server::ConsumeError;
 use herald_store::{OPTED_OUT_ATTRIBUTE, Store};
@@ -27,6 +28,7 @@ use super::store::{Rig, both_backends, on_sqlite, users};
 use crate::eventually;
 
 mod batches;
+mod refs;
 mod results;
 mod sim;
 
@@ -40,6 +42,20 @@ const T1: i64 = 1_790_000_000_000;
 /// When the campaign's messages were sent.
 const T0: i64 = T1 - 3_600_000;
 const WAIT: Duration = Duration::from_secs(20);
+/// `HERALD_REF_SECRET` of the ingest under test.
+const REF_SECRET: &str = "t1=test-ref-secret-0123456789abcdefghij";
+
+/// The ref keys the ingest under test verifies with.
+fn ref_keys() -> RefKeys {
+    RefKeys::parse(&Secret::new(REF_SECRET)).expect("test ref keys")
+}
+
+/// A ref signed for `external_id` on PAGE, valid for a day from the test events' time.
+fn signed(external_id: &str) -> String {
+    ref_keys()
+        .sign(PAGE, external_id, at(T1) + time::Duration::days(1))
+        .expect("sign")
+}
 
 /// The webhook rig plus `run_ingest` and `run_results` on `store`.
 struct Pipeline {
@@ -57,6 +73,7 @@ impl Pipeline {
         let shutdown = CancellationToken::new();
         let ingest = tokio::spawn(herald_server::ingest::run_ingest(
             store.clone(),
+            Some(ref_keys()),
             web.amqp.clone(),
             web.topology.clone(),
             metrics.clone(),
@@ -175,7 +192,13 @@ fn user_item(psid: &str, at: i64, key: &str, value: Value) -> Value {
     json!({"sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": at, key: value})
 }
 
-fn message(psid: &str, at: i64, mid: &str, reference: Option<&str>) -> Value {
+/// A message from `psid`; `link_to` puts a signed ref for that external id on it.
+fn message(psid: &str, at: i64, mid: &str, link_to: Option<&str>) -> Value {
+    message_with_ref(psid, at, mid, link_to.map(signed).as_deref())
+}
+
+/// A message from `psid` carrying `reference` as it is (signed or not).
+fn message_with_ref(psid: &str, at: i64, mid: &str, reference: Option<&str>) -> Value {
     let mut message = json!({"mid": mid, "text": "hello"});
     if let Some(reference) = reference {
         message["referral"] =
@@ -240,9 +263,9 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
             "203",
             T1 + 2,
             "referral",
-            json!({"ref": "ext-c", "source": "SHORTLINK", "type": "OPEN_THREAD"}),
+            json!({"ref": signed("ext-c"), "source": "SHORTLINK", "type": "OPEN_THREAD"}),
         ),
-        user_item("204", T1 + 3, "optin", json!({"ref": "ext-d"})),
+        user_item("204", T1 + 3, "optin", json!({"ref": signed("ext-d")})),
         user_item(
             "205",
             T1 + 4,

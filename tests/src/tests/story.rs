@@ -1,6 +1,6 @@
 //! The whole story of issue 5, end to end, with real processes on SQLite and on PostgreSQL:
 //! the simulator posts a signed inbound message to `herald serve` → the PSID is stored with
-//! `last_inbound_at` (linked to the customer by the message's `ref`) → `herald campaign send` on
+//! `last_inbound_at` (linked to the customer by the message's `ref`, signed by `herald refs sign`) → `herald campaign send` on
 //! `source = "store"`, filter `messenger_id exists`, window enforced → a `herald worker` sends →
 //! the simulator posts signed delivery and read receipts → `herald campaign status --json` shows
 //! sent 1, delivered 1, read 1 (and the user outside the window skipped).
@@ -25,6 +25,7 @@ const PSID: &str = "24000000000000042";
 const APP_SECRET: &str = "story-app-secret";
 const VERIFY_TOKEN: &str = "story-verify-token";
 const API_TOKEN: &str = "story-api-token";
+const REF_SECRET: &str = "s1=story-ref-secret-0123456789abcdefghij";
 
 const CAMPAIGN: &str = r#"
 id = "story"
@@ -117,6 +118,7 @@ async fn the_whole_story(rig: Rig) {
         ("HERALD_APP_SECRET", APP_SECRET),
         ("HERALD_VERIFY_TOKEN", VERIFY_TOKEN),
         ("HERALD_API_TOKEN", API_TOKEN),
+        ("HERALD_REF_SECRET", REF_SECRET),
         ("HERALD_GRAPH_URL", graph_url.as_str()),
         (token_var.as_str(), "story-page-token"),
     ];
@@ -155,7 +157,15 @@ async fn the_whole_story(rig: Rig) {
         ])
         .await
         .expect("import");
-    sim.inbound(PAGE, PSID, "hello", Some("cust-42"))
+    // The m.me link's ref is minted by `herald refs sign`, as an operator would.
+    let minted = run(
+        &env,
+        dir.path(),
+        &["refs", "sign", "cust-42", "--page", PAGE],
+    )
+    .await;
+    let reference = minted.trim();
+    sim.inbound(PAGE, PSID, "hello", Some(reference))
         .expect("the simulator has a webhook");
     let linked = eventually(Duration::from_secs(20), || async {
         let mut users = rig.store.users_for_page(PAGE);

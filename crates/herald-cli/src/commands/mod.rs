@@ -6,6 +6,7 @@ mod dead;
 mod demo;
 mod ops;
 mod progress;
+mod refs;
 mod run;
 mod serve;
 mod sim;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use herald_server::ops::control::Command as Control;
 use herald_server::ops::dead::Filter as DeadFilter;
 
-use crate::cli::{CampaignCommand, Command, DeadCommand, UsersCommand};
+use crate::cli::{CampaignCommand, Command, DeadCommand, RefsCommand, UsersCommand};
 use crate::config::Config;
 
 /// Runs one command to completion and returns the process exit code.
@@ -52,6 +53,12 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
             users::import(&file, page, &config).await
         }
         Command::Serve(args) => serve::run(args, &config).await,
+        Command::Refs(RefsCommand::Sign {
+            external_id,
+            page,
+            ttl,
+            json,
+        }) => refs::sign(external_id, page, ttl, json, &config),
         Command::Dead(DeadCommand::List { run }) => {
             let filter = DeadFilter {
                 run_id: run,

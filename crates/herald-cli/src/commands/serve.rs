@@ -40,6 +40,12 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         Err(code) => return code,
     };
     broker.amqp.connection_name = "herald serve".to_owned();
+    if config.ref_keys.is_none() {
+        warn!(
+            "HERALD_REF_SECRET is not set: no m.me or plugin ref will link a PSID to a user \
+               (mint signed refs with `herald refs sign` once it is set)."
+        );
+    }
     if config.api_token.is_none() {
         warn!("HERALD_API_TOKEN is not set: the admin API answers 503 to every call.");
     }
@@ -61,6 +67,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
     let settings = ServeSettings {
         webhook: WebhookConfig::new(app_secret, verify_token),
         api_token: config.api_token.clone(),
+        ref_keys: config.ref_keys.clone(),
         store,
         broker,
         ingest: !args.no_ingest,

@@ -172,3 +172,21 @@ fn secrets_never_print() {
         assert!(!shown.contains(secret), "{secret} leaked in {shown}");
     }
 }
+
+#[test]
+fn ref_secret_is_parsed_and_a_bad_one_is_refused_without_showing_it() {
+    let good = "k1=0123456789abcdef0123456789abcdef,k0=fedcba9876543210fedcba9876543210";
+    let config =
+        Config::load(&Overrides::default(), &env(&[("HERALD_REF_SECRET", good)])).expect("valid");
+    let keys = config.ref_keys.expect("keys");
+    assert_eq!(keys.signing_key_id(), "k1");
+    assert!(!format!("{keys:?}").contains("0123456789abcdef"));
+    let errors = Config::load(
+        &Overrides::default(),
+        &env(&[("HERALD_REF_SECRET", "k1=sh0rtsecret")]),
+    )
+    .expect_err("too short");
+    let text = errors.to_string();
+    assert!(text.contains("HERALD_REF_SECRET"), "{text}");
+    assert!(!text.contains("sh0rtsecret"), "{text}");
+}

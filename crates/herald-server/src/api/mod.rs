@@ -14,11 +14,13 @@
 //! | `POST /dead/replay` | replay dead letters |
 //! | `POST /users/import` | import users from a CSV or JSONL body |
 //! | `POST /users/track` | Braze's `/users/track` attributes |
+//! | `POST /refs` | mint a signed ref for an m.me link |
 
 mod auth;
 mod body;
 mod dead;
 mod error;
+mod refs;
 mod runs;
 mod users;
 
@@ -56,6 +58,8 @@ pub struct ApiConfig {
     pub runs: RunTasks,
     /// Body limit of `POST /users/import`, in bytes.
     pub max_import_bytes: u64,
+    /// The keys `POST /refs` signs with (`HERALD_REF_SECRET`).
+    pub ref_keys: Option<herald_core::signed_ref::RefKeys>,
 }
 
 /// One admin API route: its method, path, handler and body limit.
@@ -112,6 +116,7 @@ fn table() -> Vec<Route> {
             "/users/track",
             post(users::track).layer(DefaultBodyLimit::max(MAX_TRACK_BYTES)),
         ),
+        route(Method::POST, "/refs", post(refs::sign).layer(document)),
         // The import streams its body and counts bytes itself.
         route(
             Method::POST,

@@ -15,8 +15,9 @@
 //! once), so repeating it changes nothing twice. Metrics are counted by the caller after the
 //! commit, from what `apply` returns.
 
+use herald_core::signed_ref::{RefCheck, RefKeys};
 use herald_core::{ControlAction, ControlMessage};
-use herald_store::{Batch, Receipt, ReceiptKind, StoreError};
+use herald_store::{Batch, Link, Receipt, ReceiptKind, StoreError};
 use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
@@ -34,12 +35,16 @@ pub(crate) struct Applied {
     pub(crate) outcome: &'static str,
     /// A fresh policy enforcement's `action` label.
     pub(crate) policy: Option<&'static str>,
+    /// What the action's `ref` did: `linked`, `unsigned`, `bad_signature`, `expired`,
+    /// `kept_import` or `kept_newer`.
+    pub(crate) reference: Option<&'static str>,
 }
 
 /// Applies a lane's `items` inside `batch`, in order; returns the control messages to publish
 /// after the commit and what each event did.
 pub(crate) async fn apply_all(
     batch: &mut Batch,
+    refs: Option<&RefKeys>,
     items: &[Entry<Event>],
 ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
     let keys: Vec<Option<String>> = items.iter().map(|entry| entry.item.dedupe_key()).collect();
@@ -50,7 +55,8 @@ pub(crate) async fn apply_all(
     let mut report = Vec::with_capacity(items.len());
     for (entry, key) in items.iter().zip(&keys) {
         let fresh = key.is_none() || fresh_keys.next().unwrap_or(false);
-        let mut applied = apply(batch, &entry.item, fresh, entry.again, &mut receipts).await?;
+        let mut applied =
+            apply(batch, refs, &entry.item, fresh, entry.again, &mut receipts).await?;
         control.extend(applied.control.take());
         report.push(applied);
     }
@@ -63,6 +69,7 @@ pub(crate) async fn apply_all(
 /// dedupe key was new.
 async fn apply<'a>(
     batch: &mut Batch,
+    refs: Option<&RefKeys>,
     event: &'a Event,
     fresh: bool,
     again: bool,
@@ -74,6 +81,7 @@ async fn apply<'a>(
         kind,
         outcome: "duplicate",
         policy: None,
+        reference: None,
     };
     if !fresh && !again {
         debug!(kind, "Webhook event already applied; skipped.");
@@ -88,9 +96,21 @@ async fn apply<'a>(
             ..
         } => {
             let at = time(*at_ms);
-            batch
-                .record_inbound(page, psid, at, reference.as_deref())
-                .await?;
+            let check = reference.as_deref().map(|r| check_ref(refs, page, r, at));
+            let link_to = match &check {
+                Some(RefCheck::Valid(external_id)) => Some(external_id.as_str()),
+                _ => None,
+            };
+            let link = batch.record_inbound(page, psid, at, link_to).await?;
+            applied.reference = check.map(|check| match check {
+                RefCheck::Valid(_) => link.as_str(),
+                other => other.as_str(),
+            });
+            if link == Link::KeptImport {
+                warn!(page_id = %page,
+                    "A signed ref would link a PSID that an import ties to another user; the \
+                     import stands. Re-import the user to move it.");
+            }
             true
         }
         Event::Delivered {
@@ -202,4 +222,14 @@ fn policy(page: &str, action: PolicyAction, reason: Option<&str>) -> Option<Cont
 fn time(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// What a webhook `ref` is. Without keys nothing can be verified: a ref shaped like a signed
+/// one is counted as a bad signature, any other as unsigned, and neither links.
+fn check_ref(refs: Option<&RefKeys>, page: &str, reference: &str, at: OffsetDateTime) -> RefCheck {
+    match refs {
+        Some(keys) => keys.check(page, reference, at),
+        None if herald_core::signed_ref::looks_signed(reference) => RefCheck::BadSignature,
+        None => RefCheck::Unsigned,
+    }
 }

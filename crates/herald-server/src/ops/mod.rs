@@ -1,7 +1,7 @@
 //! The operations the CLI and the admin API share, one function per operation (DESIGN §2: "the
 //! CLI and the API share one code path per operation"): start a campaign run, a run's status,
 //! pause / resume / cancel a run and resume a page, list and replay dead letters, import users
-//! from a CSV or JSONL stream, and Braze-style `/users/track`.
+//! from a CSV or JSONL stream, Braze-style `/users/track`, and minting signed refs.
 //!
 //! Every function takes what it needs explicitly (a `Store`, a `Broker`) and returns plain data
 //! (serialisable, documented in `openapi.json`) or an `OpsError` that says what went wrong and
@@ -11,6 +11,7 @@
 pub mod control;
 pub mod dead;
 mod error;
+pub mod refs;
 pub mod runs;
 pub mod status;
 pub mod track;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::{PAGE, Pipeline, WAIT, sent};
+use super::{PAGE, Pipeline, WAIT, ref_keys, sent};
 use crate::eventually;
 use crate::tests::server_webhook::{APP_SECRET, sign};
 use crate::tests::store::{on_sqlite, users};
@@ -37,7 +37,9 @@ async fn the_simulator_posts_to_the_webhook_and_the_store_follows() {
             .post(format!("{}/_sim/inbound", sim.url()))
             .header("content-type", "application/json")
             .body(
-                json!({"page_id": PAGE, "psid": "601", "text": "hi there", "ref": "ext-sim"})
+                json!({"page_id": PAGE, "psid": "601", "text": "hi there", "ref": ref_keys()
+                    .sign(PAGE, "ext-sim", time::OffsetDateTime::now_utc() + time::Duration::days(1))
+                    .expect("sign")})
                     .to_string(),
             )
             .send()
@@ -121,6 +123,7 @@ async fn refused_credentials_end_the_consumer_with_an_error() {
             WAIT,
             herald_server::ingest::run_ingest(
                 rig.store.clone(),
+                None,
                 amqp,
                 topology,
                 Metrics::new(),
