@@ -71,9 +71,11 @@ pub enum AmqpError {
 
     /// A queue exists with arguments that differ from Herald's declaration.
     #[error(
-        "queue '{queue}' already exists with different settings ({detail}); delete it or move its \
-         messages to a new queue (e.g. `rabbitmqctl delete_queue {queue}` once it is drained), or fix \
-         the configuration so the declarations match"
+        "queue '{queue}' already exists with different settings ({detail}); it was probably \
+         declared by an older Herald (work queues now carry x-delivery-limit and dead-letter to \
+         <prefix>.dead). To migrate: stop its producers, let its consumers drain it, delete it \
+         (`rabbitmqctl delete_queue {queue}`) and run `herald topology` again; or fix the \
+         configuration so the declarations match"
     )]
     TopologyMismatch {
         /// The queue whose declaration failed.

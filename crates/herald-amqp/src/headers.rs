@@ -57,9 +57,17 @@ impl Headers {
         u32::try_from(number).ok()
     }
 
-    /// `x-herald-reason`, if present and a string.
+    /// Why the message was dead-lettered: `x-herald-reason` when Herald put it there, else
+    /// the broker's own reason (`x-first-death-reason`, e.g. `delivery_limit` when a work
+    /// queue gave up on a message that kept coming back) with the queue it left.
     pub fn reason(&self) -> Option<String> {
-        self.string(REASON_HEADER)
+        self.string(REASON_HEADER).or_else(|| {
+            let reason = self.string("x-first-death-reason")?;
+            Some(match self.string("x-first-death-queue") {
+                Some(queue) => format!("the broker dead-lettered it from {queue}: {reason}"),
+                None => format!("the broker dead-lettered it: {reason}"),
+            })
+        })
     }
 
     /// Any string header (long or short string), lossily decoded as UTF-8.

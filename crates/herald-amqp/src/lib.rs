@@ -30,4 +30,4 @@ pub use lapin::types::AMQPValue;
 pub use publish::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
 pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};
 pub use tier::RetryTier;
-pub use topology::{SEND_ROUTING_KEY, Topology};
+pub use topology::{DELIVERY_LIMIT, SEND_ROUTING_KEY, Topology};

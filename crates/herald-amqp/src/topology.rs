@@ -141,8 +141,14 @@ impl Topology {
     /// Every queue with its arguments. Quorum queues for anything holding jobs or results:
     /// replicated, and the retry tiers dead-letter at-least-once (RabbitMQ 3.10+, needs
     /// `x-overflow: reject-publish`), so a job is never lost on its way back to `<p>.send`.
+    ///
+    /// The queues consumers work from (`<p>.send`, `<p>.results.store`, `<p>.events.ingest`)
+    /// set their own delivery limit and dead-letter to `<p>.dead` once it is reached. Without
+    /// that, a message that kills its consumer each time is redelivered forever on RabbitMQ
+    /// 3.x, and dropped silently after 20 deliveries on 4.x; with it, both behave the same and
+    /// the message is kept where an operator can see and replay it.
     pub(crate) fn queues(&self) -> Vec<(String, FieldTable)> {
-        let mut queues = vec![(self.send_queue(), quorum())];
+        let mut queues = vec![(self.send_queue(), self.limited())];
         for tier in RetryTier::ALL {
             let mut arguments = quorum();
             let ttl_ms = i64::try_from(tier.delay().as_millis()).unwrap_or(i64::MAX);
@@ -170,8 +176,8 @@ impl Topology {
             queues.push((self.retry_queue(tier), arguments));
         }
         queues.push((self.dead_queue(), quorum()));
-        queues.push((self.results_store_queue(), quorum()));
-        queues.push((self.events_ingest_queue(), quorum()));
+        queues.push((self.results_store_queue(), self.limited()));
+        queues.push((self.events_ingest_queue(), self.limited()));
         let mut stream = FieldTable::default();
         insert(&mut stream, "x-queue-type", text("stream"));
         insert(
@@ -218,6 +224,35 @@ impl Topology {
         bindings
     }
 }
+
+impl Topology {
+    /// A quorum queue that dead-letters to `<p>.dead` after `DELIVERY_LIMIT` deliveries.
+    fn limited(&self) -> FieldTable {
+        let mut arguments = quorum();
+        insert(
+            &mut arguments,
+            "x-delivery-limit",
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        insert(
+            &mut arguments,
+            "x-dead-letter-exchange",
+            text(&self.dead_exchange()),
+        );
+        insert(
+            &mut arguments,
+            "x-dead-letter-strategy",
+            text("at-least-once"),
+        );
+        insert(&mut arguments, "x-overflow", text("reject-publish"));
+        arguments
+    }
+}
+
+/// Deliveries of one message (returns to the queue after a consumer died or nacked it) before
+/// a work queue dead-letters it: far more than any transient failure explains (Herald acks or
+/// settles every message it can read), few enough that a poison message is set aside quickly.
+pub const DELIVERY_LIMIT: i64 = 10;
 
 /// A name as lapin wants it; lapin panics on names over 255 bytes, so check first.
 pub(crate) fn short_string(name: &str) -> Result<ShortString, AmqpError> {
@@ -298,6 +333,30 @@ mod tests {
                 tier.name().into(),
             );
             assert!(topology.bindings().contains(&bound), "{tier}");
+        }
+    }
+
+    #[test]
+    fn work_queues_dead_letter_to_dead_after_their_delivery_limit() {
+        let topology = Topology::new("p").unwrap();
+        let queues = topology.queues();
+        for queue in [
+            topology.send_queue(),
+            topology.results_store_queue(),
+            topology.events_ingest_queue(),
+        ] {
+            let (_, arguments) = queues.iter().find(|(name, _)| *name == queue).unwrap();
+            let get = |key: &str| arguments.inner().get(key).cloned();
+            assert_eq!(
+                get("x-delivery-limit"),
+                Some(AMQPValue::LongLongInt(DELIVERY_LIMIT)),
+                "{queue}"
+            );
+            assert_eq!(
+                get("x-dead-letter-exchange"),
+                Some(text("p.dead")),
+                "{queue}"
+            );
         }
     }
 

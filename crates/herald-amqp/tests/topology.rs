@@ -67,7 +67,7 @@ async fn declaring_twice_is_a_no_op() {
 }
 
 #[tokio::test]
-async fn an_existing_classic_send_queue_is_a_mismatch_naming_queue_and_argument() {
+async fn a_send_queue_of_an_older_herald_is_a_mismatch_saying_how_to_migrate() {
     let Some(fixture) = Fixture::new().await else {
         return;
     };
@@ -81,34 +81,47 @@ async fn an_existing_classic_send_queue_is_a_mismatch_naming_queue_and_argument(
                 .create_channel()
                 .await
                 .unwrap();
-            let classic = QueueDeclareOptions {
+            // What earlier versions declared: a quorum queue without a delivery limit.
+            let mut older = FieldTable::default();
+            older.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("quorum".into()),
+            );
+            let durable = QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             };
             channel
-                .queue_declare(send.as_str().into(), classic, FieldTable::default())
+                .queue_declare(send.as_str().into(), durable, older)
                 .await
                 .unwrap();
 
             let error = fx.topology.declare(&fx.connection).await.unwrap_err();
 
-            match &error {
+            let named = match &error {
                 AmqpError::TopologyMismatch {
-                    queue,
-                    argument,
-                    detail,
+                    queue, argument, ..
                 } => {
                     assert_eq!(queue, &send);
-                    assert_eq!(argument.as_deref(), Some("x-queue-type"), "{detail}");
+                    argument.clone().expect("the broker names the argument")
                 }
                 other => panic!("expected a mismatch, got {other:?}"),
-            }
+            };
+            assert!(
+                ["x-dead-letter-exchange", "x-delivery-limit", "x-overflow"]
+                    .contains(&named.as_str()),
+                "{named}"
+            );
             assert!(!error.is_retryable());
             let shown = error.to_string();
-            assert!(
-                shown.contains(&send) && shown.contains("x-queue-type"),
-                "{shown}"
-            );
+            for part in [
+                send.as_str(),
+                named.as_str(),
+                "older Herald",
+                "herald topology",
+            ] {
+                assert!(shown.contains(part), "{part:?} missing in: {shown}");
+            }
         })
         .await;
 }
@@ -186,6 +199,64 @@ async fn the_dead_letter_exchange_keeps_the_bytes_and_the_reason() {
             delivery.ack().await.unwrap();
             consumer.close().await.unwrap();
             publisher.close().await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_coming_back_is_dead_lettered_with_the_brokers_reason() {
+    let Some(fixture) = Fixture::declared().await else {
+        return;
+    };
+    fixture
+        .run(|fx| async move {
+            let (connection, topology) = (&fx.connection, &fx.topology);
+            let publisher = Publisher::open(connection, 16).await.unwrap();
+            let body = br#"{"object":"page","entry":"kills its consumer"}"#;
+            publisher
+                .publish(&topology.events_exchange(), "webhook", body, Headers::new())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            // A consumer that dies on it every time (its channel goes away with the message
+            // unacked): the broker hands it back, up to the limit.
+            let queue = topology.events_ingest_queue();
+            let mut deliveries: i64 = 0;
+            loop {
+                let mut consumer = Consumer::start(connection, &queue, 1).await.unwrap();
+                let next = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
+                let _ = consumer.close().await;
+                match next {
+                    Ok(Some(delivery)) => drop(delivery.unwrap()),
+                    _ => break,
+                }
+                deliveries += 1;
+                assert!(
+                    deliveries <= 2 * herald_amqp::DELIVERY_LIMIT,
+                    "redelivered forever"
+                );
+            }
+            assert!(
+                deliveries >= herald_amqp::DELIVERY_LIMIT,
+                "dead-lettered after {deliveries} deliveries"
+            );
+            let mut dead = Consumer::start(connection, &topology.dead_queue(), 1)
+                .await
+                .unwrap();
+            let delivery = tokio::time::timeout(Duration::from_secs(10), dead.next())
+                .await
+                .expect("dead-lettered")
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivery.body(), body);
+            let reason = delivery.headers().reason().unwrap_or_default();
+            assert!(
+                reason.contains("delivery_limit") && reason.contains(&queue),
+                "{reason}"
+            );
+            delivery.ack().await.unwrap();
+            let _ = dead.close().await;
         })
         .await;
 }

@@ -39,7 +39,7 @@ async fn prefetch_bounds_unacked_deliveries() {
 }
 
 #[tokio::test]
-async fn nack_with_requeue_redelivers_and_reject_drops_without_a_dead_letter_exchange() {
+async fn nack_with_requeue_redelivers_and_reject_dead_letters_to_the_dead_queue() {
     let (_broker, topology, connection, publisher) = rig().await;
     let send = topology.send_queue();
     publish(
@@ -70,12 +70,14 @@ async fn nack_with_requeue_redelivers_and_reject_drops_without_a_dead_letter_exc
     b.nack(false).await.unwrap();
     nothing(&mut consumer).await;
     assert_eq!(connection.message_count(&send).await.unwrap(), 0);
+    // The send queue dead-letters to `<p>.dead` (as it does on RabbitMQ), so what was rejected
+    // or nacked without requeue is kept there.
     assert_eq!(
         connection
             .message_count(&topology.dead_queue())
             .await
             .unwrap(),
-        0
+        2
     );
 }
 
