@@ -26,7 +26,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herald_amqp::{AmqpSettings, Headers, Publisher, SEND_ROUTING_KEY, Topology};
+use herald_amqp::{AmqpSettings, Publisher, SEND_ROUTING_KEY, Topology};
 use herald_sim::{Latency, SimConfig};
 use herald_tests::bench::{Metrics, free_addr, peak_rss_kib};
 use hmac::{Hmac, Mac};
@@ -157,6 +157,14 @@ async fn stages(
             ("HERALD_DATABASE_URL".into(), database.to_owned()),
             ("HERALD_APP_SECRET".into(), APP_SECRET.into()),
             ("HERALD_VERIFY_TOKEN".into(), "bench-verify".into()),
+            (
+                "HERALD_API_TOKEN".into(),
+                "bench-api-token-0123456789abcdefghijkl".into(),
+            ),
+            (
+                "HERALD_REF_SECRET".into(),
+                "b1=bench-ref-secret-0123456789abcdefghij".into(),
+            ),
             ("HERALD_LOG".into(), "warn".into()),
         ];
         vars.extend(
@@ -207,7 +215,7 @@ async fn stages(
     )
     .await
     .expect("simulator");
-    publish_all(
+    herald_tests::publish_all(
         &publisher,
         &topology.jobs_exchange(),
         SEND_ROUTING_KEY,
@@ -244,7 +252,7 @@ async fn stages(
     // 3. two serves on new results.
     if two {
         let results = (0..jobs).map(|i| result("two", i));
-        publish_all(
+        herald_tests::publish_all(
             &publisher,
             &topology.results_exchange(),
             "sent.bench",
@@ -277,7 +285,7 @@ async fn stages(
 
     // 4. ingest: a receipt body per job.
     let bodies = (0..jobs).map(receipt);
-    publish_all(&publisher, &topology.events_exchange(), "webhook", bodies).await;
+    herald_tests::publish_all(&publisher, &topology.events_exchange(), "webhook", bodies).await;
     let addr = free_addr();
     let mut serve = start(&["serve", "--addr", &addr, "--no-results"], env(&[]));
     let metrics = Metrics::new(&addr);
@@ -341,26 +349,6 @@ where
         }
         assert!(Instant::now() < deadline, "stuck at {now} of {target}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn publish_all(
-    publisher: &Publisher,
-    exchange: &str,
-    key: &str,
-    bodies: impl Iterator<Item = Vec<u8>>,
-) {
-    let mut confirms = Vec::new();
-    for body in bodies {
-        confirms.push(
-            publisher
-                .publish(exchange, key, &body, Headers::new())
-                .await
-                .expect("publish"),
-        );
-    }
-    for confirm in confirms {
-        confirm.await.expect("confirm");
     }
 }
 

@@ -164,3 +164,24 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// Publishes every body on `exchange` with routing key `key`, pipelined, and waits until the
+/// broker confirmed them all.
+pub async fn publish_all(
+    publisher: &herald_amqp::Publisher,
+    exchange: &str,
+    key: &str,
+    bodies: impl IntoIterator<Item = Vec<u8>>,
+) {
+    let mut confirms = Vec::new();
+    for body in bodies {
+        let confirm = publisher
+            .publish(exchange, key, &body, herald_amqp::Headers::new())
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        confirm.await.expect("confirmed");
+    }
+}

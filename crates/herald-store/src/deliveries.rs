@@ -81,7 +81,11 @@ impl Store {
         Ok(new.first().copied().unwrap_or(false))
     }
 
-    /// `Batch::mark_delivered` in a transaction of its own.
+    /// A delivery receipt: every `sent` record to `psid` on `page_id` sent before `watermark`
+    /// (see the module doc for the slack), and every one whose message id is in `mids`, that is
+    /// not marked delivered yet, gets `delivered_at`. Returns how many records changed: a
+    /// repeated receipt changes none. (The ingest applies receipts in bulk with
+    /// `Batch::mark_receipts`.)
     pub async fn mark_delivered(
         &self,
         page_id: &str,
@@ -89,21 +93,39 @@ impl Store {
         watermark: OffsetDateTime,
         mids: &[String],
     ) -> Result<u64, StoreError> {
-        let mut batch = self.batch().await?;
-        let changed = batch.mark_delivered(page_id, psid, watermark, mids).await?;
-        batch.commit().await?;
-        Ok(changed)
+        let kind = ReceiptKind::Delivered { mids };
+        self.mark_one(Receipt {
+            page_id,
+            psid,
+            watermark,
+            kind,
+        })
+        .await
     }
 
-    /// `Batch::mark_read` in a transaction of its own.
+    /// A read receipt: every `sent` record to `psid` on `page_id` sent before `watermark` (with
+    /// the slack) and not marked read gets `read_at`, and `delivered_at` if it had none (read
+    /// implies delivered). Returns how many records changed: a repeated receipt changes none.
     pub async fn mark_read(
         &self,
         page_id: &str,
         psid: &str,
         watermark: OffsetDateTime,
     ) -> Result<u64, StoreError> {
+        let kind = ReceiptKind::Read;
+        self.mark_one(Receipt {
+            page_id,
+            psid,
+            watermark,
+            kind,
+        })
+        .await
+    }
+
+    /// One receipt in a transaction of its own.
+    async fn mark_one(&self, receipt: Receipt<'_>) -> Result<u64, StoreError> {
         let mut batch = self.batch().await?;
-        let changed = batch.mark_read(page_id, psid, watermark).await?;
+        let changed = batch.mark_receipts(&[receipt]).await?;
         batch.commit().await?;
         Ok(changed)
     }
@@ -267,46 +289,6 @@ impl Batch {
             .map_err(query("record_results"))?;
         }
         Ok(())
-    }
-
-    /// A delivery receipt: every `sent` record to `psid` on `page_id` sent before `watermark`
-    /// (see the module doc for the slack), and every one whose message id is in `mids`, that is
-    /// not marked delivered yet, gets `delivered_at`. Returns how many records changed: a
-    /// repeated receipt changes none.
-    pub async fn mark_delivered(
-        &mut self,
-        page_id: &str,
-        psid: &str,
-        watermark: OffsetDateTime,
-        mids: &[String],
-    ) -> Result<u64, StoreError> {
-        let kind = ReceiptKind::Delivered { mids };
-        self.mark_receipts(&[Receipt {
-            page_id,
-            psid,
-            watermark,
-            kind,
-        }])
-        .await
-    }
-
-    /// A read receipt: every `sent` record to `psid` on `page_id` sent before `watermark` (with
-    /// the slack) and not marked read gets `read_at`, and `delivered_at` if it had none (read
-    /// implies delivered). Returns how many records changed: a repeated receipt changes none.
-    pub async fn mark_read(
-        &mut self,
-        page_id: &str,
-        psid: &str,
-        watermark: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        let kind = ReceiptKind::Read;
-        self.mark_receipts(&[Receipt {
-            page_id,
-            psid,
-            watermark,
-            kind,
-        }])
-        .await
     }
 }
 

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use herald_amqp::{AmqpSettings, Headers, Publisher, Topology};
+use herald_amqp::{AmqpSettings, Publisher, Topology};
 use herald_core::{DeliveryResult, RESULT_VERSION, ResultStatus};
 
 use super::prometheus::free_port;
@@ -128,8 +128,7 @@ async fn two_serves(rig: Rig) {
     }
     let publisher = Publisher::open(&connection, 512).await.expect("publisher");
     let exchange = topology.results_exchange();
-    let mut confirms = Vec::with_capacity(RESULTS);
-    for i in 0..RESULTS {
+    let results = (0..RESULTS).map(|i| {
         let result = DeliveryResult {
             v: RESULT_VERSION,
             job_id: format!("two:u{i}"),
@@ -143,17 +142,9 @@ async fn two_serves(rig: Rig) {
             attempts: 1,
             finished_at: time::OffsetDateTime::now_utc(),
         };
-        let body = serde_json::to_vec(&result).expect("json");
-        confirms.push(
-            publisher
-                .publish(&exchange, &result.routing_key(), &body, Headers::new())
-                .await
-                .expect("publish"),
-        );
-    }
-    for confirm in confirms {
-        confirm.await.expect("confirmed");
-    }
+        serde_json::to_vec(&result).expect("json")
+    });
+    crate::publish_all(&publisher, &exchange, "sent.test", results).await;
     let _ = publisher.close().await;
 
     let store = &rig.store;

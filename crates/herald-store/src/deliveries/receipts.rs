@@ -90,19 +90,29 @@ impl Batch {
         round.sort_unstable_by_key(|receipt| (receipt.page_id, receipt.psid));
         for chunk in round.chunks(PER_STATEMENT) {
             let sql = receipt_sql(column, &backend.values(chunk.len(), 3, ""));
-            with_tx!(&mut self.tx, tx => {
-                let mut statement = sqlx::query(&sql);
-                for receipt in chunk {
-                    statement = statement
-                        .bind(receipt.page_id)
-                        .bind(receipt.psid)
-                        .bind(to_ms(receipt.watermark));
-                }
-                statement.execute(&mut **tx).await.map(|_| ())
-            })
-            .map_err(query("mark_receipts"))?;
+            self.execute_per_receipt(&sql, chunk).await?;
         }
         Ok(())
+    }
+
+    /// Runs `sql` with (page, PSID, watermark) bound for each receipt of `chunk`, in order;
+    /// returns the rows it changed.
+    async fn execute_per_receipt(
+        &mut self,
+        sql: &str,
+        chunk: &[&Receipt<'_>],
+    ) -> Result<u64, StoreError> {
+        with_tx!(&mut self.tx, tx => {
+            let mut statement = sqlx::query(sql);
+            for receipt in chunk {
+                statement = statement
+                    .bind(receipt.page_id)
+                    .bind(receipt.psid)
+                    .bind(to_ms(receipt.watermark));
+            }
+            statement.execute(&mut **tx).await.map(|done| done.rows_affected())
+        })
+        .map_err(query("mark_receipts"))
     }
 
     /// Marks the `sent` records each receipt's watermark covers (with the slack) that are not
@@ -137,17 +147,7 @@ impl Batch {
                    AND deliveries.{unmarked} IS NULL",
                 backend.values(chunk.len(), 3, "")
             );
-            changed += with_tx!(&mut self.tx, tx => {
-                let mut statement = sqlx::query(&sql);
-                for receipt in chunk {
-                    statement = statement
-                        .bind(receipt.page_id)
-                        .bind(receipt.psid)
-                        .bind(to_ms(receipt.watermark));
-                }
-                statement.execute(&mut **tx).await.map(|done| done.rows_affected())
-            })
-            .map_err(query("mark_receipts"))?;
+            changed += self.execute_per_receipt(&sql, chunk).await?;
         }
         Ok(changed)
     }

@@ -2,7 +2,7 @@
 //! store, then one row the database refuses) loses nothing and stores nothing twice, and one
 //! person's events keep their order while many people's are written concurrently.
 
-use herald_amqp::{Headers, Publisher};
+use herald_amqp::Publisher;
 use herald_store::{Backend, OPTED_OUT_ATTRIBUTE};
 use serde_json::json;
 
@@ -70,24 +70,15 @@ async fn a_batch_that_fails_midway_loses_nothing_and_stores_nothing_twice(rig: R
         .await
         .expect("publisher");
     let exchange = pipeline.web.topology.results_exchange();
-    let mut confirms = Vec::new();
     let mut bodies: Vec<_> = (0..RESULTS)
         .map(|i| sent("rb", &format!("u{i}"), &format!("m_rb_{i}"), T0))
         .collect();
     // A redelivered result, as after a worker lost its connection: stored once.
     bodies.push(bodies[10].clone());
-    for result in &bodies {
-        let body = serde_json::to_vec(result).expect("json");
-        confirms.push(
-            publisher
-                .publish(&exchange, &result.routing_key(), &body, Headers::new())
-                .await
-                .expect("publish"),
-        );
-    }
-    for confirm in confirms {
-        confirm.await.expect("confirmed");
-    }
+    let bodies = bodies
+        .iter()
+        .map(|result| serde_json::to_vec(result).expect("json"));
+    crate::publish_all(&publisher, &exchange, "sent.test", bodies).await;
     let _ = publisher.close().await;
     let errors = || {
         pipeline

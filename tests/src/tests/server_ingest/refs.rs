@@ -65,13 +65,7 @@ async fn only_signed_refs_link(rig: Rig) {
         );
         assert_eq!(user.last_inbound_at, Some(super::at(at)), "{psid}");
     }
-    let refs = |outcome: &str| {
-        pipeline
-            .metrics
-            .ingest_refs
-            .with_label_values(&[outcome])
-            .get()
-    };
+    let refs = |outcome: &str| counted(&pipeline, outcome);
     assert_eq!(
         [
             refs("bad_signature"),
@@ -114,16 +108,19 @@ async fn a_ref_never_moves_an_import_and_the_later_event_wins(rig: Rig) {
         by_psid["502"].external_id, "newer",
         "the later event's ref stands"
     );
-    let refs = |outcome: &str| {
-        pipeline
-            .metrics
-            .ingest_refs
-            .with_label_values(&[outcome])
-            .get()
-    };
+    let refs = |outcome: &str| counted(&pipeline, outcome);
     assert_eq!(
         [refs("linked"), refs("kept_import"), refs("kept_newer")],
         [1, 1, 1]
     );
     pipeline.stop().await;
+}
+
+/// `herald_ingest_refs_total{outcome}` so far.
+fn counted(pipeline: &Pipeline, outcome: &str) -> u64 {
+    pipeline
+        .metrics
+        .ingest_refs
+        .with_label_values(&[outcome])
+        .get()
 }
