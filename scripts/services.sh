@@ -114,7 +114,31 @@ SELECT 'CREATE DATABASE herald_test OWNER herald'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'herald_test')\gexec
 SQL
   wait_for 30 "postgres (login as herald to herald_test)" postgres_ready
+  ensure_postgres_tls
   log "postgres: ready"
+}
+
+# TLS on the local server, for the tests of `sslmode=require` / `verify-ca`. Debian turns it on
+# with the ssl-cert package's snakeoil pair; without that package (a minimal install), make a
+# self-signed pair in the data directory and turn TLS on.
+ensure_postgres_tls() {
+  if [[ $(as_postgres psql -Atqc 'show ssl' 2>/dev/null) == on ]]; then
+    return 0
+  fi
+  local datadir
+  datadir=$(as_postgres psql -Atqc 'show data_directory')
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  log "postgres: turning TLS on with a self-signed certificate"
+  as_postgres openssl req -new -x509 -days 3650 -nodes -subj /CN=localhost \
+    -keyout "$datadir/herald-test.key" -out "$datadir/herald-test.crt" >/dev/null 2>&1
+  chmod 600 "$datadir/herald-test.key"
+  as_postgres psql -q -v ON_ERROR_STOP=1 -d postgres >/dev/null <<'SQL'
+ALTER SYSTEM SET ssl_cert_file = 'herald-test.crt';
+ALTER SYSTEM SET ssl_key_file = 'herald-test.key';
+ALTER SYSTEM SET ssl = on;
+SELECT pg_reload_conf();
+SQL
+  wait_for 15 "postgres (TLS on)" bash -c '[[ $(runuser -u postgres -- psql -Atqc "show ssl") == on ]]'
 }
 
 # Offline validators for docker-compose.yml and deploy/ (tests/src/tests/deploy.rs): promtool,

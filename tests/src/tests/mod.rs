@@ -24,6 +24,7 @@ mod sim_process;
 mod store;
 mod store_deliveries;
 mod store_runs;
+mod store_tls;
 mod story;
 mod worker;
 mod worker_control;
