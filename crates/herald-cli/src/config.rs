@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) api_token: Option<Secret>,
     /// `HERALD_REF_SECRET`, parsed: the keys signed refs are minted and verified with.
     pub(crate) ref_keys: Option<RefKeys>,
+    /// `HERALD_SEGMENT_DIR`: where segment files of runs started over the admin API must be.
+    pub(crate) segment_dir: Option<PathBuf>,
     pub(crate) page_tokens: BTreeMap<String, Secret>,
     pub(crate) tokens_file: Option<PathBuf>,
     pub(crate) page_rate_per_sec: NonZeroU32,
@@ -63,6 +65,7 @@ struct FileLayer {
     verify_token: Option<Secret>,
     api_token: Option<Secret>,
     ref_secret: Option<Secret>,
+    segment_dir: Option<PathBuf>,
     tokens_file: Option<PathBuf>,
     page_rate_per_sec: Option<u32>,
     #[serde(default)]
@@ -117,6 +120,7 @@ impl Config {
             verify_token: None,
             api_token: None,
             ref_keys: None,
+            segment_dir: None,
             page_tokens: BTreeMap::new(),
             tokens_file: None,
             page_rate_per_sec: NonZeroU32::new(DEFAULT_PAGE_RATE_PER_SEC).expect("non-zero"),
@@ -133,6 +137,7 @@ impl Config {
         self.app_secret = file.app_secret.or(self.app_secret.take());
         self.verify_token = file.verify_token.or(self.verify_token.take());
         self.api_token = file.api_token.or(self.api_token.take());
+        self.segment_dir = file.segment_dir.or(self.segment_dir.take());
         if let Some(secret) = file.ref_secret {
             self.set_ref_keys(&secret, "ref_secret", problems);
         }
@@ -164,6 +169,7 @@ impl Config {
                 "HERALD_API_TOKEN" => self.api_token = Some(Secret::new(value)),
                 "HERALD_REF_SECRET" => self.set_ref_keys(&Secret::new(value), name, problems),
                 "HERALD_TOKENS_FILE" => self.tokens_file = Some(PathBuf::from(value)),
+                "HERALD_SEGMENT_DIR" => self.segment_dir = Some(PathBuf::from(value)),
                 "HERALD_TOPOLOGY_PREFIX" => self.topology_prefix = value,
                 "HERALD_PAGE_RATE_PER_SEC" => match value.trim().parse() {
                     Ok(rate) => self.page_rate_per_sec = nonzero(rate, name, problems),

@@ -46,6 +46,8 @@ pub struct ServeSettings {
     pub api_token: Option<Secret>,
     /// The keys webhook refs are verified with (`HERALD_REF_SECRET`); without them no ref links.
     pub ref_keys: Option<RefKeys>,
+    /// Where segment files of runs started over the API must be (`HERALD_SEGMENT_DIR`).
+    pub segment_dir: Option<std::path::PathBuf>,
     /// The store.
     pub store: Store,
     /// The broker and exchange and queue names.
@@ -87,6 +89,7 @@ pub fn router(
         runs,
         max_import_bytes: settings.max_import_bytes,
         ref_keys: settings.ref_keys.clone(),
+        segment_dir: settings.segment_dir.clone(),
     })
     .route_layer(axum::middleware::from_fn_with_state(
         metrics.clone(),

@@ -16,6 +16,7 @@ mod server_api_cli;
 mod server_api_control;
 mod server_api_openapi;
 mod server_api_rig;
+mod server_api_segments;
 mod server_api_status;
 mod server_api_users;
 mod server_ingest;

@@ -56,6 +56,8 @@ pub(crate) struct Options {
     pub(crate) results: bool,
     /// Serve on an existing topology (another rig's) instead of a new one.
     pub(crate) prefix: Option<String>,
+    /// Give the server a segment directory (the rig's temporary directory).
+    pub(crate) segment_dir: bool,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             ingest: true,
             results: true,
             prefix: None,
+            segment_dir: true,
         }
     }
 }
@@ -118,6 +121,7 @@ impl ApiServer {
                 amqp: amqp.clone(),
                 topology: topology.clone(),
             },
+            segment_dir: options.segment_dir.then(|| dir.path().to_owned()),
             ingest: options.ingest,
             results: options.results,
             max_import_bytes: 64 * 1024,

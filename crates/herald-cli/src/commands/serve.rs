@@ -68,6 +68,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         webhook: WebhookConfig::new(app_secret, verify_token),
         api_token: config.api_token.clone(),
         ref_keys: config.ref_keys.clone(),
+        segment_dir: config.segment_dir.clone(),
         store,
         broker,
         ingest: !args.no_ingest,

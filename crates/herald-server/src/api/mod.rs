@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub max_import_bytes: u64,
     /// The keys `POST /refs` signs with (`HERALD_REF_SECRET`).
     pub ref_keys: Option<herald_core::signed_ref::RefKeys>,
+    /// Where segment files of runs started over the API must be (`HERALD_SEGMENT_DIR`);
+    /// `None` refuses file segments.
+    pub segment_dir: Option<std::path::PathBuf>,
 }
 
 /// One admin API route: its method, path, handler and body limit.

@@ -60,7 +60,8 @@ pub(crate) async fn start(
         segment: query.segment,
         strict: query.strict,
     };
-    let started = runs::start(&api.store, &api.broker, &api.runs, request).await?;
+    let segment_dir = api.segment_dir.as_deref();
+    let started = runs::start(&api.store, &api.broker, &api.runs, segment_dir, request).await?;
     let location = format!("/campaigns/runs/{}", started.run_id);
     let mut response = (StatusCode::ACCEPTED, Json(started)).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {

@@ -4,12 +4,16 @@
 //! store and returns its id; publishing goes on in a task of the server's `RunTasks`. Progress
 //! is the producer's run record in the store, which `status` reads.
 //!
-//! A relative `segment.file` is relative to the server's working directory: an API call has no
-//! campaign file to be relative to. When the server stops while a run is publishing, the run
+//! A segment file named by an API call must be a regular file inside the server's segment
+//! directory (`HERALD_SEGMENT_DIR`; without one, file segments are refused over the API): a
+//! relative path is taken from that directory, and the path is resolved (symbolic links and
+//! `..` included) before the check. Missing, outside, and not a regular file (a FIFO, a
+//! device) get one and the same answer, so the API is no oracle for the server's files, and
+//! the check runs off the async runtime. When the server stops while a run is publishing, the run
 //! is left as the producer recorded it (every confirmed row counted), and
 //! `herald campaign send CAMPAIGN --resume RUN_ID` continues it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use herald_core::campaign::{Campaign, CampaignErrors, EXIT_DATA, SegmentSource};
@@ -82,15 +86,17 @@ impl RunTasks {
     }
 }
 
-/// Validates `request`, creates the run and starts publishing it in `tasks`.
+/// Validates `request`, creates the run and starts publishing it in `tasks`. Segment files
+/// must be inside `segment_dir` (see the module doc).
 pub async fn start(
     store: &Store,
     broker: &Broker,
     tasks: &RunTasks,
+    segment_dir: Option<&Path>,
     request: StartRun,
 ) -> Result<Started, OpsError> {
     let campaign = parse(&request.document, request.format)?;
-    let segment = segment_of(&campaign, request.segment)?;
+    let segment = segment_of(&campaign, request.segment, segment_dir).await?;
     let spec = SendSpec {
         campaign: Arc::new(campaign),
         segment: segment.clone(),
@@ -169,12 +175,17 @@ fn campaign_problems(errors: CampaignErrors) -> OpsError {
     }
 }
 
-/// Where the run's users come from; a file must be readable now, not minutes later.
-fn segment_of(campaign: &Campaign, file: Option<PathBuf>) -> Result<SegmentInput, OpsError> {
-    let input = match (file, &campaign.segment().source) {
-        (Some(file), _) => SegmentInput::File(file),
-        (None, SegmentSource::File(file)) => SegmentInput::File(PathBuf::from(file)),
-        (None, SegmentSource::Store) => SegmentInput::Store,
+/// Where the run's users come from; a file must be a readable file of `segment_dir` now, not
+/// minutes later.
+async fn segment_of(
+    campaign: &Campaign,
+    file: Option<PathBuf>,
+    segment_dir: Option<&Path>,
+) -> Result<SegmentInput, OpsError> {
+    let file = match (file, &campaign.segment().source) {
+        (Some(file), _) => file,
+        (None, SegmentSource::File(file)) => PathBuf::from(file),
+        (None, SegmentSource::Store) => return Ok(SegmentInput::Store),
         (None, SegmentSource::Unset) => {
             return Err(OpsError::invalid(
                 ErrorKind::Usage,
@@ -184,20 +195,38 @@ fn segment_of(campaign: &Campaign, file: Option<PathBuf>) -> Result<SegmentInput
             ));
         }
     };
-    if let SegmentInput::File(path) = &input
-        && let Err(error) = std::fs::File::open(path)
-    {
+    let Some(dir) = segment_dir else {
         return Err(OpsError::invalid(
+            ErrorKind::Usage,
+            "segment.file",
+            "file segments over the API need HERALD_SEGMENT_DIR on the server; use \
+             segment.source = \"store\", or `herald campaign send` where the file is",
+        ));
+    };
+    let dir = dir.to_owned();
+    let confined = tokio::task::spawn_blocking(move || confine(&dir, &file))
+        .await
+        .map_err(|error| OpsError::Internal(format!("checking the segment file: {error}")))?;
+    match confined {
+        Some(path) => Ok(SegmentInput::File(path)),
+        None => Err(OpsError::invalid(
             ErrorKind::Data,
             "segment.file",
-            format!(
-                "cannot read {} (relative paths are relative to the server's working \
-                     directory): {error}",
-                path.display()
-            ),
-        ));
+            "is not a readable regular file in the server's segment directory",
+        )),
     }
-    Ok(input)
+}
+
+/// `file` (relative to `dir`, or absolute) resolved, if it is a regular file inside `dir` that
+/// this process can open. Blocking.
+fn confine(dir: &Path, file: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    let path = dir.join(file).canonicalize().ok()?;
+    if !path.starts_with(&dir) || !std::fs::metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    std::fs::File::open(&path).ok()?;
+    Some(path)
 }
 
 fn producer_error(error: ProducerError) -> OpsError {
