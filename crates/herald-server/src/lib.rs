@@ -5,6 +5,7 @@
 
 pub mod api;
 mod consume;
+mod http;
 pub mod ingest;
 mod lane;
 pub mod ops;

@@ -12,7 +12,6 @@
 //! A consumer that stops on its own with a broker failure reconnecting cannot fix stops the
 //! whole server with that error, so the process exits non-zero and gets restarted.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -185,9 +184,7 @@ pub async fn serve(
     ));
     let addr = listener.local_addr().ok();
     info!(addr = ?addr, ingest = settings.ingest, results = settings.results, "Serving.");
-    let http = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
+    let http = crate::http::serve(listener, app, stop.clone().cancelled_owned());
     let mut failure = None;
     tokio::pin!(http);
     let http_result = loop {

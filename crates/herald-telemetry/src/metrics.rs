@@ -65,7 +65,8 @@ pub struct Metrics {
     /// Control commands a worker applied from herald.control, by `action` (pause_run, ...).
     pub control_commands: IntCounterVec,
     /// `/webhook` requests by `outcome`: handshake_ok, handshake_refused, accepted,
-    /// bad_signature, too_large, bad_request (body unreadable), unavailable (503: broker).
+    /// bad_signature, too_large, bad_request (body unreadable), unavailable (503: broker),
+    /// busy (503: the budget of webhook bodies in memory is full).
     pub webhook_requests: IntCounterVec,
     /// Publishing one verified webhook body to herald.events, up to the broker's confirm.
     pub webhook_publish_duration: Histogram,

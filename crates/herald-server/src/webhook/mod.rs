@@ -4,6 +4,7 @@
 //! confirm, and nothing Meta sent is lost or reinterpreted before the ingest reads it. Checking
 //! the secrets is `signature.rs`; the broker connection is `sink.rs`.
 
+mod limits;
 mod signature;
 mod sink;
 
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 pub use sink::{EVENTS_ROUTING_KEY, EventSink, PUBLISH_TIMEOUT, RECEIVED_AT_HEADER};
 
+use limits::{BodyBudget, REQUEST_DEADLINE};
 use signature::{SIGNATURE_HEADER, parse_signature, verify_body, verify_token_matches};
 
 /// What the webhook needs to know.
@@ -62,6 +64,7 @@ struct Webhook {
     config: Arc<WebhookConfig>,
     events: EventSink,
     metrics: Metrics,
+    budget: BodyBudget,
 }
 
 /// `GET /webhook` (handshake) and `POST /webhook` (signature, body limit, publish, 200).
@@ -74,10 +77,12 @@ pub fn router(config: WebhookConfig, events: EventSink, metrics: Metrics) -> Rou
         config: Arc::new(config),
         events,
         metrics,
+        budget: BodyBudget::new(),
     };
     Router::new()
         .route("/webhook", get(handshake).post(receive))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(deadline))
         .with_state(state)
 }
 
@@ -126,6 +131,20 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
         Ok(claimed) => claimed,
         Err(error) => return webhook.forbidden(error.as_str(), None),
     };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let max = webhook.config.max_body_bytes;
+    if declared.is_some_and(|declared| declared > max) {
+        webhook.count("too_large");
+        return (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response();
+    }
+    let Some(_room) = webhook.budget.reserve(declared.unwrap_or(max)).await else {
+        webhook.count("busy");
+        warn!("Webhook bodies in memory are at their limit; answering 503 so that Meta retries.");
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy, retry later").into_response();
+    };
     let body = match Bytes::from_request(request, &()).await {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -167,6 +186,18 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
                 "broker unavailable, retry later",
             )
                 .into_response()
+        }
+    }
+}
+
+/// Ends a webhook request that takes longer than `REQUEST_DEADLINE` (a client trickling its
+/// body) with 408, freeing what it held.
+async fn deadline(request: Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            warn!("Webhook request over its deadline; closed (408).");
+            (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response()
         }
     }
 }
