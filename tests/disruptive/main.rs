@@ -1,8 +1,10 @@
-//! Tests that disturb the shared broker (forcing every connection closed). They live in their
-//! own test binary, because cargo runs test binaries one after another: nothing in the main
-//! binary runs while these do. Within this binary they take a lock and run one at a time.
+//! Tests that disturb the shared broker (forcing every connection closed) or load the whole
+//! machine (a flood of hostile clients with a latency bound). They live in their own test
+//! binary, because cargo runs test binaries one after another: nothing in the main binary runs
+//! while these do. Within this binary they take a lock and run one at a time.
 
 mod producer;
+mod webhook;
 mod worker;
 
 /// Held by each test for its whole run.

@@ -147,12 +147,21 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .map_err(error)
 }
 
+/// PostgreSQL's `statement_timeout` for every connection of the pool.
+const STATEMENT_TIMEOUT: &str = "60s";
+
 async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
     let error = |source| StoreError::Connect {
         backend: Backend::Postgres,
         source,
     };
-    let options = PgConnectOptions::from_str(url).map_err(error)?;
+    // A statement that runs this long is stuck (a lock held by a forgotten session, a runaway
+    // plan): better an error the caller retries or reports than a consumer frozen forever.
+    // A URL that sets its own `options=-c statement_timeout=...` keeps it.
+    let mut options = PgConnectOptions::from_str(url).map_err(error)?;
+    if !url.contains("statement_timeout") {
+        options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
+    }
     PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))

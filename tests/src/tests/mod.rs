@@ -21,7 +21,6 @@ mod server_api_status;
 mod server_api_users;
 mod server_ingest;
 mod server_webhook;
-mod server_webhook_hostile;
 mod sim_process;
 mod store;
 mod store_deliveries;

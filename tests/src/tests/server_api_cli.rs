@@ -215,6 +215,25 @@ fn herald_serve_refuses_to_start_without_the_webhook_secrets() {
     }
 }
 
+#[test]
+fn herald_serve_refuses_a_short_api_token_without_printing_it() {
+    let output = herald(&[
+        ("HERALD_APP_SECRET", APP_SECRET),
+        ("HERALD_VERIFY_TOKEN", VERIFY_TOKEN),
+        ("HERALD_API_TOKEN", "sh0rt-t0ken"),
+    ])
+    .args(["serve", "--addr", "127.0.0.1:0"])
+    .output()
+    .expect("run herald serve");
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HERALD_API_TOKEN"), "{stderr}");
+    assert!(
+        !stderr.contains("sh0rt-t0ken"),
+        "the token is never printed: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn herald_users_import_prints_counts_and_malformed_lines() {
     let dir = tempfile::tempdir().expect("temp dir");

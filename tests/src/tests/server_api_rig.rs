@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{broker, unique_name};
 
 /// The API token of `ApiServer::start`.
-pub(crate) const TOKEN: &str = "test-api-token";
+pub(crate) const TOKEN: &str = "test-api-token-0123456789abcdefghij";
 /// The webhook's verify token and app secret.
 pub(crate) const VERIFY_TOKEN: &str = "test-verify-token";
 pub(crate) const APP_SECRET: &str = "test-app-secret";

@@ -24,7 +24,7 @@ const PAGE: &str = "1000000001";
 const PSID: &str = "24000000000000042";
 const APP_SECRET: &str = "story-app-secret";
 const VERIFY_TOKEN: &str = "story-verify-token";
-const API_TOKEN: &str = "story-api-token";
+const API_TOKEN: &str = "story-api-token-0123456789abcdefghij";
 const REF_SECRET: &str = "s1=story-ref-secret-0123456789abcdefghij";
 
 const CAMPAIGN: &str = r#"

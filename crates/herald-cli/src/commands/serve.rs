@@ -17,6 +17,9 @@ use crate::commands::campaign::{open_store, out};
 use crate::commands::ops::broker;
 use crate::config::Config;
 
+/// The shortest admin API token serve accepts: 32 characters, 128 bits or more when random hex.
+const MIN_API_TOKEN_CHARS: usize = 32;
+
 pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
     let secret = |value: &Option<herald_core::Secret>| value.clone().filter(|s| !s.is_blank());
     let (app_secret, verify_token) = (secret(&config.app_secret), secret(&config.verify_token));
@@ -35,6 +38,16 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         );
         return ExitCode::from(64);
     };
+    if let Some(token) = &config.api_token
+        && token.expose().chars().count() < MIN_API_TOKEN_CHARS
+    {
+        eprintln!(
+            "herald serve: HERALD_API_TOKEN (api_token) is shorter than {MIN_API_TOKEN_CHARS} \
+             characters: anyone who reaches the admin API could guess it. Use a random one, \
+             e.g. `openssl rand -hex 32`; nothing was started"
+        );
+        return ExitCode::from(64);
+    }
     let mut broker = match broker(config) {
         Ok(broker) => broker,
         Err(code) => return code,
