@@ -51,8 +51,9 @@ async fn an_api_call_without_the_token_or_with_a_wrong_one_is_401() {
     assert_eq!(refused.status, 401);
     assert_eq!(super::store::users(&server.store, PAGE).await.len(), 0);
     assert_eq!(server.get("/dead").await.status, 200, "the right token");
+    let lowercase = format!("bearer {}", super::server_api_rig::TOKEN);
     let lower = server
-        .send("GET", "/dead", Auth::Header("bearer test-api-token"), None)
+        .send("GET", "/dead", Auth::Header(&lowercase), None)
         .await;
     assert_eq!(lower.status, 200, "the scheme is case-insensitive");
     // Public: the document, the operations endpoints, the webhook (it has its own checks).

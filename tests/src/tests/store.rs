@@ -47,22 +47,8 @@ where
     F: FnOnce(Rig) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let base = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald_test".to_owned());
-    let probe = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&base)
-        .await;
-    let admin = match probe {
-        Ok(pool) => pool,
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but PostgreSQL is unreachable ({error}); run scripts/test")
-        }
-        Err(error) => {
-            eprintln!("skipping: no postgres ({error})");
-            return;
-        }
+    let Some((base, admin)) = postgres_admin().await else {
+        return;
     };
     let schema = unique_name("store").replace('-', "_");
     sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
@@ -86,6 +72,29 @@ where
     admin.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// The test PostgreSQL: its URL (`TEST_POSTGRES_URL`, default the `herald` role
+/// `scripts/services.sh` creates) and a one-connection pool on it. When it is unreachable this
+/// fails under `CI`, and elsewhere prints `skipping: no postgres` and returns `None`.
+pub(crate) async fn postgres_admin() -> Option<(String, sqlx::PgPool)> {
+    let base = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald_test".to_owned());
+    let probe = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&base)
+        .await;
+    match probe {
+        Ok(pool) => Some((base, pool)),
+        Err(error) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but PostgreSQL is unreachable ({error}); run scripts/test")
+        }
+        Err(error) => {
+            eprintln!("skipping: no postgres ({error})");
+            None
+        }
     }
 }
 

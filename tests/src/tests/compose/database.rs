@@ -1,8 +1,6 @@
 //! A fresh PostgreSQL database for the fleet on the test server, in place of the compose
 //! file's `postgres` service, so the fleet's tables are its own; dropped afterwards.
 
-use std::time::Duration;
-
 use crate::unique_name;
 
 /// A fresh database on the test PostgreSQL (`TEST_POSTGRES_URL`, default the `herald` role of
@@ -18,23 +16,7 @@ pub(crate) struct TestDatabase {
 impl TestDatabase {
     /// `None` (after `skipping: no postgres`) when PostgreSQL is unreachable outside `CI`.
     pub(crate) async fn create() -> Option<Self> {
-        let base = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald_test".to_owned());
-        let probe = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect(&base)
-            .await;
-        let admin = match probe {
-            Ok(pool) => pool,
-            Err(error) if std::env::var_os("CI").is_some() => {
-                panic!("CI is set but PostgreSQL is unreachable ({error}); run scripts/test")
-            }
-            Err(error) => {
-                eprintln!("skipping: no postgres ({error})");
-                return None;
-            }
-        };
+        let (base, admin) = crate::tests::store::postgres_admin().await?;
         let name = unique_name("compose").replace('-', "_");
         sqlx::query(&format!("CREATE DATABASE \"{name}\""))
             .execute(&admin)
