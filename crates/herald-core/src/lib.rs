@@ -8,6 +8,11 @@ pub mod control;
 mod decode;
 pub mod duration;
 pub mod filter;
+#[cfg(test)]
+mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod job;
 pub mod limits;
 mod path;

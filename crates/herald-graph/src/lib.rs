@@ -6,6 +6,8 @@
 mod classify;
 mod client;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod proof;
 mod response;
 mod usage;

@@ -4,6 +4,8 @@
 
 mod checkpoint;
 pub mod dry;
+#[cfg(test)]
+mod fuzz;
 mod link;
 pub mod plan;
 pub mod run;

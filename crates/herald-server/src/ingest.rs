@@ -131,6 +131,10 @@ impl Handler for Ingest {
     }
 }
 
+/// The webhook body parser, for the property tests.
+#[cfg(test)]
+pub(crate) use parse::parse as parse_for_fuzzing;
+
 /// `x-herald-received-at`, as the webhook set it.
 fn received_at_ms(headers: &Headers) -> Option<i64> {
     match headers.as_table().inner().get(RECEIVED_AT_HEADER)? {

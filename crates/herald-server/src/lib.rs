@@ -5,6 +5,8 @@
 
 pub mod api;
 mod consume;
+#[cfg(test)]
+mod fuzz;
 mod http;
 pub mod ingest;
 mod lane;

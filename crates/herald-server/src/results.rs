@@ -201,7 +201,7 @@ impl Results {
 
 /// Reads one `DeliveryResult` v1; `Err` holds why the bytes are poison. The reason names
 /// fields, never values (an external id may be personal).
-fn parse_result(body: &[u8]) -> Result<DeliveryResult, String> {
+pub(crate) fn parse_result(body: &[u8]) -> Result<DeliveryResult, String> {
     let result: DeliveryResult = herald_core::decode(body)?;
     let blank = [
         ("job_id", &result.job_id),

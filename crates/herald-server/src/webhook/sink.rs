@@ -12,6 +12,8 @@ use herald_amqp::{AMQPValue, AmqpError, AmqpSettings, Connection, Headers, Publi
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::limits::SMALL_BODY_BYTES;
+
 /// Routing key of every webhook body on `<prefix>.events` (a topic exchange; `<prefix>.events.ingest`
 /// is bound to `#`, and other teams may bind their own queues).
 pub const EVENTS_ROUTING_KEY: &str = "webhook";
@@ -45,7 +47,11 @@ struct Inner {
 
 struct Link {
     connection: Connection,
+    /// For ordinary bodies.
     publisher: Publisher,
+    /// For bodies over `SMALL_BODY_BYTES`, on a channel of their own: confirms come in publish
+    /// order per channel, so an ordinary delivery never waits behind megabytes being written.
+    large: Publisher,
 }
 
 /// Why a body was not published.
@@ -114,8 +120,13 @@ impl EventSink {
         let headers =
             Headers::new().with(RECEIVED_AT_HEADER, AMQPValue::LongLongInt(received_at_ms));
         let exchange = self.inner.topology.events_exchange();
+        let publisher = if body.len() > SMALL_BODY_BYTES {
+            &link.large
+        } else {
+            &link.publisher
+        };
         let outcome = async {
-            link.publisher
+            publisher
                 .publish(&exchange, EVENTS_ROUTING_KEY, body, headers)
                 .await?
                 .await
@@ -194,13 +205,16 @@ impl Inner {
         let connection = herald_amqp::connect(&self.amqp).await?;
         let opened = async {
             self.topology.declare(&connection).await?;
-            Publisher::open(&connection, self.amqp.confirm_window).await
+            let publisher = Publisher::open(&connection, self.amqp.confirm_window).await?;
+            let large = Publisher::open(&connection, self.amqp.confirm_window).await?;
+            Ok((publisher, large))
         }
         .await;
         match opened {
-            Ok(publisher) => Ok(Link {
+            Ok((publisher, large)) => Ok(Link {
                 connection,
                 publisher,
+                large,
             }),
             Err(error) => {
                 let _ = connection.close().await;
@@ -212,7 +226,7 @@ impl Inner {
 
 impl Link {
     fn is_usable(&self) -> bool {
-        self.connection.is_connected() && self.publisher.is_usable()
+        self.connection.is_connected() && self.publisher.is_usable() && self.large.is_usable()
     }
 }
 
