@@ -75,6 +75,10 @@ as_postgres() { # Run a command as the postgres OS user (root: runuser; that use
 ensure_postgres() {
   if postgres_ready; then
     log "postgres: already answering on 127.0.0.1:5432"
+    # TLS can be switched on only as root (or as postgres); others keep what they have.
+    if [[ $(id -u) -eq 0 || $(id -un) == postgres ]]; then
+      ensure_postgres_tls
+    fi
     return 0
   fi
   if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then

@@ -183,12 +183,5 @@ async fn slow_and_greedy_clients_do_not_take_the_webhook_down() {
     assert!(peak_mb < 256, "serve peaked at {peak_mb} MB");
     assert!(serve.terminate(), "serve exits 0 on SIGTERM");
 
-    let amqp = herald_amqp::AmqpSettings {
-        url: herald_tests::amqp_addr().into(),
-        ..herald_amqp::AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
-    let topology = herald_amqp::Topology::new(&prefix).expect("topology");
-    topology.delete(&connection).await.expect("cleanup");
-    let _ = connection.close().await;
+    herald_tests::delete_topology(&prefix).await;
 }

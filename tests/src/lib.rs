@@ -185,3 +185,18 @@ pub async fn publish_all(
         confirm.await.expect("confirmed");
     }
 }
+
+/// Deletes every exchange and queue of the topology `prefix` on the test broker (cleanup).
+pub async fn delete_topology(prefix: &str) {
+    let amqp = herald_amqp::AmqpSettings {
+        url: amqp_addr().into(),
+        ..herald_amqp::AmqpSettings::default()
+    };
+    let connection = herald_amqp::connect(&amqp).await.expect("connect");
+    herald_amqp::Topology::new(prefix)
+        .expect("topology")
+        .delete(&connection)
+        .await
+        .expect("delete topology");
+    let _ = connection.close().await;
+}

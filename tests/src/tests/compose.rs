@@ -20,7 +20,6 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use herald_amqp::{AmqpSettings, Topology};
 use serde_json::Value;
 
 use self::api::Api;
@@ -59,17 +58,7 @@ async fn the_compose_fleet_finishes_a_campaign_sent_the_readme_way() {
     let outcome = AssertUnwindSafe(run(&services, &database, &prefix))
         .catch_unwind()
         .await;
-    let amqp = AmqpSettings {
-        url: crate::amqp_addr().into(),
-        ..AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
-    Topology::new(&prefix)
-        .expect("topology")
-        .delete(&connection)
-        .await
-        .expect("delete topology");
-    let _ = connection.close().await;
+    crate::delete_topology(&prefix).await;
     database.drop().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

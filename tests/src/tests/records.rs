@@ -24,7 +24,6 @@ async fn two_sends_at_once_on_a_new_default_store_both_succeed() {
     };
     drop(probe);
     let prefix = unique_name("test-records-sends");
-    let topology = Topology::new(&prefix).expect("topology");
     for pair in 0..PAIRS {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
@@ -61,13 +60,7 @@ async fn two_sends_at_once_on_a_new_default_store_both_succeed() {
             );
         }
     }
-    let amqp = AmqpSettings {
-        url: crate::amqp_addr().into(),
-        ..AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
-    topology.delete(&connection).await.expect("cleanup");
-    let _ = connection.close().await;
+    crate::delete_topology(&prefix).await;
 }
 
 /// Results split between the two serve processes.

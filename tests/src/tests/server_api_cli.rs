@@ -8,7 +8,6 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use herald_amqp::{AmqpSettings, Topology};
 use herald_core::Secret;
 use herald_store::Store;
 
@@ -102,17 +101,7 @@ async fn herald_serve_answers_healthz_and_exits_0_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
 
-    let amqp = AmqpSettings {
-        url: crate::amqp_addr().into(),
-        ..AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
-    Topology::new(&prefix)
-        .expect("topology")
-        .delete(&connection)
-        .await
-        .expect("delete topology");
-    let _ = connection.close().await;
+    crate::delete_topology(&prefix).await;
 }
 
 #[tokio::test]
@@ -175,17 +164,7 @@ async fn herald_serve_reports_its_broker_connection() {
     );
     assert!(serve.terminate(), "serve exits 0 on SIGTERM");
 
-    let amqp = AmqpSettings {
-        url: crate::amqp_addr().into(),
-        ..AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
-    Topology::new(&prefix)
-        .expect("topology")
-        .delete(&connection)
-        .await
-        .expect("delete topology");
-    let _ = connection.close().await;
+    crate::delete_topology(&prefix).await;
 }
 
 #[test]
