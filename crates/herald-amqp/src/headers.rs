@@ -57,16 +57,26 @@ impl Headers {
         u32::try_from(number).ok()
     }
 
-    /// Why the message was dead-lettered: `x-herald-reason` when Herald put it there, else
-    /// the broker's own reason (`x-first-death-reason`, e.g. `delivery_limit` when a work
-    /// queue gave up on a message that kept coming back) with the queue it left.
+    /// Why the message was dead-lettered: `x-herald-reason` when Herald put it there, else the
+    /// broker's own reason for the latest death (the first entry of `x-death`, e.g.
+    /// `delivery_limit` when a work queue gave up on a message that kept coming back) with the
+    /// queue it left. Not `x-first-death-reason`: a job that waited in a retry tier first died
+    /// there (`expired`), which says nothing about why it is dead now.
     pub fn reason(&self) -> Option<String> {
-        self.string(REASON_HEADER).or_else(|| {
-            let reason = self.string("x-first-death-reason")?;
-            Some(match self.string("x-first-death-queue") {
-                Some(queue) => format!("the broker dead-lettered it from {queue}: {reason}"),
-                None => format!("the broker dead-lettered it: {reason}"),
-            })
+        if let Some(reason) = self.string(REASON_HEADER) {
+            return Some(reason);
+        }
+        let AMQPValue::FieldArray(deaths) = self.0.inner().get("x-death")? else {
+            return None;
+        };
+        let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+            return None;
+        };
+        let latest = Headers(latest.clone());
+        let reason = latest.string("reason")?;
+        Some(match latest.string("queue") {
+            Some(queue) => format!("the broker dead-lettered it from {queue}: {reason}"),
+            None => format!("the broker dead-lettered it: {reason}"),
         })
     }
 
@@ -123,5 +133,30 @@ mod tests {
             Some("unparseable job: expected value at line 1")
         );
         assert_eq!(Headers::new().reason(), None);
+    }
+
+    #[test]
+    fn without_our_reason_the_latest_broker_death_explains() {
+        let death = |reason: &str, queue: &str| {
+            let mut table = FieldTable::default();
+            table.insert("reason".into(), AMQPValue::LongString(reason.into()));
+            table.insert("queue".into(), AMQPValue::LongString(queue.into()));
+            AMQPValue::FieldTable(table)
+        };
+        // Latest first, as RabbitMQ orders x-death: the limit, after an expiry in a retry tier.
+        let deaths = vec![
+            death("delivery_limit", "p.send"),
+            death("expired", "p.retry.5s"),
+        ];
+        let headers = Headers::new().with("x-death", AMQPValue::FieldArray(deaths.into()));
+        assert_eq!(
+            headers.reason().as_deref(),
+            Some("the broker dead-lettered it from p.send: delivery_limit")
+        );
+        assert_eq!(
+            headers.with_reason("ours").reason().as_deref(),
+            Some("ours"),
+            "Herald's own reason wins"
+        );
     }
 }
