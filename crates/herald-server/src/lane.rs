@@ -205,7 +205,8 @@ impl<H: Handler> Lane<H> {
     fn finish(&self, group: Vec<Entry<H::Item>>) {
         for entry in group {
             if entry.pending.item_done() {
-                // The session only goes away after the lanes.
+                // Fails only when the session has ended (its connection lost): the delivery is
+                // then dropped unacked and the broker hands it out again.
                 let _ = self.done.send(entry.pending);
             }
         }
