@@ -200,3 +200,21 @@ pub async fn delete_topology(prefix: &str) {
         .expect("delete topology");
     let _ = connection.close().await;
 }
+
+/// Runs `herald ARGS` in `dir` with `settings` (as `herald()`) to completion without blocking
+/// the runtime; asserts it exited 0 and returns its stdout.
+pub async fn herald_ok(dir: &std::path::Path, settings: &[(&str, &str)], args: &[&str]) -> String {
+    let output = tokio::process::Command::from(herald(settings))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await
+        .expect("run herald");
+    assert!(
+        output.status.success(),
+        "herald {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}

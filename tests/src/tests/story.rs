@@ -62,24 +62,6 @@ fn spawn(env: &[(&str, &str)], args: &[&str]) -> (Running, String) {
     (Running(child), line.trim().to_owned())
 }
 
-/// Runs `herald ARGS` in `dir` to completion without blocking the runtime; returns stdout.
-async fn run(env: &[(&str, &str)], dir: &std::path::Path, args: &[&str]) -> String {
-    let mut command = tokio::process::Command::from(herald(env));
-    let output = command
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .expect("run herald");
-    assert!(
-        output.status.success(),
-        "herald {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
 async fn the_whole_story(rig: Rig) {
     let Some(connection) = broker().await else {
         return;
@@ -158,9 +140,9 @@ async fn the_whole_story(rig: Rig) {
         .await
         .expect("import");
     // The m.me link's ref is minted by `herald refs sign`, as an operator would.
-    let minted = run(
-        &env,
+    let minted = crate::herald_ok(
         dir.path(),
+        &env,
         &["refs", "sign", "cust-42", "--page", PAGE],
     )
     .await;
@@ -182,7 +164,7 @@ async fn the_whole_story(rig: Rig) {
     assert!(linked, "the signed inbound message never reached the store");
 
     let (worker, _) = spawn(&env, &["worker", "--metrics-addr", "127.0.0.1:0"]);
-    let stdout = run(&env, dir.path(), &["campaign", "send", "campaign.toml"]).await;
+    let stdout = crate::herald_ok(dir.path(), &env, &["campaign", "send", "campaign.toml"]).await;
     let run_id = stdout
         .lines()
         .find_map(|l| l.strip_prefix("run_id: "))
@@ -191,7 +173,8 @@ async fn the_whole_story(rig: Rig) {
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (report, done) = loop {
-        let text = run(&env, dir.path(), &["campaign", "status", &run_id, "--json"]).await;
+        let text =
+            crate::herald_ok(dir.path(), &env, &["campaign", "status", &run_id, "--json"]).await;
         let report: Value = serde_json::from_str(&text).expect("status JSON");
         let done =
             report["results"]["sent"] == 1 && report["delivered"] == 1 && report["read"] == 1;

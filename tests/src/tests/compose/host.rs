@@ -9,7 +9,6 @@ use super::database::TestDatabase;
 use super::fleet::{Fleet, with_database};
 use super::readme::FleetReadme;
 use super::{EXTRA_USERS, finished};
-use crate::herald;
 
 /// The README's host side: its `HERALD_DATABASE_URL` (the published PostgreSQL port) and
 /// commands.
@@ -65,9 +64,9 @@ impl Host<'_> {
             "the segment's users are imported"
         );
         let import: Vec<&str> = readme.import.iter().map(String::as_str).collect();
-        herald_in(dir.path(), &host_env, &import).await;
+        crate::herald_ok(dir.path(), &host_env, &import).await;
         let send: Vec<&str> = readme.send.iter().map(String::as_str).collect();
-        let output = herald_in(dir.path(), &host_env, &send).await;
+        let output = crate::herald_ok(dir.path(), &host_env, &send).await;
         let run_id = output
             .lines()
             .find_map(|l| l.strip_prefix("run_id: "))
@@ -89,7 +88,8 @@ impl Host<'_> {
             let dir = dir.path().to_owned();
             async move {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                serde_json::from_str(&herald_in(&dir, &host_env, &args).await).expect("status JSON")
+                serde_json::from_str(&crate::herald_ok(&dir, &host_env, &args).await)
+                    .expect("status JSON")
             }
         };
         if let Err(report) = finished(users, status).await {
@@ -104,7 +104,7 @@ impl Host<'_> {
             .map(|a| a.replace("RUN_ID", &run_id))
             .collect();
         let table: Vec<&str> = table.iter().map(String::as_str).collect();
-        let table = herald_in(dir.path(), &host_env, &table).await;
+        let table = crate::herald_ok(dir.path(), &host_env, &table).await;
         for label in ["delivered", "read"] {
             let shown = table
                 .lines()
@@ -151,21 +151,4 @@ pub(crate) fn segment_file(sample: &str, tag: &str, psid_prefix: &str) -> String
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write");
-}
-
-/// `herald ARGS` in `dir` with `env`, to completion, without blocking the runtime; stdout.
-async fn herald_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let output = tokio::process::Command::from(herald(env))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .expect("run herald");
-    assert!(
-        output.status.success(),
-        "herald {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
 }
