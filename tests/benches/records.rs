@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 use herald_amqp::{AmqpSettings, Publisher, SEND_ROUTING_KEY, Topology};
 use herald_sim::{Latency, SimConfig};
 use herald_tests::bench::{Metrics, free_addr, peak_rss_kib};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 const PAGE: &str = "1000000001";
 const APP_SECRET: &str = "bench-app-secret";
@@ -284,8 +282,9 @@ async fn stages(
     }
 
     // 4. ingest: a receipt body per job.
-    let bodies = (0..jobs).map(receipt);
-    herald_tests::publish_all(&publisher, &topology.events_exchange(), "webhook", bodies).await;
+    let messages = (0..jobs).map(|n| herald_tests::webhook_message(APP_SECRET, receipt(n)));
+    let exchange = topology.events_exchange();
+    herald_tests::publish_all_with(&publisher, &exchange, "webhook", messages).await;
     let addr = free_addr();
     let mut serve = start(&["serve", "--addr", &addr, "--no-results"], env(&[]));
     let metrics = Metrics::new(&addr);
@@ -429,10 +428,7 @@ async fn load(addr: &str, posts: usize) -> (f64, f64) {
                 let mut latencies = Vec::new();
                 for n in (c..posts).step_by(CONNECTIONS) {
                     let body = receipt(n);
-                    let mut mac =
-                        Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-                    mac.update(&body);
-                    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                    let signature = herald_tests::sign_webhook(APP_SECRET, &body);
                     let sent = Instant::now();
                     let response = client
                         .post(&url)

@@ -173,10 +173,23 @@ pub async fn publish_all(
     key: &str,
     bodies: impl IntoIterator<Item = Vec<u8>>,
 ) {
+    let messages = bodies
+        .into_iter()
+        .map(|body| (body, herald_amqp::Headers::new()));
+    publish_all_with(publisher, exchange, key, messages).await;
+}
+
+/// `publish_all` with each body's own headers.
+pub async fn publish_all_with(
+    publisher: &herald_amqp::Publisher,
+    exchange: &str,
+    key: &str,
+    messages: impl IntoIterator<Item = (Vec<u8>, herald_amqp::Headers)>,
+) {
     let mut confirms = Vec::new();
-    for body in bodies {
+    for (body, headers) in messages {
         let confirm = publisher
-            .publish(exchange, key, &body, herald_amqp::Headers::new())
+            .publish(exchange, key, &body, headers)
             .await
             .expect("publish");
         confirms.push(confirm);
@@ -184,6 +197,25 @@ pub async fn publish_all(
     for confirm in confirms {
         confirm.await.expect("confirmed");
     }
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`, as Meta signs a webhook body.
+pub fn sign_webhook(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A webhook body as `herald serve`'s webhook publishes it to `<prefix>.events`: with its
+/// signature under `secret`, which the ingest checks.
+pub fn webhook_message(secret: &str, body: Vec<u8>) -> (Vec<u8>, herald_amqp::Headers) {
+    let signature = sign_webhook(secret, &body);
+    let headers = herald_amqp::Headers::new().with(
+        herald_server::webhook::SIGNATURE_HEADER,
+        herald_amqp::AMQPValue::LongString(signature.into()),
+    );
+    (body, headers)
 }
 
 /// Deletes every exchange and queue of the topology `prefix` on the test broker (cleanup).

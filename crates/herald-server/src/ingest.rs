@@ -1,5 +1,6 @@
 //! The ingest: consumes `<prefix>.events.ingest` (verified webhook bodies, one per POST, as the
-//! webhook published them) and applies every event to the store, acking each body after the
+//! webhook published them), checks each body's webhook signature again, and applies every event
+//! to the store, acking each body after the
 //! store committed all of its events. Events are written in batches by lanes keyed by the
 //! (page, PSID) they are about (`Event::order_key`), so one person's events keep Meta's order
 //! while different people's are written concurrently (`consume.rs`). A body that is not a page
@@ -15,8 +16,8 @@ mod parse;
 use std::time::Duration;
 
 use herald_amqp::{AMQPValue, AmqpSettings, Headers, Topology};
-use herald_core::ControlMessage;
 use herald_core::signed_ref::RefKeys;
+use herald_core::{ControlMessage, Secret};
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use time::OffsetDateTime;
@@ -26,7 +27,9 @@ use tracing::{info, warn};
 use crate::ConsumeError;
 use crate::consume::{self, Handler};
 use crate::lane::Entry;
-use crate::webhook::RECEIVED_AT_HEADER;
+use crate::webhook::{
+    RECEIVED_AT_HEADER, SIGNATURE_HEADER, SignatureError, parse_signature, verify_body,
+};
 
 use apply::Applied;
 use event::Event;
@@ -37,21 +40,38 @@ const SEEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often old dedupe keys are pruned (also once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// The secrets the ingest checks what it reads with.
+#[derive(Debug, Clone)]
+pub struct IngestKeys {
+    /// `HERALD_APP_SECRET`: every body must carry the webhook's signature under it
+    /// (`x-herald-webhook-signature`). The broker is not trusted with the body's origin: a body
+    /// published by anyone but the webhook, or altered on the way, goes to `<prefix>.dead`.
+    pub app_secret: Secret,
+    /// `HERALD_REF_SECRET`: verifies the `ref` of m.me links and plugins; without keys no ref
+    /// links anything.
+    pub refs: Option<RefKeys>,
+}
+
 /// Consumes `<prefix>.events.ingest` into the store until `shutdown` is cancelled; reconnects.
 /// Returns an error only for a broker failure that reconnecting cannot fix.
-/// `refs` verifies the `ref` of m.me links and plugins; without keys no ref links anything.
 pub async fn run_ingest(
     store: Store,
-    refs: Option<RefKeys>,
+    keys: IngestKeys,
     amqp: AmqpSettings,
     topology: Topology,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
     let prune = tokio::spawn(prune_seen(store.clone(), shutdown.child_token()));
+    if keys.app_secret.is_blank() {
+        warn!(
+            "No app secret configured: the ingest cannot verify any webhook body, so every one \
+             goes to the dead-letter queue. Set HERALD_APP_SECRET."
+        );
+    }
     let ingest = Ingest {
         store,
-        refs,
+        keys,
         metrics: metrics.clone(),
     };
     let ended = consume::run(ingest, amqp, topology, metrics, shutdown).await;
@@ -78,7 +98,7 @@ async fn prune_seen(store: Store, stop: CancellationToken) {
 
 struct Ingest {
     store: Store,
-    refs: Option<RefKeys>,
+    keys: IngestKeys,
     metrics: Metrics,
 }
 
@@ -96,6 +116,7 @@ impl Handler for Ingest {
     }
 
     fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Event>, String> {
+        check_signature(&self.keys.app_secret, body, headers)?;
         let received_at_ms = received_at_ms(headers).unwrap_or_else(now_ms);
         parse::parse(body, received_at_ms)
     }
@@ -109,7 +130,7 @@ impl Handler for Ingest {
         batch: &mut Batch,
         items: &[Entry<Event>],
     ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
-        apply::apply_all(batch, self.refs.as_ref(), items).await
+        apply::apply_all(batch, self.keys.refs.as_ref(), items).await
     }
 
     fn committed(&self, report: Vec<Applied>) {
@@ -134,6 +155,27 @@ impl Handler for Ingest {
 /// The webhook body parser, for the property tests.
 #[cfg(test)]
 pub(crate) use parse::parse as parse_for_fuzzing;
+
+/// Whether the body carries the webhook's signature of it under `app_secret`; else the reason it
+/// is dead-lettered with.
+fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Result<(), String> {
+    let carried = headers.string(SIGNATURE_HEADER);
+    let outcome = parse_signature(carried.as_deref().map(str::as_bytes))
+        .and_then(|claimed| verify_body(app_secret.expose().as_bytes(), body, &claimed));
+    outcome.map_err(|error| match error {
+        SignatureError::Missing | SignatureError::Malformed => format!(
+            "no valid {SIGNATURE_HEADER} header: the body was not published by Herald's webhook; \
+             check who may publish to the events exchange"
+        ),
+        SignatureError::Mismatch => format!(
+            "{SIGNATURE_HEADER} does not match the body under HERALD_APP_SECRET: forged, altered, \
+             or signed under an app secret this ingest does not have"
+        ),
+        SignatureError::NoSecret => {
+            "HERALD_APP_SECRET is not set: the body's signature cannot be verified".to_owned()
+        }
+    })
+}
 
 /// `x-herald-received-at`, as the webhook set it.
 fn received_at_ms(headers: &Headers) -> Option<i64> {

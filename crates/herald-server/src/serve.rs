@@ -158,9 +158,13 @@ pub async fn serve(
     let stop = shutdown.child_token();
     let mut consumers = JoinSet::new();
     if settings.ingest {
+        let keys = crate::ingest::IngestKeys {
+            app_secret: settings.webhook.app_secret.clone(),
+            refs: settings.ref_keys.clone(),
+        };
         consumers.spawn(crate::ingest::run_ingest(
             settings.store.clone(),
-            settings.ref_keys.clone(),
+            keys,
             broker.amqp.clone(),
             broker.topology.clone(),
             metrics.clone(),

@@ -15,6 +15,7 @@ use herald_core::{
     ControlAction, ControlMessage, DeliveryResult, RESULT_VERSION, ResultStatus, Secret, User,
 };
 use herald_server::ConsumeError;
+use herald_server::ingest::IngestKeys;
 use herald_store::{OPTED_OUT_ATTRIBUTE, Store};
 use herald_telemetry::Metrics;
 use reqwest::StatusCode;
@@ -23,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::server_webhook::{PAGE, Rig as Web};
+use super::server_webhook::{APP_SECRET, PAGE, Rig as Web};
 use super::store::{Rig, both_backends, on_sqlite, users};
 use crate::eventually;
 
@@ -50,6 +51,14 @@ fn ref_keys() -> RefKeys {
     RefKeys::parse(&Secret::new(REF_SECRET)).expect("test ref keys")
 }
 
+/// The secrets of the ingest under test: the webhook rig's app secret and `ref_keys()`.
+fn keys() -> IngestKeys {
+    IngestKeys {
+        app_secret: Secret::new(APP_SECRET),
+        refs: Some(ref_keys()),
+    }
+}
+
 /// A ref signed for `external_id` on PAGE, valid for a day from the test events' time.
 fn signed(external_id: &str) -> String {
     ref_keys()
@@ -73,7 +82,7 @@ impl Pipeline {
         let shutdown = CancellationToken::new();
         let ingest = tokio::spawn(herald_server::ingest::run_ingest(
             store.clone(),
-            Some(ref_keys()),
+            keys(),
             web.amqp.clone(),
             web.topology.clone(),
             metrics.clone(),
@@ -429,6 +438,68 @@ async fn poison_goes_to_dead_and_the_next_body_is_still_ingested() {
         assert_eq!(dead[0].0, b"{oops", "dead-lettered byte for byte");
         assert!(dead[0].1.starts_with("not JSON"), "{}", dead[0].1);
         assert!(dead[1].1.contains("instagram"), "{}", dead[1].1);
+        pipeline.stop().await;
+    })
+    .await;
+}
+
+/// The broker is not trusted with where a body came from: one published to `<p>.events` by
+/// anyone but the webhook, without the app secret's signature of it, changes nothing.
+#[tokio::test]
+async fn a_body_published_around_the_webhook_is_refused() {
+    on_sqlite(|rig| async move {
+        let Some(pipeline) = Pipeline::new("test-ingest-forged", rig.store.clone()).await else {
+            return;
+        };
+        let body = |psid: &str, external_id: &str| {
+            let item = message(psid, T1, &format!("m_{psid}"), Some(external_id));
+            serde_json::to_vec(&json!({"object": "page", "entry": [entry(vec![item])]}))
+                .expect("json")
+        };
+        let genuine = crate::webhook_message(APP_SECRET, body("401", "ext-ok"));
+        let unsigned = (body("402", "victim-1"), Headers::new());
+        let forged = crate::webhook_message("not-the-app-secret", body("403", "victim-2"));
+        // Signed, then altered on the way: the attacker's PSID in a genuine envelope.
+        let (altered, headers) = crate::webhook_message(APP_SECRET, body("404", "victim-3"));
+        let altered = (
+            String::from_utf8(altered)
+                .expect("utf-8")
+                .replace("\"404\"", "\"405\"")
+                .into_bytes(),
+            headers,
+        );
+        let publisher = Publisher::open(&pipeline.web.connection, 16)
+            .await
+            .expect("publisher");
+        let exchange = pipeline.web.topology.events_exchange();
+        let messages = [unsigned, forged, altered, genuine];
+        crate::publish_all_with(&publisher, &exchange, "webhook", messages).await;
+        let _ = publisher.close().await;
+        pipeline.ingested(4).await;
+
+        let users = users(&pipeline.store, PAGE).await;
+        assert_eq!(users["ext-ok"].messenger_id.as_deref(), Some("401"));
+        let by_psid = pipeline.by_psid().await;
+        for psid in ["402", "403", "404", "405"] {
+            assert!(
+                !by_psid.contains_key(psid),
+                "{psid} was ingested: {by_psid:?}"
+            );
+        }
+        let dead = pipeline.dead().await;
+        let reasons: Vec<&str> = dead.iter().map(|(_, reason)| reason.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(
+            reasons[0].contains("not published by Herald's webhook"),
+            "{reasons:?}"
+        );
+        for reason in &reasons[1..] {
+            assert!(reason.contains("does not match the body"), "{reasons:?}");
+        }
+        assert!(
+            !reasons.iter().any(|reason| reason.contains(APP_SECRET)),
+            "the secret leaked: {reasons:?}"
+        );
         pipeline.stop().await;
     })
     .await;

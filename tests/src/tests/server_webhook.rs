@@ -10,9 +10,7 @@ use futures_util::StreamExt;
 use herald_amqp::{AMQPValue, AmqpSettings, Connection, Consumer, Topology};
 use herald_server::webhook::{self, EventSink, RECEIVED_AT_HEADER, WebhookConfig};
 use herald_telemetry::Metrics;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -143,12 +141,7 @@ impl Rig {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256(secret, body)>`, as Meta signs.
-pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub(crate) use crate::sign_webhook as sign;
 
 /// One page webhook with one message from `psid`.
 fn message_body(psid: &str, mid: &str) -> Vec<u8> {
@@ -271,6 +264,11 @@ async fn only_correctly_signed_bodies_are_published_byte_for_byte() {
     assert!(
         matches!(received_at, Some(AMQPValue::LongLongInt(ms)) if (now_ms - 60_000..=now_ms + 1000).contains(&ms)),
         "{received_at:?}"
+    );
+    assert_eq!(
+        received.string(webhook::SIGNATURE_HEADER).as_deref(),
+        Some(good.as_str()),
+        "the verified signature travels with the body, for the ingest to check again"
     );
     delivery.ack().await.expect("ack");
     let _ = consumer.close().await;

@@ -23,14 +23,17 @@ use herald_telemetry::Metrics;
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
-pub use sink::{EVENTS_ROUTING_KEY, EventSink, PUBLISH_TIMEOUT, RECEIVED_AT_HEADER};
+pub(crate) use signature::{SignatureError, parse_signature, verify_body};
+pub use sink::{
+    EVENTS_ROUTING_KEY, EventSink, PUBLISH_TIMEOUT, RECEIVED_AT_HEADER, SIGNATURE_HEADER,
+};
 
 /// The signature header parser, for the property tests.
 #[cfg(test)]
 pub(crate) use signature::parse_signature as parse_signature_for_fuzzing;
 
 use limits::{BodyBudget, REQUEST_DEADLINE, SMALL_BODY_BYTES};
-use signature::{SIGNATURE_HEADER, parse_signature, verify_body, verify_token_matches};
+use signature::{META_SIGNATURE_HEADER, verify_token_matches};
 
 /// What the webhook needs to know.
 #[derive(Debug, Clone)]
@@ -128,7 +131,7 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
     let received_at_ms = now_ms();
     let header_value = request
         .headers()
-        .get(SIGNATURE_HEADER)
+        .get(META_SIGNATURE_HEADER)
         .map(|value| value.as_bytes());
     // The header is checked before the body is read: a request without one costs nothing more.
     let claimed = match parse_signature(header_value) {
@@ -173,7 +176,7 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
             verify_body(config.app_secret.expose().as_bytes(), &large, &claimed)
         })
         .await
-        .unwrap_or(Err(signature::SignatureError::Mismatch))
+        .unwrap_or(Err(SignatureError::Mismatch))
     } else {
         verify_body(
             webhook.config.app_secret.expose().as_bytes(),
@@ -185,7 +188,10 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
         return webhook.forbidden(error.as_str(), Some(body.len()));
     }
     let started = Instant::now();
-    let published = webhook.events.publish(&body, received_at_ms).await;
+    let published = webhook
+        .events
+        .publish(&body, &claimed, received_at_ms)
+        .await;
     webhook
         .metrics
         .webhook_publish_duration

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The header Meta signs every POST with.
-pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub(crate) const META_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 /// Why a POST's signature is not accepted; a bounded label for logs, never the header's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,11 @@ pub(crate) fn parse_signature(header: Option<&[u8]>) -> Result<[u8; 32], Signatu
     let mut claimed = [0u8; 32];
     hex::decode_to_slice(hex_digits, &mut claimed).map_err(|_| SignatureError::Malformed)?;
     Ok(claimed)
+}
+
+/// `sha256=<lowercase hex>`, as Meta writes the header.
+pub(crate) fn format_signature(signature: &[u8; 32]) -> String {
+    format!("sha256={}", hex::encode(signature))
 }
 
 /// Whether `claimed` is HMAC-SHA256(`app_secret`, `body`), compared in constant time. An empty

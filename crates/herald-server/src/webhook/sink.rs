@@ -13,12 +13,17 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::limits::SMALL_BODY_BYTES;
+use super::signature::format_signature;
 
 /// Routing key of every webhook body on `<prefix>.events` (a topic exchange; `<prefix>.events.ingest`
 /// is bound to `#`, and other teams may bind their own queues).
 pub const EVENTS_ROUTING_KEY: &str = "webhook";
 /// Header with the time the webhook received the body, in epoch milliseconds (an integer).
 pub const RECEIVED_AT_HEADER: &str = "x-herald-received-at";
+/// Header with Meta's `X-Hub-Signature-256` of the body, as verified (`sha256=<hex>`): the
+/// ingest checks it again, so whoever may publish to `<prefix>.events` still cannot inject
+/// events without the app secret.
+pub const SIGNATURE_HEADER: &str = "x-herald-webhook-signature";
 /// The longest a POST waits for its body to be published and confirmed, connecting included.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one connection attempt may take (inside `PUBLISH_TIMEOUT`).
@@ -107,18 +112,28 @@ impl EventSink {
         self.inner.current().is_some()
     }
 
-    /// Publishes `body` byte for byte, persistent and mandatory, with `x-herald-received-at`,
+    /// Publishes `body` byte for byte, persistent and mandatory, with `x-herald-received-at` and
+    /// its verified `signature` (HMAC-SHA256 under the app secret) in `x-herald-webhook-signature`,
     /// and waits for the broker's confirm; gives up after `PUBLISH_TIMEOUT`.
-    pub(crate) async fn publish(&self, body: &[u8], received_at_ms: i64) -> Result<(), SinkError> {
-        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(body, received_at_ms))
+    pub(crate) async fn publish(
+        &self,
+        body: &[u8],
+        signature: &[u8; 32],
+        received_at_ms: i64,
+    ) -> Result<(), SinkError> {
+        let headers = Headers::new()
+            .with(RECEIVED_AT_HEADER, AMQPValue::LongLongInt(received_at_ms))
+            .with(
+                SIGNATURE_HEADER,
+                AMQPValue::LongString(format_signature(signature).into()),
+            );
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(body, headers))
             .await
             .map_err(|_| SinkError::Timeout)?
     }
 
-    async fn publish_now(&self, body: &[u8], received_at_ms: i64) -> Result<(), SinkError> {
+    async fn publish_now(&self, body: &[u8], headers: Headers) -> Result<(), SinkError> {
         let link = self.inner.link().await?;
-        let headers =
-            Headers::new().with(RECEIVED_AT_HEADER, AMQPValue::LongLongInt(received_at_ms));
         let exchange = self.inner.topology.events_exchange();
         let publisher = if body.len() > SMALL_BODY_BYTES {
             &link.large

@@ -123,7 +123,10 @@ async fn refused_credentials_end_the_consumer_with_an_error() {
             WAIT,
             herald_server::ingest::run_ingest(
                 rig.store.clone(),
-                None,
+                herald_server::ingest::IngestKeys {
+                    app_secret: Secret::new(APP_SECRET),
+                    refs: None,
+                },
                 amqp,
                 topology,
                 Metrics::new(),
