@@ -1,7 +1,11 @@
 //! Declaring and deleting a `Topology` on the broker. Declaration is idempotent; an existing queue
 //! or exchange declared with other arguments becomes `TopologyMismatch`/`ExchangeMismatch`, never
 //! a silent change: RabbitMQ cannot alter a queue's arguments in place (the embedded broker
-//! refuses the same way). The names and arguments themselves are `topology.rs`.
+//! refuses the same way). A broker user without configure permission (the runtime roles of
+//! `deploy/rabbitmq/definitions.json`) cannot declare at all; for it, declaring checks that
+//! every exchange and queue exists (passive declares need no permission), and the topology is
+//! declared once by a user that may (`herald topology`). The names and arguments themselves are
+//! `topology.rs`.
 
 use lapin::{
     options::{
@@ -30,7 +34,16 @@ impl Topology {
                 let channel = channel(lapin).await?;
                 let result = self.declare_on(&channel).await;
                 close_quietly(&channel).await;
-                result
+                match result {
+                    Err(Refused) => {
+                        self.check_declared(lapin).await?;
+                        info!(prefix = %self.prefix(), broker = %connection.address(),
+                            "This broker user may not declare the topology; it exists.");
+                        return Ok(());
+                    }
+                    Ok(()) => Ok(()),
+                    Err(Failed(error)) => Err(error),
+                }
             }
         };
         if result.is_ok() {
@@ -39,7 +52,7 @@ impl Topology {
         result
     }
 
-    async fn declare_on(&self, channel: &lapin::Channel) -> Result<(), AmqpError> {
+    async fn declare_on(&self, channel: &lapin::Channel) -> Result<(), Declare> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -48,7 +61,7 @@ impl Topology {
             channel
                 .exchange_declare(short_string(&name)?, kind, durable, FieldTable::default())
                 .await
-                .map_err(|error| mismatch_or(error, Object::Exchange, &name))?;
+                .map_err(|error| declare_error(error, Object::Exchange, &name))?;
         }
         for (name, arguments) in self.queues() {
             let options = QueueDeclareOptions {
@@ -58,7 +71,7 @@ impl Topology {
             channel
                 .queue_declare(short_string(&name)?, options, arguments)
                 .await
-                .map_err(|error| mismatch_or(error, Object::Queue, &name))?;
+                .map_err(|error| declare_error(error, Object::Queue, &name))?;
         }
         for (queue, exchange, key) in self.bindings() {
             channel
@@ -70,8 +83,39 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(AmqpError::amqp("queue.bind"))?;
+                .map_err(|error| match soft_error(&error) {
+                    Some((AMQPSoftError::ACCESSREFUSED, _)) => Refused,
+                    _ => Failed(AmqpError::amqp("queue.bind")(error)),
+                })?;
         }
+        Ok(())
+    }
+
+    /// For a user that may not declare: every exchange and queue must exist already (passive
+    /// declares). Bindings cannot be checked this way; `herald topology` made them.
+    async fn check_declared(&self, connection: &lapin::Connection) -> Result<(), AmqpError> {
+        let channel = channel(connection).await?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for (name, kind) in self.exchanges() {
+            let found = channel
+                .exchange_declare(short_string(&name)?, kind, passive, FieldTable::default())
+                .await;
+            found.map_err(|error| missing_or(error, Object::Exchange, &name))?;
+        }
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        for (name, _) in self.queues() {
+            let found = channel
+                .queue_declare(short_string(&name)?, passive, FieldTable::default())
+                .await;
+            found.map_err(|error| missing_or(error, Object::Queue, &name))?;
+        }
+        close_quietly(&channel).await;
         Ok(())
     }
 
@@ -110,6 +154,46 @@ impl Topology {
 enum Object {
     Queue,
     Exchange,
+}
+
+impl Object {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Exchange => "exchange",
+        }
+    }
+}
+
+/// How declaring failed: the user may not (403 ACCESS_REFUSED), or anything else.
+enum Declare {
+    Refused,
+    Failed(AmqpError),
+}
+use Declare::{Failed, Refused};
+
+impl From<AmqpError> for Declare {
+    fn from(error: AmqpError) -> Self {
+        Failed(error)
+    }
+}
+
+fn declare_error(error: lapin::Error, object: Object, name: &str) -> Declare {
+    match soft_error(&error) {
+        Some((AMQPSoftError::ACCESSREFUSED, _)) => Refused,
+        _ => Failed(mismatch_or(error, object, name)),
+    }
+}
+
+/// 404 NOT_FOUND on a passive declare: the object is missing and this user cannot make it.
+fn missing_or(error: lapin::Error, object: Object, name: &str) -> AmqpError {
+    match soft_error(&error) {
+        Some((AMQPSoftError::NOTFOUND, _)) => AmqpError::TopologyNotDeclared {
+            object: object.as_str(),
+            name: name.to_owned(),
+        },
+        _ => AmqpError::amqp("declare (passive)")(error),
+    }
 }
 
 /// 406 PRECONDITION_FAILED on a declare means "exists with other arguments".

@@ -107,6 +107,20 @@ pub enum AmqpError {
         queue: String,
     },
 
+    /// This broker user may not declare the topology (no configure permission), and part of it
+    /// does not exist yet.
+    #[error(
+        "the broker has no {object} '{name}', and this broker user may not declare it (no \
+         configure permission): declare the topology once with `herald topology` as a user \
+         that may, e.g. herald-admin in deploy/rabbitmq/definitions.json"
+    )]
+    TopologyNotDeclared {
+        /// `exchange` or `queue`.
+        object: &'static str,
+        /// The missing exchange or queue.
+        name: String,
+    },
+
     /// The broker returned a mandatory message: nothing is bound for its routing key.
     #[error(
         "message to exchange '{exchange}' with routing key '{routing_key}' was unroutable \
@@ -189,6 +203,7 @@ impl AmqpError {
             | Self::TopologyMismatch { .. }
             | Self::ExchangeMismatch { .. }
             | Self::QueueMissing { .. }
+            | Self::TopologyNotDeclared { .. }
             | Self::Returned { .. }
             | Self::AckUnusable => false,
         }
@@ -214,6 +229,7 @@ impl AmqpError {
             | Self::TopologyMismatch { .. }
             | Self::ExchangeMismatch { .. }
             | Self::QueueMissing { .. }
+            | Self::TopologyNotDeclared { .. }
             | Self::Returned { .. }
             | Self::Nacked { .. }
             | Self::PublisherClosed
@@ -232,6 +248,7 @@ impl AmqpError {
             Self::TopologyMismatch { .. } => "topology_mismatch",
             Self::ExchangeMismatch { .. } => "exchange_mismatch",
             Self::QueueMissing { .. } => "queue_missing",
+            Self::TopologyNotDeclared { .. } => "topology_not_declared",
             Self::Returned { .. } => "returned",
             Self::Nacked { .. } => "nacked",
             Self::Unobserved { .. } => "unobserved",

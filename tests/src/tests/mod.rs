@@ -1,6 +1,7 @@
 //! The end-to-end tests, one file per capability.
 
 mod broker;
+mod broker_roles;
 mod campaign_test;
 mod compose;
 mod demo;

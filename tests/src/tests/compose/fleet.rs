@@ -5,7 +5,8 @@
 //!   address on 127.0.0.1: the shared test RabbitMQ and PostgreSQL, and a free port for each
 //!   Herald listener (`0.0.0.0:PORT`), since three workers cannot all bind 9465 here;
 //! - the fleet's database becomes a fresh one of the same server (same role and password);
-//! - `HERALD_TOPOLOGY_PREFIX` is added, so the fleet's queues are its own.
+//! - the fleet's RabbitMQ vhost becomes a fresh one, with the users and permissions of
+//!   deploy/rabbitmq/definitions.json imported into it, so the fleet's queues are its own.
 //!
 //! Each process's stderr goes to a file, shown when the test fails.
 
@@ -74,15 +75,14 @@ impl Network {
 
 impl Fleet {
     /// Starts `scale` replicas of each `(service, ready_path)` in `order` (depends_on order),
-    /// each service's replicas only once the ones before answer `ready_path` with 2xx. `extra`
-    /// adds to the translated compose environment; `database` replaces the database name of
-    /// `HERALD_DATABASE_URL`; each replica's stderr goes to a file in `logs`.
+    /// each service's replicas only once the ones before answer `ready_path` with 2xx. The
+    /// environment is the compose one translated (`Place`); each replica's stderr goes to a
+    /// file in `logs`.
     pub(crate) async fn start(
         services: &BTreeMap<String, Service>,
         order: &[(&str, &str)],
         network: &mut Network,
-        extra: &[(&str, &str)],
-        database: &str,
+        place: &Place<'_>,
         logs: &Path,
     ) -> Self {
         // Every listener gets its port first, so URLs to a later service translate too.
@@ -110,17 +110,7 @@ impl Fleet {
                     .iter()
                     .map(|arg| network.translate(&arg.replace(&format!("0.0.0.0:{port}"), addr)))
                     .collect();
-                let mut env: BTreeMap<String, String> = service
-                    .environment
-                    .iter()
-                    .map(|(k, v)| (k.clone(), network.translate(v)))
-                    .collect();
-                if let Some(url) = env.get_mut("HERALD_DATABASE_URL") {
-                    *url = with_database(url, database);
-                }
-                for (key, value) in extra {
-                    env.insert((*key).to_owned(), (*value).to_owned());
-                }
+                let env = place.environment(service, network);
                 let env: Vec<(&str, &str)> =
                     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let log = logs.join(format!("{name}-{n}.log"));
@@ -190,6 +180,45 @@ impl Fleet {
     }
 }
 
+/// Where the fleet's state lives on this machine.
+pub(crate) struct Place<'a> {
+    /// The database name in every `HERALD_DATABASE_URL`.
+    pub(crate) database: &'a str,
+    /// The RabbitMQ vhost in every `HERALD_AMQP_URL`.
+    pub(crate) vhost: &'a str,
+}
+
+impl Place<'_> {
+    /// `service`'s compose environment, its hosts translated and its database and vhost here.
+    pub(crate) fn environment(
+        &self,
+        service: &Service,
+        network: &Network,
+    ) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = service
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), network.translate(v)))
+            .collect();
+        if let Some(url) = env.get_mut("HERALD_DATABASE_URL") {
+            *url = with_path(url, self.database);
+        }
+        if let Some(url) = env.get_mut("HERALD_AMQP_URL") {
+            *url = with_path(url, self.vhost);
+        }
+        env
+    }
+}
+
+/// Runs a one-shot service (compose's `restart: "no"`, such as `topology`) to completion.
+pub(crate) async fn run_once(service: &Service, network: &Network, place: &Place<'_>) {
+    let env = place.environment(service, network);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let args: Vec<&str> = service.command.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    crate::herald_ok(dir.path(), &env, &args).await;
+}
+
 /// The port of the `0.0.0.0:PORT` argument a service listens on.
 fn listen_port(command: &[String]) -> Option<u16> {
     command
@@ -197,8 +226,9 @@ fn listen_port(command: &[String]) -> Option<u16> {
         .find_map(|arg| arg.strip_prefix("0.0.0.0:")?.parse().ok())
 }
 
-/// `url` (`scheme://user:password@host:port/name?query`) naming database `name` instead.
-pub(crate) fn with_database(url: &str, name: &str) -> String {
+/// `url` (`scheme://user:password@host:port/name?query`) naming `name` (a database, a vhost)
+/// instead.
+pub(crate) fn with_path(url: &str, name: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");
     let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let query = tail.find('?').map_or("", |at| &tail[at..]);
@@ -227,7 +257,7 @@ mod tests {
             assert_eq!(network.translate(input), expected, "{input}");
         }
         assert_eq!(
-            with_database("postgres://u:p@h:1/herald?sslmode=disable", "t1"),
+            with_path("postgres://u:p@h:1/herald?sslmode=disable", "t1"),
             "postgres://u:p@h:1/t1?sslmode=disable"
         );
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::api::Api;
 use super::database::TestDatabase;
-use super::fleet::{Fleet, with_database};
+use super::fleet::{Fleet, with_path};
 use super::readme::FleetReadme;
 use super::{EXTRA_USERS, finished};
 
@@ -19,8 +19,8 @@ pub(crate) struct Host<'a> {
     pub(crate) database: &'a str,
     /// The host port the compose file publishes PostgreSQL on.
     pub(crate) published_postgres: u16,
-    /// The fleet's topology prefix.
-    pub(crate) prefix: &'a str,
+    /// The fleet's RabbitMQ vhost.
+    pub(crate) vhost: &'a str,
 }
 
 impl Host<'_> {
@@ -28,9 +28,11 @@ impl Host<'_> {
     /// host, as the README says, until status shows every user sent, delivered and read; and
     /// serve's API answers the same. Returns the number of users.
     pub(crate) async fn send(&self, database: &TestDatabase, api: &Api, fleet: &Fleet) -> usize {
-        let (readme, prefix) = (self.readme, self.prefix);
+        let readme = self.readme;
+        // The default HERALD_AMQP_URL, in the fleet's vhost.
+        let amqp = with_path(&crate::amqp_addr(), self.vhost);
         // The README's URL, with the published port and database pointed at the test ones.
-        let host_database = with_database(
+        let host_database = with_path(
             &self.database.replacen(
                 &format!("@127.0.0.1:{}/", self.published_postgres),
                 &format!("@{}/", database.host_port),
@@ -41,7 +43,7 @@ impl Host<'_> {
         let dir = tempfile::tempdir().expect("temp dir");
         let host_env = [
             ("HERALD_DATABASE_URL", host_database.as_str()),
-            ("HERALD_TOPOLOGY_PREFIX", prefix),
+            ("HERALD_AMQP_URL", amqp.as_str()),
         ];
         let segment = segment_file(&readme.segment, "h", "241");
         let users = segment.lines().count() - 1;
