@@ -37,6 +37,9 @@ use event::Event;
 /// How long dedupe keys are kept: Meta stops retrying a webhook within hours (reference §5.5
 /// reports 8 hours before it disables the webhook, 36 h for other Graph webhooks).
 const SEEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Entries older than this (by their `time`, against when the webhook received them) are
+/// ignored: their dedupe keys may be gone, so a replayed old body would otherwise apply again.
+const MAX_ENTRY_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How often old dedupe keys are pruned (also once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -118,7 +121,7 @@ impl Handler for Ingest {
     fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Event>, String> {
         check_signature(&self.keys.app_secret, body, headers)?;
         let received_at_ms = received_at_ms(headers).unwrap_or_else(now_ms);
-        parse::parse(body, received_at_ms)
+        parse::parse(body, received_at_ms, MAX_ENTRY_AGE_MS)
     }
 
     fn lane_key(event: &Event) -> u64 {

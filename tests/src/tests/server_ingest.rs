@@ -38,10 +38,20 @@ both_backends!(
     a_webhook_delivered_twice_changes_nothing_twice,
 );
 
-/// Event times (2026-09-21): far from now, so nothing else in the store has them.
-const T1: i64 = 1_790_000_000_000;
+/// The events' time: an hour ago (fixed for the whole test run). Recent, since the ingest
+/// ignores entries older than its dedupe retention.
+fn t1() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        now - 3_600_000
+    })
+}
+
 /// When the campaign's messages were sent.
-const T0: i64 = T1 - 3_600_000;
+fn t0() -> i64 {
+    t1() - 3_600_000
+}
 const WAIT: Duration = Duration::from_secs(20);
 /// `HERALD_REF_SECRET` of the ingest under test.
 const REF_SECRET: &str = "t1=test-ref-secret-0123456789abcdefghij";
@@ -62,7 +72,7 @@ fn keys() -> IngestKeys {
 /// A ref signed for `external_id` on PAGE, valid for a day from the test events' time.
 fn signed(external_id: &str) -> String {
     ref_keys()
-        .sign(PAGE, external_id, at(T1) + time::Duration::days(1))
+        .sign(PAGE, external_id, at(t1()) + time::Duration::days(1))
         .expect("sign")
 }
 
@@ -193,7 +203,7 @@ impl Pipeline {
 
 /// One page entry holding `items`.
 fn entry(items: Vec<Value>) -> Value {
-    json!({"id": PAGE, "time": T1, "messaging": items})
+    json!({"id": PAGE, "time": t1(), "messaging": items})
 }
 
 /// An item from the person `psid` at `at`: `{key: value}` plus sender, recipient, timestamp.
@@ -252,7 +262,7 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
     let store = &pipeline.store;
     // Two messages a campaign sent, to 201 and 202.
     for (user, psid, mid) in [("ext-a", "201", "m_sent_a"), ("ext-b", "202", "m_sent_b")] {
-        let result = sent("r1", user, mid, T0);
+        let result = sent("r1", user, mid, t0());
         assert!(
             store
                 .record_result(&result, Some(psid))
@@ -261,70 +271,75 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
         );
     }
     let items = vec![
-        message("201", T1, "m_1", Some("ext-a")),
+        message("201", t1(), "m_1", Some("ext-a")),
         user_item(
             "202",
-            T1 + 1,
+            t1() + 1,
             "postback",
             json!({"mid": "m_2", "title": "Go", "payload": "GO"}),
         ),
         user_item(
             "203",
-            T1 + 2,
+            t1() + 2,
             "referral",
             json!({"ref": signed("ext-c"), "source": "SHORTLINK", "type": "OPEN_THREAD"}),
         ),
-        user_item("204", T1 + 3, "optin", json!({"ref": signed("ext-d")})),
+        user_item("204", t1() + 3, "optin", json!({"ref": signed("ext-d")})),
         user_item(
             "205",
-            T1 + 4,
+            t1() + 4,
             "reaction",
             json!({"reaction": "love", "action": "react", "mid": "m_sent_b"}),
         ),
         // A first marketing opt-in does not open the window.
-        marketing("206", T1 + 5, None),
-        marketing("201", T1 + 10, Some("STOP NOTIFICATIONS")),
+        marketing("206", t1() + 5, None),
+        marketing("201", t1() + 10, Some("STOP NOTIFICATIONS")),
         // By watermark (sent before it), and by mid with a watermark older than the send.
-        user_item("201", T1 + 11, "delivery", json!({"watermark": T0 + 1_000})),
+        user_item(
+            "201",
+            t1() + 11,
+            "delivery",
+            json!({"watermark": t0() + 1_000}),
+        ),
         user_item(
             "202",
-            T1 + 12,
+            t1() + 12,
             "delivery",
-            json!({"watermark": T0 - 60_000, "mids": ["m_sent_b"]}),
+            json!({"watermark": t0() - 60_000, "mids": ["m_sent_b"]}),
         ),
-        user_item("201", T1 + 13, "read", json!({"watermark": T0 + 2_000})),
-        json!({"sender": {"id": PAGE}, "recipient": {"id": "201"}, "timestamp": T0,
+        user_item("201", t1() + 13, "read", json!({"watermark": t0() + 2_000})),
+        json!({"sender": {"id": PAGE}, "recipient": {"id": "201"}, "timestamp": t0(),
             "message": {"is_echo": true, "mid": "m_sent_a", "metadata": "r1:ext-a", "text": "Hi"}}),
-        json!({"sender": {"id": PAGE}, "recipient": {"id": "201"}, "timestamp": T1 + 14,
+        json!({"sender": {"id": PAGE}, "recipient": {"id": "201"}, "timestamp": t1() + 14,
             "message": {"is_echo": true, "mid": "m_human", "text": "a human replied"}}),
-        json!({"recipient": {"id": PAGE}, "timestamp": T1 + 15,
+        json!({"recipient": {"id": PAGE}, "timestamp": t1() + 15,
             "optin": {"ref": "ext-e", "user_ref": "UR-1"}}),
         user_item(
             "201",
-            T1 + 16,
+            t1() + 16,
             "message_edit",
             json!({"mid": "m_1", "text": "edited"}),
         ),
     ];
     let standby =
-        json!({"id": PAGE, "time": T1, "standby": [message("207", T1 + 20, "m_7", None)]});
+        json!({"id": PAGE, "time": t1(), "standby": [message("207", t1() + 20, "m_7", None)]});
     pipeline.post(json!([entry(items), standby])).await;
     pipeline.ingested(1).await;
 
     let users = users(store, PAGE).await;
     let ext = |id: &str| users.get(id).unwrap_or_else(|| panic!("{id} in {users:?}"));
     assert_eq!(ext("ext-a").messenger_id.as_deref(), Some("201"));
-    assert_eq!(ext("ext-a").last_inbound_at, Some(at(T1)));
+    assert_eq!(ext("ext-a").last_inbound_at, Some(at(t1())));
     assert_eq!(ext("ext-a").attributes[OPTED_OUT_ATTRIBUTE], "true");
     assert_eq!(ext("ext-c").messenger_id.as_deref(), Some("203"));
-    assert_eq!(ext("ext-c").last_inbound_at, Some(at(T1 + 2)));
+    assert_eq!(ext("ext-c").last_inbound_at, Some(at(t1() + 2)));
     assert_eq!(ext("ext-d").messenger_id.as_deref(), Some("204"));
     assert!(
         !users.contains_key("ext-e"),
         "a checkbox user_ref is not a PSID"
     );
     let by_psid = pipeline.by_psid().await;
-    for (psid, ms) in [("202", T1 + 1), ("205", T1 + 4), ("207", T1 + 20)] {
+    for (psid, ms) in [("202", t1() + 1), ("205", t1() + 4), ("207", t1() + 20)] {
         assert_eq!(by_psid[psid].last_inbound_at, Some(at(ms)), "{psid}");
     }
     assert_eq!(
@@ -357,7 +372,7 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
     pipeline
         .post(json!([entry(vec![marketing(
             "201",
-            T1 + 30,
+            t1() + 30,
             Some("resume_notifications")
         )])]))
         .await;
@@ -365,7 +380,7 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
     assert!(!store.is_opted_out(PAGE, "201").await.expect("read"));
     // The opt change does not touch the window either.
     let users = super::store::users(store, PAGE).await;
-    assert_eq!(users["ext-a"].last_inbound_at, Some(at(T1)));
+    assert_eq!(users["ext-a"].last_inbound_at, Some(at(t1())));
     pipeline.stop().await;
 }
 
@@ -375,10 +390,10 @@ async fn a_webhook_delivered_twice_changes_nothing_twice(rig: Rig) {
     };
     // The person follows a link with ref ext-1, then one with ref ext-2; then Meta redelivers
     // the first webhook. Applied again, it would link the PSID back to ext-1.
-    let first = json!([entry(vec![message("301", T1, "m_A", Some("ext-1"))])]);
+    let first = json!([entry(vec![message("301", t1(), "m_A", Some("ext-1"))])]);
     let second = json!([entry(vec![
-        message("301", T1 + 60_000, "m_B", Some("ext-2")),
-        user_item("301", T1 + 60_001, "read", json!({"watermark": T1})),
+        message("301", t1() + 60_000, "m_B", Some("ext-2")),
+        user_item("301", t1() + 60_001, "read", json!({"watermark": t1()})),
     ])]);
     pipeline.post(first.clone()).await;
     pipeline.post(second.clone()).await;
@@ -392,7 +407,7 @@ async fn a_webhook_delivered_twice_changes_nothing_twice(rig: Rig) {
         users["ext-1"].messenger_id, None,
         "the redelivery relinked the PSID"
     );
-    assert_eq!(users["ext-2"].last_inbound_at, Some(at(T1 + 60_000)));
+    assert_eq!(users["ext-2"].last_inbound_at, Some(at(t1() + 60_000)));
     assert_eq!(pipeline.events("message", "applied"), 2);
     assert_eq!(pipeline.events("message", "duplicate"), 1);
     // The second one again: its receipt too counts once.
@@ -417,7 +432,7 @@ async fn poison_goes_to_dead_and_the_next_body_is_still_ingested() {
         pipeline
             .post(json!([entry(vec![message(
                 "401",
-                T1,
+                t1(),
                 "m_after",
                 Some("ext-after")
             )])]))
@@ -452,7 +467,7 @@ async fn a_body_published_around_the_webhook_is_refused() {
             return;
         };
         let body = |psid: &str, external_id: &str| {
-            let item = message(psid, T1, &format!("m_{psid}"), Some(external_id));
+            let item = message(psid, t1(), &format!("m_{psid}"), Some(external_id));
             serde_json::to_vec(&json!({"object": "page", "entry": [entry(vec![item])]}))
                 .expect("json")
         };
@@ -505,6 +520,48 @@ async fn a_body_published_around_the_webhook_is_refused() {
     .await;
 }
 
+/// A body whose entries are older than the dedupe retention (a replay of an old delivery) changes
+/// nothing: no policy block re-fires, no ref links, and each item is counted as stale.
+#[tokio::test]
+async fn an_old_body_replayed_fires_nothing() {
+    on_sqlite(|rig| async move {
+        let Some(pipeline) = Pipeline::new("test-ingest-stale", rig.store.clone()).await else {
+            return;
+        };
+        let eight_days_ago = t1() - 8 * 24 * 3_600_000;
+        let old = json!({"id": PAGE, "time": eight_days_ago, "messaging": [
+            {"recipient": {"id": PAGE}, "timestamp": eight_days_ago,
+             "policy_enforcement": {"action": "block", "reason": "spam"}},
+            message("701", eight_days_ago, "m_701", Some("ext-old")),
+        ]});
+        pipeline.post(json!([old])).await;
+        pipeline
+            .post(json!([entry(vec![message(
+                "702",
+                t1(),
+                "m_702",
+                Some("ext-new")
+            )])]))
+            .await;
+        pipeline.ingested(2).await;
+        assert_eq!(pipeline.events("stale", "ignored"), 2);
+        assert_eq!(
+            pipeline
+                .metrics
+                .policy_enforcement
+                .with_label_values(&["block"])
+                .get(),
+            0,
+            "the old block did not fire again"
+        );
+        let users = users(&pipeline.store, PAGE).await;
+        assert!(!users.contains_key("ext-old"), "{users:?}");
+        assert_eq!(users["ext-new"].messenger_id.as_deref(), Some("702"));
+        pipeline.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_policy_block_halts_the_page_on_the_control_log() {
     on_sqlite(|rig| async move {
@@ -517,12 +574,12 @@ async fn a_policy_block_halts_the_page_on_the_control_log() {
         };
         pipeline
             .post(json!([entry(vec![
-                policy(T1, "warning"),
-                policy(T1 + 1, "block")
+                policy(t1(), "warning"),
+                policy(t1() + 1, "block")
             ])]))
             .await;
         pipeline
-            .post(json!([entry(vec![policy(T1 + 2, "unblock")])]))
+            .post(json!([entry(vec![policy(t1() + 2, "unblock")])]))
             .await;
         pipeline.ingested(2).await;
         let counted = |action| {

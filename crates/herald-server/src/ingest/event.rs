@@ -67,6 +67,9 @@ pub(crate) enum Ignored {
     Malformed,
     /// A kind Herald does not use (edits, handovers, account linking, feed changes, ...).
     Unknown,
+    /// In an entry older than the dedupe retention: the ingest can no longer tell a replay of
+    /// it from a first delivery, so it must not re-fire a policy block or a ref link.
+    Stale,
 }
 
 /// One event of a webhook body. Times are epoch milliseconds, as Meta sends them.
@@ -142,6 +145,7 @@ impl Event {
             Self::Ignored(Ignored::NoSender) => "no_sender",
             Self::Ignored(Ignored::Malformed) => "malformed",
             Self::Ignored(Ignored::Unknown) => "unknown",
+            Self::Ignored(Ignored::Stale) => "stale",
         }
     }
 

@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use super::event::{Action, Event, Ignored, PolicyAction};
 
-/// Reads one webhook body. `fallback_ms` is the time given to items without a `timestamp` (the
-/// entry's `time`, else this: when the webhook received the body).
-pub(crate) fn parse(body: &[u8], fallback_ms: i64) -> Result<Vec<Event>, String> {
+/// Reads one webhook body. `received_ms` is when the webhook received it: the time given to
+/// items without a `timestamp` nor an entry `time`, and what an entry's age is measured from.
+/// Every item of an entry older than `max_age_ms` is `Ignored::Stale`.
+pub(crate) fn parse(body: &[u8], received_ms: i64, max_age_ms: i64) -> Result<Vec<Event>, String> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         let text = error.to_string();
         let text = text.rfind(" at line ").map_or(&*text, |at| &text[..at]);
@@ -35,22 +36,27 @@ pub(crate) fn parse(body: &[u8], fallback_ms: i64) -> Result<Vec<Event>, String>
         return Err("not a page webhook: `entry` is missing or not an array".to_owned());
     };
     let mut events = Vec::new();
+    let oldest_ms = received_ms.saturating_sub(max_age_ms);
     for entry in entries {
-        read_entry(entry, fallback_ms, &mut events);
+        read_entry(entry, received_ms, oldest_ms, &mut events);
     }
     Ok(events)
 }
 
-fn read_entry(entry: &Value, fallback_ms: i64, events: &mut Vec<Event>) {
+fn read_entry(entry: &Value, received_ms: i64, oldest_ms: i64, events: &mut Vec<Event>) {
     let Value::Object(entry) = entry else {
         events.push(Event::Ignored(Ignored::Malformed));
         return;
     };
     let page = entry.get("id").and_then(id);
-    let entry_ms = entry.get("time").and_then(millis).unwrap_or(fallback_ms);
+    let entry_ms = entry.get("time").and_then(millis).unwrap_or(received_ms);
+    let stale = entry_ms < oldest_ms;
     for list in ["messaging", "standby"] {
         match entry.get(list) {
             None => {}
+            Some(Value::Array(items)) if stale => {
+                events.extend(items.iter().map(|_| Event::Ignored(Ignored::Stale)));
+            }
             Some(Value::Array(items)) => {
                 for item in items {
                     events.push(read_item(page.as_deref(), item, entry_ms));

@@ -8,6 +8,8 @@ use crate::ingest::event::{Action, Event, Ignored, PolicyAction};
 const PAGE: &str = "1000000001";
 const PSID: &str = "2000000001";
 const FALLBACK: i64 = 1_000;
+/// Entries of any age are read.
+const NO_MAX_AGE: i64 = i64::MAX;
 
 /// One page webhook whose only entry holds `items` under `messaging`.
 fn body(items: Value) -> Vec<u8> {
@@ -43,7 +45,7 @@ fn opt(opted_out: bool) -> Event {
 }
 
 fn check(item: Value, expected: Event) {
-    let events = parse(&body(json!([item.clone()])), FALLBACK).expect("a page webhook");
+    let events = parse(&body(json!([item.clone()])), FALLBACK, NO_MAX_AGE).expect("a page webhook");
     assert_eq!(events, [expected], "{item}");
 }
 
@@ -271,7 +273,7 @@ fn all_entries_all_items_and_standby() {
         {"id": PAGE, "time": 30, "changes": [{"field": "feed", "value": {}}]},
         "junk",
     ]});
-    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK).unwrap();
+    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK, NO_MAX_AGE).unwrap();
     let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
     assert_eq!(
         kinds,
@@ -299,13 +301,13 @@ fn ids_and_times_in_other_shapes() {
         {"sender": {"id": 2_000_000_001_u64}, "recipient": {"id": 1_000_000_001_u64},
          "timestamp": "1458692752478", "message": {"mid": "m"}}
     ]}]});
-    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK).unwrap();
+    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK, NO_MAX_AGE).unwrap();
     assert_eq!(events, [inbound(Action::Message, None, Some("m"))]);
     // Neither a timestamp nor an entry time: the time the webhook received it.
     let raw = json!({"object": "page", "entry": [{"id": PAGE, "messaging": [
         {"sender": {"id": PSID}, "referral": {"ref": "r"}}
     ]}]});
-    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK).unwrap();
+    let events = parse(&serde_json::to_vec(&raw).unwrap(), FALLBACK, NO_MAX_AGE).unwrap();
     assert!(matches!(
         events[..],
         [Event::Inbound {
@@ -318,7 +320,7 @@ fn ids_and_times_in_other_shapes() {
 #[test]
 fn poison() {
     let check = |raw: &[u8], expected: &str| {
-        let reason = parse(raw, FALLBACK).expect_err("poison");
+        let reason = parse(raw, FALLBACK, NO_MAX_AGE).expect_err("poison");
         assert!(reason.starts_with(expected), "{reason}");
         assert!(!reason.contains("line"), "{reason}");
     };
@@ -337,7 +339,7 @@ fn poison() {
     );
     // An empty batch is a page webhook with nothing in it.
     assert_eq!(
-        parse(br#"{"object":"page","entry":[]}"#, FALLBACK).unwrap(),
+        parse(br#"{"object":"page","entry":[]}"#, FALLBACK, NO_MAX_AGE).unwrap(),
         []
     );
 }
@@ -345,9 +347,33 @@ fn poison() {
 #[test]
 fn meta_escaped_unicode_reads_back() {
     let raw = br#"{"object":"page","entry":[{"id":"1","time":1,"messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":3,"message":{"mid":"m","text":"\u00e4\u00f6\u00e5 a\/b","referral":{"ref":"\u00e4x"}}}]}]}"#;
-    let events = parse(raw, FALLBACK).unwrap();
+    let events = parse(raw, FALLBACK, NO_MAX_AGE).unwrap();
     assert!(matches!(
         &events[..],
         [Event::Inbound { reference: Some(r), .. }] if r == "äx"
     ));
+}
+
+#[test]
+fn entries_older_than_the_max_age_are_stale() {
+    const DAY: i64 = 24 * 3600 * 1000;
+    let received = 1_458_692_752_000 + 10 * DAY;
+    let entry = |time: i64| {
+        json!({"id": PAGE, "time": time, "messaging": [
+            from_user("message", json!({"mid": "m1", "text": "hi"})),
+            from_user("optin", json!({"type": "notification_messages",
+                "notification_messages_status": "STOP_NOTIFICATIONS"})),
+        ]})
+    };
+    let raw = json!({"object": "page", "entry": [
+        entry(received - 8 * DAY),
+        entry(received - 6 * DAY),
+    ]});
+    let events = parse(&serde_json::to_vec(&raw).unwrap(), received, 7 * DAY).unwrap();
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(
+        kinds,
+        ["stale", "stale", "message", "opt_out"],
+        "{events:?}"
+    );
 }

@@ -6,7 +6,7 @@ use herald_amqp::Publisher;
 use herald_store::{Backend, OPTED_OUT_ATTRIBUTE};
 use serde_json::json;
 
-use super::{Pipeline, T0, T1, WAIT, entry, marketing, message, sent};
+use super::{Pipeline, WAIT, entry, marketing, message, sent, t0, t1};
 use crate::eventually;
 use crate::tests::store::{Rig, both_backends};
 
@@ -71,7 +71,7 @@ async fn a_batch_that_fails_midway_loses_nothing_and_stores_nothing_twice(rig: R
         .expect("publisher");
     let exchange = pipeline.web.topology.results_exchange();
     let mut bodies: Vec<_> = (0..RESULTS)
-        .map(|i| sent("rb", &format!("u{i}"), &format!("m_rb_{i}"), T0))
+        .map(|i| sent("rb", &format!("u{i}"), &format!("m_rb_{i}"), t0()))
         .collect();
     // A redelivered result, as after a worker lost its connection: stored once.
     bodies.push(bodies[10].clone());
@@ -159,7 +159,7 @@ async fn one_persons_events_stay_in_order_under_concurrent_ingest(rig: Rig) {
     let mut bodies = Vec::new();
     for step in 0..4_i64 {
         for i in 0..PEOPLE {
-            let at = T1 + step * 1_000 + i as i64;
+            let at = t1() + step * 1_000 + i as i64;
             let item = match step {
                 0 => message(
                     &psid(i),

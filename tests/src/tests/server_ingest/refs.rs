@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{PAGE, Pipeline, T1, entry, message, message_with_ref, ref_keys, signed};
+use super::{PAGE, Pipeline, entry, message, message_with_ref, ref_keys, signed, t1};
 use crate::tests::store::{Rig, both_backends, users};
 
 both_backends!(
@@ -24,20 +24,20 @@ async fn only_signed_refs_link(rig: Rig) {
         "t1=not-our-secret-0123456789abcdefghijkl",
     ))
     .expect("keys")
-    .sign(PAGE, "victim", super::at(T1) + time::Duration::days(1))
+    .sign(PAGE, "victim", super::at(t1()) + time::Duration::days(1))
     .expect("sign");
     let mut swapped: Vec<String> = signed("attacker").split('.').map(str::to_owned).collect();
     swapped[3] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("victim");
     let swapped = swapped.join(".");
     let expired = ref_keys()
-        .sign(PAGE, "victim", super::at(T1) - time::Duration::hours(1))
+        .sign(PAGE, "victim", super::at(t1()) - time::Duration::hours(1))
         .expect("sign");
     let items = vec![
-        message_with_ref("401", T1, "m_401", Some(&foreign)),
-        message_with_ref("402", T1 + 1, "m_402", Some(&swapped)),
-        message_with_ref("403", T1 + 2, "m_403", Some("victim")),
-        message_with_ref("404", T1 + 3, "m_404", Some(&expired)),
-        message("405", T1 + 4, "m_405", Some("friend")),
+        message_with_ref("401", t1(), "m_401", Some(&foreign)),
+        message_with_ref("402", t1() + 1, "m_402", Some(&swapped)),
+        message_with_ref("403", t1() + 2, "m_403", Some("victim")),
+        message_with_ref("404", t1() + 3, "m_404", Some(&expired)),
+        message("405", t1() + 4, "m_405", Some("friend")),
     ];
     pipeline.post(json!([entry(items)])).await;
     pipeline.ingested(1).await;
@@ -51,10 +51,10 @@ async fn only_signed_refs_link(rig: Rig) {
     // The refused ones are still people who wrote: their PSIDs and windows are kept.
     let by_psid = pipeline.by_psid().await;
     for (psid, at) in [
-        ("401", T1),
-        ("402", T1 + 1),
-        ("403", T1 + 2),
-        ("404", T1 + 3),
+        ("401", t1()),
+        ("402", t1() + 1),
+        ("403", t1() + 2),
+        ("404", t1() + 3),
     ] {
         let user = by_psid
             .get(psid)
@@ -93,10 +93,10 @@ async fn a_ref_never_moves_an_import_and_the_later_event_wins(rig: Rig) {
         .expect("import");
     // A later event with a ref for someone else arrives first; the earlier one after it.
     let later = json!([entry(vec![
-        message("501", T1 + 60_000, "m_501_b", Some("other")),
-        message("502", T1 + 60_000, "m_502_b", Some("newer")),
+        message("501", t1() + 60_000, "m_501_b", Some("other")),
+        message("502", t1() + 60_000, "m_502_b", Some("newer")),
     ])]);
-    let earlier = json!([entry(vec![message("502", T1, "m_502_a", Some("older"))])]);
+    let earlier = json!([entry(vec![message("502", t1(), "m_502_a", Some("older"))])]);
     pipeline.post(later).await;
     pipeline.ingested(1).await;
     pipeline.post(earlier).await;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use herald_core::ResultStatus;
 
-use super::{PAGE, Pipeline, T0, T1, WAIT, entry, message, sent};
+use super::{PAGE, Pipeline, WAIT, entry, message, sent, t0, t1};
 use crate::eventually;
 use crate::tests::store::{Rig, both_backends, on_sqlite, users};
 
@@ -15,11 +15,11 @@ async fn results_are_recorded_once(rig: Rig) {
     let Some(pipeline) = Pipeline::new("test-results-once", rig.store.clone()).await else {
         return;
     };
-    let first = sent("r2", "u1", "m_r2_1", T0);
-    let mut failed = sent("r2", "u2", "m_unused", T0);
+    let first = sent("r2", "u1", "m_r2_1", t0());
+    let mut failed = sent("r2", "u2", "m_unused", t0());
     failed.status = ResultStatus::Failed;
     failed.message_id = None;
-    let mut skipped = sent("r2", "u3", "m_unused", T0);
+    let mut skipped = sent("r2", "u3", "m_unused", t0());
     skipped.status = ResultStatus::Skipped;
     skipped.message_id = None;
     skipped.attempts = 0;
@@ -29,7 +29,7 @@ async fn results_are_recorded_once(rig: Rig) {
     }
     // Poison, then a good result: the consumer keeps going.
     pipeline.publish_result(b"{not a result", "sent.x").await;
-    let after = sent("r2", "u4", "m_r2_4", T0);
+    let after = sent("r2", "u4", "m_r2_4", t0());
     let body = serde_json::to_vec(&after).expect("json");
     pipeline.publish_result(&body, &after.routing_key()).await;
 
@@ -96,12 +96,12 @@ async fn a_failing_store_loses_nothing() {
         pipeline
             .post(json!([entry(vec![message(
                 "501",
-                T1,
+                t1(),
                 "m_fail",
                 Some("ext-fail")
             )])]))
             .await;
-        let result = sent("r5", "u1", "m_r5", T0);
+        let result = sent("r5", "u1", "m_r5", t0());
         let body = serde_json::to_vec(&result).expect("json");
         pipeline.publish_result(&body, &result.routing_key()).await;
         let errors = |consumer| {
