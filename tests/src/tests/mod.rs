@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod embedded;
 mod graph_sim;
+mod live_status;
 mod producer;
 mod producer_store;
 mod prometheus;
