@@ -19,6 +19,9 @@
 //!    of the same database, 500 rows a statement and a transaction: what the database itself
 //!    takes on this machine.
 //!
+//! `BENCH_PG_RUNS=3` repeats the PostgreSQL stages on three new databases, one after another,
+//! and prints each run's rates, to see whether a run is slower than the one before.
+//!
 //! Peak RSS of every serve process is reported (the aim is under 128 MB). Needs RabbitMQ on
 //! 127.0.0.1:5672 and PostgreSQL as `scripts/services.sh` sets it up (`TEST_POSTGRES_URL`).
 #![allow(clippy::print_stdout)] // The report is the output.
@@ -61,12 +64,33 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = format!("sqlite://{}", dir.path().join("herald.db").display());
     let sqlite = runtime.block_on(stages(&herald, &sqlite, jobs, posts, false));
-    let postgres = runtime.block_on(async {
-        let (url, drop_database) = new_postgres_database().await;
-        let figures = stages(&herald, &url, jobs, posts, true).await;
-        drop_database.await;
-        figures
-    });
+    // `BENCH_PG_RUNS` > 1 repeats the PostgreSQL stages, each on a new database, to show
+    // whether a run is slower than the one before (the report uses the last run).
+    let pg_runs = count("BENCH_PG_RUNS", 1).max(1);
+    let mut repeats = Vec::new();
+    for _ in 0..pg_runs {
+        repeats.push(runtime.block_on(async {
+            let (url, drop_database) = new_postgres_database().await;
+            let figures = stages(&herald, &url, jobs, posts, true).await;
+            drop_database.await;
+            figures
+        }));
+    }
+    if pg_runs > 1 {
+        println!("PostgreSQL runs one after another (send, results, ingest per second):");
+        for (n, run) in repeats.iter().enumerate() {
+            println!(
+                "  run {}: {:.0} {:.0} {:.0}; results {:.2}, ingest {:.2} of send",
+                n + 1,
+                run.send,
+                run.results,
+                run.ingest,
+                run.results / run.send,
+                run.ingest / run.send
+            );
+        }
+    }
+    let postgres = repeats.pop().expect("one run at least");
 
     println!(
         "{jobs} jobs, {posts} webhook POSTs; 2 cores shared by RabbitMQ, the database and Herald"

@@ -195,6 +195,10 @@ pub(crate) struct ServeArgs {
     /// Where the webhook, the admin API, /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) addr: SocketAddr,
+    /// Serve the admin API and /metrics here instead, so that --addr (the one Meta must reach)
+    /// has only /webhook, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_addr: Option<SocketAddr>,
     /// Do not run the ingest consumer (webhook events into the store) in this process.
     #[arg(long)]
     pub(crate) no_ingest: bool,

@@ -1,7 +1,9 @@
-//! `herald serve` as a library: one HTTP server on one address with the Messenger webhook
-//! (`webhook`), the admin API (`api`) and the operations endpoints (`/metrics`, `/healthz`,
-//! `/readyz` from herald-telemetry), plus the ingest and results consumers in the same process
-//! (each can be turned off, to run it elsewhere). `/readyz` answers 200, and
+//! `herald serve` as a library: an HTTP server with the Messenger webhook (`webhook`), the admin
+//! API (`api`) and the operations endpoints (`/metrics`, `/healthz`, `/readyz` from
+//! herald-telemetry), plus the ingest and results consumers in the same process (each can be
+//! turned off, to run it elsewhere). All on one address, or (`Listeners::admin`) the webhook,
+//! `/healthz` and `/readyz` on the public one and the admin API and `/metrics` on another, so
+//! that only what Meta must reach is exposed. `/readyz` answers 200, and
 //! `herald_broker_connected` reads 1, while the webhook's broker connection is up: a webhook
 //! that cannot publish must not receive traffic. (The consumers report their own connections in
 //! `herald_consumer_connected`.)
@@ -73,10 +75,52 @@ pub enum ServeError {
     ConsumerPanicked(String),
 }
 
-/// The whole HTTP surface: webhook, admin API, operations endpoints, and a JSON 404.
+/// Where `herald serve` listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The webhook, `/healthz` and `/readyz`; also the admin API and `/metrics` without `admin`.
+    pub public: TcpListener,
+    /// The admin API, `/metrics`, `/healthz` and `/readyz`, apart from the webhook.
+    pub admin: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(public: TcpListener) -> Self {
+        Self {
+            public,
+            admin: None,
+        }
+    }
+}
+
+/// The whole HTTP surface on one address: webhook, admin API, operations endpoints, and a
+/// JSON 404.
 pub fn router(
     settings: &ServeSettings,
     events: EventSink,
+    runs: RunTasks,
+    metrics: Metrics,
+    health: Health,
+) -> Router {
+    webhook::router(settings.webhook.clone(), events, metrics.clone())
+        .merge(admin_router(settings, runs, metrics, health))
+}
+
+/// The public address when the admin API has its own: the webhook, `/healthz` and `/readyz`.
+fn public_router(
+    settings: &ServeSettings,
+    events: EventSink,
+    metrics: Metrics,
+    health: Health,
+) -> Router {
+    webhook::router(settings.webhook.clone(), events, metrics)
+        .merge(herald_telemetry::health_router(health))
+        .fallback(not_found)
+}
+
+/// The admin API and the operations endpoints, with a JSON 404.
+fn admin_router(
+    settings: &ServeSettings,
     runs: RunTasks,
     metrics: Metrics,
     health: Health,
@@ -94,16 +138,16 @@ pub fn router(
         metrics.clone(),
         count_api_request,
     ));
-    webhook::router(settings.webhook.clone(), events, metrics.clone())
-        .merge(api)
-        .merge(herald_telemetry::ops_router(metrics, health))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                axum::Json(serde_json::json!({"error": "no such route (see GET /openapi.json)"})),
-            )
-                .into_response()
-        })
+    api.merge(herald_telemetry::ops_router(metrics, health))
+        .fallback(not_found)
+}
+
+async fn not_found() -> axum::response::Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": "no such route (see GET /openapi.json)"})),
+    )
+        .into_response()
 }
 
 /// Counts an admin API request in `herald_api_requests_total` by route template and status, so
@@ -139,7 +183,7 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// Serves on `listener` until `shutdown` is cancelled (then drains) or a consumer fails.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     settings: ServeSettings,
     metrics: Metrics,
     health: Health,
@@ -148,13 +192,24 @@ pub async fn serve(
     let broker = settings.broker.clone();
     let events = EventSink::new(broker.amqp.clone(), broker.topology.clone());
     let runs = RunTasks::new();
-    let app = router(
-        &settings,
-        events.clone(),
-        runs.clone(),
-        metrics.clone(),
-        health.clone(),
-    );
+    let (app, admin) = match listeners.admin {
+        None => {
+            let app = router(
+                &settings,
+                events.clone(),
+                runs.clone(),
+                metrics.clone(),
+                health.clone(),
+            );
+            (app, None)
+        }
+        Some(admin) => {
+            let public = public_router(&settings, events.clone(), metrics.clone(), health.clone());
+            let routes = admin_router(&settings, runs.clone(), metrics.clone(), health.clone());
+            (public, Some((admin, routes)))
+        }
+    };
+    let listener = listeners.public;
     let stop = shutdown.child_token();
     let mut consumers = JoinSet::new();
     if settings.ingest {
@@ -188,7 +243,23 @@ pub async fn serve(
     ));
     let addr = listener.local_addr().ok();
     info!(addr = ?addr, ingest = settings.ingest, results = settings.results, "Serving.");
-    let http = crate::http::serve(listener, app, stop.clone().cancelled_owned());
+    let admin_addr = admin
+        .as_ref()
+        .and_then(|(admin, _)| admin.local_addr().ok());
+    if let Some(admin_addr) = admin_addr {
+        info!(addr = ?admin_addr, "Admin API and /metrics on their own address.");
+    }
+    let public = crate::http::serve(listener, app, stop.clone().cancelled_owned());
+    let admin = async {
+        match admin {
+            Some((admin, routes)) => {
+                crate::http::serve(admin, routes, stop.clone().cancelled_owned()).await
+            }
+            None => Ok(()),
+        }
+    };
+    // Either server failing ends both: the process exits with the error.
+    let http = async { tokio::try_join!(public, admin).map(|_| ()) };
     let mut failure = None;
     tokio::pin!(http);
     let http_result = loop {

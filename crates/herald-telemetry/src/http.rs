@@ -51,7 +51,6 @@ impl MetricsServer {
 #[derive(Clone)]
 struct AppState {
     metrics: Metrics,
-    health: Health,
 }
 
 /// Binds `addr` and serves the endpoint in a background task.
@@ -76,9 +75,16 @@ pub async fn serve_metrics(
 pub fn router(metrics: Metrics, health: Health) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
+        .with_state(AppState { metrics })
+        .merge(health_router(health))
+}
+
+/// `/healthz` and `/readyz` only: for a public address that must not show `/metrics`.
+pub fn health_router(health: Health) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(AppState { metrics, health })
+        .with_state(health)
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
@@ -88,8 +94,8 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_ready() {
+async fn ready(State(health): State<Health>) -> impl IntoResponse {
+    if health.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -6,6 +6,6 @@ mod http;
 pub mod metrics;
 mod tracing_init;
 
-pub use http::{Health, MetricsServer, router as ops_router, serve_metrics};
+pub use http::{Health, MetricsServer, health_router, router as ops_router, serve_metrics};
 pub use metrics::Metrics;
 pub use tracing_init::{LogFormat, init_tracing};

@@ -13,6 +13,7 @@ mod producer;
 mod producer_store;
 mod prometheus;
 mod records;
+mod server_admin_addr;
 mod server_api;
 mod server_api_cli;
 mod server_api_control;

@@ -132,7 +132,7 @@ impl ApiServer {
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve::serve(
-            listener,
+            listener.into(),
             settings,
             Metrics::new(),
             Health::default(),

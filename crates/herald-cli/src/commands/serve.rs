@@ -1,7 +1,8 @@
-//! `herald serve [--addr ADDR] [--no-ingest] [--no-results]`: compose `ServeSettings` from the
+//! `herald serve [--addr ADDR] [--admin-addr ADDR] [--no-ingest] [--no-results]`: compose `ServeSettings` from the
 //! configuration, refuse to start without the webhook's secrets (exit 64), and run
 //! `herald_server::serve::serve` until SIGTERM/SIGINT, then drain and exit 0. Prints
-//! `listening: http://ADDR` once the address is bound (port 0 picks a free one).
+//! `listening: http://ADDR` once the address is bound (port 0 picks a free one), and
+//! `admin: http://ADDR` for `--admin-addr`.
 
 use std::process::ExitCode;
 
@@ -77,6 +78,20 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         Ok(addr) => out(&format!("listening: http://{addr}")),
         Err(_) => out(&format!("listening: http://{}", args.addr)),
     }
+    let admin = match args.admin_addr {
+        None => None,
+        Some(admin_addr) => match serve::bind(admin_addr).await {
+            Ok(admin) => {
+                let shown = admin.local_addr().unwrap_or(admin_addr);
+                out(&format!("admin: http://{shown}"));
+                Some(admin)
+            }
+            Err(error) => {
+                eprintln!("herald serve: cannot listen on {admin_addr} (--admin-addr): {error}");
+                return ExitCode::from(69);
+            }
+        },
+    };
     let settings = ServeSettings {
         webhook: WebhookConfig::new(app_secret, verify_token),
         api_token: config.api_token.clone(),
@@ -94,8 +109,12 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         crate::signal::terminated().await;
         on_signal.cancel();
     });
+    let listeners = serve::Listeners {
+        public: listener,
+        admin,
+    };
     let result = serve::serve(
-        listener,
+        listeners,
         settings,
         Metrics::new(),
         Health::default(),
