@@ -7,6 +7,7 @@ mod demo;
 mod deploy;
 mod embedded;
 mod graph_sim;
+mod input_limits;
 mod producer;
 mod producer_store;
 mod prometheus;
