@@ -1,8 +1,9 @@
 //! Streaming segment files (DESIGN §2, "Segment sources"): CSV with a header row, or JSONL with one
 //! object per line. One row is in memory at a time whatever the file's size. A malformed row is
-//! an `Err(RowError)` with its line number and the reader goes on; deciding to skip or abort
+//! an `Err(ReadError::Row)` with its line number and the reader goes on; deciding to skip or abort
 //! (`--strict`) is the caller's job, and so is everything a valid row means (filters, window,
-//! blank PSIDs). A row longer than `MAX_LINE_BYTES` stops the reading (`ReadError::Stopped`
+//! blank PSIDs). A row whose `external_id` or PSID fails `herald_core::validate_id` is
+//! malformed. A row longer than `MAX_LINE_BYTES` stops the reading (`ReadError::Stopped`
 //! naming its line) before it is buffered, and so does a failing read: nothing after it can be
 //! trusted to be read.
 
@@ -11,6 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use herald_core::user::User;
+use herald_core::{IdError, validate_id};
 
 mod cap;
 
@@ -296,7 +298,7 @@ impl CsvRows {
                 }
             }
         }
-        check_external_id(&user, line)?;
+        check_ids(&user, line)?;
         Ok(user)
     }
 }
@@ -365,16 +367,23 @@ fn parse_json_user(text: &str, line: u64) -> Result<User, RowError> {
             }
         }
     }
-    check_external_id(&user, line)?;
+    check_ids(&user, line)?;
     Ok(user)
 }
 
-fn check_external_id(user: &User, line: u64) -> Result<(), RowError> {
-    if user.external_id.is_empty() {
-        return Err(RowError {
-            line,
-            reason: "external_id is missing or blank".to_owned(),
-        });
+/// The row's ids as `herald_core::validate_id` wants them; a blank PSID is left to the planner
+/// (a `blank_psid` skip).
+fn check_ids(user: &User, line: u64) -> Result<(), RowError> {
+    let error = |reason: String| RowError { line, reason };
+    match validate_id(&user.external_id) {
+        Ok(()) => {}
+        Err(IdError::Empty) => return Err(error("external_id is missing or blank".to_owned())),
+        Err(other) => return Err(error(format!("external_id {other}"))),
+    }
+    if let Some(psid) = user.messenger_id.as_deref().filter(|psid| !psid.is_empty())
+        && let Err(other) = validate_id(psid)
+    {
+        return Err(error(format!("messenger_id {other}")));
     }
     Ok(())
 }

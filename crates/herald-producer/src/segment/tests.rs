@@ -289,3 +289,37 @@ fn invalid_utf8_in_jsonl_is_a_row_error_and_the_next_row_is_read() {
     );
     assert_eq!(errors(&rows), vec![(2, "not valid UTF-8".to_owned())]);
 }
+
+#[test]
+fn ids_that_fail_validation_are_malformed_rows_and_reading_goes_on() {
+    let long = "x".repeat(herald_core::MAX_ID_BYTES + 1);
+    let csv = format!(
+        "external_id,messenger_id\nu1,1\n\"a\u{0}b\",2\n{long},3\nu4,\"4\u{7}\"\nu5,\nu6,6\n"
+    );
+    let rows = read(SegmentFormat::Csv, &csv);
+    assert_eq!(
+        ok_users(&rows),
+        vec![
+            (2, "u1".into(), Some("1".into())),
+            (6, "u5".into(), Some(String::new())),
+            (7, "u6".into(), Some("6".into()))
+        ]
+    );
+    let problems = errors(&rows);
+    assert_eq!(
+        problems.iter().map(|e| e.0).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(problems[0].1.starts_with("external_id contains a control"), "{problems:?}");
+    assert!(problems[1].1.contains("at most 256 bytes"), "{problems:?}");
+    assert!(problems[2].1.starts_with("messenger_id contains a control"), "{problems:?}");
+    let jsonl = format!(
+        "{{\"external_id\":\"a\\u0000\"}}\n{{\"external_id\":\"{long}\"}}\n{{\"external_id\":\"u3\",\"psid\":\"\\n1\\t2\"}}\n{{\"external_id\":\"u4\"}}\n"
+    );
+    let rows = read(SegmentFormat::Jsonl, &jsonl);
+    assert_eq!(ok_users(&rows), vec![(4, "u4".into(), None)]);
+    assert_eq!(
+        errors(&rows).iter().map(|e| e.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
