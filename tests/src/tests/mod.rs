@@ -15,6 +15,7 @@ mod records;
 mod server_api;
 mod server_api_cli;
 mod server_api_control;
+mod server_api_dead;
 mod server_api_openapi;
 mod server_api_rig;
 mod server_api_segments;
