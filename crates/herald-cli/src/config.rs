@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use herald_core::Secret;
+use herald_core::redact::redact_url;
 use herald_core::signed_ref::RefKeys;
 use serde::Deserialize;
 
@@ -234,13 +235,19 @@ impl Config {
             })
         };
         if !scheme_ok(self.amqp_url.expose(), &["amqp", "amqps"]) {
-            problems.push("amqp_url: must start with amqp:// or amqps://".to_owned());
+            problems.push(format!(
+                "amqp_url: {} must start with amqp:// or amqps://",
+                redact_url(self.amqp_url.expose())
+            ));
         }
         if !scheme_ok(
             self.database_url.expose(),
             &["sqlite", "postgres", "postgresql"],
         ) {
-            problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
+            problems.push(format!(
+                "database_url: {} must start with sqlite:// or postgres://",
+                redact_url(self.database_url.expose())
+            ));
         }
         if !scheme_ok(&self.graph_url, &["http", "https"]) {
             problems.push(format!(

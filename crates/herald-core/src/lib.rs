@@ -17,6 +17,7 @@ pub mod id;
 pub mod job;
 pub mod limits;
 mod path;
+pub mod redact;
 mod render;
 pub mod result;
 pub mod secret;

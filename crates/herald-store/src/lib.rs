@@ -44,7 +44,8 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://...` or
     /// `postgresql://...`) and runs the migrations not yet applied. A SQLite file is created
-    /// when missing. The URL may carry a password, so it is a `Secret` and appears in no error.
+    /// when missing. The URL may carry a password, so it is a `Secret`, and an error shows it
+    /// only with the password masked.
     pub async fn connect(url: &Secret) -> Result<Self, StoreError> {
         let open = file_lock::lock(url.expose()).await?;
         let db = Db::connect(url.expose()).await?;

@@ -29,6 +29,7 @@ mod store_deliveries;
 mod store_runs;
 mod store_tls;
 mod story;
+mod url_secrets;
 mod worker;
 mod worker_control;
 mod worker_dead;
