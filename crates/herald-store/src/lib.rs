@@ -59,6 +59,21 @@ impl Store {
         self.db.backend()
     }
 
+    /// A PostgreSQL setting as a connection of the pool sees it (`current_setting`), e.g.
+    /// `statement_timeout`; `None` on SQLite, which has no such settings. For checks of how
+    /// the pool is configured.
+    pub async fn postgres_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match &self.db {
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(pool) => sqlx::query_scalar("SELECT current_setting($1)")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .map(Some)
+                .map_err(error::query("postgres_setting")),
+        }
+    }
+
     /// Closes every connection of the pool (waits for checked-out ones to come back).
     pub async fn close(&self) {
         self.db.close().await;

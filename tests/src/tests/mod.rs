@@ -27,6 +27,7 @@ mod sim_process;
 mod store;
 mod store_deliveries;
 mod store_runs;
+mod store_timeout;
 mod store_tls;
 mod story;
 mod url_secrets;
