@@ -16,8 +16,8 @@ use herald_core::{IdError, validate_id};
 
 mod cap;
 
-use cap::{Capped, LineTooLong};
 pub use cap::MAX_LINE_BYTES;
+use cap::{Capped, LineTooLong};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

@@ -45,7 +45,13 @@ async fn a_row_over_the_line_cap_stops_campaign_send_at_its_line() {
         ("HERALD_DATABASE_URL", &database),
     ]);
     command
-        .args(["campaign", "send", "campaign.toml", "--segment", "users.csv"])
+        .args([
+            "campaign",
+            "send",
+            "campaign.toml",
+            "--segment",
+            "users.csv",
+        ])
         .current_dir(dir.path());
     let done = output(command).await;
     let stderr = String::from_utf8_lossy(&done.stderr);
@@ -80,7 +86,10 @@ async fn users_import_stops_at_a_row_over_the_line_cap_and_refuses_dev_zero() {
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(65), "{stderr}");
     assert!(stderr.contains("line 3 is longer than"), "{stderr}");
-    assert!(stderr.contains("the rows before it were imported"), "{stderr}");
+    assert!(
+        stderr.contains("the rows before it were imported"),
+        "{stderr}"
+    );
     let store = herald_store::Store::connect(&database.as_str().into())
         .await
         .expect("store");

@@ -25,7 +25,10 @@ async fn all_pages(server: &ApiServer, query: &str) -> (Vec<String>, usize) {
         pages += 1;
         for message in reply.json["messages"].as_array().expect("messages") {
             let id = message["job_id"].as_str().unwrap_or("(poison)");
-            seen.push(format!("{id}|{}", message["reason"].as_str().expect("reason")));
+            seen.push(format!(
+                "{id}|{}",
+                message["reason"].as_str().expect("reason")
+            ));
         }
         match &reply.json["next"] {
             Value::String(next) => after = Some(next.clone()),
@@ -64,14 +67,26 @@ async fn dead_letters_page_through_every_message_exactly_once_and_lose_none() {
         let run = if n % 2 == 0 { "run-a" } else { "run-b" };
         let user = format!("u{n:03}");
         let id = format!("{run}:{user}");
-        messages.push(put(job(run, PAGE, &user, "2001"), "gave up".into(), Some(id)));
+        messages.push(put(
+            job(run, PAGE, &user, "2001"),
+            "gave up".into(),
+            Some(id),
+        ));
     }
     for _ in 0..5 {
         let id = "run-a:copied".to_owned();
-        messages.push(put(job("run-a", PAGE, "copied", "2001"), "copy".into(), Some(id)));
+        messages.push(put(
+            job("run-a", PAGE, "copied", "2001"),
+            "copy".into(),
+            Some(id),
+        ));
     }
     for n in 0..15 {
-        messages.push(put(format!("{{oops {n}").into_bytes(), format!("poison {n}"), None));
+        messages.push(put(
+            format!("{{oops {n}").into_bytes(),
+            format!("poison {n}"),
+            None,
+        ));
     }
     for _ in 0..3 {
         messages.push(put(b"{same".to_vec(), "same poison".into(), None));
@@ -94,13 +109,20 @@ async fn dead_letters_page_through_every_message_exactly_once_and_lose_none() {
     let first = server.get("/dead").await;
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.json["messages"].as_array().map(Vec::len), Some(100));
-    assert_eq!((first.json["total"].clone(), first.json["matching"].clone()), (253.into(), 253.into()));
+    assert_eq!(
+        (first.json["total"].clone(), first.json["matching"].clone()),
+        (253.into(), 253.into())
+    );
     assert!(first.json["next"].is_string(), "{}", first.text);
 
     for limit in [40, 1000] {
         let (seen, pages) = all_pages(&server, &format!("limit={limit}")).await;
         assert_eq!(seen.len(), 253, "limit {limit}");
-        assert_eq!(counted(&seen), counted(&expected), "limit {limit}: each exactly once");
+        assert_eq!(
+            counted(&seen),
+            counted(&expected),
+            "limit {limit}: each exactly once"
+        );
         assert_eq!(pages, 253_usize.div_ceil(limit), "limit {limit}");
     }
     // The five identical copies come first in run-a (`copied` < `u000`) and straddle the
@@ -115,7 +137,12 @@ async fn dead_letters_page_through_every_message_exactly_once_and_lose_none() {
     assert_eq!(seen.len(), 120);
     assert_eq!(counted(&seen), counted(&run_a));
 
-    for bad in ["/dead?limit=0", "/dead?limit=1001", "/dead?after=nonsense", "/dead?page=2"] {
+    for bad in [
+        "/dead?limit=0",
+        "/dead?limit=1001",
+        "/dead?after=nonsense",
+        "/dead?page=2",
+    ] {
         let refused = server.get(bad).await;
         assert_eq!(refused.status, 400, "{bad}: {}", refused.text);
         assert!(refused.json["error"].is_string(), "{bad}");

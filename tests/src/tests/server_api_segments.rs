@@ -66,7 +66,10 @@ async fn file_segments_over_the_api_stay_in_the_segment_directory() {
     std::fs::write(dir.join("long.csv"), long).expect("segment");
     let started = start("long.csv".to_owned()).await;
     assert_eq!(started.status, 202, "{}", started.text);
-    let location = format!("/campaigns/runs/{}", started.json["run_id"].as_str().expect("id"));
+    let location = format!(
+        "/campaigns/runs/{}",
+        started.json["run_id"].as_str().expect("id")
+    );
     let published = crate::eventually(std::time::Duration::from_secs(20), || async {
         server.get(&location).await.json["producer"]["published"] == 1
     })

@@ -260,7 +260,8 @@ async fn ids_are_checked_where_they_enter_the_store() {
          ok2,305\n"
     );
     let reply = server
-        .post(&format!("/users/import?page_id={PAGE}"), "text/csv", &csv).await;
+        .post(&format!("/users/import?page_id={PAGE}"), "text/csv", &csv)
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["imported"], 2, "{}", reply.text);
     let problems: Vec<(u64, String)> = reply.json["malformed_rows"]
@@ -288,7 +289,8 @@ async fn ids_are_checked_where_they_enter_the_store() {
         {"external_id": "line\nbreak"},
     ]});
     let reply = server
-        .post_json(&format!("/users/track?page_id={PAGE}"), &request).await;
+        .post_json(&format!("/users/track?page_id={PAGE}"), &request)
+        .await;
     assert_eq!(reply.status, 422, "{}", reply.text);
     assert_eq!(reply.json["attributes_processed"], 0, "{}", reply.text);
     let errors: Vec<(&str, &str)> = reply.json["errors"]

@@ -51,7 +51,10 @@ async fn pooled_postgres_connections_have_the_statement_timeout() {
         .await
         .expect("sqlite");
     assert_eq!(
-        sqlite.postgres_setting("statement_timeout").await.expect("sqlite"),
+        sqlite
+            .postgres_setting("statement_timeout")
+            .await
+            .expect("sqlite"),
         None
     );
     sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))

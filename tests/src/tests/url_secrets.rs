@@ -54,7 +54,10 @@ fn database_urls_with_a_password_are_shown_masked() {
         &format!("mysql://herald:{PASSWORD}@db/herald"),
         &status,
     );
-    assert!(printed.contains("mysql://herald:***@db/herald"), "{printed}");
+    assert!(
+        printed.contains("mysql://herald:***@db/herald"),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -216,15 +216,25 @@ fn plain_http_to_graph_is_refused_unless_loopback_or_allowed() {
     ] {
         let errors = load(&[("HERALD_GRAPH_URL", url)]).expect_err(url);
         assert!(
-            errors.0.iter().any(|p| p.contains("HERALD_GRAPH_ALLOW_HTTP")),
+            errors
+                .0
+                .iter()
+                .any(|p| p.contains("HERALD_GRAPH_ALLOW_HTTP")),
             "{url}: {:?}",
             errors.0
         );
-        let allowed = load(&[("HERALD_GRAPH_URL", url), ("HERALD_GRAPH_ALLOW_HTTP", "true")]);
+        let allowed = load(&[
+            ("HERALD_GRAPH_URL", url),
+            ("HERALD_GRAPH_ALLOW_HTTP", "true"),
+        ]);
         assert!(allowed.is_ok(), "{url} with the opt-out");
     }
     let toml = file("graph_url = \"http://sim:8900\"\ngraph_allow_http = true\n");
     assert!(Config::load(&with_file(&toml), &env(&[])).is_ok());
     let errors = load(&[("HERALD_GRAPH_ALLOW_HTTP", "yes")]).expect_err("not a bool");
-    assert!(errors.0[0].contains("HERALD_GRAPH_ALLOW_HTTP"), "{:?}", errors.0);
+    assert!(
+        errors.0[0].contains("HERALD_GRAPH_ALLOW_HTTP"),
+        "{:?}",
+        errors.0
+    );
 }

@@ -197,7 +197,10 @@ async fn non_graph_error_body_is_http() {
 #[tokio::test]
 async fn an_answer_over_the_cap_is_oversize_classified_by_its_status() {
     // Announced too large: refused before reading.
-    let big = format!("{{\"message_id\":\"m_1\",\"pad\":\"{}\"}}", " ".repeat(MAX_RESPONSE_BYTES));
+    let big = format!(
+        "{{\"message_id\":\"m_1\",\"pad\":\"{}\"}}",
+        " ".repeat(MAX_RESPONSE_BYTES)
+    );
     let (addr, _requests) = canned_server(http_response("200 OK", &[], &big)).await;
     let error = send(&client(settings(addr, Some(APP_SECRET))), 1)
         .await
@@ -226,7 +229,10 @@ async fn an_answer_over_the_cap_is_oversize_classified_by_its_status() {
             .expect_err("oversize");
         assert!(matches!(error, SendError::Oversize { .. }), "{error:?}");
         assert_eq!(error.verdict().class, class, "{status_line}");
-        assert_eq!(error.status(), Some(status_line[..3].parse().expect("status")));
+        assert_eq!(
+            error.status(),
+            Some(status_line[..3].parse().expect("status"))
+        );
         let sent = written.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
             sent < 16 * MAX_RESPONSE_BYTES,

@@ -234,16 +234,18 @@ fn a_row_over_the_cap_stops_the_reader_with_its_line() {
         SegmentFormat::Csv,
     );
     assert_eq!((ids, line), (vec!["u1".to_owned()], 3));
-    let jsonl = format!(
-        "{{\"external_id\":\"u1\"}}\n\n{{\"external_id\":\"u2\",\"a\":\"{long}\"}}\n"
-    );
+    let jsonl =
+        format!("{{\"external_id\":\"u1\"}}\n\n{{\"external_id\":\"u2\",\"a\":\"{long}\"}}\n");
     let (ids, line) = stopped(
         Box::new(std::io::Cursor::new(jsonl.into_bytes())),
         SegmentFormat::Jsonl,
     );
     assert_eq!((ids, line), (vec!["u1".to_owned()], 3));
     // A row just under the cap is a row.
-    let fits = format!("external_id,psid,note\nu1,1,{}\n", "y".repeat(MAX_LINE_BYTES - 5));
+    let fits = format!(
+        "external_id,psid,note\nu1,1,{}\n",
+        "y".repeat(MAX_LINE_BYTES - 5)
+    );
     let rows = read(SegmentFormat::Csv, &fits);
     assert_eq!(rows.len(), 1);
     assert!(rows[0].is_ok());
@@ -310,9 +312,15 @@ fn ids_that_fail_validation_are_malformed_rows_and_reading_goes_on() {
         problems.iter().map(|e| e.0).collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
-    assert!(problems[0].1.starts_with("external_id contains a control"), "{problems:?}");
+    assert!(
+        problems[0].1.starts_with("external_id contains a control"),
+        "{problems:?}"
+    );
     assert!(problems[1].1.contains("at most 256 bytes"), "{problems:?}");
-    assert!(problems[2].1.starts_with("messenger_id contains a control"), "{problems:?}");
+    assert!(
+        problems[2].1.starts_with("messenger_id contains a control"),
+        "{problems:?}"
+    );
     let jsonl = format!(
         "{{\"external_id\":\"a\\u0000\"}}\n{{\"external_id\":\"{long}\"}}\n{{\"external_id\":\"u3\",\"psid\":\"\\n1\\t2\"}}\n{{\"external_id\":\"u4\"}}\n"
     );
