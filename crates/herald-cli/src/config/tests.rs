@@ -72,7 +72,7 @@ fn every_problem_is_reported_at_once() {
         ("HERALD_PAGE_RATE_PER_SEC_12", "fast"),
         ("HERALD_PAGE_TOKEN_abc", "t"),
         ("HERALD_AMPQ_URL", "amqp://typo"),
-        ("HERALD_AMQP_URL", "http://nope"),
+        ("HERALD_AMQP_URL", "http://guest:pw-never-shown@nope"),
     ]);
     let errors = Config::load(&Overrides::default(), &vars).expect_err("invalid");
     let expected = [
@@ -82,7 +82,7 @@ fn every_problem_is_reported_at_once() {
         "HERALD_PAGE_RATE_PER_SEC_12",
         "page id \"abc\"",
         "HERALD_AMPQ_URL: unknown setting",
-        "amqp_url: must start",
+        "amqp_url: http://guest:***@nope must start",
     ];
     for needle in expected {
         assert!(
@@ -92,6 +92,7 @@ fn every_problem_is_reported_at_once() {
         );
     }
     assert_eq!(errors.0.len(), expected.len(), "{:?}", errors.0);
+    assert!(!errors.to_string().contains("pw-never-shown"), "{errors}");
 }
 
 #[test]
