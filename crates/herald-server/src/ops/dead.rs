@@ -9,7 +9,8 @@
 //! job, `raw:<SHA-256 of the body>` for anything else. A page holds the first `limit` matching
 //! messages after the cursor, and its cursor names the last key given and how many messages
 //! with that key were given so far (identical copies share a key). Reading a page reads the
-//! whole queue, but keeps only the page's summaries: no body outlives its own summary.
+//! whole queue, but keeps only the page's summaries: no body outlives its own summary. A call
+//! ends once the queue holds again what it returned, so the next page counts them all.
 
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -27,6 +28,8 @@ use crate::ops::{Broker, ErrorKind, OpsError};
 
 /// Stop reading when nothing arrived for this long (the queue's count was a snapshot).
 const IDLE: Duration = Duration::from_secs(2);
+/// How long a call waits for the messages it held to be back in the queue.
+const RETURN_WAIT: Duration = Duration::from_secs(5);
 
 /// Which dead messages an operation applies to; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -177,6 +180,7 @@ async fn list_on(
     }
     // Closing the channel returns every unacked message to the queue.
     let _ = consumer.close().await;
+    returned(connection, &queue, total).await;
     let mut page = page.into_sorted_vec();
     let more = limit.is_some_and(|limit| page.len() > limit);
     page.truncate(limit.unwrap_or(usize::MAX));
@@ -312,6 +316,7 @@ async fn replay_on(
     }
     // Closing the channel returns every message not acked (not replayed) to the queue.
     let _ = read.consumer.close().await;
+    returned(connection, &broker.topology.dead_queue(), kept).await;
     publisher.close().await?;
     Ok(Replayed {
         replayed,
@@ -325,6 +330,20 @@ struct Read {
     consumer: Consumer,
     deliveries: Vec<Delivery>,
     truncated: bool,
+}
+
+/// Waits (up to `RETURN_WAIT`) until the queue again holds the `held` messages this call
+/// returned by closing its channel. A quorum queue takes them back asynchronously, and a call
+/// that came right after (the next page) would otherwise count, and read, fewer.
+async fn returned(connection: &Connection, queue: &str, held: usize) {
+    let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match connection.message_count(queue).await {
+            Ok(count) if count as usize >= held => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
 }
 
 /// A prefetch (at most 65,535) caps how many messages one call can see.
