@@ -53,9 +53,11 @@ pub enum AmqpError {
         timeout_ms: u64,
     },
 
-    /// The AMQP URL does not parse; the URL itself is not shown because it may hold a password.
-    #[error("invalid AMQP URL (value hidden, it may hold a password): {reason}")]
+    /// The AMQP URL does not parse; it is shown with its password masked.
+    #[error("invalid AMQP URL {url}: {reason}")]
     InvalidUrl {
+        /// The URL through `herald_core::redact::redact_url`.
+        url: String,
         /// What is wrong with it, without echoing it.
         reason: String,
     },

@@ -149,6 +149,7 @@ impl std::fmt::Display for BrokerAddress {
 /// `Url::domain`), so the literal host is put back.
 fn parse(raw: &str) -> Result<(BrokerAddress, AMQPUri), AmqpError> {
     let invalid = |reason: &str| AmqpError::InvalidUrl {
+        url: herald_core::redact::redact_url(raw),
         reason: reason.to_owned(),
     };
     let url = Url::parse(raw).map_err(|error| invalid(&error.to_string()))?;
@@ -224,6 +225,9 @@ mod tests {
                 !format!("{error} {error:?}").contains("s3cret"),
                 "{url}: {error}"
             );
+            if url.contains('@') {
+                assert!(format!("{error}").contains("u:***@"), "{error}");
+            }
         }
     }
 

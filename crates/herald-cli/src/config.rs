@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use herald_core::Secret;
+use herald_core::redact::redact_url;
 use herald_core::signed_ref::RefKeys;
 use serde::Deserialize;
 
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) amqp_url: Secret,
     pub(crate) database_url: Secret,
     pub(crate) graph_url: String,
+    /// `HERALD_GRAPH_ALLOW_HTTP`: accept an `http://` Graph URL on a host other than loopback.
+    pub(crate) graph_allow_http: bool,
     pub(crate) graph_version: String,
     pub(crate) app_secret: Option<Secret>,
     pub(crate) verify_token: Option<Secret>,
@@ -60,6 +63,7 @@ struct FileLayer {
     amqp_url: Option<Secret>,
     database_url: Option<Secret>,
     graph_url: Option<String>,
+    graph_allow_http: Option<bool>,
     graph_version: Option<String>,
     app_secret: Option<Secret>,
     verify_token: Option<Secret>,
@@ -115,6 +119,7 @@ impl Config {
             amqp_url: Secret::new(DEFAULT_AMQP_URL),
             database_url: Secret::new(DEFAULT_DATABASE_URL),
             graph_url: DEFAULT_GRAPH_URL.to_owned(),
+            graph_allow_http: false,
             graph_version: DEFAULT_GRAPH_VERSION.to_owned(),
             app_secret: None,
             verify_token: None,
@@ -133,6 +138,7 @@ impl Config {
         set(&mut self.amqp_url, file.amqp_url);
         set(&mut self.database_url, file.database_url);
         set(&mut self.graph_url, file.graph_url);
+        set(&mut self.graph_allow_http, file.graph_allow_http);
         set(&mut self.graph_version, file.graph_version);
         self.app_secret = file.app_secret.or(self.app_secret.take());
         self.verify_token = file.verify_token.or(self.verify_token.take());
@@ -163,6 +169,11 @@ impl Config {
                 "HERALD_AMQP_URL" => self.amqp_url = Secret::new(value),
                 "HERALD_DATABASE_URL" => self.database_url = Secret::new(value),
                 "HERALD_GRAPH_URL" => self.graph_url = value,
+                "HERALD_GRAPH_ALLOW_HTTP" => match value.trim() {
+                    "true" | "1" => self.graph_allow_http = true,
+                    "false" | "0" | "" => self.graph_allow_http = false,
+                    _ => problems.push(format!("{name}: {value:?} is not true or false")),
+                },
                 "HERALD_GRAPH_VERSION" => self.graph_version = value,
                 "HERALD_APP_SECRET" => self.app_secret = Some(Secret::new(value)),
                 "HERALD_VERIFY_TOKEN" => self.verify_token = Some(Secret::new(value)),
@@ -224,17 +235,33 @@ impl Config {
             })
         };
         if !scheme_ok(self.amqp_url.expose(), &["amqp", "amqps"]) {
-            problems.push("amqp_url: must start with amqp:// or amqps://".to_owned());
+            problems.push(format!(
+                "amqp_url: {} must start with amqp:// or amqps://",
+                redact_url(self.amqp_url.expose())
+            ));
         }
         if !scheme_ok(
             self.database_url.expose(),
             &["sqlite", "postgres", "postgresql"],
         ) {
-            problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
+            problems.push(format!(
+                "database_url: {} must start with sqlite:// or postgres://",
+                redact_url(self.database_url.expose())
+            ));
         }
         if !scheme_ok(&self.graph_url, &["http", "https"]) {
             problems.push(format!(
                 "graph_url: {:?} must be an http(s) URL",
+                self.graph_url
+            ));
+        } else if scheme_ok(&self.graph_url, &["http"])
+            && !self.graph_allow_http
+            && !is_loopback(&self.graph_url)
+        {
+            problems.push(format!(
+                "graph_url: {:?} is plain http to another machine, and every call carries a page \
+                 token; use https://, a loopback address (127.0.0.1, ::1, localhost), or set \
+                 HERALD_GRAPH_ALLOW_HTTP=true for a simulator on a private network",
                 self.graph_url
             ));
         }
@@ -345,6 +372,23 @@ fn line_col(text: &str, offset: usize) -> String {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!(":{line}:{col}")
+}
+
+/// Whether an `http://` URL's host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_graph_version(version: &str) -> bool {

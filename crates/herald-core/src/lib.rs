@@ -13,9 +13,11 @@ mod fuzz;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod id;
 pub mod job;
 pub mod limits;
 mod path;
+pub mod redact;
 mod render;
 pub mod result;
 pub mod secret;
@@ -28,6 +30,7 @@ pub use campaign::{Campaign, CampaignErrors, Problem, ProblemKind};
 pub use class::{ErrorClass, Verdict};
 pub use control::{CONTROL_VERSION, ControlAction, ControlError, ControlMessage, ControlTarget};
 pub use decode::{Versioned, decode};
+pub use id::{IdError, MAX_ID_BYTES, validate_id};
 pub use job::{JOB_VERSION, SendJob};
 pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;

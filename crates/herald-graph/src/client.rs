@@ -2,6 +2,9 @@
 //! `{graph_url}/{version}/{page_id}/messages` (reference §1.1) with the page token and the
 //! time-stamped `appsecret_proof` (§2). It owns the request and reading the response; what the
 //! response means lives in `response` and `classify`, and rate limiting lives in the worker.
+//! A response body is read up to `MAX_RESPONSE_BYTES` and no further: Graph's answers are a
+//! few hundred bytes, and a larger one (a proxy's page, a hostile endpoint) is
+//! `SendError::Oversize`, never held in memory.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use crate::classify::{Failure, classify};
 use crate::response::{Sent, interpret};
 use crate::{SendError, Usage, appsecret_proof};
+
+/// The largest response body read; a larger one is `SendError::Oversize`.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Where and how to reach the Graph API.
 #[derive(Debug, Clone)]
@@ -158,11 +164,12 @@ impl GraphClient {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let usage = Usage::from_headers(response.headers());
-                match response.bytes().await {
-                    Ok(bytes) => {
+                match read_capped(response, MAX_RESPONSE_BYTES).await {
+                    Ok(Some(bytes)) => {
                         let secrets = [token.expose(), self.secret_text()];
                         interpret(status, usage, &bytes, attempt, &secrets)
                     }
+                    Ok(None) => Err(oversize(status, usage, attempt)),
                     Err(error) => Err(unanswered(error, attempt)),
                 }
             }
@@ -213,6 +220,44 @@ impl GraphClient {
 
     fn secret_text(&self) -> &str {
         self.inner.app_secret.as_ref().map_or("", Secret::expose)
+    }
+}
+
+/// The body, or `None` once it passes `max` bytes (nothing more is read; the connection is
+/// dropped rather than drained).
+async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// An answer too large to read, classified as an unreadable body of its status is.
+fn oversize(status: u16, usage: Option<Usage>, attempt: u32) -> SendError {
+    let failure = if (200..300).contains(&status) {
+        Failure::MalformedSuccess
+    } else {
+        Failure::Http { status }
+    };
+    let verdict = classify(&failure, usage.as_ref(), attempt);
+    SendError::Oversize {
+        status,
+        max: MAX_RESPONSE_BYTES,
+        usage,
+        verdict,
     }
 }
 

@@ -43,6 +43,20 @@ pub enum SendError {
         /// What to do next.
         verdict: Verdict,
     },
+    /// An answer whose body is over `MAX_RESPONSE_BYTES`; it was not read past the cap.
+    /// Classified as an unreadable body of its status would be: a 2xx as `MalformedSuccess`,
+    /// any other as `Http`.
+    #[error("graph api answered http {status} with a body over {max} bytes")]
+    Oversize {
+        /// HTTP status.
+        status: u16,
+        /// The cap that was passed.
+        max: usize,
+        /// Usage headers of the response.
+        usage: Option<Usage>,
+        /// What to do next.
+        verdict: Verdict,
+    },
     /// A 2xx answer without a `message_id`: probably delivered, so never resent blindly.
     #[error("graph api answered http {status} without a message_id")]
     MalformedSuccess {
@@ -95,6 +109,7 @@ impl SendError {
             Self::Transport { verdict, .. }
             | Self::Timeout { verdict, .. }
             | Self::Http { verdict, .. }
+            | Self::Oversize { verdict, .. }
             | Self::MalformedSuccess { verdict, .. } => *verdict,
             Self::Graph(graph) => graph.verdict,
         }
@@ -108,6 +123,7 @@ impl SendError {
             Self::Timeout { .. } => "timeout",
             Self::Http { .. } => "http_status",
             Self::MalformedSuccess { .. } => "malformed_response",
+            Self::Oversize { .. } => "oversize_response",
             Self::Graph(graph) => match graph.verdict.class {
                 ErrorClass::Retry => "graph_transient",
                 ErrorClass::SlowDown => "throttled",
@@ -132,7 +148,9 @@ impl SendError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Transport { .. } | Self::Timeout { .. } => None,
-            Self::Http { status, .. } | Self::MalformedSuccess { status, .. } => Some(*status),
+            Self::Http { status, .. }
+            | Self::Oversize { status, .. }
+            | Self::MalformedSuccess { status, .. } => Some(*status),
             Self::Graph(graph) => Some(graph.status),
         }
     }
@@ -141,7 +159,9 @@ impl SendError {
     pub fn usage(&self) -> Option<&Usage> {
         match self {
             Self::Transport { .. } | Self::Timeout { .. } => None,
-            Self::Http { usage, .. } | Self::MalformedSuccess { usage, .. } => usage.as_ref(),
+            Self::Http { usage, .. }
+            | Self::Oversize { usage, .. }
+            | Self::MalformedSuccess { usage, .. } => usage.as_ref(),
             Self::Graph(graph) => graph.usage.as_ref(),
         }
     }
@@ -153,6 +173,7 @@ impl SendError {
             Self::Transport { .. }
             | Self::Timeout { .. }
             | Self::Http { .. }
+            | Self::Oversize { .. }
             | Self::MalformedSuccess { .. } => None,
         }
     }

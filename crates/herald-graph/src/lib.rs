@@ -12,7 +12,7 @@ mod proof;
 mod response;
 mod usage;
 
-pub use client::{BuildError, GraphClient, GraphSettings};
+pub use client::{BuildError, GraphClient, GraphSettings, MAX_RESPONSE_BYTES};
 pub use error::{GraphError, SendError};
 pub use proof::appsecret_proof;
 pub use response::Sent;

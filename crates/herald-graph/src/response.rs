@@ -162,6 +162,7 @@ mod tests {
             SendError::Graph(_) => "graph",
             SendError::Http { .. } => "http",
             SendError::MalformedSuccess { .. } => "malformed",
+            SendError::Oversize { .. } => "oversize",
         }
     }
 

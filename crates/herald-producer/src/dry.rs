@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::plan::{Planned, Planner};
 use crate::run::ProducerError;
-use crate::segment::SegmentReader;
+use crate::segment::{ReadError, SegmentReader};
 
 /// How many rendered requests a dry run shows.
 const SAMPLES: usize = 3;
@@ -44,8 +44,9 @@ pub fn dry_run(campaign: &Campaign, segment: &Path, strict: bool) -> Result<DryR
         report.rows += 1;
         let row = match row {
             Ok(row) => row,
-            Err(error) if strict => return Err(ProducerError::Malformed(error)),
-            Err(error) => {
+            Err(ReadError::Stopped(error)) => return Err(ProducerError::Segment(error)),
+            Err(ReadError::Row(error)) if strict => return Err(ProducerError::Malformed(error)),
+            Err(ReadError::Row(error)) => {
                 report.malformed += 1;
                 if report.malformed_examples.len() < SAMPLES {
                     report.malformed_examples.push(error.to_string());

@@ -21,6 +21,7 @@ fn read_all(bytes: Vec<u8>, format: SegmentFormat) -> Result<(), TestCaseError> 
             return Ok(());
         }
     };
+    // A reader ends after a stopping error: `take` only guards against a reader that loops.
     for row in reader.take(10_000) {
         if let Err(error) = row {
             prop_assert!(!error.to_string().trim().is_empty());

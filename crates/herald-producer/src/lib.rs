@@ -14,5 +14,7 @@ mod source;
 
 pub use dry::{DryRun, dry_run, dry_run_store};
 pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SegmentInput, SendSpec};
-pub use segment::{Row, RowError, SegmentError, SegmentFormat, SegmentReader};
+pub use segment::{
+    MAX_LINE_BYTES, ReadError, Row, RowError, SegmentError, SegmentFormat, SegmentReader,
+};
 pub use source::Progress;

@@ -244,6 +244,11 @@ impl Run {
                 self.record.save().await?;
                 return Err(ProducerError::Store(error));
             }
+            Item::Unreadable(error) => {
+                self.settle(pipe, progress, true).await?;
+                self.record.save().await?;
+                return Err(ProducerError::Segment(error));
+            }
             Item::Malformed(error) => {
                 if self.record.progress.malformed < MALFORMED_LOGGED {
                     warn!(line = error.line, reason = %error.reason, "Malformed row skipped.");

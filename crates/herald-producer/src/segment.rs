@@ -1,14 +1,23 @@
 //! Streaming segment files (DESIGN §2, "Segment sources"): CSV with a header row, or JSONL with one
 //! object per line. One row is in memory at a time whatever the file's size. A malformed row is
-//! an `Err(RowError)` with its line number and the reader goes on; deciding to skip or abort
+//! an `Err(ReadError::Row)` with its line number and the reader goes on; deciding to skip or abort
 //! (`--strict`) is the caller's job, and so is everything a valid row means (filters, window,
-//! blank PSIDs).
+//! blank PSIDs). A row whose `external_id` or PSID fails `herald_core::validate_id` is
+//! malformed. A row longer than `MAX_LINE_BYTES` stops the reading (`ReadError::Stopped`
+//! naming its line) before it is buffered, and so does a failing read: nothing after it can be
+//! trusted to be read.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use herald_core::user::User;
+use herald_core::{IdError, validate_id};
+
+mod cap;
+
+pub use cap::MAX_LINE_BYTES;
+use cap::{Capped, LineTooLong};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -67,11 +76,55 @@ pub enum SegmentError {
     /// The CSV header itself is unreadable.
     #[error("the CSV header cannot be read: {0}")]
     BadHeader(String),
+    /// A row is longer than `MAX_LINE_BYTES`.
+    #[error(
+        "line {line} is longer than {MAX_LINE_BYTES} bytes; a segment row holds one user, so \
+         this is not a CSV or JSONL segment (or a CSV quote is never closed)"
+    )]
+    LineTooLong {
+        /// 1-based line the row starts on.
+        line: u64,
+    },
+    /// The input failed part way.
+    #[error("cannot read the segment after line {line}: {source}")]
+    Read {
+        /// The last line read.
+        line: u64,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+impl SegmentError {
+    /// A failed read: the cap's error becomes `LineTooLong`.
+    fn read(error: std::io::Error, line: u64) -> Self {
+        match LineTooLong::within(&error) {
+            Some(too_long) => Self::LineTooLong {
+                line: too_long.line,
+            },
+            None => Self::Read {
+                line: line.saturating_sub(1),
+                source: error,
+            },
+        }
+    }
+}
+
+/// Why the reader gave no row.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// This row is malformed; the rows after it are read as usual.
+    #[error(transparent)]
+    Row(#[from] RowError),
+    /// Reading stops here: the reader ends after this.
+    #[error(transparent)]
+    Stopped(SegmentError),
 }
 
 /// Reads users one at a time from a CSV or JSONL stream.
 pub struct SegmentReader {
     inner: Inner,
+    stopped: bool,
 }
 
 enum Inner {
@@ -80,7 +133,7 @@ enum Inner {
 }
 
 struct CsvRows {
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<Capped<Box<dyn Read + Send>>>,
     record: csv::StringRecord,
     columns: Vec<Column>,
 }
@@ -94,7 +147,7 @@ enum Column {
 }
 
 struct JsonlRows {
-    reader: BufReader<Box<dyn Read + Send>>,
+    reader: BufReader<Capped<Box<dyn Read + Send>>>,
     line: u64,
     bytes: u64,
     buffer: String,
@@ -112,13 +165,16 @@ impl SegmentReader {
         let inner = match format {
             SegmentFormat::Csv => Inner::Csv(CsvRows::new(input)?),
             SegmentFormat::Jsonl => Inner::Jsonl(JsonlRows {
-                reader: BufReader::with_capacity(64 * 1024, input),
+                reader: BufReader::with_capacity(64 * 1024, Capped::new(input, false)),
                 line: 0,
                 bytes: 0,
                 buffer: String::new(),
             }),
         };
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            stopped: false,
+        })
     }
 }
 
@@ -133,23 +189,36 @@ impl SegmentReader {
 }
 
 impl Iterator for SegmentReader {
-    type Item = Result<Row, RowError>;
+    type Item = Result<Row, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match &mut self.inner {
+        if self.stopped {
+            return None;
+        }
+        let next = match &mut self.inner {
             Inner::Csv(rows) => rows.next_row(),
             Inner::Jsonl(rows) => rows.next_row(),
-        }
+        };
+        self.stopped = matches!(next, Some(Err(ReadError::Stopped(_))));
+        next
     }
 }
 
 impl CsvRows {
     fn new(input: Box<dyn Read + Send>) -> Result<Self, SegmentError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-        let headers = reader
-            .headers()
-            .map_err(|e| SegmentError::BadHeader(e.to_string()))?
-            .clone();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(Capped::new(input, true));
+        let headers = match reader.headers() {
+            Ok(headers) => headers.clone(),
+            Err(error) => {
+                let text = error.to_string();
+                return Err(match error.into_kind() {
+                    csv::ErrorKind::Io(error) => SegmentError::read(error, 1),
+                    _ => SegmentError::BadHeader(text),
+                });
+            }
+        };
         let columns: Vec<Column> = headers
             .iter()
             .enumerate()
@@ -181,7 +250,7 @@ impl CsvRows {
         })
     }
 
-    fn next_row(&mut self) -> Option<Result<Row, RowError>> {
+    fn next_row(&mut self) -> Option<Result<Row, ReadError>> {
         loop {
             let line = self.reader.position().line();
             match self.reader.read_record(&mut self.record) {
@@ -189,7 +258,10 @@ impl CsvRows {
                 Ok(true) => {}
                 Err(error) => {
                     let line = error.position().map_or(line, csv::Position::line);
-                    let reason = match error.kind() {
+                    let reason = match error.into_kind() {
+                        csv::ErrorKind::Io(error) => {
+                            return Some(Err(ReadError::Stopped(SegmentError::read(error, line))));
+                        }
                         csv::ErrorKind::UnequalLengths {
                             expected_len, len, ..
                         } => {
@@ -198,7 +270,7 @@ impl CsvRows {
                         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
                         _ => "unreadable CSV".to_owned(),
                     };
-                    return Some(Err(RowError { line, reason }));
+                    return Some(Err(RowError { line, reason }.into()));
                 }
             }
             let line = self.record.position().map_or(line, csv::Position::line);
@@ -206,7 +278,11 @@ impl CsvRows {
             if self.record.iter().all(|field| field.trim().is_empty()) {
                 continue;
             }
-            return Some(self.user(line).map(|user| Row { line, user }));
+            return Some(
+                self.user(line)
+                    .map(|user| Row { line, user })
+                    .map_err(ReadError::Row),
+            );
         }
     }
 
@@ -222,13 +298,13 @@ impl CsvRows {
                 }
             }
         }
-        check_external_id(&user, line)?;
+        check_ids(&user, line)?;
         Ok(user)
     }
 }
 
 impl JsonlRows {
-    fn next_row(&mut self) -> Option<Result<Row, RowError>> {
+    fn next_row(&mut self) -> Option<Result<Row, ReadError>> {
         loop {
             self.buffer.clear();
             self.line += 1;
@@ -236,26 +312,29 @@ impl JsonlRows {
             match self.reader.read_line(&mut self.buffer) {
                 Ok(0) => return None,
                 Ok(n) => self.bytes += n as u64,
-                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-                    // read_line stops at the bad bytes; drop the rest of that line.
-                    let mut rest = Vec::new();
-                    let _ = self.reader.read_until(b'\n', &mut rest);
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::InvalidData
+                        && LineTooLong::within(&error).is_none() =>
+                {
+                    // read_line has read the whole line (up to its \n) before checking it.
                     return Some(Err(RowError {
                         line,
                         reason: "not valid UTF-8".to_owned(),
-                    }));
+                    }
+                    .into()));
                 }
                 Err(error) => {
-                    return Some(Err(RowError {
-                        line,
-                        reason: error.to_string(),
-                    }));
+                    return Some(Err(ReadError::Stopped(SegmentError::read(error, line))));
                 }
             }
             if self.buffer.trim().is_empty() {
                 continue;
             }
-            return Some(parse_json_user(&self.buffer, line).map(|user| Row { line, user }));
+            return Some(
+                parse_json_user(&self.buffer, line)
+                    .map(|user| Row { line, user })
+                    .map_err(ReadError::Row),
+            );
         }
     }
 }
@@ -288,16 +367,23 @@ fn parse_json_user(text: &str, line: u64) -> Result<User, RowError> {
             }
         }
     }
-    check_external_id(&user, line)?;
+    check_ids(&user, line)?;
     Ok(user)
 }
 
-fn check_external_id(user: &User, line: u64) -> Result<(), RowError> {
-    if user.external_id.is_empty() {
-        return Err(RowError {
-            line,
-            reason: "external_id is missing or blank".to_owned(),
-        });
+/// The row's ids as `herald_core::validate_id` wants them; a blank PSID is left to the planner
+/// (a `blank_psid` skip).
+fn check_ids(user: &User, line: u64) -> Result<(), RowError> {
+    let error = |reason: String| RowError { line, reason };
+    match validate_id(&user.external_id) {
+        Ok(()) => {}
+        Err(IdError::Empty) => return Err(error("external_id is missing or blank".to_owned())),
+        Err(other) => return Err(error(format!("external_id {other}"))),
+    }
+    if let Some(psid) = user.messenger_id.as_deref().filter(|psid| !psid.is_empty())
+        && let Err(other) = validate_id(psid)
+    {
+        return Err(error(format!("messenger_id {other}")));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use herald_store::{AudienceCursor, Store, StoreError};
 
 use crate::plan::{Planned, Planner};
-use crate::segment::{RowError, SegmentError, SegmentReader};
+use crate::segment::{ReadError, RowError, SegmentError, SegmentReader};
 
 /// One row's worth of work for the publisher. `line` is the file line, or the position in the
 /// store's audience (counted from the run's start); `cursor` is the audience cursor of a store
@@ -42,6 +42,9 @@ pub(crate) enum Item {
     Filtered { line: u64, cursor: Option<String> },
     /// The store failed while streaming the audience; nothing after this arrives.
     Broken(StoreError),
+    /// The file cannot be read past this point (a row over the length cap, a failed read);
+    /// nothing after this arrives.
+    Unreadable(SegmentError),
 }
 
 /// Counters the progress display reads while the run goes on.
@@ -111,8 +114,9 @@ fn read_rows(
         Progress::add(&progress.rows, 1);
         progress.bytes.store(reader.bytes_read(), Ordering::Relaxed);
         let item = match row {
-            Err(error) if error.line <= plan.resume_after_line => continue,
-            Err(error) => Item::Malformed(error),
+            Err(ReadError::Row(error)) if error.line <= plan.resume_after_line => continue,
+            Err(ReadError::Row(error)) => Item::Malformed(error),
+            Err(ReadError::Stopped(error)) => Item::Unreadable(error),
             Ok(row) if row.line <= plan.resume_after_line => {
                 planner.remember(&row.user, now);
                 continue;

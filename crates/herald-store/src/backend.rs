@@ -124,10 +124,7 @@ impl Db {
 }
 
 async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
-    let error = |source| StoreError::Connect {
-        backend: Backend::Sqlite,
-        source,
-    };
+    let error = |source: sqlx::Error| StoreError::connect(Backend::Sqlite, url, &source);
     let options = SqliteConnectOptions::from_str(url)
         .map_err(error)?
         .create_if_missing(true)
@@ -151,10 +148,7 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
 const STATEMENT_TIMEOUT: &str = "60s";
 
 async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
-    let error = |source| StoreError::Connect {
-        backend: Backend::Postgres,
-        source,
-    };
+    let error = |source: sqlx::Error| StoreError::connect(Backend::Postgres, url, &source);
     // A statement that runs this long is stuck (a lock held by a forgotten session, a runaway
     // plan): better an error the caller retries or reports than a consumer frozen forever.
     // A URL that sets its own `options=-c statement_timeout=...` keeps it.

@@ -1,5 +1,6 @@
-//! `StoreError`: everything the store can fail with. No variant carries the database URL (it may
-//! hold a password) or a PSID; database errors keep sqlx's error as the source.
+//! `StoreError`: everything the store can fail with. No variant carries the database URL's
+//! password (a failed connection shows the URL through `herald_core::redact`) or a PSID;
+//! database errors keep sqlx's error as the source.
 
 use crate::backend::Backend;
 use crate::runs::RunState;
@@ -14,13 +15,15 @@ pub enum StoreError {
         scheme: String,
     },
     /// The database could not be opened or reached.
-    #[error("could not connect to the {backend} database")]
+    #[error("could not connect to the {backend} database at {url}: {detail}")]
     Connect {
         /// Which database.
         backend: Backend,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
+        /// The URL, its password masked.
+        url: String,
+        /// Why, with the password masked should the cause quote it. Text rather than sqlx's
+        /// error, so that no chain of sources can print what was not masked.
+        detail: String,
     },
     /// Applying the schema migrations failed (or the database holds a newer or edited schema).
     #[error("migrating the {backend} database failed")]
@@ -78,6 +81,28 @@ pub enum StoreError {
         /// The state asked for.
         to: RunState,
     },
+}
+
+impl StoreError {
+    /// A failed connection to `url`, shown with its password masked.
+    pub(crate) fn connect(backend: Backend, url: &str, error: &dyn std::error::Error) -> Self {
+        let mut detail = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            // sqlx often repeats its source in its own message already.
+            let text = cause.to_string();
+            if !detail.contains(&text) {
+                detail.push_str(": ");
+                detail.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Self::Connect {
+            backend,
+            url: herald_core::redact::redact_url(url),
+            detail: herald_core::redact::scrub(&detail, url),
+        }
+    }
 }
 
 /// `map_err` helper: wraps a sqlx error with the operation's name.

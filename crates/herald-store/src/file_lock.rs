@@ -46,14 +46,8 @@ pub(crate) async fn lock(url: &str) -> Result<Option<OpenLock>, StoreError> {
     .await;
     match locked {
         Ok(Ok(file)) => Ok(Some(OpenLock { _file: file })),
-        Ok(Err(io)) => Err(StoreError::Connect {
-            backend: Backend::Sqlite,
-            source: sqlx::Error::Io(io),
-        }),
-        Err(join) => Err(StoreError::Connect {
-            backend: Backend::Sqlite,
-            source: sqlx::Error::Io(std::io::Error::other(join.to_string())),
-        }),
+        Ok(Err(io)) => Err(StoreError::connect(Backend::Sqlite, url, &io)),
+        Err(join) => Err(StoreError::connect(Backend::Sqlite, url, &join)),
     }
 }
 

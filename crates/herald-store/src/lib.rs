@@ -44,7 +44,8 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://...` or
     /// `postgresql://...`) and runs the migrations not yet applied. A SQLite file is created
-    /// when missing. The URL may carry a password, so it is a `Secret` and appears in no error.
+    /// when missing. The URL may carry a password, so it is a `Secret`, and an error shows it
+    /// only with the password masked.
     pub async fn connect(url: &Secret) -> Result<Self, StoreError> {
         let open = file_lock::lock(url.expose()).await?;
         let db = Db::connect(url.expose()).await?;
@@ -56,6 +57,21 @@ impl Store {
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+
+    /// A PostgreSQL setting as a connection of the pool sees it (`current_setting`), e.g.
+    /// `statement_timeout`; `None` on SQLite, which has no such settings. For checks of how
+    /// the pool is configured.
+    pub async fn postgres_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match &self.db {
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(pool) => sqlx::query_scalar("SELECT current_setting($1)")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .map(Some)
+                .map_err(error::query("postgres_setting")),
+        }
     }
 
     /// Closes every connection of the pool (waits for checked-out ones to come back).

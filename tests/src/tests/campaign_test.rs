@@ -74,3 +74,57 @@ async fn a_test_send_reaches_graph_rendered_for_the_given_attributes() {
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("HERALD_PAGE_TOKEN_42"));
     sim.shutdown().await;
 }
+
+/// Page tokens travel in every Graph call: plain http is refused at start (exit 64) unless the
+/// host is this machine's loopback or `HERALD_GRAPH_ALLOW_HTTP=true` says so. `0.0.0.0` reaches
+/// the simulator but is no loopback address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_graph_needs_a_loopback_host_or_the_opt_out() {
+    let sim = herald_sim::spawn(SimConfig::default(), "0.0.0.0:0".parse().expect("addr"))
+        .await
+        .expect("sim");
+    let port = sim.url().rsplit(':').next().expect("port").to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let campaign = dir.path().join("campaign.toml");
+    std::fs::write(&campaign, CAMPAIGN).expect("campaign");
+    let campaign = campaign.to_str().expect("utf-8");
+    let send = |extra: &[(&str, &str)]| {
+        let mut settings = vec![("HERALD_PAGE_TOKEN_42", "page-token")];
+        settings.extend_from_slice(extra);
+        herald(&settings)
+            .args(["campaign", "test", campaign, "--psid", "777"])
+            .output()
+            .expect("run")
+    };
+    let remote = format!("http://0.0.0.0:{port}");
+    let refused = send(&[("HERALD_GRAPH_URL", &remote)]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("HERALD_GRAPH_ALLOW_HTTP"), "{stderr}");
+    assert!(!stderr.contains("page-token"));
+    let worker = herald(&[("HERALD_GRAPH_URL", "http://sim:8900")])
+        .arg("worker")
+        .output()
+        .expect("run");
+    assert_eq!(worker.status.code(), Some(64), "the worker refuses it too");
+    assert_eq!(sim.messages("777").len(), 0, "nothing was sent");
+
+    let allowed = send(&[
+        ("HERALD_GRAPH_URL", &remote),
+        ("HERALD_GRAPH_ALLOW_HTTP", "true"),
+    ]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let loopback = format!("http://localhost:{port}");
+    let local = send(&[("HERALD_GRAPH_URL", &loopback)]);
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(sim.messages("777").len(), 2);
+    sim.shutdown().await;
+}

@@ -214,6 +214,7 @@ fn compose_file_is_valid() {
         "\"worker\", \"--metrics-addr\", \"0.0.0.0:9465\"",
         "\"serve\", \"--addr\", \"0.0.0.0:8080\"",
         "HERALD_GRAPH_URL: http://sim:8900",
+        "HERALD_GRAPH_ALLOW_HTTP: \"true\"",
         "HERALD_PAGE_TOKEN_1000000001:",
         // Receipts for campaign status, and the store reachable from the host.
         "\"--webhook-url\", \"http://serve:8080/webhook\", \"--receipts\"",

@@ -1,7 +1,8 @@
 //! Segment files of runs started over the admin API stay inside the server's segment directory:
 //! a path outside it, a missing file, a link out of it and a FIFO all get the one same answer
 //! (no oracle for the server's files, and nothing blocks the server), a file inside it starts a
-//! run, and a server without a segment directory refuses file segments.
+//! run (stopped at a row over the line cap), and a server without a segment directory refuses
+//! file segments.
 
 use super::server_api_rig::{ApiServer, Auth, CAMPAIGN, Options};
 
@@ -56,6 +57,28 @@ async fn file_segments_over_the_api_stay_in_the_segment_directory() {
         let started = start(segment.clone()).await;
         assert_eq!(started.status, 202, "{segment}: {}", started.text);
     }
+    // A row over the line cap stops the run there: the row before it is published, the run
+    // never completes.
+    let long = format!(
+        "external_id,messenger_id\nu1,101\nu2,{}\nu3,103\n",
+        "1".repeat(herald_producer::MAX_LINE_BYTES)
+    );
+    std::fs::write(dir.join("long.csv"), long).expect("segment");
+    let started = start("long.csv".to_owned()).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let location = format!(
+        "/campaigns/runs/{}",
+        started.json["run_id"].as_str().expect("id")
+    );
+    let published = crate::eventually(std::time::Duration::from_secs(20), || async {
+        server.get(&location).await.json["producer"]["published"] == 1
+    })
+    .await;
+    assert!(published, "{}", server.get(&location).await.text);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let status = server.get(&location).await.json;
+    assert_eq!(status["producer"]["published"], 1, "{status}");
+    assert_eq!(status["producer"]["complete"], false, "{status}");
     owned.stop().await;
 
     let options = Options {

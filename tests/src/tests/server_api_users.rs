@@ -1,6 +1,8 @@
 //! Getting users in over the admin API: `POST /users/import` with a CSV and a JSONL body (a
 //! malformed row is reported by its line, the rest imported), and `POST /users/track` in
-//! Braze's shape (good objects stored, bad ones reported by index). The rig is `server_api.rs`.
+//! Braze's shape (good objects stored, bad ones reported by index). Ids are checked on the way
+//! in by both: empty, over 256 bytes or holding a control character is refused per row or
+//! object. The rig is `server_api.rs`.
 
 use serde_json::{Value, json};
 
@@ -240,5 +242,82 @@ async fn users_track_stores_the_good_objects_and_reports_the_bad_ones() {
     let reply = server.post("/users/track", "application/json", &huge).await;
     assert_eq!(reply.status, 413, "{}", reply.text);
     assert!(reply.json["error"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ids_are_checked_where_they_enter_the_store() {
+    let Some(server) = ApiServer::start("test-api-ids").await else {
+        return;
+    };
+    let long = "x".repeat(herald_core::MAX_ID_BYTES + 1);
+    let csv = format!(
+        "external_id,messenger_id\n\
+         ok1,301\n\
+         \"nul\u{0}id\",302\n\
+         {long},303\n\
+         bell,\"30\u{7}4\"\n\
+         ok2,305\n"
+    );
+    let reply = server
+        .post(&format!("/users/import?page_id={PAGE}"), "text/csv", &csv)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["imported"], 2, "{}", reply.text);
+    let problems: Vec<(u64, String)> = reply.json["malformed_rows"]
+        .as_array()
+        .expect("malformed_rows")
+        .iter()
+        .map(|p| {
+            let line = p["line"].as_u64().expect("line");
+            (line, p["message"].as_str().expect("message").to_owned())
+        })
+        .collect();
+    assert_eq!(
+        problems.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert!(problems[0].1.contains("control character"), "{problems:?}");
+    assert!(problems[1].1.contains("at most 256 bytes"), "{problems:?}");
+    assert!(problems[2].1.starts_with("messenger_id"), "{problems:?}");
+    assert!(!reply.text.contains(&long), "ids are never echoed");
+
+    let request = json!({"attributes": [
+        {"external_id": "nul\u{0}id", "messenger_id": "401"},
+        {"external_id": long, "messenger_id": "402"},
+        {"external_id": "ok3", "messenger_id": "1".repeat(300)},
+        {"external_id": "line\nbreak"},
+    ]});
+    let reply = server
+        .post_json(&format!("/users/track?page_id={PAGE}"), &request)
+        .await;
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert_eq!(reply.json["attributes_processed"], 0, "{}", reply.text);
+    let errors: Vec<(&str, &str)> = reply.json["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().expect("path"),
+                e["message"].as_str().expect("message"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors.iter().map(|(path, _)| *path).collect::<Vec<_>>(),
+        [
+            "attributes[0].external_id",
+            "attributes[1].external_id",
+            "attributes[2].messenger_id",
+            "attributes[3].external_id"
+        ]
+    );
+    assert!(errors[0].1.contains("control character"), "{errors:?}");
+    assert!(errors[1].1.contains("at most 256 bytes"), "{errors:?}");
+    assert!(errors[2].1.contains("at most 256 bytes"), "{errors:?}");
+    let stored = users(&server.store, PAGE).await;
+    assert_eq!(stored.keys().collect::<Vec<_>>(), ["ok1", "ok2"]);
+
     server.stop().await;
 }

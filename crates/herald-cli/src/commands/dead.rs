@@ -1,10 +1,10 @@
 //! `herald dead list|replay`: thin wiring over `herald_server::ops::dead` (which the admin API
-//! calls too). `list` prints one line per message (job id, attempts, Graph code, reason) and a
-//! count on stderr; `replay` prints each replayed job and the totals.
+//! calls too). `list` prints one line per message (job id, attempts, Graph code, reason; by job
+//! id, other messages last) and a count on stderr, all in one read of the queue; `replay` prints each replayed job and the totals.
 
 use std::process::ExitCode;
 
-use herald_server::ops::dead::{self, Filter};
+use herald_server::ops::dead::{self, Filter, Page};
 
 use crate::commands::campaign::out;
 use crate::commands::ops::{broker, failed};
@@ -15,7 +15,7 @@ pub(crate) async fn list(filter: Filter, config: &Config) -> ExitCode {
         Ok(broker) => broker,
         Err(code) => return code,
     };
-    match dead::list(&broker, &filter).await {
+    match dead::list(&broker, &filter, &Page::all()).await {
         Ok(listed) => {
             let show = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
             for dead in &listed.messages {
@@ -32,8 +32,7 @@ pub(crate) async fn list(filter: Filter, config: &Config) -> ExitCode {
             }
             eprintln!(
                 "{} of {} dead message(s) listed",
-                listed.messages.len(),
-                listed.total
+                listed.matching, listed.total
             );
             ExitCode::SUCCESS
         }

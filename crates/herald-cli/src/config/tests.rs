@@ -44,7 +44,7 @@ fn layers_override_in_order_file_env_flags() {
          page_rate_per_sec = 100\n[page_rates]\n\"42\" = 10\n[page_tokens]\n\"42\" = \"from-file\"\n",
     );
     let vars = env(&[
-        ("HERALD_GRAPH_URL", "http://env"),
+        ("HERALD_GRAPH_URL", "http://127.0.0.1:8900"),
         ("HERALD_AMQP_URL", "amqp://env"),
         ("HERALD_PAGE_TOKEN_42", "from-env"),
         ("HERALD_PAGE_RATE_PER_SEC_7", "5"),
@@ -55,7 +55,7 @@ fn layers_override_in_order_file_env_flags() {
     };
     let config = Config::load(&flags, &vars).expect("valid");
     assert_eq!(config.graph_version, "v24.0", "file beats default");
-    assert_eq!(config.graph_url, "http://env", "env beats file");
+    assert_eq!(config.graph_url, "http://127.0.0.1:8900", "env beats file");
     assert_eq!(config.amqp_url.expose(), "amqp://flag", "flag beats env");
     assert_eq!(config.page_tokens["42"].expose(), "from-env");
     assert_eq!(config.page_rates["42"].get(), 10);
@@ -72,7 +72,7 @@ fn every_problem_is_reported_at_once() {
         ("HERALD_PAGE_RATE_PER_SEC_12", "fast"),
         ("HERALD_PAGE_TOKEN_abc", "t"),
         ("HERALD_AMPQ_URL", "amqp://typo"),
-        ("HERALD_AMQP_URL", "http://nope"),
+        ("HERALD_AMQP_URL", "http://guest:pw-never-shown@nope"),
     ]);
     let errors = Config::load(&Overrides::default(), &vars).expect_err("invalid");
     let expected = [
@@ -82,7 +82,7 @@ fn every_problem_is_reported_at_once() {
         "HERALD_PAGE_RATE_PER_SEC_12",
         "page id \"abc\"",
         "HERALD_AMPQ_URL: unknown setting",
-        "amqp_url: must start",
+        "amqp_url: http://guest:***@nope must start",
     ];
     for needle in expected {
         assert!(
@@ -92,6 +92,7 @@ fn every_problem_is_reported_at_once() {
         );
     }
     assert_eq!(errors.0.len(), expected.len(), "{:?}", errors.0);
+    assert!(!errors.to_string().contains("pw-never-shown"), "{errors}");
 }
 
 #[test]
@@ -189,4 +190,52 @@ fn ref_secret_is_parsed_and_a_bad_one_is_refused_without_showing_it() {
     let text = errors.to_string();
     assert!(text.contains("HERALD_REF_SECRET"), "{text}");
     assert!(!text.contains("sh0rtsecret"), "{text}");
+}
+
+#[test]
+fn plain_http_to_graph_is_refused_unless_loopback_or_allowed() {
+    let load = |pairs: &[(&str, &str)]| Config::load(&Overrides::default(), &env(pairs));
+    for url in [
+        "http://127.0.0.1:8900",
+        "http://127.1.2.3",
+        "http://localhost:8900/",
+        "http://LOCALHOST",
+        "http://[::1]:8900",
+        "http://user@127.0.0.1:1/x",
+        "https://graph.example.com",
+    ] {
+        assert!(load(&[("HERALD_GRAPH_URL", url)]).is_ok(), "{url}");
+    }
+    for url in [
+        "http://sim:8900",
+        "http://graph.facebook.com",
+        "http://10.0.0.5",
+        "http://[::2]:80",
+        "http://127.0.0.1.evil.example",
+        "http://localhost.evil.example",
+        "http://127.0.0.1@evil.example/",
+    ] {
+        let errors = load(&[("HERALD_GRAPH_URL", url)]).expect_err(url);
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|p| p.contains("HERALD_GRAPH_ALLOW_HTTP")),
+            "{url}: {:?}",
+            errors.0
+        );
+        let allowed = load(&[
+            ("HERALD_GRAPH_URL", url),
+            ("HERALD_GRAPH_ALLOW_HTTP", "true"),
+        ]);
+        assert!(allowed.is_ok(), "{url} with the opt-out");
+    }
+    let toml = file("graph_url = \"http://sim:8900\"\ngraph_allow_http = true\n");
+    assert!(Config::load(&with_file(&toml), &env(&[])).is_ok());
+    let errors = load(&[("HERALD_GRAPH_ALLOW_HTTP", "yes")]).expect_err("not a bool");
+    assert!(
+        errors.0[0].contains("HERALD_GRAPH_ALLOW_HTTP"),
+        "{:?}",
+        errors.0
+    );
 }

@@ -11,7 +11,7 @@ use herald_core::ErrorClass;
 
 use super::*;
 use crate::error::chain_text;
-use server::{canned_server, http_response, silent_server};
+use server::{canned_server, endless_server, http_response, silent_server};
 
 const TOKEN: &str = "EAAB-page-token-SENTINEL";
 const APP_SECRET: &str = "app-secret-SENTINEL";
@@ -192,6 +192,53 @@ async fn non_graph_error_body_is_http() {
     );
     assert_eq!(error.verdict().class, ErrorClass::Retry);
     assert_no_secrets(&error);
+}
+
+#[tokio::test]
+async fn an_answer_over_the_cap_is_oversize_classified_by_its_status() {
+    // Announced too large: refused before reading.
+    let big = format!(
+        "{{\"message_id\":\"m_1\",\"pad\":\"{}\"}}",
+        " ".repeat(MAX_RESPONSE_BYTES)
+    );
+    let (addr, _requests) = canned_server(http_response("200 OK", &[], &big)).await;
+    let error = send(&client(settings(addr, Some(APP_SECRET))), 1)
+        .await
+        .expect_err("oversize");
+    assert!(
+        matches!(error, SendError::Oversize { status: 200, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.verdict().class,
+        ErrorClass::Invalid,
+        "a 2xx was probably delivered: never resent blindly, as a malformed success"
+    );
+    assert_eq!(error.kind(), "oversize_response");
+    assert!(error.to_string().contains("over 1048576 bytes"), "{error}");
+    assert_no_secrets(&error);
+
+    // No length and no end: reading stops at the cap.
+    for (status_line, class) in [
+        ("200 OK", ErrorClass::Invalid),
+        ("503 Service Unavailable", ErrorClass::Retry),
+    ] {
+        let (addr, written) = endless_server(status_line).await;
+        let error = send(&client(settings(addr, Some(APP_SECRET))), 1)
+            .await
+            .expect_err("oversize");
+        assert!(matches!(error, SendError::Oversize { .. }), "{error:?}");
+        assert_eq!(error.verdict().class, class, "{status_line}");
+        assert_eq!(
+            error.status(),
+            Some(status_line[..3].parse().expect("status"))
+        );
+        let sent = written.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            sent < 16 * MAX_RESPONSE_BYTES,
+            "the client read {sent} bytes of an endless body"
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,16 @@
 //! replayed: listing never loses a message. Replay republishes the exact bytes to `herald.jobs`
 //! with the attempt count reset, waits for the confirm, and only then acks the dead copy.
 //! Poison (bytes that are not a job) is listed but never replayed.
+//!
+//! A list comes in pages. A queue has no stable positions (returned messages may come back in
+//! another order), so a page is ordered by a key of each message's own: `job:<job id>` for a
+//! job, `raw:<SHA-256 of the body>` for anything else. A page holds the first `limit` matching
+//! messages after the cursor, and its cursor names the last key given and how many messages
+//! with that key were given so far (identical copies share a key). Reading a page reads the
+//! whole queue, but keeps only the page's summaries: no body outlives its own summary. A call
+//! ends once the queue holds again what it returned, so the next page counts them all.
 
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,11 +22,14 @@ use herald_amqp::{
 use herald_core::SendJob;
 use herald_worker::CODE_HEADER;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::ops::{Broker, OpsError};
+use crate::ops::{Broker, ErrorKind, OpsError};
 
 /// Stop reading when nothing arrived for this long (the queue's count was a snapshot).
 const IDLE: Duration = Duration::from_secs(2);
+/// How long a call waits for the messages it held to be back in the queue.
+const RETURN_WAIT: Duration = Duration::from_secs(5);
 
 /// Which dead messages an operation applies to; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -44,13 +56,41 @@ pub struct DeadMessage {
     pub reason: String,
 }
 
+/// Messages a page holds unless asked otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// The most messages one page over the API holds.
+pub const MAX_PAGE: usize = 1_000;
+
+/// Which page of the matching messages to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many messages (`None`: all of them, for the CLI).
+    pub limit: Option<usize>,
+    /// The `next` cursor of the page before; `None` for the first page.
+    pub after: Option<String>,
+}
+
+impl Page {
+    /// Every matching message in one list.
+    pub fn all() -> Self {
+        Self {
+            limit: None,
+            after: None,
+        }
+    }
+}
+
 /// The result of `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadList {
     /// Messages read from the queue (all of them, unless `truncated`).
     pub total: usize,
-    /// The ones matching the filter, in queue order.
+    /// Of those, the ones matching the filter (on every page, not only this one).
+    pub matching: usize,
+    /// This page of the matching messages, ordered by job id, the other messages after them.
     pub messages: Vec<DeadMessage>,
+    /// The cursor of the next page (`?after=`), or `None` when this page is the last.
+    pub next: Option<String>,
     /// True when the queue held more than one call can read (65,535).
     pub truncated: bool,
 }
@@ -66,10 +106,18 @@ pub struct Replayed {
     pub truncated: bool,
 }
 
-/// Every dead message matching `filter`, leaving all of them in the queue.
-pub async fn list(broker: &Broker, filter: &Filter) -> Result<DeadList, OpsError> {
+/// One page of the dead messages matching `filter`, leaving all of them in the queue.
+pub async fn list(broker: &Broker, filter: &Filter, page: &Page) -> Result<DeadList, OpsError> {
+    let after = page.after.as_deref().map(Cursor::parse).transpose()?;
+    if page.limit == Some(0) {
+        return Err(OpsError::invalid(
+            ErrorKind::Usage,
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
+    }
     let connection = broker.connect().await?;
-    let listed = list_on(&connection, broker, filter).await;
+    let listed = list_on(&connection, broker, filter, page.limit, after.as_ref()).await;
     let _ = connection.close().await;
     Ok(listed?)
 }
@@ -87,21 +135,156 @@ async fn list_on(
     connection: &Connection,
     broker: &Broker,
     filter: &Filter,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
 ) -> Result<DeadList, AmqpError> {
-    let read = read_all(connection, broker).await?;
-    let messages = read
-        .deliveries
-        .iter()
-        .map(describe)
-        .filter(|dead| matches(dead, filter))
-        .collect();
+    let queue = broker.topology.dead_queue();
+    let count = connection.message_count(&queue).await?;
+    let prefetch = prefetch_for(count);
+    let mut consumer = Consumer::start(connection, &queue, prefetch).await?;
+    let (mut total, mut matching, mut seq) = (0, 0, 0_u64);
+    let mut same_as_cursor = 0_u64;
+    // The smallest `limit + 1` candidates after the cursor (one more tells whether a next
+    // page exists); the largest on top, to be pushed out.
+    let mut page = BinaryHeap::new();
+    while total < usize::from(prefetch) && count > 0 {
+        let delivery = match tokio::time::timeout(IDLE, consumer.next()).await {
+            Ok(Some(delivery)) => delivery?,
+            Ok(None) | Err(_) => break,
+        };
+        total += 1;
+        let message = describe(&delivery);
+        if !matches(&message, filter) {
+            continue;
+        }
+        matching += 1;
+        let key = key_of(&delivery, &message);
+        // The delivery stays unacked (the broker keeps it for us) but its body goes now.
+        drop(delivery);
+        if let Some(cursor) = after {
+            if key < cursor.key {
+                continue;
+            }
+            if key == cursor.key {
+                same_as_cursor += 1;
+                if same_as_cursor <= cursor.given {
+                    continue;
+                }
+            }
+        }
+        seq += 1;
+        page.push(Candidate { key, seq, message });
+        if limit.is_some_and(|limit| page.len() > limit + 1) {
+            page.pop();
+        }
+    }
     // Closing the channel returns every unacked message to the queue.
-    let _ = read.consumer.close().await;
+    let _ = consumer.close().await;
+    returned(connection, &queue, total).await;
+    let mut page = page.into_sorted_vec();
+    let more = limit.is_some_and(|limit| page.len() > limit);
+    page.truncate(limit.unwrap_or(usize::MAX));
+    let next = match page.last() {
+        Some(last) if more => {
+            let mut given = page.iter().filter(|c| c.key == last.key).count() as u64;
+            if let Some(cursor) = after.filter(|cursor| cursor.key == last.key) {
+                given += cursor.given;
+            }
+            Some(
+                Cursor {
+                    key: last.key.clone(),
+                    given,
+                }
+                .to_string(),
+            )
+        }
+        _ => None,
+    };
     Ok(DeadList {
-        total: read.deliveries.len(),
-        messages,
-        truncated: read.truncated,
+        total,
+        matching,
+        messages: page.into_iter().map(|c| c.message).collect(),
+        next,
+        truncated: count > u32::from(prefetch),
     })
+}
+
+/// A message on its way into a page, ordered by its key (and arrival, among equal keys).
+#[derive(Debug)]
+struct Candidate {
+    key: String,
+    seq: u64,
+    message: DeadMessage,
+}
+
+impl Candidate {
+    fn order(&self) -> (&str, u64) {
+        (&self.key, self.seq)
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order().cmp(&other.order())
+    }
+}
+
+/// Where a page ended: the last key given and how many messages with it were given so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    key: String,
+    given: u64,
+}
+
+impl Cursor {
+    /// A cursor as `next` wrote it: `<given>.<key in hex>`.
+    fn parse(text: &str) -> Result<Self, OpsError> {
+        let bad = || {
+            OpsError::invalid(
+                ErrorKind::Usage,
+                "after",
+                "is not a cursor this API gave (use the `next` of the page before)",
+            )
+        };
+        let (given, key) = text.split_once('.').ok_or_else(bad)?;
+        let given = given.parse().map_err(|_| bad())?;
+        let key = hex::decode(key).map_err(|_| bad())?;
+        let key = String::from_utf8(key).map_err(|_| bad())?;
+        Ok(Self { key, given })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.given, hex::encode(&self.key))
+    }
+}
+
+/// Whether `text` is a cursor `list` gave (`next`).
+pub fn is_cursor(text: &str) -> bool {
+    Cursor::parse(text).is_ok()
+}
+
+/// The message's own ordering key: its job id, or for anything else a digest of its bytes.
+fn key_of(delivery: &Delivery, message: &DeadMessage) -> String {
+    match &message.job_id {
+        Some(job_id) => format!("job:{job_id}"),
+        None => format!("raw:{}", hex::encode(Sha256::digest(delivery.body()))),
+    }
 }
 
 async fn replay_on(
@@ -133,6 +316,7 @@ async fn replay_on(
     }
     // Closing the channel returns every message not acked (not replayed) to the queue.
     let _ = read.consumer.close().await;
+    returned(connection, &broker.topology.dead_queue(), kept).await;
     publisher.close().await?;
     Ok(Replayed {
         replayed,
@@ -148,11 +332,30 @@ struct Read {
     truncated: bool,
 }
 
-/// Reads the dead queue; a prefetch (at most 65,535) caps how many one call can see.
+/// Waits (up to `RETURN_WAIT`) until the queue again holds the `held` messages this call
+/// returned by closing its channel. A quorum queue takes them back asynchronously, and a call
+/// that came right after (the next page) would otherwise count, and read, fewer.
+async fn returned(connection: &Connection, queue: &str, held: usize) {
+    let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match connection.message_count(queue).await {
+            Ok(count) if count as usize >= held => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// A prefetch (at most 65,535) caps how many messages one call can see.
+fn prefetch_for(count: u32) -> u16 {
+    u16::try_from(count).unwrap_or(u16::MAX).max(1)
+}
+
+/// Reads the dead queue, holding every delivery.
 async fn read_all(connection: &Connection, broker: &Broker) -> Result<Read, AmqpError> {
     let queue = broker.topology.dead_queue();
     let count = connection.message_count(&queue).await?;
-    let prefetch = u16::try_from(count).unwrap_or(u16::MAX).max(1);
+    let prefetch = prefetch_for(count);
     let mut consumer = Consumer::start(connection, &queue, prefetch).await?;
     let mut deliveries = Vec::new();
     while deliveries.len() < usize::from(prefetch) && count > 0 {
@@ -199,6 +402,18 @@ fn matches(dead: &DeadMessage, filter: &Filter) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_read_back_and_foreign_ones_are_refused() {
+        let cursor = Cursor {
+            key: "job:run-1:ü 1".to_owned(),
+            given: 3,
+        };
+        assert_eq!(Cursor::parse(&cursor.to_string()).expect("parse"), cursor);
+        for bad in ["", "3", "x.6a6f62", "3.zz", "3.ff"] {
+            assert!(Cursor::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn filters_match_by_run_and_code_and_poison_matches_no_run() {

@@ -2,7 +2,8 @@
 //! "messenger_id": .., "first_name": .., ...}, ...]}`. Each object is checked on its own: the
 //! good ones are upserted together (one transaction), the bad ones are reported by index with
 //! what is wrong, as Braze does. Braze's `events` and `purchases` arrays are refused as a whole
-//! rather than silently dropped.
+//! rather than silently dropped. Ids must pass `herald_core::validate_id` (at most 256 bytes,
+//! no control characters).
 //!
 //! Values: strings are kept as they are, numbers and booleans as their JSON text (attributes
 //! are strings in the store; filters parse numbers and dates when they compare). `null`
@@ -11,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use herald_core::{IdError, validate_id};
 use herald_store::{Store, UserRecord};
 use serde::Serialize;
 use serde_json::Value;
@@ -175,10 +177,11 @@ fn record_of(item: &Value, page_id: Option<&str>) -> Result<UserRecord, ItemErro
         let at = |message: &str| (Some(key.clone()), message.to_owned());
         match key.as_str() {
             "external_id" => match value {
-                Value::String(id) if !id.trim().is_empty() => {
-                    external_id = Some(id.trim().to_owned());
-                }
-                Value::String(_) => return Err(at("must not be blank")),
+                Value::String(id) => match validate_id(id.trim()) {
+                    Ok(()) => external_id = Some(id.trim().to_owned()),
+                    Err(IdError::Empty) => return Err(at("must not be blank")),
+                    Err(other) => return Err(at(&other.to_string())),
+                },
                 _ => return Err(at("must be a string")),
             },
             "user_alias" | "braze_id" | "email" | "phone" => {
@@ -187,6 +190,7 @@ fn record_of(item: &Value, page_id: Option<&str>) -> Result<UserRecord, ItemErro
             "messenger_id" | "psid" => match value {
                 Value::String(psid) if psid.trim().is_empty() => {}
                 Value::String(psid) if psid.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                    validate_id(psid.trim()).map_err(|error| at(&error.to_string()))?;
                     record.messenger_id = Some(psid.trim().to_owned());
                 }
                 Value::String(_) => return Err(at("must be a page-scoped id (digits)")),

@@ -10,7 +10,7 @@
 
 use std::io::Read;
 
-use herald_producer::{RowError, SegmentFormat, SegmentReader};
+use herald_producer::{ReadError, RowError, SegmentFormat, SegmentReader};
 use herald_store::{Store, UserRecord};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -50,7 +50,8 @@ enum Batch {
         records: Vec<UserRecord>,
         malformed: Vec<RowError>,
     },
-    /// The input cannot be read at all (a CSV header without `external_id`, say).
+    /// The input cannot be read (a CSV header without `external_id`, a row over the length
+    /// cap); nothing after this arrives.
     Unreadable(String),
 }
 
@@ -127,7 +128,19 @@ fn read_batches(
     for row in reader {
         match row {
             Ok(row) => records.push(UserRecord::from_user(&row.user, page.as_deref())),
-            Err(error) => malformed.push(error),
+            Err(ReadError::Row(error)) => malformed.push(error),
+            Err(ReadError::Stopped(error)) => {
+                if (records.is_empty() && malformed.is_empty())
+                    || sender
+                        .blocking_send(Batch::Rows { records, malformed })
+                        .is_ok()
+                {
+                    let _ = sender.blocking_send(Batch::Unreadable(format!(
+                        "{error}; the rows before it were imported"
+                    )));
+                }
+                return;
+            }
         }
         if records.len() + malformed.len() >= IMPORT_BATCH {
             let batch = Batch::Rows {

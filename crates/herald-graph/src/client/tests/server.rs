@@ -1,5 +1,6 @@
 //! Tiny HTTP/1.1 servers on 127.0.0.1 for the client tests: one answers every request with a
-//! canned response (keeping connections alive) and reports what it received; one never answers.
+//! canned response (keeping connections alive) and reports what it received; one never answers;
+//! one answers with a body that never ends and counts what it wrote.
 
 use std::net::SocketAddr;
 
@@ -96,6 +97,41 @@ pub(super) async fn silent_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// Answers each connection's first request with `status_line` and a body without a length that
+/// goes on until the client hangs up; the bytes of body written so far are in the counter.
+pub(super) async fn endless_server(
+    status_line: &'static str,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                if read_request(&mut stream, &mut buffer).await.is_none() {
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 {status_line}\r\nContent-Type: application/json\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {
+                    counter.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, written)
 }
 
 type Request = (String, Vec<(String, String)>, Vec<u8>);

@@ -57,6 +57,18 @@ fn each_object_is_checked_on_its_own() {
         Err(("user_alias", "external_id")),
     );
     check(json!("u1"), Err(("", "JSON object")));
+    check(
+        json!({"external_id": "a\u{0}b"}),
+        Err(("external_id", "control character")),
+    );
+    check(
+        json!({"external_id": "x".repeat(257)}),
+        Err(("external_id", "at most 256 bytes")),
+    );
+    check(
+        json!({"external_id": "u", "psid": "1".repeat(300)}),
+        Err(("psid", "at most 256 bytes")),
+    );
 }
 
 #[test]
