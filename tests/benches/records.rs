@@ -48,6 +48,9 @@ struct Figures {
     webhook_p99_ms: f64,
     ceiling: f64,
     serve_peak_mb: f64,
+    /// How busy the machine's cores were while one serve, then two, stored results (0..1).
+    results_busy: f64,
+    two_serves_busy: Option<f64>,
 }
 
 fn main() {
@@ -141,8 +144,10 @@ fn main() {
     );
     if let Some(two) = postgres.two_serves {
         println!(
-            "two serves / one on PostgreSQL: {:.2}",
-            two / postgres.results
+            "two serves / one on PostgreSQL: {:.2} (machine CPU busy: {:.0} % with one serve, {:.0} % with two)",
+            two / postgres.results,
+            postgres.results_busy * 100.0,
+            postgres.two_serves_busy.unwrap_or(0.0) * 100.0
         );
     }
     println!(
@@ -262,12 +267,14 @@ async fn stages(
     let addr = free_addr();
     let mut serve = start(&["serve", "--addr", &addr, "--no-ingest"], env(&[]));
     let metrics = Metrics::new(&addr);
+    let machine = MachineCpu::now();
     figures.results = timed(jobs as u64, || async {
         metrics
             .value("herald_results_recorded_total{status=\"sent\"}")
             .await
     })
     .await;
+    figures.results_busy = machine.busy_since();
     figures.serve_peak_mb = peak_rss_kib(serve.id()) as f64 / 1024.0;
     stop(&mut serve);
 
@@ -296,7 +303,9 @@ async fn stages(
             }
             sum
         };
+        let machine = MachineCpu::now();
         figures.two_serves = Some(timed(jobs as u64, stored).await);
+        figures.two_serves_busy = Some(machine.busy_since());
         for serve in &mut serves {
             figures.serve_peak_mb = figures
                 .serve_peak_mb
@@ -372,6 +381,33 @@ where
         }
         assert!(Instant::now() < deadline, "stuck at {now} of {target}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The machine's CPU time so far, from /proc/stat: (busy, total) in clock ticks.
+#[derive(Clone, Copy)]
+struct MachineCpu(u64, u64);
+
+impl MachineCpu {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        Self(total - idle, total)
+    }
+
+    /// The share of all cores busy since `self` (0..1).
+    fn busy_since(self) -> f64 {
+        let now = Self::now();
+        (now.0 - self.0) as f64 / (now.1 - self.1).max(1) as f64
     }
 }
 

@@ -21,6 +21,8 @@ const USERS: u64 = 20_000;
 /// The page's rate, above what one worker sends here: the worker goes as fast as it can, and
 /// the records must keep up with it.
 const RATE_PER_SEC: &str = "5000";
+/// How far back status measures its rate once sending has gone on longer.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How old the results a status shows may be.
 const LAG: Duration = Duration::from_secs(5);
 
@@ -100,13 +102,6 @@ async fn status_follows_the_run_within_seconds(rig: Rig) {
         ),
     )
     .expect("campaign");
-    let sent = herald_ok(dir.path(), &base, &["campaign", "send", "campaign.toml"]).await;
-    let run_id = sent
-        .lines()
-        .find_map(|line| line.strip_prefix("run_id: "))
-        .expect("run_id")
-        .to_owned();
-
     // What the simulator had accepted, four times a second, as the run goes.
     let history: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
     let sampler = {
@@ -124,6 +119,14 @@ async fn status_follows_the_run_within_seconds(rig: Rig) {
             }
         })
     };
+    // Sampling starts before the send: the worker starts sending while jobs are published.
+    let sent = herald_ok(dir.path(), &base, &["campaign", "send", "campaign.toml"]).await;
+    let run_id = sent
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id: "))
+        .expect("run_id")
+        .to_owned();
+
     let accepted_at = |at: Instant| {
         let history = history.lock().expect("history");
         history
@@ -154,12 +157,20 @@ async fn status_follows_the_run_within_seconds(rig: Rig) {
         statuses += 1;
         if let Some(per_sec) = status["rate"]["per_sec"].as_f64() {
             // The simulator's own rate since its first acceptance.
+            // The simulator's own rate over the same span as status: since the first
+            // acceptance, or the last RATE_WINDOW once sending has gone on longer.
             let history = history.lock().expect("history").clone();
             let first = history.iter().find(|(_, count)| *count > 0);
             if let (Some((first_at, _)), Some((last_at, last))) = (first, history.last()) {
-                let span = last_at.duration_since(*first_at).as_secs_f64();
-                if span >= 5.0 && *last < USERS {
-                    rates.push((per_sec, *last as f64 / span));
+                let span = last_at.duration_since(*first_at);
+                let rate = if span <= RATE_WINDOW {
+                    *last as f64 / span.as_secs_f64()
+                } else {
+                    let before = accepted_at(*last_at - RATE_WINDOW);
+                    (*last - before) as f64 / RATE_WINDOW.as_secs_f64()
+                };
+                if span >= Duration::from_secs(5) && *last < USERS {
+                    rates.push((per_sec, rate));
                 }
             }
         }

@@ -151,26 +151,32 @@ async fn two_serves(rig: Rig) {
         total().await
     );
     // Each process stored a share, and the shares add up to exactly one record per result.
-    let mut shares = Vec::new();
-    for (_, metrics) in &serves {
-        let text = client
-            .get(metrics)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let value = |line_start: &str| -> u64 {
-            text.lines()
-                .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
-                .unwrap_or(0)
-        };
-        shares.push((
-            value("herald_results_recorded_total{status=\"sent\"}"),
-            value("herald_results_duplicates_total"),
-        ));
-    }
+    // (A process counts a batch just after its commit: give the last count a moment.)
+    let shares = || async {
+        let mut shares = Vec::new();
+        for (_, metrics) in &serves {
+            let text = match client.get(metrics).send().await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let value = |line_start: &str| -> u64 {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            shares.push((
+                value("herald_results_recorded_total{status=\"sent\"}"),
+                value("herald_results_duplicates_total"),
+            ));
+        }
+        shares
+    };
+    let counted = |shares: &[(u64, u64)]| shares.iter().map(|(stored, _)| stored).sum::<u64>();
+    eventually(Duration::from_secs(10), || async {
+        counted(&shares().await) >= RESULTS as u64
+    })
+    .await;
+    let shares = shares().await;
     let stored: u64 = shares.iter().map(|(stored, _)| stored).sum();
     assert_eq!(stored, RESULTS as u64, "{shares:?}");
     assert!(shares.iter().all(|(stored, _)| *stored > 0), "{shares:?}");
