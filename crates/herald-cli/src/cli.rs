@@ -238,6 +238,17 @@ pub(crate) struct SimArgs {
     /// Delay between accepting a message and posting its read receipt [default: 200].
     #[arg(long, value_name = "MS", requires = "receipts")]
     pub(crate) read_delay_ms: Option<u64>,
+    /// Post a message echo (is_echo, with the send's metadata and mid) for every accepted
+    /// message, as Meta does when the page subscribes to message_echoes (needs --webhook-url).
+    #[arg(long, requires = "webhook_url")]
+    pub(crate) echoes: bool,
+    /// Delay between accepting a message and posting its echo [default: 100].
+    #[arg(long, value_name = "MS", requires = "echoes")]
+    pub(crate) echo_delay_ms: Option<u64>,
+    /// Probability (0..1) that an accepted call's answer is lost: the message counts as sent
+    /// (and is echoed) but the connection closes without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) lost_answer_rate: f64,
 }
 
 #[derive(Debug, Subcommand)]

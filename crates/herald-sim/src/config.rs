@@ -52,6 +52,16 @@ pub struct SimConfig {
     pub delivery_delay_ms: u64,
     /// Delay between accepting a message and posting its read receipt.
     pub read_delay_ms: u64,
+    /// Post a `message_echoes` event (`is_echo`, with the request's `metadata`, `app_id` and
+    /// `mid`) to `webhook_url` for every accepted message, as Meta does for a page's own sends.
+    pub echoes: bool,
+    /// Delay between accepting a message and posting its echo.
+    pub echo_delay_ms: u64,
+    /// The `app_id` echoes carry: the app that sent the message.
+    pub app_id: String,
+    /// Probability that an accepted call's answer is lost: the message is recorded as accepted
+    /// (and echoed), but the connection closes without an answer.
+    pub lost_answer_rate: f64,
     /// Extra attempts for a webhook POST answered with a non-2xx status or a transport error.
     pub webhook_retries: u32,
     /// First retry delay for webhook POSTs; doubles on each further attempt.
@@ -136,6 +146,9 @@ pub enum PsidOutcome {
     TokenRevoked,
     /// The first call for the recipient gets code 2 with `is_transient: true`; later calls succeed.
     FailFirst,
+    /// Accepted and recorded (and echoed), but the answer is lost: the connection closes
+    /// before the client reads it, so it cannot tell whether Meta took the message.
+    LoseAnswer,
     /// Any Graph error: `{"error": {"code": 368}}`; HTTP 400, a generic message.
     Error {
         /// Graph `code`.
@@ -166,6 +179,10 @@ impl Default for SimConfig {
             receipts: false,
             delivery_delay_ms: 50,
             read_delay_ms: 200,
+            echoes: false,
+            echo_delay_ms: 100,
+            app_id: "1000000000000099".to_owned(),
+            lost_answer_rate: 0.0,
             webhook_retries: 3,
             webhook_backoff_ms: 200,
             psid_rules: Vec::new(),
@@ -191,6 +208,8 @@ impl fmt::Debug for SimConfig {
             .field("token_pages", &pages)
             .field("webhook_url", &self.webhook_url)
             .field("receipts", &self.receipts)
+            .field("echoes", &self.echoes)
+            .field("lost_answer_rate", &self.lost_answer_rate)
             .field("psid_rules", &self.psid_rules)
             .field("record_bodies", &self.record_bodies)
             .finish_non_exhaustive()
@@ -206,6 +225,7 @@ impl SimConfig {
             ("transient_rate", self.transient_rate),
             ("timeout_rate", self.timeout_rate),
             ("throttle_rate", self.throttle_rate),
+            ("lost_answer_rate", self.lost_answer_rate),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 problems.push(format!("{name} must be between 0 and 1, got {p}"));

@@ -25,6 +25,15 @@ pub(crate) enum Item {
         psid: String,
         at_ms: i64,
     },
+    /// The echo of a message the page sent (`is_echo`), with the send's `metadata`.
+    Echo {
+        page: Arc<str>,
+        psid: String,
+        mid: String,
+        metadata: Option<String>,
+        app_id: String,
+        at_ms: i64,
+    },
     /// A user's message to the page.
     Message {
         page: Arc<str>,
@@ -39,9 +48,10 @@ pub(crate) enum Item {
 impl Item {
     fn page(&self) -> &Arc<str> {
         match self {
-            Self::Delivery { page, .. } | Self::Read { page, .. } | Self::Message { page, .. } => {
-                page
-            }
+            Self::Delivery { page, .. }
+            | Self::Read { page, .. }
+            | Self::Echo { page, .. }
+            | Self::Message { page, .. } => page,
         }
     }
 }
@@ -102,6 +112,26 @@ fn push_event(messaging: &mut Vec<Value>, item: &Item, now_ms: i64) {
             }
             messaging.push(json!({"sender": {"id": psid}, "recipient": {"id": &**page},
                 "timestamp": now_ms, "read": {"watermark": at_ms}}));
+        }
+        Item::Echo {
+            page,
+            psid,
+            mid,
+            metadata,
+            app_id,
+            at_ms,
+        } => {
+            // From the page to the person; `app_id` is the app that sent it.
+            // Meta writes the app id as a number.
+            let app_id = app_id
+                .parse::<u64>()
+                .map_or_else(|_| json!(app_id), |id| json!(id));
+            let mut message = json!({"is_echo": true, "app_id": app_id, "mid": mid});
+            if let Some(metadata) = metadata {
+                message["metadata"] = json!(metadata);
+            }
+            messaging.push(json!({"sender": {"id": &**page}, "recipient": {"id": psid},
+                "timestamp": at_ms, "message": message}));
         }
         Item::Message {
             page,

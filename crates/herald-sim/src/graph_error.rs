@@ -180,7 +180,7 @@ impl GraphError {
                 "(#200) Message Not Sent: This person isn't available right now.",
             ),
             PsidOutcome::TokenRevoked => Self::revoked_token(),
-            PsidOutcome::FailFirst => return None,
+            PsidOutcome::FailFirst | PsidOutcome::LoseAnswer => return None,
             PsidOutcome::Error { code, subcode } => Self {
                 message: format!("(#{code}) Simulated error").into(),
                 ..Self::new(*code, *subcode, OAUTH, "")

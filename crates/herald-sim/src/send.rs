@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::auth::{self, Credentials, PageRef};
+use crate::config::PsidOutcome;
 use crate::faults::{self, Fault, pause};
 use crate::graph_error::GraphError;
 use crate::http::{self, Answer, MAX_BODY_BYTES, unix_ms};
@@ -102,11 +103,12 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         .record_bodies
         .then(|| form_json.as_deref().unwrap_or(&body));
     let rate = config.rate_for(page_id);
+    let outcome = live.outcome_for(&validated.recipient);
     let decision = app.state().admit(Admission {
         page: page_id,
         recipient: &validated.recipient,
         rate,
-        outcome: live.outcome_for(&validated.recipient),
+        outcome,
         start_burst: faults::burst(config),
         sender_action: validated.sender_action,
         body: recorded,
@@ -142,7 +144,9 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         .then(|| usage_header(page_id, usage_pct, 0))
         .flatten();
     http::graph_headers(&mut answer, Some(version), usage);
-    if config.receipts
+    let lose =
+        matches!(outcome, Some(PsidOutcome::LoseAnswer)) || faults::roll(config.lost_answer_rate);
+    if (config.receipts || config.echoes)
         && config.webhook_url.is_some()
         && validated.echo_recipient
         && let Some(mid) = mid
@@ -152,8 +156,14 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
             page,
             psid,
             mid,
+            metadata: validated.metadata,
             at_ms: wall_ms,
         });
+    }
+    if lose {
+        // Taken, recorded and echoed: only the answer goes missing.
+        app.state().count_lost_answer();
+        return Err(io::Error::other("accepted, answer lost on purpose"));
     }
     Ok(answer)
 }

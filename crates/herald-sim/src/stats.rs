@@ -25,6 +25,9 @@ pub struct Stats {
     pub server_errors: u64,
     /// Calls held open and dropped unanswered.
     pub timeouts: u64,
+    /// Calls accepted (and counted in `accepted`) whose answer was then lost on purpose.
+    #[serde(default)]
+    pub lost_answers: u64,
     /// Accepted calls per recipient; omitted with `?summary=1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<BTreeMap<String, u64>>,
@@ -118,6 +121,7 @@ pub(crate) struct State {
     rejected: BTreeMap<u32, u64>,
     server_errors: u64,
     timeouts: u64,
+    lost_answers: u64,
     /// Accepted calls in accept order; each recipient's form a list through `previous`.
     records: Vec<Record>,
     /// Bodies are copied back to back into shared chunks: one allocation per chunk, not per call,
@@ -238,6 +242,10 @@ impl State {
         self.timeouts += 1;
     }
 
+    pub(crate) fn count_lost_answer(&mut self) {
+        self.lost_answers += 1;
+    }
+
     /// Hands out a message id outside `admit` (inbound webhook messages).
     pub(crate) fn next_mid(&mut self) -> u64 {
         self.next_mid += 1;
@@ -266,6 +274,7 @@ impl State {
             rejected: self.rejected.clone(),
             server_errors: self.server_errors,
             timeouts: self.timeouts,
+            lost_answers: self.lost_answers,
             recipients: with_recipients.then(|| {
                 self.recipients
                     .iter()

@@ -17,6 +17,8 @@ pub(crate) struct Validated<'a> {
     pub(crate) echo_recipient: bool,
     /// A `sender_action` call: the answer has no `message_id`.
     pub(crate) sender_action: bool,
+    /// `message.metadata`, which Meta hands back in the message's echo.
+    pub(crate) metadata: Option<String>,
 }
 
 const TAGS_RETIRED_2026: [&str; 3] = [
@@ -68,6 +70,7 @@ fn check(request: SendRequest<'_>) -> Result<Validated<'_>, GraphError> {
             recipient,
             echo_recipient,
             sender_action: true,
+            metadata: None,
         });
     }
     let Some(message) = request.message else {
@@ -81,6 +84,7 @@ fn check(request: SendRequest<'_>) -> Result<Validated<'_>, GraphError> {
         recipient,
         echo_recipient,
         sender_action: false,
+        metadata: message.metadata.as_deref().map(str::to_owned),
     })
 }
 

@@ -34,11 +34,12 @@ pub(crate) const QUEUE: usize = 65_536;
 /// What the Send API and `/_sim/inbound` hand to the webhook task.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A message was accepted: schedule its delivery and read receipts.
+    /// A message was accepted: schedule its receipts and its echo, as configured.
     Accepted {
         page: Arc<str>,
         psid: String,
         mid: String,
+        metadata: Option<String>,
         at_ms: i64,
     },
     /// Post this event now.
@@ -73,12 +74,26 @@ pub(crate) async fn run(app: Arc<App>, mut events: mpsc::Receiver<Event>) {
                     pending.push(Due { at, seq, item });
                 };
                 match event {
-                    Event::Accepted { page, psid, mid, at_ms } => {
-                        let delivery = now + Duration::from_millis(config.delivery_delay_ms);
-                        let read = now + Duration::from_millis(config.read_delay_ms);
-                        let item = Item::Read { page: Arc::clone(&page), psid: psid.clone(), at_ms };
-                        push(read, item);
-                        push(delivery, Item::Delivery { page, psid, mid, at_ms });
+                    Event::Accepted { page, psid, mid, metadata, at_ms } => {
+                        if config.echoes {
+                            let echo = now + Duration::from_millis(config.echo_delay_ms);
+                            let item = Item::Echo {
+                                page: Arc::clone(&page),
+                                psid: psid.clone(),
+                                mid: mid.clone(),
+                                metadata,
+                                app_id: config.app_id.clone(),
+                                at_ms,
+                            };
+                            push(echo, item);
+                        }
+                        if config.receipts {
+                            let delivery = now + Duration::from_millis(config.delivery_delay_ms);
+                            let read = now + Duration::from_millis(config.read_delay_ms);
+                            let item = Item::Read { page: Arc::clone(&page), psid: psid.clone(), at_ms };
+                            push(read, item);
+                            push(delivery, Item::Delivery { page, psid, mid, at_ms });
+                        }
                     }
                     Event::Now(item) => push(now, item),
                 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use herald_sim::{PsidOutcome, PsidRule};
 use hmac::{Hmac, Mac};
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -200,5 +201,75 @@ async fn failed_posts_are_retried_with_backoff() {
         .unwrap();
     sim.inbound("900", "u9", "dropped", None).expect("queued");
     eventually(WAIT, || sim.stats().webhook.posts_dropped == 1).await;
+    sim.shutdown().await;
+}
+
+/// With echoes on, every accepted message comes back as a signed `is_echo` event from the page
+/// to the person, carrying the send's `metadata`, the app id and the `mid` the answer gave; and
+/// a lost answer (by PSID rule or by probability) still counts as accepted and is echoed,
+/// though the client got no answer.
+#[tokio::test]
+async fn echoes_carry_the_metadata_even_when_the_answer_is_lost() {
+    let receiver = Receiver::start(0).await;
+    let sim = start(SimConfig {
+        receipts: false,
+        echoes: true,
+        echo_delay_ms: 10,
+        psid_rules: vec![PsidRule::prefix("lost", PsidOutcome::LoseAnswer)],
+        ..webhook_config(&receiver)
+    })
+    .await;
+    let http = Http::new();
+    let url = send_url(&sim, "900", "t") + &proof_query();
+    let send = |psid: &str, metadata: &str| {
+        let mut body = text_to(psid);
+        body["message"]["metadata"] = json!(metadata);
+        let request = hyper::Request::post(url.as_str())
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                serde_json::to_vec(&body).unwrap(),
+            )))
+            .unwrap();
+        http.request(request)
+    };
+    let answered = send("u1", "run1:u1").await.expect("an answer");
+    assert_eq!(answered.status, StatusCode::OK);
+    let mid = answered.json()["message_id"].as_str().unwrap().to_owned();
+    assert!(
+        send("lost-1", "run1:lost-1").await.is_err(),
+        "the answer is lost"
+    );
+
+    let echoes = || -> Vec<Value> {
+        events(&receiver.posts())
+            .into_iter()
+            .map(|(_, event)| event)
+            .filter(|event| event["message"]["is_echo"] == true)
+            .collect()
+    };
+    eventually(WAIT, || echoes().len() == 2).await;
+    let echoes = echoes();
+    let by_metadata = |metadata: &str| {
+        echoes
+            .iter()
+            .find(|e| e["message"]["metadata"] == metadata)
+            .unwrap_or_else(|| panic!("no echo for {metadata}: {echoes:?}"))
+            .clone()
+    };
+    let first = by_metadata("run1:u1");
+    assert_eq!(first["sender"]["id"], "900", "an echo comes from the page");
+    assert_eq!(first["recipient"]["id"], "u1");
+    assert_eq!(first["message"]["mid"], mid.as_str());
+    assert!(first["message"]["app_id"].is_u64(), "{first}");
+    let lost = by_metadata("run1:lost-1");
+    assert_eq!(lost["recipient"]["id"], "lost-1");
+    let stats = sim.stats();
+    assert_eq!((stats.accepted, stats.lost_answers), (2, 1));
+    assert!(
+        !events(&receiver.posts())
+            .iter()
+            .any(|(_, e)| e.get("delivery").is_some()),
+        "receipts stay off"
+    );
     sim.shutdown().await;
 }

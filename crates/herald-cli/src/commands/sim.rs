@@ -45,6 +45,9 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
         receipts: args.receipts,
         delivery_delay_ms: args.delivery_delay_ms.unwrap_or(defaults.delivery_delay_ms),
         read_delay_ms: args.read_delay_ms.unwrap_or(defaults.read_delay_ms),
+        echoes: args.echoes,
+        echo_delay_ms: args.echo_delay_ms.unwrap_or(defaults.echo_delay_ms),
+        lost_answer_rate: args.lost_answer_rate,
         ..defaults
     };
     if let Err(problems) = sim_config.validate() {
@@ -57,6 +60,7 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
         addr = %args.addr,
         rate_per_sec = args.rate_per_sec,
         receipts = sim_config.receipts,
+        echoes = sim_config.echoes,
         "Graph API simulator starting."
     );
     match herald_sim::run(sim_config, args.addr, crate::signal::terminated()).await {
