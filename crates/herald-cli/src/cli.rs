@@ -136,6 +136,11 @@ pub(crate) struct SendArgs {
     /// Abort on the first malformed row instead of reporting and skipping it.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Start at most one run per KEY (for this campaign, within 7 days): a retry with the same
+    /// key prints the run the first start created and publishes nothing; the same key with a
+    /// different campaign file or options exits 65.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["resume", "dry_run"])]
+    pub(crate) idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod events;
 mod file_lock;
 mod identities;
 mod migrate;
+mod run_starts;
 mod runs;
 mod stamp;
 mod users;
@@ -27,6 +28,7 @@ pub use deliveries::{
 };
 pub use error::StoreError;
 pub use identities::Link;
+pub use run_starts::RunStart;
 pub use runs::{NewRun, RunProgress, RunRecord, RunState};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 

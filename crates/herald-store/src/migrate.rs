@@ -36,6 +36,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0003_link_source.sql"),
         include_str!("../migrations/postgres/0003_link_source.sql"),
     ),
+    (
+        4,
+        "run starts",
+        include_str!("../migrations/sqlite/0004_run_starts.sql"),
+        include_str!("../migrations/postgres/0004_run_starts.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -14,6 +14,7 @@ mod producer;
 mod producer_store;
 mod prometheus;
 mod records;
+mod run_starts;
 mod server_admin_addr;
 mod server_api;
 mod server_api_cli;

@@ -11,6 +11,8 @@ use herald_core::campaign::{Campaign, SegmentSource};
 use herald_producer::{
     DryRun, ProducerError, Progress, Run, SegmentInput, SendSpec, dry_run, dry_run_store,
 };
+use herald_server::ops::OpsError;
+use herald_server::ops::start_key::StartKey;
 use herald_store::Store;
 
 use crate::cli::SendArgs;
@@ -50,6 +52,25 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
+    let key = match &args.idempotency_key {
+        None => None,
+        Some(key) => match claim_key(key, &args, &campaign, &store).await {
+            Ok(Claim::First(key)) => Some(key),
+            Ok(Claim::Started(run_id)) => {
+                out(&format!("run_id: {run_id}"));
+                eprintln!(
+                    "herald: idempotency key {key:?} already started run {run_id}; nothing was \
+                     published (if it did not finish: herald campaign send {} --resume {run_id})",
+                    args.campaign.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("herald: {error}");
+                return ExitCode::from(error.kind().exit_code());
+            }
+        },
+    };
     let spec = SendSpec {
         campaign: Arc::new(campaign),
         segment,
@@ -57,12 +78,24 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         strict: args.strict,
         amqp: amqp_settings(config),
         topology,
-        store,
+        store: store.clone(),
     };
     let run = match Run::prepare(spec).await {
         Ok(run) => run,
-        Err(error) => return producer_failed(&error),
+        Err(error) => {
+            if let Some(key) = &key {
+                key.release(&store).await;
+            }
+            return producer_failed(&error);
+        }
     };
+    if let Some(key) = &key
+        && let Err(error) = key.bind(&store, run.run_id()).await
+    {
+        key.release(&store).await;
+        eprintln!("herald: {error}; nothing was published");
+        return ExitCode::from(error.kind().exit_code());
+    }
     out(&format!("run_id: {}", run.run_id()));
     let counters = Arc::new(Progress::default());
     let display = progress::spawn(counters.clone());
@@ -79,6 +112,36 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         }
         Err(error) => producer_failed(&error),
     }
+}
+
+/// What an idempotency key said.
+enum Claim {
+    /// This send is the first with the key: it creates the run, then binds the key to it.
+    First(StartKey),
+    /// The key already started this run.
+    Started(String),
+}
+
+/// Claims `--idempotency-key` for this campaign file, segment and options.
+async fn claim_key(
+    key: &str,
+    args: &SendArgs,
+    campaign: &Campaign,
+    store: &Store,
+) -> Result<Claim, OpsError> {
+    let document = std::fs::read(&args.campaign)
+        .map_err(|error| OpsError::Internal(format!("cannot read the campaign: {error}")))?;
+    let segment = args
+        .segment
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    let parts: [&[u8]; 3] = [&document, segment.as_bytes(), &[u8::from(args.strict)]];
+    let key = StartKey::new(campaign.id(), key, &parts)?;
+    Ok(match key.claim(store).await? {
+        None => Claim::First(key),
+        Some(run_id) => Claim::Started(run_id),
+    })
 }
 
 /// Reads and validates a campaign file (TOML, or JSON by extension), listing every problem.

@@ -30,7 +30,8 @@ pub(crate) struct StartQuery {
     strict: bool,
 }
 
-/// Starts a run: 202 with `{run_id, campaign_id, segment}` and a `Location` to its status.
+/// Starts a run: 202 with `{run_id, campaign_id, segment}` and a `Location` to its status; with
+/// an `Idempotency-Key` already used for this campaign and document, 200 with that run.
 pub(crate) async fn start(
     State(api): State<ApiConfig>,
     query: Result<Query<StartQuery>, QueryRejection>,
@@ -54,16 +55,32 @@ pub(crate) async fn start(
     let document = body::bytes(document)?;
     let document = String::from_utf8(document.to_vec())
         .map_err(|_| ApiError::bad_request("the campaign document is not valid UTF-8"))?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+                .to_owned(),
+        ),
+    };
     let request = StartRun {
         document,
         format,
         segment: query.segment,
         strict: query.strict,
+        idempotency_key,
     };
     let segment_dir = api.segment_dir.as_deref();
     let started = runs::start(&api.store, &api.broker, &api.runs, segment_dir, request).await?;
     let location = format!("/campaigns/runs/{}", started.run_id);
-    let mut response = (StatusCode::ACCEPTED, Json(started)).into_response();
+    // A repeated start with its key: the run it started, 200 instead of 202.
+    let status = if started.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = (status, Json(started)).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -13,6 +13,7 @@ pub mod dead;
 mod error;
 pub mod refs;
 pub mod runs;
+pub mod start_key;
 pub mod status;
 pub mod track;
 pub mod users;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::ops::start_key::StartKey;
 use crate::ops::{Broker, ErrorKind, OpsError, Problem};
 
 /// How a campaign document is written.
@@ -46,6 +47,8 @@ pub struct StartRun {
     pub segment: Option<PathBuf>,
     /// Stop at the first malformed row instead of skipping it.
     pub strict: bool,
+    /// The start's idempotency key (`start_key.rs`): a retry with it returns the same run.
+    pub idempotency_key: Option<String>,
 }
 
 /// A run that was started.
@@ -57,6 +60,9 @@ pub struct Started {
     pub campaign_id: String,
     /// Where its users come from: a file path, or `store`.
     pub segment: String,
+    /// The idempotency key had started this run already: nothing new was published.
+    #[serde(skip)]
+    pub existing: bool,
 }
 
 /// The background runs of a process, and how to stop them.
@@ -96,7 +102,35 @@ pub async fn start(
     request: StartRun,
 ) -> Result<Started, OpsError> {
     let campaign = parse(&request.document, request.format)?;
+    let named_segment = request
+        .segment
+        .as_ref()
+        .map(|path| path.display().to_string());
     let segment = segment_of(&campaign, request.segment, segment_dir).await?;
+    let key = match &request.idempotency_key {
+        None => None,
+        Some(key) => {
+            let format = [request.format as u8];
+            let parts: [&[u8]; 4] = [
+                request.document.as_bytes(),
+                &format,
+                named_segment.as_deref().unwrap_or("").as_bytes(),
+                &[u8::from(request.strict)],
+            ];
+            Some(StartKey::new(campaign.id(), key, &parts)?)
+        }
+    };
+    if let Some(key) = &key
+        && let Some(run_id) = key.claim(store).await?
+    {
+        info!(run_id = %run_id, "A start repeated with its idempotency key; nothing published.");
+        return Ok(Started {
+            run_id,
+            campaign_id: campaign.id().to_owned(),
+            segment: segment.describe(),
+            existing: true,
+        });
+    }
     let spec = SendSpec {
         campaign: Arc::new(campaign),
         segment: segment.clone(),
@@ -107,8 +141,24 @@ pub async fn start(
         store: store.clone(),
     };
     let campaign_id = spec.campaign.id().to_owned();
-    let run = Run::prepare(spec).await.map_err(producer_error)?;
+    let run = match Run::prepare(spec).await {
+        Ok(run) => run,
+        Err(failure) => {
+            if let Some(key) = &key {
+                key.release(store).await;
+            }
+            return Err(producer_error(failure));
+        }
+    };
     let run_id = run.run_id().to_owned();
+    if let Some(key) = &key
+        && let Err(error) = key.bind(store, &run_id).await
+    {
+        // The run exists but publishes nothing: without the binding a retry would start
+        // another, so this start fails and the key is given up.
+        key.release(store).await;
+        return Err(error);
+    }
     let stop = tasks.stop.clone();
     let id = run_id.clone();
     tasks.tracker.spawn(async move {
@@ -130,6 +180,7 @@ pub async fn start(
         run_id,
         campaign_id,
         segment: segment.describe(),
+        existing: false,
     })
 }
 
