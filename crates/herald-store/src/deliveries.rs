@@ -1,6 +1,8 @@
-//! Per-job delivery records and what receipts say about them. `record_result` writes the one
-//! terminal result of a job (first write wins: results are terminal, so a redelivered or
-//! conflicting later one changes nothing); `mark_delivered` / `mark_read` apply Meta's
+//! Per-job delivery records and what receipts say about them. `record_result` writes the
+//! terminal result a job's record shows: the latest one, except that `sent` is final (a message
+//! cannot be unsent). So a dead job replayed and then sent shows `sent`, and a repeat of a
+//! result changes nothing. Every result the record does not show is kept in
+//! `delivery_history` (`history.rs`). `mark_delivered` / `mark_read` apply Meta's
 //! watermarks (and `mids`); `run_status` sums a run up by `GROUP BY` at read time, so there are
 //! no counters to keep in step. Receipts are also remembered per PSID, so one that arrives
 //! before the result it confirms is applied when the result is recorded.
@@ -22,10 +24,12 @@ use crate::error::query;
 use crate::stamp::to_ms;
 use crate::{Batch, Store, StoreError};
 
+mod history;
 mod receipts;
 mod recent;
 mod status;
 
+pub use history::HistoryEntry;
 pub use receipts::{Receipt, ReceiptKind};
 pub use recent::RecentResults;
 pub use status::{ErrorCount, RunStatus, StatusCounts};
@@ -36,7 +40,8 @@ const SLACK_MS: i64 = 5_000;
 
 /// The PSID of a result without one, as the producer chose it from the store: the identity
 /// linked to the user on the page, else the user's `messenger_id`, else the anonymous identity.
-/// Rows come in `v`, a `VALUES` list; the first result per job wins (`DO NOTHING`).
+/// Rows come in `v`, a `VALUES` list. A job's record changes only to a later result, and never
+/// once it is `sent` (`SUPERSEDES`); the receipts of a replaced record go with it.
 const INSERT_SQL: &str = "\
 WITH v (job_id, run_id, campaign_id, external_id, page_id, psid, status, message_id, \
    error_code, error_subcode, error_class, error_message, error_fbtrace_id, \
@@ -53,7 +58,13 @@ SELECT v.job_id, v.run_id, v.campaign_id, v.external_id, v.page_id, COALESCE(v.p
   v.status, v.message_id, v.error_code, v.error_subcode, v.error_class, v.error_message, \
   v.error_fbtrace_id, v.attempts, v.finished_at_ms, v.sent_at_ms \
 FROM v WHERE TRUE \
-ON CONFLICT (job_id) DO NOTHING \
+ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, message_id = excluded.message_id, \
+  error_code = excluded.error_code, error_subcode = excluded.error_subcode, \
+  error_class = excluded.error_class, error_message = excluded.error_message, \
+  error_fbtrace_id = excluded.error_fbtrace_id, attempts = excluded.attempts, \
+  finished_at_ms = excluded.finished_at_ms, sent_at_ms = excluded.sent_at_ms, \
+  delivered_at_ms = NULL, read_at_ms = NULL \
+WHERE deliveries.status <> 'sent' AND excluded.finished_at_ms > deliveries.finished_at_ms \
 RETURNING job_id, page_id, psid, sent_at_ms";
 const INSERT_COLUMNS: usize = 16;
 
@@ -66,8 +77,8 @@ fn mark_time(watermark: &str) -> String {
 }
 
 impl Store {
-    /// Stores the terminal result of a job; true when it was new, false when the job already
-    /// had one (which is kept). `psid` is the PSID the job went to, when the caller knows it;
+    /// Stores the terminal result of a job; true when the job's record now shows it, false when
+    /// it changed nothing (a repeat, or older than the shown one, or the job is `sent`). `psid` is the PSID the job went to, when the caller knows it;
     /// otherwise it is looked up as the producer chose it. Receipts already seen for that PSID
     /// are applied to a `sent` result.
     pub async fn record_result(
@@ -143,9 +154,9 @@ struct NewSent {
 }
 
 impl Batch {
-    /// Stores the terminal results of many jobs: for each, true when it was new, false when the
-    /// job already had one (kept) or an earlier entry of `results` was for the same job (the
-    /// first wins). `psid` as in `Store::record_result`. Receipts already seen for a new `sent`
+    /// Stores the terminal results of many jobs: for each, true when the job's record now shows
+    /// it, false when it changed nothing (see the module doc) or an earlier entry of `results`
+    /// was for the same job (the first counts). Results not shown go to `delivery_history`. `psid` as in `Store::record_result`. Receipts already seen for a new `sent`
     /// record's PSID are applied to it.
     pub async fn record_results(
         &mut self,
@@ -159,6 +170,8 @@ impl Batch {
         let mut sent = Vec::new();
         let backend = self.backend();
         for chunk in unique.chunks(RESULTS_PER_STATEMENT) {
+            let chunk_results: Vec<&DeliveryResult> = chunk.iter().map(|&i| results[i].0).collect();
+            self.keep_superseded(&chunk_results).await?;
             let sql =
                 INSERT_SQL.replace("{values}", &backend.values(chunk.len(), INSERT_COLUMNS, ""));
             let rows = with_tx!(&mut self.tx, tx => {
@@ -208,9 +221,14 @@ impl Batch {
         }
         self.apply_earlier_receipts(&sent).await?;
         let mut new = vec![false; results.len()];
-        for i in unique {
+        for &i in &unique {
             new[i] = inserted.contains(&results[i].0.job_id);
         }
+        let repeats: Vec<&DeliveryResult> = (0..results.len())
+            .filter(|&i| !new[i])
+            .map(|i| results[i].0)
+            .collect();
+        self.keep_repeats(&repeats).await?;
         Ok(new)
     }
 

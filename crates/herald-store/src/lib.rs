@@ -24,7 +24,8 @@ pub use audience::AudienceCursor;
 pub use backend::Backend;
 pub use batch::Batch;
 pub use deliveries::{
-    ErrorCount, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus, StatusCounts,
+    ErrorCount, HistoryEntry, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus,
+    StatusCounts,
 };
 pub use error::StoreError;
 pub use identities::Link;

@@ -42,6 +42,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0004_run_starts.sql"),
         include_str!("../migrations/postgres/0004_run_starts.sql"),
     ),
+    (
+        5,
+        "delivery history",
+        include_str!("../migrations/sqlite/0005_delivery_history.sql"),
+        include_str!("../migrations/postgres/0005_delivery_history.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

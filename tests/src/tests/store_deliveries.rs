@@ -9,7 +9,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::store::{Rig, both_backends, users};
 
-both_backends!(results_once_and_run_status, receipts_by_watermark_and_mids);
+both_backends!(
+    results_once_and_run_status,
+    receipts_by_watermark_and_mids,
+    a_replayed_job_shows_its_final_result,
+);
 
 const PAGE: &str = "1000000001";
 const T0: OffsetDateTime = datetime!(2026-11-21 09:00 UTC);
@@ -52,7 +56,7 @@ async fn results_once_and_run_status(rig: Rig) {
             .await
             .expect("record")
     );
-    // Redelivered, then contradicted: the first terminal result stays.
+    // Redelivered, then contradicted by an older failure: the sent result stays.
     assert!(
         !store
             .record_result(&first, Some("p1"))
@@ -296,4 +300,59 @@ async fn receipts_by_watermark_and_mids(rig: Rig) {
         1
     );
     assert_eq!(delivered_read(store, "g").await, (1, 0));
+}
+
+/// A dead job replayed and then sent shows `sent` (counted once), and its history keeps both;
+/// after `sent` nothing changes the record, a repeat or an older result included, and each of
+/// those is in the history too.
+async fn a_replayed_job_shows_its_final_result(rig: Rig) {
+    let store = &rig.store;
+    let dead = result("r9", "u1", ResultStatus::Dead, T0);
+    assert!(store.record_result(&dead, Some("p9")).await.expect("dead"));
+    let replayed = result("r9", "u1", ResultStatus::Sent, T0 + Duration::minutes(30));
+    assert!(
+        store.record_result(&replayed, None).await.expect("sent"),
+        "the replay's result is shown"
+    );
+    let repeat = result("r9", "u1", ResultStatus::Sent, T0 + Duration::minutes(31));
+    assert!(!store.record_result(&repeat, None).await.expect("repeat"));
+    let older = result("r9", "u1", ResultStatus::Dead, T0 + Duration::minutes(40));
+    assert!(!store.record_result(&older, None).await.expect("after sent"));
+
+    let status = store.run_status("r9").await.expect("status");
+    assert_eq!(
+        (status.total, status.counts.sent, status.counts.dead),
+        (1, 1, 0)
+    );
+    // The record keeps the PSID it went to, so receipts still find it.
+    assert_eq!(
+        store
+            .mark_delivered(PAGE, "p9", T0 + Duration::minutes(31), &[])
+            .await
+            .expect("delivered"),
+        1
+    );
+    let history = store.delivery_history("r9:u1").await.expect("history");
+    let seen: Vec<(&str, bool)> = history
+        .iter()
+        .map(|entry| (entry.status.as_str(), entry.shown))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("dead", false),
+            ("sent", true),
+            ("sent", false),
+            ("dead", false)
+        ],
+        "{history:?}"
+    );
+    assert_eq!(history[1].message_id.as_deref(), Some("m_u1"));
+    assert!(
+        store
+            .delivery_history("nope")
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }
