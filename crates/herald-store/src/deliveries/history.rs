@@ -96,6 +96,9 @@ impl Batch {
     }
 }
 
+/// status, message id, error code, attempts, finished at (ms), shown (1 or 0).
+type HistoryRow = (String, Option<String>, Option<i64>, i64, i64, i32);
+
 impl Store {
     /// Every result of `job_id`, oldest first, the shown one marked; empty for an unknown job.
     pub async fn delivery_history(&self, job_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -106,7 +109,7 @@ impl Store {
             SELECT status, message_id, error_code, attempts, finished_at_ms, 0 AS shown \
             FROM delivery_history WHERE job_id = $1 \
             ORDER BY finished_at_ms, shown";
-        let rows: Vec<(String, Option<String>, Option<i64>, i64, i64, i32)> = with_pool!(&self.db, pool => {
+        let rows: Vec<HistoryRow> = with_pool!(&self.db, pool => {
             sqlx::query_as(sql)
                 .bind(job_id)
                 .fetch_all(pool)
