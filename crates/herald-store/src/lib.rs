@@ -10,6 +10,7 @@ mod audience;
 mod backend;
 mod batch;
 mod deliveries;
+mod echoes;
 mod error;
 mod events;
 mod file_lock;
@@ -27,6 +28,7 @@ pub use deliveries::{
     ErrorCount, HistoryEntry, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus,
     StatusCounts,
 };
+pub use echoes::Echo;
 pub use error::StoreError;
 pub use identities::Link;
 pub use run_starts::RunStart;

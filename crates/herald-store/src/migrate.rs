@@ -48,6 +48,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0005_delivery_history.sql"),
         include_str!("../migrations/postgres/0005_delivery_history.sql"),
     ),
+    (
+        6,
+        "echoes",
+        include_str!("../migrations/sqlite/0006_echoes.sql"),
+        include_str!("../migrations/postgres/0006_echoes.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -360,13 +360,16 @@ async fn every_event_kind_lands_in_the_store(rig: Rig) {
         ("opt_out", "applied", 1),
         ("delivery", "applied", 2),
         ("read", "applied", 1),
-        ("echo", "ignored", 1),
+        ("echo", "applied", 1),
         ("echo_other", "ignored", 1),
         ("checkbox_optin", "ignored", 1),
         ("unknown", "ignored", 1),
     ] {
         assert_eq!(pipeline.events(kind, outcome), count, "{kind} {outcome}");
     }
+    // Our job's echo is the send ledger's proof; a human's is not stored.
+    let echo = pipeline.store.echo_of("r1:ext-a").await.expect("echo_of");
+    assert_eq!(echo.and_then(|e| e.message_id).as_deref(), Some("m_sent_a"));
 
     // Resume, in a later webhook: applied in time order.
     pipeline

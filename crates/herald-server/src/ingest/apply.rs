@@ -2,8 +2,9 @@
 //! first (`seen_events`, one statement), then each event in order. Inbound actions →
 //! `record_inbound` (identity, `last_inbound_at`, `ref` link); marketing stop/resume →
 //! `set_opt_out`; receipts are gathered and applied together at the end (`mark_receipts`,
-//! which keeps their order per PSID; they commute with every other event). Echoes, checkbox
-//! opt-ins and unknown items write nothing and are counted; a policy block is logged loudly and
+//! which keeps their order per PSID; they commute with every other event); the echo of a
+//! Herald job → `record_echo` (the send ledger's proof that Meta took it). Other echoes,
+//! checkbox opt-ins and unknown items write nothing and are counted; a policy block is logged loudly and
 //! becomes a `halt_page` control message (an unblock, `resume_page`) for the caller to publish.
 //!
 //! Dedupe and at-least-once: the key and the write commit in one transaction, so a known key
@@ -151,7 +152,17 @@ async fn apply<'a>(
                 .await?;
             true
         }
-        Event::Echo { .. } => false,
+        Event::Echo {
+            page,
+            mid,
+            job: Some(job),
+            at_ms,
+        } => {
+            batch
+                .record_echo(job, page, mid.as_deref(), time(*at_ms))
+                .await?
+        }
+        Event::Echo { job: None, .. } => false,
         Event::CheckboxOptIn { page } => {
             info!(page_id = %page, "Checkbox plugin opt-in (user_ref, no PSID): not stored; \
                 the PSID arrives with the person's first message.");

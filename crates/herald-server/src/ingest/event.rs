@@ -106,11 +106,13 @@ pub(crate) enum Event {
         opted_out: bool,
         at_ms: i64,
     },
-    /// A message the page sent, echoed; `ours` when its `metadata` is a Herald job id.
+    /// A message the page sent, echoed; `job` when its `metadata` is a Herald job id: proof
+    /// that Meta took that job's message, whatever answer the worker got.
     Echo {
         page: String,
         mid: Option<String>,
-        ours: bool,
+        job: Option<String>,
+        at_ms: i64,
     },
     /// A Checkbox plugin opt-in: a `user_ref` and no PSID, so nothing can be stored by PSID.
     CheckboxOptIn { page: String },
@@ -138,8 +140,8 @@ impl Event {
             Self::OptChange {
                 opted_out: false, ..
             } => "opt_in",
-            Self::Echo { ours: true, .. } => "echo",
-            Self::Echo { ours: false, .. } => "echo_other",
+            Self::Echo { job: Some(_), .. } => "echo",
+            Self::Echo { job: None, .. } => "echo_other",
             Self::CheckboxOptIn { .. } => "checkbox_optin",
             Self::Policy { .. } => "policy_enforcement",
             Self::Ignored(Ignored::NoSender) => "no_sender",
@@ -288,7 +290,8 @@ mod tests {
         let echo = |mid: Option<&str>| Event::Echo {
             page: "P".into(),
             mid: mid.map(str::to_owned),
-            ours: true,
+            job: Some("r:u".into()),
+            at_ms: 5,
         };
         check(echo(Some("m_e")), Some("echo:m_e"));
         check(echo(None), None);

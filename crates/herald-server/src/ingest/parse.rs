@@ -90,14 +90,16 @@ fn read_item(entry_page: Option<&str>, item: &Value, entry_ms: i64) -> Event {
             let Some(page) = entry_page.map(str::to_owned).or(sender) else {
                 return Event::Ignored(Ignored::Malformed);
             };
-            let ours = message
+            let job = message
                 .get("metadata")
                 .and_then(Value::as_str)
-                .is_some_and(is_job_id);
+                .filter(|metadata| is_job_id(metadata))
+                .map(str::to_owned);
             return Event::Echo {
                 page,
                 mid: text(message, "mid"),
-                ours,
+                job,
+                at_ms,
             };
         }
         let reference = message.get("referral").and_then(|r| text(r, "ref"));

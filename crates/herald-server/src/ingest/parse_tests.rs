@@ -150,7 +150,8 @@ fn every_kind_of_item() {
         Event::Echo {
             page: PAGE.into(),
             mid: Some("m_e".into()),
-            ours: true,
+            job: Some("r20261121143242-375ddc:u1".into()),
+            at_ms: 1,
         },
     );
     check(
@@ -159,7 +160,8 @@ fn every_kind_of_item() {
         Event::Echo {
             page: PAGE.into(),
             mid: Some("m_h".into()),
-            ours: false,
+            job: None,
+            at_ms: 1,
         },
     );
     check(

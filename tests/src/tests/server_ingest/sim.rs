@@ -106,6 +106,102 @@ async fn the_simulator_posts_to_the_webhook_and_the_store_follows() {
     .await;
 }
 
+/// The simulator echoes what it accepts; the ingest stores the echo of each Herald job (job id
+/// from `metadata` → message id), also for a send whose answer was lost: the ledger's proof
+/// that the message went out. An echo without a job id is counted, not stored.
+#[tokio::test]
+async fn echoes_of_our_jobs_reach_the_store_even_when_the_answer_was_lost() {
+    on_sqlite(|rig| async move {
+        let Some(pipeline) = Pipeline::new("test-ingest-echo", rig.store.clone()).await else {
+            return;
+        };
+        let config = herald_sim::SimConfig {
+            app_secret: Some(APP_SECRET.to_owned()),
+            webhook_url: Some(pipeline.web.webhook_url()),
+            echoes: true,
+            echo_delay_ms: 20,
+            psid_rules: vec![herald_sim::PsidRule::prefix(
+                "lost",
+                herald_sim::PsidOutcome::LoseAnswer,
+            )],
+            ..herald_sim::SimConfig::default()
+        };
+        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("simulator");
+        let token = "page-token";
+        let proof = sign(APP_SECRET, token.as_bytes());
+        let proof = proof.trim_start_matches("sha256=");
+        let url = format!(
+            "{}/v25.0/{PAGE}/messages?access_token={token}&appsecret_proof={proof}",
+            sim.url()
+        );
+        let http = reqwest::Client::new();
+        let send = |psid: &str, metadata: Option<&str>| {
+            let mut message = json!({"text": "welcome"});
+            if let Some(metadata) = metadata {
+                message["metadata"] = json!(metadata);
+            }
+            let body = json!({"recipient": {"id": psid}, "messaging_type": "UPDATE",
+                "message": message});
+            http.post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+        };
+        let answered = send("701", Some("r7:u1")).await.expect("an answer");
+        let answer: Value =
+            serde_json::from_slice(&answered.bytes().await.expect("body")).expect("graph JSON");
+        let mid = answer["message_id"]
+            .as_str()
+            .expect("message_id")
+            .to_owned();
+        assert!(
+            send("lost-702", Some("r7:u2")).await.is_err(),
+            "the answer is lost"
+        );
+        send("703", None).await.expect("a human's send");
+
+        let echoed = || async {
+            let store = &pipeline.store;
+            let first = store.echo_of("r7:u1").await.expect("echo_of");
+            let lost = store.echo_of("r7:u2").await.expect("echo_of");
+            first.is_some() && lost.is_some()
+        };
+        assert!(eventually(WAIT, echoed).await, "echoes never stored");
+        let first = pipeline
+            .store
+            .echo_of("r7:u1")
+            .await
+            .expect("echo")
+            .expect("some");
+        assert_eq!(first.message_id.as_deref(), Some(mid.as_str()));
+        assert_eq!(first.page_id, PAGE);
+        let lost = pipeline
+            .store
+            .echo_of("r7:u2")
+            .await
+            .expect("echo")
+            .expect("some");
+        assert!(
+            lost.message_id.is_some(),
+            "the lost answer's message id is known from its echo"
+        );
+        assert!(
+            eventually(WAIT, || async {
+                pipeline.events("echo_other", "ignored") == 1
+            })
+            .await,
+            "the echo without a job id is counted"
+        );
+        assert_eq!(pipeline.events("echo", "applied"), 2);
+        assert_eq!(sim.stats().lost_answers, 1);
+        sim.shutdown().await;
+        pipeline.stop().await;
+    })
+    .await;
+}
+
 /// The consumers stop with an error, not a retry loop, when the broker refuses them.
 #[tokio::test]
 async fn refused_credentials_end_the_consumer_with_an_error() {
