@@ -17,7 +17,7 @@ use crate::eventually;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON")
 }
 
@@ -35,7 +35,7 @@ fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
 }
 
 /// Asserts that `reply` is a documented answer of `method path` and its body fits the schema.
-fn conform(doc: &Value, method: &str, path: &str, reply: &Reply) {
+pub(crate) fn conform(doc: &Value, method: &str, path: &str, reply: &Reply) {
     let operation = &doc["paths"][path][method.to_ascii_lowercase()];
     assert!(operation.is_object(), "{method} {path} is not documented");
     let status = reply.status.to_string();

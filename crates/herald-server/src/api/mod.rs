@@ -10,6 +10,7 @@
 //! | `GET /campaigns/runs/{run_id}` | the run's status |
 //! | `POST /campaigns/runs/{run_id}/pause` `/resume` `/cancel` | control the run |
 //! | `POST /pages/{page_id}/resume` | resume a halted page |
+//! | `GET /ledger/{job_id}` | one job's send ledger entry: its result and Meta's echo |
 //! | `GET /dead` | list dead letters (`run_id`, `code` filters) |
 //! | `POST /dead/replay` | replay dead letters |
 //! | `POST /users/import` | import users from a CSV or JSONL body |
@@ -20,6 +21,7 @@ mod auth;
 mod body;
 mod dead;
 mod error;
+mod ledger;
 mod refs;
 mod runs;
 mod users;
@@ -108,6 +110,7 @@ fn table() -> Vec<Route> {
             "/pages/{page_id}/resume",
             post(runs::resume_page),
         ),
+        route(Method::GET, "/ledger/{job_id}", get(ledger::lookup)),
         route(Method::GET, "/dead", get(dead::list)),
         route(
             Method::POST,

@@ -11,6 +11,7 @@
 pub mod control;
 pub mod dead;
 mod error;
+pub mod ledger;
 pub mod refs;
 pub mod runs;
 pub mod start_key;
