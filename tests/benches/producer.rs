@@ -21,7 +21,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-/// DESIGN's example campaign; every row of the generated segment passes its filter.
+/// The example campaign (`herald_core::campaign::EXAMPLE_TOML`); every row of the generated segment
+/// passes its filter.
 const CAMPAIGN: &str = herald_core::campaign::EXAMPLE_TOML;
 
 fn main() {

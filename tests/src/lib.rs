@@ -1,6 +1,7 @@
-//! Helpers for Herald's end-to-end tests (STYLE.md, "Tests"): a broker connection that refuses to
-//! skip under CI, an in-process simulator, unique names, and polling with a deadline instead of
-//! fixed sleeps. The tests themselves live in `src/tests/` and build into one test binary.
+//! Helpers for Herald's end-to-end tests (ARCHITECTURE.md, Invariants): a broker connection that
+//! refuses to skip under CI, an in-process simulator, unique names, and polling with a deadline
+//! instead of fixed sleeps. The tests themselves live in `src/tests/` and build into one test
+//! binary.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

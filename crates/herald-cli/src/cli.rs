@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod examples;
+#[cfg(test)]
+mod tests;
+
 /// Herald sends Facebook Messenger campaigns through RabbitMQ and a fleet of workers.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, propagate_version = true)]
@@ -40,16 +44,19 @@ pub(crate) enum Command {
     /// Declare every exchange and queue (idempotent).
     Topology,
     /// Consume herald.send and deliver jobs to the Graph API.
+    #[command(after_help = examples::WORKER)]
     Worker(WorkerArgs),
     /// Create, inspect and control campaign runs.
     #[command(subcommand)]
     Campaign(CampaignCommand),
     /// Producer and workers in one process over an in-process queue.
+    #[command(after_help = examples::RUN)]
     Run(RunArgs),
     /// Manage the profile store.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Webhook receiver, admin API and the ingest and results consumers.
+    #[command(after_help = examples::SERVE)]
     Serve(ServeArgs),
     /// A Graph API simulator for tests, demos and benchmarks.
     Sim(SimArgs),
@@ -57,6 +64,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Dead(DeadCommand),
     /// Run a sample campaign against the simulator, end to end.
+    #[command(after_help = examples::DEMO)]
     Demo(DemoArgs),
     /// Signed refs for m.me links and plugins (HERALD_REF_SECRET).
     #[command(subcommand)]
@@ -97,19 +105,29 @@ pub(crate) struct WorkerArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum CampaignCommand {
     /// Expand the segment and publish one job per user.
+    #[command(after_help = examples::CAMPAIGN_SEND)]
     Send(SendArgs),
     /// Totals by status for a run.
+    #[command(after_help = examples::CAMPAIGN_STATUS)]
     Status {
+        /// The run to report on (`campaign send` prints it first).
         run_id: String,
+        /// Print the report as JSON (the shape `GET /campaigns/runs/{run_id}` answers).
         #[arg(long)]
         json: bool,
     },
     /// Stop sending a run's jobs until resumed (every worker, including ones started later).
-    Pause { run_id: String },
+    Pause {
+        /// The run to pause.
+        run_id: String,
+    },
     /// Resume a paused run, or with --page a halted page.
     Resume(ResumeArgs),
     /// Cancel a run: its unsent jobs end as `cancelled`. Final.
-    Cancel { run_id: String },
+    Cancel {
+        /// The run to cancel.
+        run_id: String,
+    },
     /// Render for one user and send straight to the Graph API.
     Test(TestArgs),
 }
@@ -126,11 +144,15 @@ pub(crate) struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
+    /// The campaign file (TOML, or the same document as JSON).
     pub(crate) campaign: PathBuf,
-    #[arg(long)]
+    /// Segment file (CSV or JSONL) to use instead of the campaign's `segment.file`.
+    #[arg(long, value_name = "FILE")]
     pub(crate) segment: Option<PathBuf>,
+    /// Publish nothing: print the audience, the skips by reason and a few rendered requests.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Continue an interrupted run after its last confirmed row, with the same job ids.
     #[arg(long, value_name = "RUN_ID")]
     pub(crate) resume: Option<String>,
     /// Abort on the first malformed row instead of reporting and skipping it.
@@ -145,17 +167,22 @@ pub(crate) struct SendArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
+    /// The campaign file (TOML, or the same document as JSON).
     pub(crate) campaign: PathBuf,
+    /// The test user's page-scoped ID on the campaign's page; the message is really sent.
     #[arg(long)]
     pub(crate) psid: String,
+    /// An attribute of the test user for rendering (repeatable).
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     pub(crate) attrs: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
+    /// The campaign file (TOML, or the same document as JSON).
     pub(crate) campaign: PathBuf,
-    #[arg(long)]
+    /// Segment file (CSV or JSONL) to use instead of the campaign's `segment.file`.
+    #[arg(long, value_name = "FILE")]
     pub(crate) segment: Option<PathBuf>,
     /// Workers in this process (they share each page's limit, as a fleet does).
     #[arg(long, default_value_t = 1)]
@@ -188,6 +215,7 @@ pub(crate) struct DemoArgs {
 pub(crate) enum UsersCommand {
     /// Upsert users from a CSV or JSONL file (the columns of a segment file).
     Import {
+        /// CSV (header row) or JSONL (`.jsonl`, `.ndjson`) file with the columns of a segment.
         file: PathBuf,
         /// The page the messenger_ids belong to: also links each Messenger identity.
         #[arg(long, value_name = "PAGE_ID")]
@@ -214,6 +242,7 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SimArgs {
+    /// Where the simulated Graph API and its `/_sim/*` inspection endpoints are served.
     #[arg(long, default_value = "127.0.0.1:8900")]
     pub(crate) addr: SocketAddr,
     /// Fixed latency added to every answer.

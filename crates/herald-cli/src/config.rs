@@ -1,7 +1,8 @@
 //! The process configuration, layered once at start: built-in defaults < `herald.toml` (or
-//! `--config`) < `HERALD_*` environment < command-line flags (DESIGN §3). Every problem is
-//! collected and reported together; secrets are `Secret`s and never printed. The environment is
-//! passed in as a map so tests never touch the real process environment.
+//! `--config`) < `HERALD_*` environment < command-line flags (ARCHITECTURE.md, "Command line and
+//! configuration"). Every problem is collected and reported together; secrets are `Secret`s and
+//! never printed. The environment is passed in as a map so tests never touch the real process
+//! environment.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;

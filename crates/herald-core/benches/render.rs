@@ -1,4 +1,4 @@
-//! Rendering throughput: the DESIGN.md sample campaign rendered per user through
+//! Rendering throughput: the example campaign (`campaign/example.toml`) rendered per user through
 //! `Campaign::render_request` (compiled Liquid, direct JSON writes, per-user limit checks),
 //! against a baseline that hand-writes the same text with `format!` and serialises the same
 //! body with `serde_json::to_vec`. Plain `std::time` loops, about 3 s in all:
@@ -54,7 +54,7 @@ fn measure(users: &[User], mut render: impl FnMut(&User) -> usize) -> (f64, usiz
 }
 
 fn main() {
-    let campaign = Campaign::from_toml(CAMPAIGN).expect("the DESIGN sample campaign is valid");
+    let campaign = Campaign::from_toml(CAMPAIGN).expect("the example campaign is valid");
     let users = users();
 
     let (herald, herald_len) = measure(&users, |user| {

@@ -1,5 +1,6 @@
-//! `ErrorClass`: what a failed send means for the job, the user and the page (DESIGN §2, error
-//! classes; reference §3.2). herald-graph decides the class; the worker acts on it; results carry it.
+//! `ErrorClass`: what a failed send means for the job, the user and the page (ARCHITECTURE.md,
+//! "Error classes"; the table is docs/messenger-platform.md §3.2). herald-graph decides the
+//! class; the worker acts on it; results carry it.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! `ControlMessage` v1: one operator or worker command on `herald.control` (pause, resume or
-//! cancel a run; halt or resume a page), kept in the `herald.control.log` stream so a worker that
-//! starts later replays the history (DESIGN §2, topology). It owns the wire shape and what makes a
+//! `ControlMessage` v1: one operator or worker command on `herald.control` (pause, resume or cancel
+//! a run; halt or resume a page), kept in the `herald.control.log` stream so a worker that starts
+//! later replays the history (ARCHITECTURE.md, "Topology"). It owns the wire shape and what makes a
 //! message well-formed; folding the history into "what is paused now" is the worker's business.
 
 use serde::{Deserialize, Serialize};

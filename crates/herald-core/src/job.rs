@@ -1,6 +1,6 @@
 //! `SendJob` v1: one rendered Send API request for one user, the unit on `herald.send`
-//! (DESIGN §2). The `request` is the exact JSON body, kept as raw bytes so the worker passes it
-//! through without re-serialising. Page tokens are never in a job.
+//! (ARCHITECTURE.md, "Wire formats"). The `request` is the exact JSON body, kept as raw bytes so
+//! the worker passes it through without re-serialising. Page tokens are never in a job.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

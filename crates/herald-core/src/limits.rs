@@ -1,9 +1,9 @@
-//! Meta's content limits on a Send API `message` object (reference §1.5): text length,
-//! metadata, quick replies, generic and button templates, buttons. One walk (`visit`) knows the
-//! rules; `check_message_limits` applies them to a whole rendered message, and
-//! `text_limits` hands the per-string rules to the renderer so a per-user render only measures
-//! the strings Liquid changed. Lengths are counted in Unicode scalar values (`char`s); Meta does
-//! not say which unit it counts, so a string near a limit may still be refused by Graph.
+//! Meta's content limits on a Send API `message` object (docs/messenger-platform.md §1.5): text
+//! length, metadata, quick replies, generic and button templates, buttons. One walk (`visit`) knows
+//! the rules; `check_message_limits` applies them to a whole rendered message, and `text_limits`
+//! hands the per-string rules to the renderer so a per-user render only measures the strings Liquid
+//! changed. Lengths are counted in Unicode scalar values (`char`s); Meta does not say which unit it
+//! counts, so a string near a limit may still be refused by Graph.
 
 use serde_json::Value;
 

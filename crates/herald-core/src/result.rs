@@ -1,5 +1,6 @@
 //! `DeliveryResult` v1: the one terminal outcome of every user the producer considered,
-//! published to `herald.results` with routing key `<status>.<campaign_id>` (DESIGN §2).
+//! published to `herald.results` with routing key `<status>.<campaign_id>` (ARCHITECTURE.md,
+//! "Wire formats").
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,5 +1,5 @@
-//! The 24-hour standard messaging window as a producer policy (reference §6): RESPONSE and
-//! UPDATE may only reach users who wrote to the page in the last 24 hours. With
+//! The 24-hour standard messaging window as a producer policy (docs/messenger-platform.md §6):
+//! RESPONSE and UPDATE may only reach users who wrote to the page in the last 24 hours. With
 //! `window = "enforce"` the producer skips users it *knows* are outside, instead of spending a
 //! Graph call that ends in 10/2018278.
 //!

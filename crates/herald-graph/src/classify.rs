@@ -1,6 +1,6 @@
-//! The one mapping from what a send attempt observed to a `Verdict` (DESIGN §2 error classes,
-//! reference §3.2). Owns the decision only; carrying it out (backoff, halting a page, results)
-//! belongs to the worker.
+//! The one mapping from what a send attempt observed to a `Verdict` (ARCHITECTURE.md, "Error
+//! classes"; the table is docs/messenger-platform.md §3.2). Owns the decision only; carrying it out
+//! (backoff, halting a page, results) belongs to the worker.
 
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use crate::Usage;
 /// Messenger-run flow: Meta says "retry later", on a scale of minutes.
 pub(crate) const THREAD_OWNED_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 
-/// The two appsecret_proof configuration errors, both code 100 without a subcode (reference
-/// §2), told apart from other code-100 errors by their text only.
+/// The two appsecret_proof configuration errors, both code 100 without a subcode
+/// (docs/messenger-platform.md §2), told apart from other code-100 errors by their text only.
 const APPSECRET_MESSAGES: [&str; 2] = [
     "api calls from the server require an appsecret_proof argument",
     "invalid appsecret_proof provided in the api argument",
@@ -30,7 +30,7 @@ pub(crate) enum Failure<'a> {
     Http { status: u16 },
     /// A 2xx response without a `message_id`.
     MalformedSuccess,
-    /// A Graph error body (reference §3.1).
+    /// A Graph error body (docs/messenger-platform.md §3.1).
     Graph {
         status: u16,
         code: u32,
@@ -61,14 +61,16 @@ pub(crate) fn classify(failure: &Failure<'_>, usage: Option<&Usage>, attempt: u3
             is_transient,
             message,
         } => {
-            // Reference §3.2 (one row per code / subcode); §2 for the appsecret_proof text.
+            // docs/messenger-platform.md §3.2, one row per code / subcode; §2 for the
+            // appsecret_proof text.
             match (code, subcode) {
                 (100, _) if is_appsecret_error(message) => (Invalid, None),
                 // Batch "invalid JSON reply": may already be delivered, never resend blindly.
                 (1, Some(1_357_046)) => (Invalid, None),
-                // Codes 1 and 2 on a 5xx, or marked transient, are platform faults (reference
-                // §3.1): retried up to max_attempts. Halting the page or dropping the user on a
-                // repeat would turn one Graph outage into a fleet-wide halt.
+                // Codes 1 and 2 on a 5xx, or marked transient, are platform faults
+                // (docs/messenger-platform.md §3.1): retried up to max_attempts. Halting the page
+                // or dropping the user on a repeat would turn one Graph outage into a fleet-wide
+                // halt.
                 (1 | 2, _) if status >= 500 || is_transient == Some(true) => (Retry, None),
                 // Unknown error, often a missing permission: once more, then stop the page.
                 (1, _) => (if attempt <= 1 { Retry } else { HaltPage }, None),
@@ -80,7 +82,8 @@ pub(crate) fn classify(failure: &Failure<'_>, usage: Option<&Usage>, attempt: u3
                 (4, Some(2_018_354)) => (DropUser, None),
                 (9, Some(2_018_352)) => (DropUser, None),
                 (613, Some(2_018_338 | 1_893_016)) => (DropUser, None),
-                // App, user, Pages, custom and Business Use Case limits (reference §3.2, §4.1).
+                // App, user, Pages, custom and Business Use Case limits (docs/messenger-platform.md
+                // §3.2, §4.1).
                 (4 | 17 | 32 | 341 | 613 | 80_000..=80_006 | 80_008 | 80_009 | 80_014, _) => {
                     (SlowDown, regain_access)
                 }
@@ -157,7 +160,7 @@ mod tests {
     /// (code, subcode, attempt, expected class, expected retry_after).
     type Row = (u32, Option<u32>, u32, ErrorClass, Option<Duration>);
 
-    /// One row per code / subcode of reference §3.2 (and its "Graph-wide" line), in its order.
+    /// One row per code / subcode of docs/messenger-platform.md §3.2, in its order.
     #[rustfmt::skip]
     const GRAPH_TABLE: &[Row] = &[
         (1, Some(99), 1, Retry, None),
@@ -244,8 +247,9 @@ mod tests {
 
     #[test]
     fn appsecret_proof_errors_are_invalid_by_text() {
-        // Reference §2: code 100, no subcode; told apart by text only, case-insensitively, and
-        // still a configuration error should a subcode ever appear next to that text.
+        // docs/messenger-platform.md §2: code 100, no subcode; told apart by text only,
+        // case-insensitively, and still a configuration error should a subcode ever appear next to
+        // that text.
         #[rustfmt::skip]
         let rows: &[(&str, Option<u32>)] = &[
             ("API calls from the server require an appsecret_proof argument", None),

@@ -1,10 +1,10 @@
 //! `GraphClient`: one pooled keep-alive HTTP client that POSTs pre-rendered Send API bodies to
-//! `{graph_url}/{version}/{page_id}/messages` (reference §1.1) with the page token and the
-//! time-stamped `appsecret_proof` (§2). It owns the request and reading the response; what the
-//! response means lives in `response` and `classify`, and rate limiting lives in the worker.
-//! A response body is read up to `MAX_RESPONSE_BYTES` and no further: Graph's answers are a
-//! few hundred bytes, and a larger one (a proxy's page, a hostile endpoint) is
-//! `SendError::Oversize`, never held in memory.
+//! `{graph_url}/{version}/{page_id}/messages` (docs/messenger-platform.md §1.1) with the page token
+//! and the time-stamped `appsecret_proof` (§2). It owns the request and reading the response; what
+//! the response means lives in `response` and `classify`, and rate limiting lives in the worker. A
+//! response body is read up to `MAX_RESPONSE_BYTES` and no further: Graph's answers are a few
+//! hundred bytes, and a larger one (a proxy's page, a hostile endpoint) is `SendError::Oversize`,
+//! never held in memory.
 
 use std::fmt;
 use std::sync::Arc;

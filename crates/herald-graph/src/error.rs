@@ -30,7 +30,8 @@ pub enum SendError {
         /// What to do next.
         verdict: Verdict,
     },
-    /// Graph answered with an error body (reference §3.1). Boxed to keep `Result` small.
+    /// Graph answered with an error body (docs/messenger-platform.md §3.1). Boxed to keep `Result`
+    /// small.
     #[error("{0}")]
     Graph(Box<GraphError>),
     /// An HTTP error whose body is not a Graph error (proxy page, empty 5xx, ...).

@@ -1,7 +1,7 @@
 //! Send API client: POSTs pre-rendered message bodies to the Graph API with the page token and
 //! `appsecret_proof`, turns every failure into a `SendError` that carries its `Verdict` (one
-//! classification table, reference §3.2), and reads the usage headers. It does not rate-limit,
-//! retry or log at warn level: the worker decides what to do with a verdict.
+//! classification table, docs/messenger-platform.md §3.2), and reads the usage headers. It does not
+//! rate-limit, retry or log at warn level: the worker decides what to do with a verdict.
 
 mod classify;
 mod client;

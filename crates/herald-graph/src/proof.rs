@@ -1,5 +1,5 @@
-//! `appsecret_proof` in Meta's time-stamped form (reference §2). Owns only the HMAC; attaching
-//! it (and `appsecret_time`) to a request is the client's job.
+//! `appsecret_proof` in Meta's time-stamped form (docs/messenger-platform.md §2). Owns only the
+//! HMAC; attaching it (and `appsecret_time`) to a request is the client's job.
 
 use herald_core::Secret;
 use hmac::{Hmac, Mac};

@@ -1,6 +1,6 @@
 //! Turns one Graph HTTP response (status, usage, body bytes) into `Sent` or `SendError`
-//! (reference §1.5 success shape, §3.1 error shape). No I/O: the client reads the response,
-//! this file only interprets it, and `classify` decides what it means.
+//! (docs/messenger-platform.md §1.5 success shape, §3.1 error shape). No I/O: the client reads the
+//! response, this file only interprets it, and `classify` decides what it means.
 
 use serde_json::{Map, Value};
 
@@ -31,7 +31,8 @@ pub(crate) fn interpret(
         Ok(Value::Object(object)) => Some(object),
         _ => None,
     };
-    // A Graph error wins over the HTTP status, whatever the status (reference §3.1).
+    // A Graph error wins over the HTTP status, whatever the status (docs/messenger-platform.md
+    // §3.1).
     if let Some(error) = json
         .as_ref()
         .and_then(|object| graph_error(object, status, usage, attempt, secrets))
@@ -172,7 +173,7 @@ mod tests {
 
     #[test]
     fn response_shapes() {
-        // Reference §1.5 success shapes.
+        // docs/messenger-platform.md §1.5 success shapes.
         check(
             200,
             r#"{"recipient_id":"1254477777772919","message_id":"m_AG5Hz2U"}"#,
@@ -189,7 +190,7 @@ mod tests {
             Err(("malformed", None, None, ErrorClass::Invalid)),
         );
         check(200, "", Err(("malformed", None, None, ErrorClass::Invalid)));
-        // Reference §3.1 error shape; the status does not decide.
+        // docs/messenger-platform.md §3.1 error shape; the status does not decide.
         check(
             400,
             r#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190,"error_subcode":460,"is_transient":false,"fbtrace_id":"EJplcsCHuLu"}}"#,

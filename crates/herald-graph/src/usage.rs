@@ -1,7 +1,7 @@
-//! `Usage`: what the rate-limit headers of one Graph response say (reference §4.2). Owns the
-//! parsing of `X-Business-Use-Case-Usage`, `X-App-Usage` and `X-Page-Usage`; deciding how fast
-//! to send is the worker's job. A malformed header is ignored, never an error: usage headers
-//! are advice, and a send that succeeded must not fail because of them.
+//! `Usage`: what the rate-limit headers of one Graph response say (docs/messenger-platform.md
+//! §4.2). Owns the parsing of `X-Business-Use-Case-Usage`, `X-App-Usage` and `X-Page-Usage`;
+//! deciding how fast to send is the worker's job. A malformed header is ignored, never an error:
+//! usage headers are advice, and a send that succeeded must not fail because of them.
 
 use std::time::Duration;
 
@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn business_use_case_header() {
-        // Reference §4.2: the documented entry shape.
+        // docs/messenger-platform.md §4.2: the documented entry shape.
         check(
             Some(
                 r#"{"1000000001":[{"type":"messenger","call_count":1,"total_cputime":1,"total_time":1,"estimated_time_to_regain_access":0}]}"#,
@@ -139,7 +139,7 @@ mod tests {
             None,
             usage(0.01, 0),
         );
-        // Reference §4.2: a real 613 carried a `pages` entry above 100 %.
+        // docs/messenger-platform.md §4.2: a real 613 carried a `pages` entry above 100 %.
         check(
             Some(
                 r#"{"1000000001":[{"type":"messenger","call_count":3,"total_cputime":1,"total_time":2,"estimated_time_to_regain_access":0},{"type":"pages","call_count":107,"total_cputime":20,"total_time":31,"estimated_time_to_regain_access":9}]}"#,
@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn app_and_page_headers() {
-        // Reference §4.2: X-App-Usage example, and the all-zero one seen on Page-token sends.
+        // docs/messenger-platform.md §4.2: X-App-Usage example, and the all-zero one seen on
+        // Page-token sends.
         check(
             None,
             Some(r#"{"call_count":28,"total_time":25,"total_cputime":25}"#),

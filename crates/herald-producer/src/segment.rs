@@ -1,11 +1,10 @@
-//! Streaming segment files (DESIGN §2, "Segment sources"): CSV with a header row, or JSONL with one
-//! object per line. One row is in memory at a time whatever the file's size. A malformed row is
-//! an `Err(ReadError::Row)` with its line number and the reader goes on; deciding to skip or abort
-//! (`--strict`) is the caller's job, and so is everything a valid row means (filters, window,
-//! blank PSIDs). A row whose `external_id` or PSID fails `herald_core::validate_id` is
-//! malformed. A row longer than `MAX_LINE_BYTES` stops the reading (`ReadError::Stopped`
-//! naming its line) before it is buffered, and so does a failing read: nothing after it can be
-//! trusted to be read.
+//! Streaming segment files (ARCHITECTURE.md, "Segment sources"): CSV with a header row, or JSONL
+//! with one object per line. One row is in memory at a time whatever the file's size. A malformed
+//! row is an `Err(ReadError::Row)` with its line number and the reader goes on; deciding to skip or
+//! abort (`--strict`) is the caller's job, and so is everything a valid row means (filters, window,
+//! blank PSIDs). A row whose `external_id` or PSID fails `herald_core::validate_id` is malformed. A
+//! row longer than `MAX_LINE_BYTES` stops the reading (`ReadError::Stopped` naming its line) before
+//! it is buffered, and so does a failing read: nothing after it can be trusted to be read.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};

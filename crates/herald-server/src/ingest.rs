@@ -34,8 +34,9 @@ use crate::webhook::{
 use apply::Applied;
 use event::Event;
 
-/// How long dedupe keys are kept: Meta stops retrying a webhook within hours (reference §5.5
-/// reports 8 hours before it disables the webhook, 36 h for other Graph webhooks).
+/// How long dedupe keys are kept: Meta stops retrying a webhook within hours
+/// (docs/messenger-platform.md §5.5 reports 8 hours before it disables the webhook, 36 h for other
+/// Graph webhooks).
 const SEEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Entries older than this (by their `time`, against when the webhook received them) are
 /// ignored: their dedupe keys may be gone, so a replayed old body would otherwise apply again.

@@ -1,6 +1,6 @@
-//! Page token and `appsecret_proof` checks (reference §1.1, §2): which page a call is for, whether
-//! its token is valid or revoked, and whether the proof matches. Comparisons are constant-time.
-//! It does not parse bodies or count anything.
+//! Page token and `appsecret_proof` checks (docs/messenger-platform.md §1.1, §2): which page a call
+//! is for, whether its token is valid or revoked, and whether the proof matches. Comparisons are
+//! constant-time. It does not parse bodies or count anything.
 
 use std::borrow::Cow;
 

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
-/// The top-level fields of a Send API call (reference §1.2).
+/// The top-level fields of a Send API call (docs/messenger-platform.md §1.2).
 #[derive(Deserialize)]
 pub(crate) struct SendRequest<'a> {
     #[serde(borrow, default)]
@@ -25,7 +25,7 @@ pub(crate) struct SendRequest<'a> {
     pub(crate) notification_type: Option<Cow<'a, str>>,
 }
 
-/// `recipient`: exactly one of these must be set (reference §1.3).
+/// `recipient`: exactly one of these must be set (docs/messenger-platform.md §1.3).
 #[derive(Deserialize)]
 pub(crate) struct Recipient<'a> {
     #[serde(borrow, default)]
@@ -44,7 +44,7 @@ pub(crate) struct Recipient<'a> {
     pub(crate) phone_number: Option<Scalar<'a>>,
 }
 
-/// `message` (reference §1.5); `template` is the utility-template lane (§1.6).
+/// `message` (docs/messenger-platform.md §1.5); `template` is the utility-template lane (§1.6).
 #[derive(Deserialize)]
 pub(crate) struct Message<'a> {
     #[serde(borrow, default)]

@@ -30,7 +30,8 @@ pub struct SimConfig {
     pub timeout_hold_ms: u64,
     /// Probability that a call starts a 613 burst for its page.
     pub throttle_rate: f64,
-    /// Length of a 613 burst started by `throttle_rate`: every call for the page gets 613 meanwhile.
+    /// Length of a 613 burst started by `throttle_rate`: every call for the page gets 613
+    /// meanwhile.
     pub throttle_burst_ms: u64,
     /// `estimated_time_to_regain_access` (minutes) reported while a page is over its limit.
     /// Default 1: the window is one second, so any non-zero value is a generous floor, and Meta
@@ -125,7 +126,7 @@ pub enum PsidMatch {
     Psids(Vec<String>),
 }
 
-/// What a call for a matched recipient gets (reference §3.2).
+/// What a call for a matched recipient gets (docs/messenger-platform.md §3.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PsidOutcome {

@@ -1,6 +1,6 @@
-//! Webhook payloads as Meta sends them (reference §5.2-5.4): the `object: page` envelope with
-//! batched `entry`/`messaging` arrays, Meta's escaped-unicode JSON, and the `X-Hub-Signature-256`
-//! value over the exact bytes. Scheduling and POSTing are in `webhook.rs`.
+//! Webhook payloads as Meta sends them (docs/messenger-platform.md §5.2-5.4): the `object: page`
+//! envelope with batched `entry`/`messaging` arrays, Meta's escaped-unicode JSON, and the
+//! `X-Hub-Signature-256` value over the exact bytes. Scheduling and POSTing are in `webhook.rs`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! Graph API error answers: Meta's `{"error":{...}}` JSON (reference §3.1) with the codes, types
-//! and messages of the reference's table. It owns the wording; deciding *when* to answer is elsewhere.
+//! Graph API error answers: Meta's `{"error":{...}}` JSON (docs/messenger-platform.md §3.1) with
+//! the codes, types and messages of its §3.2 table. It owns the wording; deciding *when* to
+//! answer is elsewhere.
 
 use std::borrow::Cow;
 

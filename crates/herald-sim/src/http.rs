@@ -22,7 +22,7 @@ pub(crate) static JSON: HeaderValue = HeaderValue::from_static("application/json
 pub(crate) static API_VERSION: HeaderName = HeaderName::from_static("facebook-api-version");
 pub(crate) static APP_USAGE: HeaderName = HeaderName::from_static("x-app-usage");
 pub(crate) static BUC_USAGE: HeaderName = HeaderName::from_static("x-business-use-case-usage");
-/// Meta sends all-zero app usage on page-token calls (reference §4.2).
+/// Meta sends all-zero app usage on page-token calls (docs/messenger-platform.md §4.2).
 pub(crate) static APP_USAGE_ZERO: HeaderValue =
     HeaderValue::from_static(r#"{"call_count":0,"total_cputime":0,"total_time":0}"#);
 

@@ -1,7 +1,7 @@
-//! Per-page rate accounting (reference §4): a true sliding window of accept instants that both
-//! enforces the limit (at most `rate` accepts in any 1000 ms span) and yields the highest count
-//! ever seen in such a span, scripted 613 bursts, and the `X-Business-Use-Case-Usage` header.
-//! Time is passed in, so nothing here reads a clock.
+//! Per-page rate accounting (docs/messenger-platform.md §4): a true sliding window of accept
+//! instants that both enforces the limit (at most `rate` accepts in any 1000 ms span) and yields
+//! the highest count ever seen in such a span, scripted 613 bursts, and the
+//! `X-Business-Use-Case-Usage` header. Time is passed in, so nothing here reads a clock.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -10,7 +10,8 @@ use sha2::Sha256;
 
 use crate::config::{PsidMatch, PsidOutcome, SimConfig};
 
-/// Versions below this are expired; Meta serves them as the oldest live version (reference §1.1).
+/// Versions below this are expired; Meta serves them as the oldest live version
+/// (docs/messenger-platform.md §1.1).
 const OLDEST_LIVE_VERSION: u32 = 22;
 
 /// A compiled, immutable view of the configuration.

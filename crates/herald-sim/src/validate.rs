@@ -1,5 +1,6 @@
-//! Send API body validation (reference §1.2-1.5): recipient, messaging_type, tags, message content
-//! limits, over the borrowed structs of `body.rs`. It says nothing about tokens, rates or faults.
+//! Send API body validation (docs/messenger-platform.md §1.2-1.5): recipient, messaging_type, tags,
+//! message content limits, over the borrowed structs of `body.rs`. It says nothing about tokens,
+//! rates or faults.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! Table tests for `validate.rs`: one row per rule of reference §1.2-1.5.
+//! Table tests for `validate.rs`: one row per rule of docs/messenger-platform.md §1.2-1.5.
 
 use serde_json::{Value, json};
 

@@ -24,7 +24,7 @@ use crate::events::{self, Item};
 use crate::faults::pause;
 use crate::http::unix_ms;
 
-/// Meta gives a webhook 20 s to answer (reference §5.5).
+/// Meta gives a webhook 20 s to answer (docs/messenger-platform.md §5.5).
 const POST_TIMEOUT: Duration = Duration::from_secs(20);
 /// At most this many messaging events per POST.
 const MAX_BATCH: usize = 50;

@@ -1,6 +1,9 @@
-//! Every metric Herald exports, in one list a reviewer can read (STYLE.md, "Logs and metrics").
+//! Every metric Herald exports, in one list a reviewer can read.
 //! Names follow Prometheus conventions: `herald_` prefix, base units, counters end in `_total`.
 //! Label values come from closed sets; never a PSID, user id, job id, message id or campaign id.
+//! The producer has no metrics of its own: what it published and skipped is in the run record
+//! (`herald campaign status`) and, once stored, in `herald_results_recorded_total` (see
+//! ARCHITECTURE.md, "Decisions").
 
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -26,10 +29,6 @@ const WEBHOOK_BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// The registry `/metrics` encodes.
     pub registry: Registry,
-    /// Jobs published by the producer and confirmed by the broker.
-    pub jobs_published: IntCounter,
-    /// Users the producer skipped, by `reason` (a `SkipReason` label).
-    pub jobs_skipped: IntCounterVec,
     /// Jobs a worker took off the queue.
     pub jobs_received: IntCounter,
     /// Graph calls by `outcome`: sent, retry, give_up, halt.
@@ -185,15 +184,6 @@ impl Metrics {
             .expect("unique metric");
 
         Self {
-            jobs_published: counter(
-                "herald_jobs_published_total",
-                "Jobs published and confirmed by the broker.",
-            ),
-            jobs_skipped: counter_vec(
-                "herald_jobs_skipped_total",
-                "Users the producer skipped, by reason.",
-                &["reason"],
-            ),
             jobs_received: counter("herald_jobs_received_total", "Jobs taken off herald.send."),
             send_attempts: counter_vec(
                 "herald_send_attempts_total",
@@ -338,10 +328,6 @@ mod tests {
     fn names_follow_the_conventions() {
         let metrics = Metrics::new();
         // Touch every vector once so it appears in the output.
-        metrics
-            .jobs_skipped
-            .with_label_values(&["blank_psid"])
-            .inc();
         metrics.send_attempts.with_label_values(&["sent"]).inc();
         metrics.jobs_completed.with_label_values(&["sent"]).inc();
         metrics.graph_errors.with_label_values(&["613"]).inc();

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::PageRates;
 
-/// Usage above this share of Meta's allowance shrinks the rate (reference §4.3).
+/// Usage above this share of Meta's allowance shrinks the rate (docs/messenger-platform.md §4.3).
 const USAGE_HIGH: f64 = 0.75;
 /// Multiplier on a slow-down code (613, 4, 17, 32, 80001, 80006, HTTP 429).
 const CUT_ON_THROTTLE: f64 = 0.5;

@@ -10,7 +10,7 @@ use herald_graph::GraphSettings;
 
 use crate::PageTokens;
 
-/// Meta's recommended ceiling for a page with a large audience (reference §4.1).
+/// Meta's recommended ceiling for a page with a large audience (docs/messenger-platform.md §4.1).
 pub const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
 
 /// One worker's settings.

@@ -1,9 +1,9 @@
-//! The pipeline over the embedded broker (DESIGN: tests of the pipeline logic may use it; tests
-//! of delivery guarantees use RabbitMQ): the real producer publishes a messy segment, the real
-//! worker sends to the simulator over HTTP, and every user ends with exactly one terminal
+//! The pipeline over the embedded broker (tests of the pipeline logic may use it; tests of delivery
+//! guarantees use RabbitMQ, which survives a crash): the real producer publishes a messy segment,
+//! the real worker sends to the simulator over HTTP, and every user ends with exactly one terminal
 //! result on `<p>.results.store`: sent, sent after a retry tier (scripted `fail_first`), failed
-//! (551), dead after its last attempt (with the job in `<p>.dead`), or skipped by the producer.
-//! The retry tiers keep RabbitMQ's order but run 100 times faster (`ttl_divisor`).
+//! (551), dead after its last attempt (with the job in `<p>.dead`), or skipped by the producer. The
+//! retry tiers keep RabbitMQ's order but run 100 times faster (`ttl_divisor`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The Send API client against the simulator over real HTTP: every error class, usage headers,
 //! timeouts and the simulator's 1-second-window accounting. Neither side shares code with the
-//! other, so an agreement here is an agreement on the reference, not on a shared bug.
+//! other, so an agreement here is an agreement on Meta's documented behaviour
+//! (docs/messenger-platform.md), not on a shared bug.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,9 +1,10 @@
-//! The whole story of issue 5, end to end, with real processes on SQLite and on PostgreSQL:
-//! the simulator posts a signed inbound message to `herald serve` → the PSID is stored with
-//! `last_inbound_at` (linked to the customer by the message's `ref`, signed by `herald refs sign`) → `herald campaign send` on
-//! `source = "store"`, filter `messenger_id exists`, window enforced → a `herald worker` sends →
-//! the simulator posts signed delivery and read receipts → `herald campaign status --json` shows
-//! sent 1, delivered 1, read 1 (and the user outside the window skipped).
+//! The whole story of a store-sourced campaign, end to end, with real processes on SQLite and on
+//! PostgreSQL: the simulator posts a signed inbound message to `herald serve` → the PSID is stored
+//! with `last_inbound_at` (linked to the customer by the message's `ref`, signed by
+//! `herald refs sign`) → `herald campaign send` on `source = "store"`, filter `messenger_id exists`, window
+//! enforced → a `herald worker` sends → the simulator posts signed delivery and read receipts →
+//! `herald campaign status --json` shows sent 1, delivered 1, read 1 (and the user outside the
+//! window skipped).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

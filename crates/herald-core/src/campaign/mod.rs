@@ -1,7 +1,7 @@
 //! `Campaign`: a campaign document (TOML file, or the same document as JSON over the API),
-//! validated and compiled (DESIGN §2). Parsing works on the text the caller read; this module
-//! never touches the file system. Problems are listed all at once (`CampaignErrors`), with the
-//! exit code the CLI should use.
+//! validated and compiled (ARCHITECTURE.md, "The campaign file"). Parsing works on the text the
+//! caller read; this module never touches the file system. Problems are listed all at once
+//! (`CampaignErrors`), with the exit code the CLI should use.
 //!
 //! A campaign is immutable once built: its message is compiled into a `render` template, so
 //! the only change allowed afterwards is the segment source (`--segment FILE`).
@@ -23,8 +23,8 @@ use crate::render::RequestTemplate;
 use crate::skip::SkipReason;
 use crate::user::User;
 
-/// DESIGN.md §2 "the smallest campaign file every version must accept", verbatim: the example
-/// for documentation, tests, benchmarks and the demo.
+/// The smallest campaign file every version must accept (ARCHITECTURE.md, "The campaign
+/// file"): the example for documentation, tests, benchmarks and the demo.
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 pub use problem::{CampaignErrors, EXIT_DATA, EXIT_USAGE, Problem, ProblemKind};

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::duration::format_duration;
 use crate::filter::{Filter, FilterGroup, Match, Op};
 
-/// The Send API `messaging_type` (reference §1.2).
+/// The Send API `messaging_type` (docs/messenger-platform.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessagingType {
     /// A reply inside the standard 24-hour window.
@@ -18,18 +18,18 @@ pub enum MessagingType {
     Update,
     /// Outside the window with a `tag`: non-promotional only.
     MessageTag,
-    /// A utility template message (reference §1.6).
+    /// A utility template message (docs/messenger-platform.md §1.6).
     Utility,
 }
 
-/// A message tag Meta still accepts (reference §1.4). Retired tags never parse.
+/// A message tag Meta still accepts (docs/messenger-platform.md §1.4). Retired tags never parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageTag {
     /// A person replying by hand, up to 7 days after the user's message; needs the Human Agent
     /// feature approved in App Review; automated messages are not allowed with it.
     HumanAgent,
     /// Only with the Customer Feedback template, within 7 days of the user's last message.
-    /// The reference marks it CONFLICT (a 2026 audit says it is gone from current docs): it
+    /// Whether Meta still offers it is unsettled (docs/messenger-platform.md §1.4): it
     /// is accepted here so that Graph, not Herald, has the last word.
     CustomerFeedback,
 }

@@ -1,6 +1,7 @@
-//! Which message tags a campaign may use (reference §1.4). Meta retired most tags in two waves;
-//! a campaign naming one of them is refused with the date and the lane to use instead, rather
-//! than failing per user with Graph error 100. Tags are never for promotional content.
+//! Which message tags a campaign may use (docs/messenger-platform.md §1.4). Meta retired most tags
+//! in two waves; a campaign naming one of them is refused with the date and the lane to use
+//! instead, rather than failing per user with Graph error 100. Tags are never for promotional
+//! content.
 
 use super::spec::{MessageTag, TAGS};
 

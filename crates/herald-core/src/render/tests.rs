@@ -1,4 +1,4 @@
-//! Rendering: the DESIGN sample, `default` with missing attributes, built-in variables, no HTML
+//! Rendering: the example campaign, `default` with missing attributes, built-in variables, no HTML
 //! escaping, Unicode, JSON validity with hostile attribute values, exact bodies, per-user skips.
 
 use serde_json::{Value, json};

@@ -135,7 +135,8 @@ async fn reuses_a_kept_alive_connection() {
 
 #[tokio::test]
 async fn graph_error_is_classified_and_never_shows_secrets() {
-    // Reference §3.1 shape; the message even echoes the token, which must be masked.
+    // docs/messenger-platform.md §3.1 shape; the message even echoes the token, which must be
+    // masked.
     let body = format!(
         r#"{{"error":{{"message":"Error validating access token {TOKEN}","type":"OAuthException","code":190,"error_subcode":463,"is_transient":false,"fbtrace_id":"EJplcsCHuLu"}}}}"#
     );

@@ -6,7 +6,8 @@
 
 use sha2::{Digest, Sha256};
 
-/// A user action that opens the 24-hour window (reference §6) and updates the identity.
+/// A user action that opens the 24-hour window (docs/messenger-platform.md §6) and updates the
+/// identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     /// `message` (text, attachments, quick-reply taps).

@@ -1,9 +1,9 @@
-//! From webhook bytes to `Event`s (reference §5.3–5.4), with no I/O: every `entry`, and in each
-//! every `messaging` and `standby` item (standby when another app owns the thread). A body that
-//! is not JSON, not an object, not `object: "page"` or without an `entry` array is poison (`Err`
-//! with the reason). Inside a page webhook nothing is fatal: an item of an unknown kind, or
-//! missing the fields its kind needs, becomes an ignored event, counted, and the rest of the
-//! batch is applied.
+//! From webhook bytes to `Event`s (docs/messenger-platform.md §5.3–5.4), with no I/O: every
+//! `entry`, and in each every `messaging` and `standby` item (standby when another app owns the
+//! thread). A body that is not JSON, not an object, not `object: "page"` or without an `entry`
+//! array is poison (`Err` with the reason). Inside a page webhook nothing is fatal: an item of an
+//! unknown kind, or missing the fields its kind needs, becomes an ignored event, counted, and the
+//! rest of the batch is applied.
 //!
 //! Meta sends IDs as strings and times as epoch milliseconds; numbers for IDs and numeric
 //! strings for times (as some of Meta's own examples show) are accepted too.

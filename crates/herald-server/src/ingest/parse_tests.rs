@@ -1,4 +1,5 @@
-//! `parse` against the payload shapes of reference §5.3–5.4, one table row per shape.
+//! `parse` against the payload shapes of docs/messenger-platform.md §5.3–5.4, one table row per
+//! shape.
 
 use serde_json::{Value, json};
 

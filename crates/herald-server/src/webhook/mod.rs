@@ -1,8 +1,8 @@
 //! `GET /webhook` (Meta's verification handshake) and `POST /webhook` (signature, body limit,
-//! publish to `<prefix>.events`, 200), reference §5.1–5.5. A verified body is published byte for
-//! byte as one AMQP message: nothing is parsed here, so the answer is as fast as the broker's
-//! confirm, and nothing Meta sent is lost or reinterpreted before the ingest reads it. Checking
-//! the secrets is `signature.rs`; the broker connection is `sink.rs`.
+//! publish to `<prefix>.events`, 200), docs/messenger-platform.md §5.1–5.5. A verified body is
+//! published byte for byte as one AMQP message: nothing is parsed here, so the answer is as fast as
+//! the broker's confirm, and nothing Meta sent is lost or reinterpreted before the ingest reads it.
+//! Checking the secrets is `signature.rs`; the broker connection is `sink.rs`.
 
 mod limits;
 mod signature;
@@ -49,11 +49,12 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// 4 MiB. Meta batches up to 1000 updates per POST (reference §5.3); a messaging event is
-    /// typically 300 bytes to 2 KiB (more with ad referrals or long text, which Meta escapes to
-    /// `\uXXXX`, up to 6 bytes per character), so 4 MiB leaves room for a full batch of large
-    /// events while bounding the memory one request can take. A refused body is retried by Meta
-    /// and never published, so raise it rather than lower it if 413s appear in the metrics.
+    /// 4 MiB. Meta batches up to 1000 updates per POST (docs/messenger-platform.md §5.3); a
+    /// messaging event is typically 300 bytes to 2 KiB (more with ad referrals or long text, which
+    /// Meta escapes to `\uXXXX`, up to 6 bytes per character), so 4 MiB leaves room for a full
+    /// batch of large events while bounding the memory one request can take. A refused body is
+    /// retried by Meta and never published, so raise it rather than lower it if 413s appear in the
+    /// metrics.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
     /// A configuration with the default body limit.

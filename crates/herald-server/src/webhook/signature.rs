@@ -1,7 +1,7 @@
-//! The two secrets of the webhook, checked in constant time (reference §5.1–5.2): the handshake's
-//! `hub.verify_token`, and `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the raw body
-//! bytes under the app secret. The legacy `X-Hub-Signature` (sha1) is never consulted. What the
-//! HTTP answer is, and what happens to a verified body, is `mod.rs`'s business.
+//! The two secrets of the webhook, checked in constant time (docs/messenger-platform.md §5.1–5.2):
+//! the handshake's `hub.verify_token`, and `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of
+//! the raw body bytes under the app secret. The legacy `X-Hub-Signature` (sha1) is never consulted.
+//! What the HTTP answer is, and what happens to a verified body, is `mod.rs`'s business.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

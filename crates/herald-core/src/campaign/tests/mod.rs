@@ -1,4 +1,4 @@
-//! Parsing the DESIGN sample, defaults, JSON documents and round trips; the table of
+//! Parsing the example campaign, defaults, JSON documents and round trips; the table of
 //! validation problems lives in `problems`.
 
 mod problems;
@@ -9,11 +9,11 @@ use super::*;
 use crate::filter::{Filter, Match, Op, Operand};
 use crate::user::Attribute;
 
-/// DESIGN.md §2 "The smallest campaign file every version must accept", verbatim.
+/// The smallest campaign file every version must accept (ARCHITECTURE.md, "The campaign file").
 const SMALLEST: &str = super::EXAMPLE_TOML;
 
 #[test]
-fn design_smallest_campaign_parses_as_written() {
+fn smallest_campaign_parses_as_written() {
     let campaign = Campaign::from_toml(SMALLEST).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(campaign.id(), "welcome-back");
     assert_eq!(campaign.page_id(), "1000000001");
