@@ -146,14 +146,9 @@ impl Headers {
     }
 
     /// Sets any header to a raw AMQP value.
-    pub fn with(mut self, key: &str, value: AMQPValue) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: AMQPValue) -> Self {
         self.0.insert(key.into(), value);
         self
-    }
-
-    /// The raw table.
-    pub fn as_table(&self) -> &FieldTable {
-        &self.0
     }
 
     pub(crate) fn from_table(table: FieldTable) -> Self {
@@ -162,12 +157,6 @@ impl Headers {
 
     pub(crate) fn into_table(self) -> FieldTable {
         self.0
-    }
-}
-
-impl From<FieldTable> for Headers {
-    fn from(table: FieldTable) -> Self {
-        Self(table)
     }
 }
 
@@ -224,5 +213,80 @@ mod tests {
             Some("ours"),
             "Herald's own reason wins"
         );
+    }
+
+    #[test]
+    fn every_header_keeps_its_name_and_wire_encoding() {
+        let headers = Headers::new()
+            .with_attempt(3)
+            .with_reason("why")
+            .with_code(368)
+            .with_deferrals(2)
+            .with_received_at(1_700_000_000_123)
+            .with_webhook_signature("sha256=ab");
+        let table = headers.clone().into_table();
+        let get = |key: &str| table.inner().get(key).cloned();
+        assert_eq!(get("x-herald-attempt"), Some(AMQPValue::LongLongInt(3)));
+        assert_eq!(
+            get("x-herald-reason"),
+            Some(AMQPValue::LongString("why".into()))
+        );
+        assert_eq!(get("x-herald-code"), Some(AMQPValue::LongLongInt(368)));
+        assert_eq!(get("x-herald-deferrals"), Some(AMQPValue::LongLongInt(2)));
+        let at = AMQPValue::LongLongInt(1_700_000_000_123);
+        assert_eq!(get("x-herald-received-at"), Some(at));
+        let signature = AMQPValue::LongString("sha256=ab".into());
+        assert_eq!(get("x-herald-webhook-signature"), Some(signature));
+        assert_eq!(table.inner().len(), 6);
+        assert_eq!(headers.attempt(), Some(3));
+        assert_eq!(headers.reason().as_deref(), Some("why"));
+        assert_eq!(headers.code(), Some(368));
+        assert_eq!(headers.deferrals(), Some(2));
+        assert_eq!(headers.received_at(), Some(1_700_000_000_123));
+        assert_eq!(headers.webhook_signature().as_deref(), Some("sha256=ab"));
+    }
+
+    #[test]
+    fn integer_headers_read_any_integer_type_and_nothing_else() {
+        for key in [CODE_HEADER, DEFERRALS_HEADER, RECEIVED_AT_HEADER] {
+            let read = |value: AMQPValue| {
+                let headers = Headers::new().with(key, value);
+                (headers.code(), headers.deferrals(), headers.received_at())
+            };
+            let expect = |n: Option<u32>, ms: Option<i64>| match key {
+                CODE_HEADER => (n, None, None),
+                DEFERRALS_HEADER => (None, n, None),
+                _ => (None, None, ms),
+            };
+            assert_eq!(
+                read(AMQPValue::LongInt(7)),
+                expect(Some(7), Some(7)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongUInt(8)),
+                expect(Some(8), Some(8)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::ShortUInt(9)),
+                expect(Some(9), Some(9)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongLongInt(-1)),
+                expect(None, Some(-1)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongString("7".into())),
+                expect(None, None),
+                "{key}"
+            );
+        }
+        assert_eq!(Headers::new().webhook_signature(), None);
+        let short =
+            Headers::new().with(WEBHOOK_SIGNATURE_HEADER, AMQPValue::ShortString("s".into()));
+        assert_eq!(short.webhook_signature().as_deref(), Some("s"));
     }
 }

@@ -30,7 +30,6 @@ pub use headers::{
     ATTEMPT_HEADER, CODE_HEADER, DEFERRALS_HEADER, Headers, REASON_HEADER, RECEIVED_AT_HEADER,
     WEBHOOK_SIGNATURE_HEADER,
 };
-pub use lapin::types::AMQPValue;
 pub use publisher::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
 pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};
 pub use tier::RetryTier;
