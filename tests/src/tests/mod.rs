@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod embedded;
 mod graph_sim;
+mod house_amqp;
 mod input_limits;
 mod live_status;
 mod producer;
