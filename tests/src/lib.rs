@@ -15,12 +15,22 @@ pub fn amqp_addr() -> String {
     std::env::var("AMQP_ADDR").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".to_owned())
 }
 
-/// Connects to the test broker. Without a broker: under `CI` this panics (a test that needs the
-/// broker must never pass silently there); elsewhere it prints `skipping: no broker` and returns
-/// `None`, and the caller returns early.
-pub async fn broker() -> Option<lapin::Connection> {
+/// Connects to the test broker (one attempt, through `herald_amqp` like everything else).
+/// Without a broker: under `CI` this panics (a test that needs the broker must never pass
+/// silently there); elsewhere it prints `skipping: no broker` and returns `None`, and the caller
+/// returns early.
+pub async fn broker() -> Option<herald_amqp::Connection> {
     let addr = amqp_addr();
-    match lapin::Connection::connect(&addr, lapin::ConnectionProperties::default()).await {
+    let settings = herald_amqp::AmqpSettings {
+        url: addr.clone().into(),
+        connection_name: "herald-tests".to_owned(),
+        connect_attempts: 1,
+        // A probe connection sits idle while a long test runs herald processes; without
+        // heartbeats the broker never drops it for a late one on a loaded machine.
+        heartbeat_secs: 0,
+        ..herald_amqp::AmqpSettings::default()
+    };
+    match herald_amqp::connect(&settings).await {
         Ok(connection) => Some(connection),
         Err(error) if std::env::var_os("CI").is_some() => {
             panic!("CI is set but the broker at {addr} is unreachable ({error}); run scripts/test")
@@ -113,35 +123,26 @@ pub fn herald(settings: &[(&str, &str)]) -> std::process::Command {
     command
 }
 
-/// Takes every message from `queue` until none has arrived for half a second (no-ack consumer
-/// with a large prefetch, so thousands drain quickly).
-pub async fn drain(connection: &lapin::Connection, queue: &str) -> Vec<Vec<u8>> {
+/// Takes every message from `queue` until none has arrived for half a second (a consumer with
+/// a large prefetch whose acks are coalesced, so thousands drain quickly).
+pub async fn drain(connection: &herald_amqp::Connection, queue: &str) -> Vec<Vec<u8>> {
     use futures_util::StreamExt;
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .basic_qos(2000, lapin::options::BasicQosOptions::default())
-        .await
-        .expect("basic.qos");
-    let options = lapin::options::BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            "drain".into(),
-            options,
-            lapin::types::FieldTable::default(),
-        )
+    let mut consumer = herald_amqp::Consumer::start(connection, queue, 2000)
         .await
         .expect("basic.consume");
     let mut bodies = Vec::new();
+    let mut acks = futures_util::stream::FuturesUnordered::new();
     while let Ok(Some(delivery)) =
         tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
     {
-        bodies.push(delivery.expect("delivery").data);
+        let delivery = delivery.expect("delivery");
+        bodies.push(delivery.body().to_vec());
+        acks.push(async move { delivery.ack().await.expect("ack") });
+        // Settled acks free prefetch room; waiting for them one by one would not.
+        while let Some(Some(())) = futures_util::FutureExt::now_or_never(acks.next()) {}
     }
-    let _ = channel.close(200, "drained".into()).await;
+    while acks.next().await.is_some() {}
+    let _ = consumer.close().await;
     bodies
 }
 
@@ -212,10 +213,7 @@ pub fn sign_webhook(secret: &str, body: &[u8]) -> String {
 /// signature under `secret`, which the ingest checks.
 pub fn webhook_message(secret: &str, body: Vec<u8>) -> (Vec<u8>, herald_amqp::Headers) {
     let signature = sign_webhook(secret, &body);
-    let headers = herald_amqp::Headers::new().with(
-        herald_server::webhook::SIGNATURE_HEADER,
-        herald_amqp::AMQPValue::LongString(signature.into()),
-    );
+    let headers = herald_amqp::Headers::new().with_webhook_signature(&signature);
     (body, headers)
 }
 

@@ -1,6 +1,9 @@
-//! `Headers`: the AMQP headers Herald puts on a message (`x-herald-attempt`, `x-herald-reason`)
-//! and reads back from a delivery. Other properties (persistence, content type) are fixed by the
-//! publisher, not chosen per message.
+//! `Headers`: the AMQP headers Herald puts on a message and reads back from a delivery. This
+//! file owns every `x-herald-*` header name and its encoding on the wire (integers are written
+//! as `LongLongInt`, text as `LongString`; integers are read back from any AMQP integer type, as
+//! a broker or another client may re-encode them), so no other crate needs AMQP value types.
+//! Other properties (persistence, content type) are fixed by the publisher, not chosen per
+//! message.
 
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -8,8 +11,21 @@ use lapin::types::{AMQPValue, FieldTable};
 pub const ATTEMPT_HEADER: &str = "x-herald-attempt";
 /// Header carrying why a message was dead-lettered (`<p>.dead`).
 pub const REASON_HEADER: &str = "x-herald-reason";
+/// Header with the Graph code of the failure that dead-lettered a job.
+pub const CODE_HEADER: &str = "x-herald-code";
+/// Header counting how many times a job was held back without a Graph call.
+pub const DEFERRALS_HEADER: &str = "x-herald-deferrals";
+/// Header with the time the webhook received the body, in epoch milliseconds (an integer).
+pub const RECEIVED_AT_HEADER: &str = "x-herald-received-at";
+/// Header with Meta's `X-Hub-Signature-256` of a webhook body, as verified (`sha256=<hex>`): the
+/// ingest checks it again, so whoever may publish to `<prefix>.events` still cannot inject
+/// events without the app secret.
+pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-herald-webhook-signature";
+/// Header with the publisher-local sequence number the RabbitMQ confirm driver uses to match a
+/// returned message to its publish (`rabbit/confirms.rs`).
+pub(crate) const PUBLISH_ID_HEADER: &str = "x-herald-publish-id";
 
-/// The headers of one message. Wraps lapin's `FieldTable` so callers need not import lapin.
+/// The headers of one message. Wraps lapin's `FieldTable`, which never leaves this crate.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Headers(FieldTable);
 
@@ -20,41 +36,58 @@ impl Headers {
     }
 
     /// Sets `x-herald-attempt`.
-    pub fn with_attempt(mut self, attempt: u32) -> Self {
-        self.0.insert(
-            ATTEMPT_HEADER.into(),
-            AMQPValue::LongLongInt(i64::from(attempt)),
-        );
-        self
+    pub fn with_attempt(self, attempt: u32) -> Self {
+        self.with_integer(ATTEMPT_HEADER, i64::from(attempt))
     }
 
     /// Sets `x-herald-reason`.
-    pub fn with_reason(mut self, reason: &str) -> Self {
-        self.0
-            .insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
-        self
+    pub fn with_reason(self, reason: &str) -> Self {
+        self.with_text(REASON_HEADER, reason)
     }
 
-    /// Sets any other header.
-    pub fn with(mut self, key: &str, value: AMQPValue) -> Self {
-        self.0.insert(key.into(), value);
-        self
+    /// Sets `x-herald-code`.
+    pub fn with_code(self, code: u32) -> Self {
+        self.with_integer(CODE_HEADER, i64::from(code))
+    }
+
+    /// Sets `x-herald-deferrals`.
+    pub fn with_deferrals(self, deferrals: u32) -> Self {
+        self.with_integer(DEFERRALS_HEADER, i64::from(deferrals))
+    }
+
+    /// Sets `x-herald-received-at` (epoch milliseconds).
+    pub fn with_received_at(self, epoch_ms: i64) -> Self {
+        self.with_integer(RECEIVED_AT_HEADER, epoch_ms)
+    }
+
+    /// Sets `x-herald-webhook-signature` (`sha256=<hex>`).
+    pub fn with_webhook_signature(self, signature: &str) -> Self {
+        self.with_text(WEBHOOK_SIGNATURE_HEADER, signature)
     }
 
     /// `x-herald-attempt`, if present and a non-negative integer that fits.
     pub fn attempt(&self) -> Option<u32> {
-        let value = self.0.inner().get(ATTEMPT_HEADER)?;
-        let number = match value {
-            AMQPValue::ShortShortUInt(n) => i64::from(*n),
-            AMQPValue::ShortShortInt(n) => i64::from(*n),
-            AMQPValue::ShortUInt(n) => i64::from(*n),
-            AMQPValue::ShortInt(n) => i64::from(*n),
-            AMQPValue::LongUInt(n) => i64::from(*n),
-            AMQPValue::LongInt(n) => i64::from(*n),
-            AMQPValue::LongLongInt(n) => *n,
-            _ => return None,
-        };
-        u32::try_from(number).ok()
+        u32::try_from(self.integer(ATTEMPT_HEADER)?).ok()
+    }
+
+    /// `x-herald-code`, if present and a non-negative integer that fits.
+    pub fn code(&self) -> Option<u32> {
+        u32::try_from(self.integer(CODE_HEADER)?).ok()
+    }
+
+    /// `x-herald-deferrals`, if present and a non-negative integer that fits.
+    pub fn deferrals(&self) -> Option<u32> {
+        u32::try_from(self.integer(DEFERRALS_HEADER)?).ok()
+    }
+
+    /// `x-herald-received-at` (epoch milliseconds), if present and an integer.
+    pub fn received_at(&self) -> Option<i64> {
+        self.integer(RECEIVED_AT_HEADER)
+    }
+
+    /// `x-herald-webhook-signature`, if present and a string.
+    pub fn webhook_signature(&self) -> Option<String> {
+        self.string(WEBHOOK_SIGNATURE_HEADER)
     }
 
     /// Why the message was dead-lettered: `x-herald-reason` when Herald put it there, else the
@@ -89,19 +122,41 @@ impl Headers {
         }
     }
 
-    /// The raw table.
-    pub fn as_table(&self) -> &FieldTable {
-        &self.0
+    /// Any integer header, whichever AMQP integer type carries it.
+    fn integer(&self, key: &str) -> Option<i64> {
+        let number = match self.0.inner().get(key)? {
+            AMQPValue::ShortShortUInt(n) => i64::from(*n),
+            AMQPValue::ShortShortInt(n) => i64::from(*n),
+            AMQPValue::ShortUInt(n) => i64::from(*n),
+            AMQPValue::ShortInt(n) => i64::from(*n),
+            AMQPValue::LongUInt(n) => i64::from(*n),
+            AMQPValue::LongInt(n) => i64::from(*n),
+            AMQPValue::LongLongInt(n) => *n,
+            _ => return None,
+        };
+        Some(number)
+    }
+
+    fn with_integer(self, key: &str, value: i64) -> Self {
+        self.with(key, AMQPValue::LongLongInt(value))
+    }
+
+    fn with_text(self, key: &str, value: &str) -> Self {
+        self.with(key, AMQPValue::LongString(value.into()))
+    }
+
+    /// Sets any header to a raw AMQP value.
+    pub(crate) fn with(mut self, key: &str, value: AMQPValue) -> Self {
+        self.0.insert(key.into(), value);
+        self
+    }
+
+    pub(crate) fn from_table(table: FieldTable) -> Self {
+        Self(table)
     }
 
     pub(crate) fn into_table(self) -> FieldTable {
         self.0
-    }
-}
-
-impl From<FieldTable> for Headers {
-    fn from(table: FieldTable) -> Self {
-        Self(table)
     }
 }
 
@@ -158,5 +213,80 @@ mod tests {
             Some("ours"),
             "Herald's own reason wins"
         );
+    }
+
+    #[test]
+    fn every_header_keeps_its_name_and_wire_encoding() {
+        let headers = Headers::new()
+            .with_attempt(3)
+            .with_reason("why")
+            .with_code(368)
+            .with_deferrals(2)
+            .with_received_at(1_700_000_000_123)
+            .with_webhook_signature("sha256=ab");
+        let table = headers.clone().into_table();
+        let get = |key: &str| table.inner().get(key).cloned();
+        assert_eq!(get("x-herald-attempt"), Some(AMQPValue::LongLongInt(3)));
+        assert_eq!(
+            get("x-herald-reason"),
+            Some(AMQPValue::LongString("why".into()))
+        );
+        assert_eq!(get("x-herald-code"), Some(AMQPValue::LongLongInt(368)));
+        assert_eq!(get("x-herald-deferrals"), Some(AMQPValue::LongLongInt(2)));
+        let at = AMQPValue::LongLongInt(1_700_000_000_123);
+        assert_eq!(get("x-herald-received-at"), Some(at));
+        let signature = AMQPValue::LongString("sha256=ab".into());
+        assert_eq!(get("x-herald-webhook-signature"), Some(signature));
+        assert_eq!(table.inner().len(), 6);
+        assert_eq!(headers.attempt(), Some(3));
+        assert_eq!(headers.reason().as_deref(), Some("why"));
+        assert_eq!(headers.code(), Some(368));
+        assert_eq!(headers.deferrals(), Some(2));
+        assert_eq!(headers.received_at(), Some(1_700_000_000_123));
+        assert_eq!(headers.webhook_signature().as_deref(), Some("sha256=ab"));
+    }
+
+    #[test]
+    fn integer_headers_read_any_integer_type_and_nothing_else() {
+        for key in [CODE_HEADER, DEFERRALS_HEADER, RECEIVED_AT_HEADER] {
+            let read = |value: AMQPValue| {
+                let headers = Headers::new().with(key, value);
+                (headers.code(), headers.deferrals(), headers.received_at())
+            };
+            let expect = |n: Option<u32>, ms: Option<i64>| match key {
+                CODE_HEADER => (n, None, None),
+                DEFERRALS_HEADER => (None, n, None),
+                _ => (None, None, ms),
+            };
+            assert_eq!(
+                read(AMQPValue::LongInt(7)),
+                expect(Some(7), Some(7)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongUInt(8)),
+                expect(Some(8), Some(8)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::ShortUInt(9)),
+                expect(Some(9), Some(9)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongLongInt(-1)),
+                expect(None, Some(-1)),
+                "{key}"
+            );
+            assert_eq!(
+                read(AMQPValue::LongString("7".into())),
+                expect(None, None),
+                "{key}"
+            );
+        }
+        assert_eq!(Headers::new().webhook_signature(), None);
+        let short =
+            Headers::new().with(WEBHOOK_SIGNATURE_HEADER, AMQPValue::ShortString("s".into()));
+        assert_eq!(short.webhook_signature().as_deref(), Some("s"));
     }
 }

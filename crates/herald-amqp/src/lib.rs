@@ -3,31 +3,34 @@
 //! or a result is; the producer and the worker give meaning to the bytes. Callers never need to
 //! import lapin: headers are `Headers`, errors are `AmqpError`.
 //!
-//! Every type works over RabbitMQ or over the in-process `EmbeddedBroker` (DESIGN "one machine,
-//! zero setup"): `AmqpSettings::embedded(&broker)` picks the broker, and the producer and the
-//! worker run unchanged on either. The types dispatch over the two adapters rather than being
+//! Every type works over RabbitMQ or over the in-process `EmbeddedBroker`, so that `herald run`
+//! and `herald demo` need nothing installed: `AmqpSettings::embedded(&broker)` picks the broker,
+//! and the producer and the worker run unchanged on either. The port types at this root
+//! (`Connection`, `Publisher`, `Consumer`, `Delivery`, `Topology::declare`) dispatch over two
+//! adapter folders that mirror each other, `rabbit/` (lapin) and `embedded/`, rather than being
 //! generic over a trait, so no caller grows a type parameter.
 
-mod ack;
-mod confirm;
-mod connect;
-mod consume;
+mod connection;
+mod consumer;
 mod declare;
 mod embedded;
 mod error;
 mod headers;
-mod publish;
+mod publisher;
+mod rabbit;
 mod settings;
 mod tier;
 mod topology;
 
-pub use connect::{Connection, connect};
-pub use consume::{Consumer, Delivery, StreamOffset};
+pub use connection::{Connection, connect};
+pub use consumer::{Consumer, Delivery, StreamOffset};
 pub use embedded::{EmbeddedBroker, EmbeddedSettings};
 pub use error::AmqpError;
-pub use headers::{ATTEMPT_HEADER, Headers, REASON_HEADER};
-pub use lapin::types::AMQPValue;
-pub use publish::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
+pub use headers::{
+    ATTEMPT_HEADER, CODE_HEADER, DEFERRALS_HEADER, Headers, REASON_HEADER, RECEIVED_AT_HEADER,
+    WEBHOOK_SIGNATURE_HEADER,
+};
+pub use publisher::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
 pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};
 pub use tier::RetryTier;
 pub use topology::{DELIVERY_LIMIT, SEND_ROUTING_KEY, Topology};

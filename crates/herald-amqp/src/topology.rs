@@ -1,6 +1,7 @@
-//! `Topology`: every exchange, queue and binding Herald uses (DESIGN §2 "Topology"), named from
-//! one prefix, with the arguments each queue is declared with. Talking to the broker about them
-//! (declare, delete) is `declare.rs`; publishing and consuming live elsewhere.
+//! `Topology`: every exchange, queue and binding Herald uses, named from one prefix (so tests
+//! and the demo can isolate themselves on a shared broker), with the arguments each queue is
+//! declared with. Talking to the broker about them (declare, delete) is `declare.rs`;
+//! publishing and consuming live elsewhere.
 
 use lapin::{
     ExchangeKind,

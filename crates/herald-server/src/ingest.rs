@@ -15,7 +15,7 @@ mod parse;
 
 use std::time::Duration;
 
-use herald_amqp::{AMQPValue, AmqpSettings, Headers, Topology};
+use herald_amqp::{AmqpSettings, Headers, Topology, WEBHOOK_SIGNATURE_HEADER};
 use herald_core::signed_ref::RefKeys;
 use herald_core::{ControlMessage, Secret};
 use herald_store::{Batch, Store, StoreError};
@@ -27,9 +27,7 @@ use tracing::{info, warn};
 use crate::ConsumeError;
 use crate::consume::{self, Handler};
 use crate::lane::Entry;
-use crate::webhook::{
-    RECEIVED_AT_HEADER, SIGNATURE_HEADER, SignatureError, parse_signature, verify_body,
-};
+use crate::webhook::{SignatureError, parse_signature, verify_body};
 
 use apply::Applied;
 use event::Event;
@@ -163,17 +161,17 @@ pub(crate) use parse::parse as parse_for_fuzzing;
 /// Whether the body carries the webhook's signature of it under `app_secret`; else the reason it
 /// is dead-lettered with.
 fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Result<(), String> {
-    let carried = headers.string(SIGNATURE_HEADER);
+    let carried = headers.webhook_signature();
     let outcome = parse_signature(carried.as_deref().map(str::as_bytes))
         .and_then(|claimed| verify_body(app_secret.expose().as_bytes(), body, &claimed));
     outcome.map_err(|error| match error {
         SignatureError::Missing | SignatureError::Malformed => format!(
-            "no valid {SIGNATURE_HEADER} header: the body was not published by Herald's webhook; \
-             check who may publish to the events exchange"
+            "no valid {WEBHOOK_SIGNATURE_HEADER} header: the body was not published by Herald's \
+             webhook; check who may publish to the events exchange"
         ),
         SignatureError::Mismatch => format!(
-            "{SIGNATURE_HEADER} does not match the body under HERALD_APP_SECRET: forged, altered, \
-             or signed under an app secret this ingest does not have"
+            "{WEBHOOK_SIGNATURE_HEADER} does not match the body under HERALD_APP_SECRET: forged, \
+             altered, or signed under an app secret this ingest does not have"
         ),
         SignatureError::NoSecret => {
             "HERALD_APP_SECRET is not set: the body's signature cannot be verified".to_owned()
@@ -183,12 +181,7 @@ fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Resul
 
 /// `x-herald-received-at`, as the webhook set it.
 fn received_at_ms(headers: &Headers) -> Option<i64> {
-    match headers.as_table().inner().get(RECEIVED_AT_HEADER)? {
-        AMQPValue::LongLongInt(ms) => Some(*ms),
-        AMQPValue::LongInt(ms) => Some(i64::from(*ms)),
-        AMQPValue::LongUInt(ms) => Some(i64::from(*ms)),
-        _ => None,
-    }
+    headers.received_at()
 }
 
 fn now_ms() -> i64 {

@@ -33,7 +33,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PageRates, WorkerSettings};
-pub use settle::CODE_HEADER;
 pub use tokens::PageTokens;
 
 use crate::control::Control;

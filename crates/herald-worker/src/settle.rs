@@ -7,17 +7,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use herald_amqp::{AMQPValue, AmqpError, Delivery, Headers, Publisher, Topology};
+use herald_amqp::{AmqpError, Delivery, Headers, Publisher, Topology};
 use herald_core::DeliveryResult;
 use herald_telemetry::Metrics;
 use tracing::{debug, warn};
 
 use crate::plan::Step;
 
-/// Header counting how many times a job was held back without a Graph call.
-pub(crate) const DEFERRALS_HEADER: &str = "x-herald-deferrals";
-/// Header with the Graph code of the failure that dead-lettered a job.
-pub const CODE_HEADER: &str = "x-herald-code";
 /// Steps kept for redelivered jobs at most; beyond that the oldest guess is simply dropped.
 const UNSETTLED_MAX: usize = 10_000;
 
@@ -99,10 +95,9 @@ impl Settler<'_> {
                 why,
             } => {
                 debug!(tier = %tier, attempts, why, "Job sent to a retry tier.");
-                let headers = Headers::new().with_attempt(*attempts).with(
-                    DEFERRALS_HEADER,
-                    AMQPValue::LongLongInt(i64::from(*deferrals)),
-                );
+                let headers = Headers::new()
+                    .with_attempt(*attempts)
+                    .with_deferrals(*deferrals);
                 let confirm = self
                     .publisher
                     .publish(&topology.retry_exchange(), tier.name(), body, headers)
@@ -117,7 +112,7 @@ impl Settler<'_> {
             } => {
                 let mut headers = Headers::new().with_attempt(*attempts).with_reason(reason);
                 if let Some(code) = code {
-                    headers = headers.with(CODE_HEADER, AMQPValue::LongLongInt(i64::from(*code)));
+                    headers = headers.with_code(*code);
                 }
                 let dead = self
                     .publisher
@@ -176,9 +171,5 @@ impl Settler<'_> {
 
 /// `x-herald-deferrals` of a delivery (0 when absent or not a number).
 pub(crate) fn deferrals(headers: &Headers) -> u32 {
-    match headers.as_table().inner().get(DEFERRALS_HEADER) {
-        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
-        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
-        _ => 0,
-    }
+    headers.deferrals().unwrap_or(0)
 }

@@ -51,7 +51,7 @@ async fn the_compose_fleet_finishes_a_campaign_sent_the_readme_way() {
     let Some(connection) = broker().await else {
         return;
     };
-    let _ = connection.close(200, "bye".into()).await;
+    let _ = connection.close().await;
     let Some(database) = TestDatabase::create().await else {
         return;
     };

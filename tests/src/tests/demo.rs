@@ -9,6 +9,8 @@ use std::process::Output;
 
 use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 
+use herald_amqp::AmqpError;
+
 use crate::{broker, herald};
 
 /// The number in the summary row whose label is `label` (`  sent    9,675`).
@@ -135,16 +137,12 @@ async fn the_demo_adds_up_through_rabbitmq_with_worker_processes() {
         .lines()
         .find_map(|l| l.split("queues ").nth(1)?.split(".*").next())
         .expect("the demo names its queues");
-    let channel = connection.create_channel().await.expect("channel");
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
     let send = format!("{prefix}.send");
-    let found = channel
-        .queue_declare(send.as_str().into(), passive, Default::default())
-        .await;
-    assert!(found.is_err(), "{send} was left behind");
+    let found = connection.message_count(&send).await;
+    assert!(
+        matches!(found, Err(AmqpError::QueueMissing { .. })),
+        "{send} was left behind: {found:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod deploy;
 mod embedded;
 mod graph_sim;
 mod house;
+mod house_amqp;
 mod input_limits;
 mod live_status;
 mod producer;

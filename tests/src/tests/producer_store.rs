@@ -54,7 +54,7 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(connection: &lapin::Connection) -> Self {
+    async fn new(connection: &herald_amqp::Connection) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("herald.db").display());
         let store = Store::connect(&Secret::new(url)).await.expect("store");

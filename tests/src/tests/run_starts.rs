@@ -149,8 +149,7 @@ async fn the_same_start_sent_three_times_with_one_key_is_one_run() {
     })
     .await;
     assert!(published, "{}", server.get(&location).await.text);
-    let lapin = server.connection.lapin().expect("a RabbitMQ connection");
-    let jobs = crate::drain(lapin, &server.topology.send_queue()).await;
+    let jobs = crate::drain(&server.connection, &server.topology.send_queue()).await;
     assert_eq!(jobs.len(), 3, "one run's jobs, published once");
     server.stop().await;
 }
@@ -196,8 +195,7 @@ async fn campaign_send_twice_with_one_key_starts_one_run() {
     assert_eq!(run_id(&first), run_id(&second));
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("nothing was published"), "{said}");
-    let lapin = server.connection.lapin().expect("a RabbitMQ connection");
-    let jobs = crate::drain(lapin, &server.topology.send_queue()).await;
+    let jobs = crate::drain(&server.connection, &server.topology.send_queue()).await;
     assert_eq!(jobs.len(), 2, "the second send published nothing");
 
     std::fs::write(

@@ -192,8 +192,7 @@ async fn a_run_started_over_the_api_shows_its_status_there_and_in_the_cli() {
         "no worker result yet"
     );
     assert_eq!(status["eta"]["seconds"], Value::Null);
-    let lapin = server.connection.lapin().expect("a RabbitMQ connection");
-    let jobs = crate::drain(lapin, &server.topology.send_queue()).await;
+    let jobs = crate::drain(&server.connection, &server.topology.send_queue()).await;
     assert_eq!(jobs.len(), 3, "one job per user with a PSID");
 
     // Workers' results: two sent (delivered, one read), one failed with Graph code 551.

@@ -32,7 +32,7 @@ async fn herald_serve_answers_healthz_and_exits_0_on_sigterm() {
     let Some(connection) = broker().await else {
         return;
     };
-    let _ = connection.close(200, "bye".into()).await;
+    let _ = connection.close().await;
     let prefix = unique_name("test-api-serve");
     let dir = tempfile::tempdir().expect("temp dir");
     let database = format!("sqlite://{}", dir.path().join("herald.db").display());

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use herald_amqp::{AMQPValue, Consumer, Headers};
+use herald_amqp::{Consumer, Headers};
 use herald_core::ResultStatus;
 use herald_sim::SimConfig;
 use herald_store::NewRun;
@@ -148,7 +148,7 @@ async fn dead_letters_are_listed_and_replayed_over_the_api() {
         Headers::new()
             .with_attempt(u32::try_from(attempts).expect("attempts"))
             .with_reason(reason)
-            .with("x-herald-code", AMQPValue::LongLongInt(code))
+            .with_code(u32::try_from(code).expect("code"))
     };
     let x1 = job("run-x", PAGE, "u1", "2001");
     let y1 = job("run-y", PAGE, "u1", "2002");

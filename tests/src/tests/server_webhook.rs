@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use herald_amqp::{AMQPValue, AmqpSettings, Connection, Consumer, Topology};
-use herald_server::webhook::{self, EventSink, RECEIVED_AT_HEADER, WebhookConfig};
+use herald_amqp::{AmqpSettings, Connection, Consumer, Topology};
+use herald_server::webhook::{self, EventSink, WebhookConfig};
 use herald_telemetry::Metrics;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
@@ -259,14 +259,14 @@ async fn only_correctly_signed_bodies_are_published_byte_for_byte() {
     );
     assert_eq!(delivery.exchange(), rig.topology.events_exchange());
     let received = delivery.headers();
-    let received_at = received.as_table().inner().get(RECEIVED_AT_HEADER).cloned();
+    let received_at = received.received_at();
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     assert!(
-        matches!(received_at, Some(AMQPValue::LongLongInt(ms)) if (now_ms - 60_000..=now_ms + 1000).contains(&ms)),
+        matches!(received_at, Some(ms) if (now_ms - 60_000..=now_ms + 1000).contains(&ms)),
         "{received_at:?}"
     );
     assert_eq!(
-        received.string(webhook::SIGNATURE_HEADER).as_deref(),
+        received.webhook_signature().as_deref(),
         Some(good.as_str()),
         "the verified signature travels with the body, for the ingest to check again"
     );

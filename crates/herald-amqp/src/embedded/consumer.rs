@@ -50,6 +50,17 @@ pub(crate) enum Settle {
     Discard,
 }
 
+impl Settle {
+    /// A nack or reject: back to the queue when `requeue`, else discarded.
+    pub(crate) fn requeued(requeue: bool) -> Self {
+        if requeue {
+            Self::Requeue
+        } else {
+            Self::Discard
+        }
+    }
+}
+
 /// A message handed to a consumer.
 pub(crate) struct Delivered {
     tag: u64,
@@ -290,7 +301,7 @@ impl EmbeddedDelivery {
     }
 
     pub(crate) fn headers(&self) -> Headers {
-        Headers::from(self.message.headers.clone())
+        Headers::from_table(self.message.headers.clone())
     }
 
     pub(crate) fn exchange(&self) -> &str {

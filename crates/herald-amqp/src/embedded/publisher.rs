@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::EmbeddedConnection;
 use super::queue::Message;
-use crate::confirm::Unobserved;
+use crate::publisher::Unobserved;
 use crate::{AmqpError, Headers};
 
 /// RabbitMQ's reply to a mandatory message with no route.

@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use herald_amqp::{
-    AMQPValue, AmqpError, Connection, Consumer, Delivery, Headers, Publisher, SEND_ROUTING_KEY,
+    AmqpError, Connection, Consumer, Delivery, Headers, Publisher, SEND_ROUTING_KEY,
 };
 use herald_core::SendJob;
-use herald_worker::CODE_HEADER;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -373,11 +372,7 @@ async fn read_all(connection: &Connection, broker: &Broker) -> Result<Read, Amqp
 
 fn describe(delivery: &Delivery) -> DeadMessage {
     let headers = delivery.headers();
-    let code = match headers.as_table().inner().get(CODE_HEADER) {
-        Some(AMQPValue::LongLongInt(code)) => u32::try_from(*code).ok(),
-        Some(AMQPValue::LongInt(code)) => u32::try_from(*code).ok(),
-        _ => None,
-    };
+    let code = headers.code();
     let job: Option<SendJob> = serde_json::from_slice(delivery.body()).ok();
     DeadMessage {
         job_id: job.as_ref().map(|job| job.job_id.clone()),

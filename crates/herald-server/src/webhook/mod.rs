@@ -24,9 +24,7 @@ use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
 pub(crate) use signature::{SignatureError, parse_signature, verify_body};
-pub use sink::{
-    EVENTS_ROUTING_KEY, EventSink, PUBLISH_TIMEOUT, RECEIVED_AT_HEADER, SIGNATURE_HEADER,
-};
+pub use sink::{EVENTS_ROUTING_KEY, EventSink, PUBLISH_TIMEOUT};
 
 /// The signature header parser, for the property tests.
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use herald_amqp::{AMQPValue, AmqpError, AmqpSettings, Connection, Headers, Publisher, Topology};
+use herald_amqp::{AmqpError, AmqpSettings, Connection, Headers, Publisher, Topology};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -18,12 +18,6 @@ use super::signature::format_signature;
 /// Routing key of every webhook body on `<prefix>.events` (a topic exchange; `<prefix>.events.ingest`
 /// is bound to `#`, and other teams may bind their own queues).
 pub const EVENTS_ROUTING_KEY: &str = "webhook";
-/// Header with the time the webhook received the body, in epoch milliseconds (an integer).
-pub const RECEIVED_AT_HEADER: &str = "x-herald-received-at";
-/// Header with Meta's `X-Hub-Signature-256` of the body, as verified (`sha256=<hex>`): the
-/// ingest checks it again, so whoever may publish to `<prefix>.events` still cannot inject
-/// events without the app secret.
-pub const SIGNATURE_HEADER: &str = "x-herald-webhook-signature";
 /// The longest a POST waits for its body to be published and confirmed, connecting included.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one connection attempt may take (inside `PUBLISH_TIMEOUT`).
@@ -122,11 +116,8 @@ impl EventSink {
         received_at_ms: i64,
     ) -> Result<(), SinkError> {
         let headers = Headers::new()
-            .with(RECEIVED_AT_HEADER, AMQPValue::LongLongInt(received_at_ms))
-            .with(
-                SIGNATURE_HEADER,
-                AMQPValue::LongString(format_signature(signature).into()),
-            );
+            .with_received_at(received_at_ms)
+            .with_webhook_signature(&format_signature(signature));
         tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(body, headers))
             .await
             .map_err(|_| SinkError::Timeout)?

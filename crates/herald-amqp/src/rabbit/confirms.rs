@@ -1,8 +1,8 @@
 //! The confirm driver: one task per `Publisher` that turns lapin's publisher confirms into one
 //! exact outcome per message (ok, `Returned`, `Nacked`, or the channel's error). It also awaits
-//! each message's socket write (`Confirm::Writing`), which `publish.rs` leaves to it so callers
+//! each message's socket write (`Confirm::Writing`), which `publisher.rs` leaves to it so callers
 //! need not wait for lapin's I/O thread. It does not publish and does not bound the window;
-//! `publish.rs` does both.
+//! `publisher.rs` does both.
 //!
 //! Why a driver and not lapin's `Confirmation` as is: lapin attaches a returned (unroutable)
 //! message to whichever confirm completes first after the `basic.return` arrives. When the broker
@@ -28,9 +28,8 @@ use lapin::{
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::AmqpError;
-
-/// Header with the publisher-local sequence number used to match returned messages.
-pub(crate) const PUBLISH_ID_HEADER: &str = "x-herald-publish-id";
+use crate::headers::PUBLISH_ID_HEADER;
+use crate::publisher::Unobserved;
 
 /// A published message waiting for its outcome; holds its confirm-window permit until settled.
 pub(crate) struct Pending {
@@ -40,13 +39,6 @@ pub(crate) struct Pending {
     pub(crate) confirm: Confirm,
     pub(crate) reply: oneshot::Sender<Result<(), AmqpError>>,
     pub(crate) permit: OwnedSemaphorePermit,
-}
-
-/// Failures nobody awaited, kept for `Publisher::flush`.
-#[derive(Debug, Default)]
-pub(crate) struct Unobserved {
-    pub(crate) count: usize,
-    pub(crate) first: Option<AmqpError>,
 }
 
 type Fence = Pin<Box<dyn Future<Output = lapin::Result<()>> + Send>>;
@@ -221,9 +213,7 @@ impl Driver {
                 },
             };
             if let Err(Err(error)) = pending.reply.send(outcome) {
-                let mut unobserved = self.unobserved.lock().unwrap_or_else(|e| e.into_inner());
-                unobserved.count += 1;
-                unobserved.first.get_or_insert(error);
+                Unobserved::record(&self.unobserved, error);
             }
             // The outcome is recorded; only now may `flush` (which waits for permits) return.
             drop(pending.permit);

@@ -1,30 +1,18 @@
-//! `Consumer`: manual-ack consumption of one queue on a channel of its own, with `basic.qos`
+//! `Consumer`: manual-ack consumption of one queue on a channel of its own, with a prefetch
 //! bounding unacked deliveries, and `Delivery` with ack/nack/reject. It does not decide what a
-//! delivery means or when to ack it (the worker acks only after its result is confirmed). Acks on
-//! RabbitMQ are coalesced into `multiple` frames by `ack.rs`. On an embedded connection the same
-//! types wrap `embedded/consumer.rs`.
+//! delivery means or when to ack it (the worker acks only after its result is confirmed). Each
+//! type wraps the RabbitMQ adapter (`rabbit/consumer.rs`, acks coalesced by `rabbit/acks.rs`) or
+//! the embedded one (`embedded/consumer.rs`).
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use lapin::{
-    options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
-    protocol::AMQPSoftError,
-    types::{AMQPValue, FieldTable},
-};
 
-use crate::{
-    AmqpError, Connection, Headers,
-    ack::Acks,
-    connect::Backend,
-    embedded::{EmbeddedConsumer, EmbeddedDelivery, Settle},
-    error::soft_error,
-    topology::short_string,
-};
+use crate::connection::Backend;
+use crate::embedded::{EmbeddedConsumer, EmbeddedDelivery, Settle};
+use crate::rabbit::{RabbitConsumer, RabbitDelivery};
+use crate::{AmqpError, Connection, Headers, topology::short_string};
 
 /// Where a consumer of a stream queue (`<p>.control.log`) starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +37,7 @@ pub struct Consumer {
 // one a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
 enum ConsumerInner {
-    Lapin {
-        channel: lapin::Channel,
-        consumer: lapin::Consumer,
-        acks: AckHandle,
-    },
+    Rabbit(RabbitConsumer),
     Embedded(EmbeddedConsumer),
 }
 
@@ -64,7 +48,7 @@ pub struct Delivery {
 
 #[allow(clippy::large_enum_variant)]
 enum DeliveryInner {
-    Lapin(lapin::message::Delivery, Arc<Acks>),
+    Rabbit(RabbitDelivery),
     Embedded(EmbeddedDelivery),
 }
 
@@ -96,53 +80,16 @@ impl Consumer {
         offset: Option<StreamOffset>,
     ) -> Result<Self, AmqpError> {
         let name = short_string(queue)?;
-        let lapin = match connection.backend() {
-            Backend::Lapin(lapin) => lapin,
+        let inner = match connection.backend() {
+            Backend::Rabbit(rabbit) => ConsumerInner::Rabbit(
+                RabbitConsumer::start(rabbit, name, queue, prefetch, offset).await?,
+            ),
             Backend::Embedded(embedded) => {
-                let consumer = EmbeddedConsumer::start(embedded, queue, prefetch, offset)?;
-                return Ok(Self {
-                    inner: ConsumerInner::Embedded(consumer),
-                    queue: queue.to_owned(),
-                });
+                ConsumerInner::Embedded(EmbeddedConsumer::start(embedded, queue, prefetch, offset)?)
             }
         };
-        let mut arguments = FieldTable::default();
-        if let Some(offset) = offset {
-            let offset = match offset {
-                StreamOffset::First => "first",
-                StreamOffset::Last => "last",
-                StreamOffset::Next => "next",
-            };
-            arguments.insert(
-                "x-stream-offset".into(),
-                AMQPValue::LongString(offset.into()),
-            );
-        }
-        let channel = crate::connect::channel(lapin).await?;
-        channel
-            .basic_qos(prefetch.max(1), BasicQosOptions::default())
-            .await
-            .map_err(AmqpError::amqp("basic.qos"))?;
-        let options = BasicConsumeOptions {
-            no_ack: false,
-            ..BasicConsumeOptions::default()
-        };
-        let consumer = channel
-            .basic_consume(name, "".into(), options, arguments)
-            .await
-            .map_err(|error| match soft_error(&error) {
-                Some((AMQPSoftError::NOTFOUND, _)) => AmqpError::QueueMissing {
-                    queue: queue.to_owned(),
-                },
-                _ => AmqpError::amqp("basic.consume")(error),
-            })?;
-        let acks = AckHandle(Acks::start(channel.clone()));
         Ok(Self {
-            inner: ConsumerInner::Lapin {
-                channel,
-                consumer,
-                acks,
-            },
+            inner,
             queue: queue.to_owned(),
         })
     }
@@ -155,12 +102,7 @@ impl Consumer {
     /// Stops new deliveries (`basic.cancel`); deliveries already received can still be settled.
     pub async fn stop(&self) -> Result<(), AmqpError> {
         match &self.inner {
-            ConsumerInner::Lapin {
-                channel, consumer, ..
-            } => channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await
-                .map_err(AmqpError::amqp("basic.cancel")),
+            ConsumerInner::Rabbit(consumer) => consumer.stop().await,
             ConsumerInner::Embedded(consumer) => {
                 consumer.stop();
                 Ok(())
@@ -172,10 +114,7 @@ impl Consumer {
     /// embedded consumer does the same.)
     pub async fn close(self) -> Result<(), AmqpError> {
         match self.inner {
-            ConsumerInner::Lapin { channel, .. } => channel
-                .close(200, "bye".into())
-                .await
-                .map_err(AmqpError::amqp("channel.close")),
+            ConsumerInner::Rabbit(consumer) => consumer.close().await,
             ConsumerInner::Embedded(consumer) => {
                 drop(consumer);
                 Ok(())
@@ -196,28 +135,14 @@ impl Stream for Consumer {
     type Item = Result<Delivery, AmqpError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let wrap = |inner| Delivery { inner };
         match &mut self.inner {
-            ConsumerInner::Lapin { consumer, acks, .. } => {
-                Pin::new(consumer).poll_next(cx).map(|next| {
-                    next.map(|delivery| {
-                        delivery
-                            .map(|inner| {
-                                acks.0.register(inner.delivery_tag);
-                                Delivery {
-                                    inner: DeliveryInner::Lapin(inner, acks.0.clone()),
-                                }
-                            })
-                            .map_err(AmqpError::amqp("basic.consume"))
-                    })
-                })
-            }
-            ConsumerInner::Embedded(consumer) => consumer.poll_next(cx).map(|next| {
-                next.map(|inner| {
-                    Ok(Delivery {
-                        inner: DeliveryInner::Embedded(inner),
-                    })
-                })
+            ConsumerInner::Rabbit(consumer) => consumer.poll_next(cx).map(|next| {
+                next.map(|delivery| delivery.map(|inner| wrap(DeliveryInner::Rabbit(inner))))
             }),
+            ConsumerInner::Embedded(consumer) => consumer
+                .poll_next(cx)
+                .map(|next| next.map(|inner| Ok(wrap(DeliveryInner::Embedded(inner))))),
         }
     }
 }
@@ -226,7 +151,7 @@ impl Delivery {
     /// The message body, byte for byte.
     pub fn body(&self) -> &[u8] {
         match &self.inner {
-            DeliveryInner::Lapin(inner, _) => &inner.data,
+            DeliveryInner::Rabbit(inner) => inner.body(),
             DeliveryInner::Embedded(inner) => inner.body(),
         }
     }
@@ -234,12 +159,7 @@ impl Delivery {
     /// The message headers (empty when it had none).
     pub fn headers(&self) -> Headers {
         match &self.inner {
-            DeliveryInner::Lapin(inner, _) => inner
-                .properties
-                .headers()
-                .clone()
-                .map(Headers::from)
-                .unwrap_or_default(),
+            DeliveryInner::Rabbit(inner) => inner.headers(),
             DeliveryInner::Embedded(inner) => inner.headers(),
         }
     }
@@ -252,7 +172,7 @@ impl Delivery {
     /// The exchange it was published to.
     pub fn exchange(&self) -> &str {
         match &self.inner {
-            DeliveryInner::Lapin(inner, _) => inner.exchange.as_str(),
+            DeliveryInner::Rabbit(inner) => inner.exchange(),
             DeliveryInner::Embedded(inner) => inner.exchange(),
         }
     }
@@ -260,7 +180,7 @@ impl Delivery {
     /// The routing key it was published with.
     pub fn routing_key(&self) -> &str {
         match &self.inner {
-            DeliveryInner::Lapin(inner, _) => inner.routing_key.as_str(),
+            DeliveryInner::Rabbit(inner) => inner.routing_key(),
             DeliveryInner::Embedded(inner) => inner.routing_key(),
         }
     }
@@ -268,7 +188,7 @@ impl Delivery {
     /// True when the broker delivered it before (to us or another consumer) without an ack.
     pub fn redelivered(&self) -> bool {
         match &self.inner {
-            DeliveryInner::Lapin(inner, _) => inner.redelivered,
+            DeliveryInner::Rabbit(inner) => inner.redelivered(),
             DeliveryInner::Embedded(inner) => inner.redelivered(),
         }
     }
@@ -276,7 +196,7 @@ impl Delivery {
     /// Acknowledges it: the broker forgets it.
     pub async fn ack(&self) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner, acks) => acks.ack(inner.delivery_tag).await,
+            DeliveryInner::Rabbit(inner) => inner.ack().await,
             DeliveryInner::Embedded(inner) => inner.settle(Settle::Ack),
         }
     }
@@ -284,27 +204,17 @@ impl Delivery {
     /// Negatively acknowledges it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner, acks) => {
-                acks.nack(inner.delivery_tag, requeue, false).await
-            }
-            DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
+            DeliveryInner::Rabbit(inner) => inner.nack(requeue).await,
+            DeliveryInner::Embedded(inner) => inner.settle(Settle::requeued(requeue)),
         }
     }
 
     /// Rejects it: back to the queue when `requeue`, else dropped/dead-lettered.
     pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
         match &self.inner {
-            DeliveryInner::Lapin(inner, acks) => acks.nack(inner.delivery_tag, requeue, true).await,
-            DeliveryInner::Embedded(inner) => inner.settle(requeued(requeue)),
+            DeliveryInner::Rabbit(inner) => inner.reject(requeue).await,
+            DeliveryInner::Embedded(inner) => inner.settle(Settle::requeued(requeue)),
         }
-    }
-}
-
-fn requeued(requeue: bool) -> Settle {
-    if requeue {
-        Settle::Requeue
-    } else {
-        Settle::Discard
     }
 }
 
@@ -318,14 +228,5 @@ impl std::fmt::Debug for Delivery {
             .field("attempt", &self.attempt())
             .field("body_bytes", &self.body().len())
             .finish()
-    }
-}
-
-/// Tells the ack flusher its consumer is gone (closed or dropped), so it can end.
-struct AckHandle(Arc<Acks>);
-
-impl Drop for AckHandle {
-    fn drop(&mut self) {
-        self.0.consumer_dropped();
     }
 }
