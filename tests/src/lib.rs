@@ -201,6 +201,28 @@ pub async fn publish_all_with(
     }
 }
 
+/// Writes `campaign.toml` (campaign `id` on page `page`, text "Hi {{ first_name }}!", segment
+/// `users.csv`, then `extra` TOML) and `users.csv` with `users` users `u<n>` whose PSIDs count
+/// up from `first_psid`, into `dir`.
+pub fn write_campaign(
+    dir: &std::path::Path,
+    (id, page): (&str, &str),
+    users: u64,
+    first_psid: u64,
+    extra: &str,
+) {
+    let mut csv = String::from("external_id,messenger_id,first_name\n");
+    for n in 0..users {
+        csv.push_str(&format!("u{n},{},Ana\n", first_psid + n));
+    }
+    std::fs::write(dir.join("users.csv"), csv).expect("segment");
+    let campaign = format!(
+        "id = \"{id}\"\npage_id = \"{page}\"\nmessaging_type = \"UPDATE\"\n\
+         [message]\ntext = \"Hi {{{{ first_name }}}}!\"\n[segment]\nfile = \"users.csv\"\n{extra}"
+    );
+    std::fs::write(dir.join("campaign.toml"), campaign).expect("campaign");
+}
+
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, as Meta signs a webhook body.
 pub fn sign_webhook(secret: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};

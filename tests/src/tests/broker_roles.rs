@@ -112,19 +112,7 @@ async fn roles(vhost: &str) {
         &["worker", "--metrics-addr", &worker_addr],
         &dir.path().join("worker.log"),
     );
-    let mut csv = String::from("external_id,messenger_id,first_name\n");
-    for n in 0..USERS {
-        csv.push_str(&format!("u{n},{},Ana\n", 3_000_000 + n));
-    }
-    std::fs::write(dir.path().join("users.csv"), csv).expect("segment");
-    std::fs::write(
-        dir.path().join("campaign.toml"),
-        format!(
-            "id = \"roles\"\npage_id = \"{PAGE}\"\nmessaging_type = \"UPDATE\"\n\
-             [message]\ntext = \"Hi {{{{ first_name }}}}!\"\n[segment]\nfile = \"users.csv\"\n"
-        ),
-    )
-    .expect("campaign");
+    crate::write_campaign(dir.path(), ("roles", PAGE), USERS as u64, 3_000_000, "");
     let producer_url = url("herald-producer");
     herald_ok(
         dir.path(),

@@ -88,20 +88,8 @@ async fn status_follows_the_run_within_seconds(rig: Rig) {
         "the simulator never answered"
     );
 
-    let mut csv = String::from("external_id,messenger_id,first_name\n");
-    for n in 0..USERS {
-        csv.push_str(&format!("u{n},{},Ana\n", 4_000_000 + n));
-    }
-    std::fs::write(dir.path().join("users.csv"), csv).expect("segment");
-    std::fs::write(
-        dir.path().join("campaign.toml"),
-        format!(
-            "id = \"live\"\npage_id = \"{PAGE}\"\nmessaging_type = \"UPDATE\"\n\
-             [message]\ntext = \"Hi {{{{ first_name }}}}!\"\n[segment]\nfile = \"users.csv\"\n\
-             [delivery]\nrate_per_sec = {RATE_PER_SEC}\n"
-        ),
-    )
-    .expect("campaign");
+    let pace = format!("[delivery]\nrate_per_sec = {RATE_PER_SEC}\n");
+    crate::write_campaign(dir.path(), ("live", PAGE), USERS, 4_000_000, &pace);
     // What the simulator had accepted, four times a second, as the run goes.
     let history: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
     let sampler = {

@@ -14,23 +14,45 @@ use crate::eventually;
 use crate::tests::server_webhook::{APP_SECRET, sign};
 use crate::tests::store::{on_sqlite, users};
 
+/// A simulator configuration that signs with the webhook's app secret and posts to it.
+fn posting_to(pipeline: &Pipeline) -> herald_sim::SimConfig {
+    herald_sim::SimConfig {
+        app_secret: Some(APP_SECRET.to_owned()),
+        webhook_url: Some(pipeline.web.webhook_url()),
+        ..herald_sim::SimConfig::default()
+    }
+}
+
+async fn simulator(config: herald_sim::SimConfig) -> herald_sim::SimHandle {
+    herald_sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator")
+}
+
+/// The simulator's Send API URL for PAGE, with a token and its `appsecret_proof`.
+fn send_url(sim: &herald_sim::SimHandle) -> String {
+    let token = "page-token";
+    let proof = sign(APP_SECRET, token.as_bytes());
+    let proof = proof.trim_start_matches("sha256=");
+    format!(
+        "{}/v25.0/{PAGE}/messages?access_token={token}&appsecret_proof={proof}",
+        sim.url()
+    )
+}
+
 #[tokio::test]
 async fn the_simulator_posts_to_the_webhook_and_the_store_follows() {
     on_sqlite(|rig| async move {
         let Some(pipeline) = Pipeline::new("test-ingest-sim", rig.store.clone()).await else {
             return;
         };
-        let config = herald_sim::SimConfig {
-            app_secret: Some(APP_SECRET.to_owned()),
-            webhook_url: Some(pipeline.web.webhook_url()),
+        let sim = simulator(herald_sim::SimConfig {
             receipts: true,
             delivery_delay_ms: 50,
             read_delay_ms: 150,
-            ..herald_sim::SimConfig::default()
-        };
-        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("simulator");
+            ..posting_to(&pipeline)
+        })
+        .await;
         let http = reqwest::Client::new();
         // A person writes to the page through the link carrying their external id.
         let inbound = http
@@ -64,13 +86,7 @@ async fn the_simulator_posts_to_the_webhook_and_the_store_follows() {
         assert!((OffsetDateTime::now_utc() - last).abs() < time::Duration::minutes(5));
 
         // A send the simulator accepts; its signed delivery and read receipts follow.
-        let token = "page-token";
-        let proof = sign(APP_SECRET, token.as_bytes());
-        let proof = proof.trim_start_matches("sha256=");
-        let url = format!(
-            "{}/v25.0/{PAGE}/messages?access_token={token}&appsecret_proof={proof}",
-            sim.url()
-        );
+        let url = send_url(&sim);
         let request = json!({"recipient": {"id": "601"}, "messaging_type": "RESPONSE",
             "message": {"text": "welcome", "metadata": "r6:ext-sim"}});
         let answer = http
@@ -115,27 +131,17 @@ async fn echoes_of_our_jobs_reach_the_store_even_when_the_answer_was_lost() {
         let Some(pipeline) = Pipeline::new("test-ingest-echo", rig.store.clone()).await else {
             return;
         };
-        let config = herald_sim::SimConfig {
-            app_secret: Some(APP_SECRET.to_owned()),
-            webhook_url: Some(pipeline.web.webhook_url()),
+        let sim = simulator(herald_sim::SimConfig {
             echoes: true,
             echo_delay_ms: 20,
             psid_rules: vec![herald_sim::PsidRule::prefix(
                 "lost",
                 herald_sim::PsidOutcome::LoseAnswer,
             )],
-            ..herald_sim::SimConfig::default()
-        };
-        let sim = herald_sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("simulator");
-        let token = "page-token";
-        let proof = sign(APP_SECRET, token.as_bytes());
-        let proof = proof.trim_start_matches("sha256=");
-        let url = format!(
-            "{}/v25.0/{PAGE}/messages?access_token={token}&appsecret_proof={proof}",
-            sim.url()
-        );
+            ..posting_to(&pipeline)
+        })
+        .await;
+        let url = send_url(&sim);
         let http = reqwest::Client::new();
         let send = |psid: &str, metadata: Option<&str>| {
             let mut message = json!({"text": "welcome"});
