@@ -119,7 +119,8 @@ impl Handler for Ingest {
 
     fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Event>, String> {
         check_signature(&self.keys.app_secret, body, headers)?;
-        let received_at_ms = received_at_ms(headers).unwrap_or_else(now_ms);
+        // When the webhook received the body (`x-herald-received-at`).
+        let received_at_ms = headers.received_at().unwrap_or_else(now_ms);
         parse::parse(body, received_at_ms, MAX_ENTRY_AGE_MS)
     }
 
@@ -177,11 +178,6 @@ fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Resul
             "HERALD_APP_SECRET is not set: the body's signature cannot be verified".to_owned()
         }
     })
-}
-
-/// `x-herald-received-at`, as the webhook set it.
-fn received_at_ms(headers: &Headers) -> Option<i64> {
-    headers.received_at()
 }
 
 fn now_ms() -> i64 {
