@@ -1,8 +1,9 @@
 //! The results consumer: consumes `<prefix>.results.store` (every `DeliveryResult` the producer
 //! and the workers publish) and records them with `Batch::record_results`, many per store
-//! transaction, acking after the commit (`consume.rs`). Results are terminal and the store
-//! keeps the first per job, so a redelivered result changes nothing and is counted as a
-//! duplicate. Bytes that are not a `DeliveryResult` v1 go to `<prefix>.dead` with the reason; a
+//! transaction, acking after the commit (`consume.rs`). A job's record shows its latest
+//! terminal result and `sent` is final (`herald-store`'s `deliveries.rs`), so a redelivered
+//! result changes nothing and is counted as a duplicate (and kept in `delivery_history`), while
+//! a replayed job's later result replaces its `dead`. Bytes that are not a `DeliveryResult` v1 go to `<prefix>.dead` with the reason; a
 //! store failure keeps the results unacked and retries them.
 //!
 //! A result for a run the store has no record of is stored, and warned about once per run: it
@@ -95,8 +96,8 @@ impl Handler for Results {
         parse_result(body).map(|result| vec![result])
     }
 
-    /// Results are independent (the first per job wins, atomically); the key only keeps the
-    /// copies of one job in one lane.
+    /// Results of different jobs are independent; the key keeps the results of one job in one
+    /// lane, so they are applied in the order they came.
     fn lane_key(result: &DeliveryResult) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         result.job_id.hash(&mut hasher);

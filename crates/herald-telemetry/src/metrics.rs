@@ -269,12 +269,12 @@ impl Metrics {
             ),
             results_recorded: counter_vec(
                 "herald_results_recorded_total",
-                "Delivery results stored, by status.",
+                "Delivery results that a job's record now shows, by status.",
                 &["status"],
             ),
             results_duplicates: counter(
                 "herald_results_duplicates_total",
-                "Delivery results already stored, ignored.",
+                "Delivery results that changed no record (a repeat, an older result, one after sent).",
             ),
             results_unknown_run: counter(
                 "herald_results_unknown_run_total",
