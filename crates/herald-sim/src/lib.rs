@@ -5,7 +5,8 @@
 //! `appsecret_proof` checks, content limits, per-page rate limits with usage headers, scripted
 //! faults and per-recipient outcomes. Control side: `/_sim/stats`, `/_sim/messages`,
 //! `/_sim/reset`, `/_sim/config`, `/_sim/pages/{id}/revoke|token`, `/_sim/inbound`, `/_sim/health`.
-//! Webhook side: signed delivery/read receipts and inbound messages POSTed to `webhook_url`.
+//! Webhook side: signed delivery/read receipts, message echoes and inbound messages POSTed to
+//! `webhook_url`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
