@@ -21,6 +21,10 @@ pub const RECEIVED_AT_HEADER: &str = "x-herald-received-at";
 /// ingest checks it again, so whoever may publish to `<prefix>.events` still cannot inject
 /// events without the app secret.
 pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-herald-webhook-signature";
+/// Header marking a job that may have been sent already (redelivered after a crash, retried
+/// after an answer that never came, republished by a resumed run), with the epoch milliseconds
+/// from which an echo of that send could be expected: the worker checks the send ledger first.
+pub const VERIFY_SINCE_HEADER: &str = "x-herald-verify-since";
 /// Header with the publisher-local sequence number the RabbitMQ confirm driver uses to match a
 /// returned message to its publish (`rabbit/confirms.rs`).
 pub(crate) const PUBLISH_ID_HEADER: &str = "x-herald-publish-id";
@@ -65,6 +69,11 @@ impl Headers {
         self.with_text(WEBHOOK_SIGNATURE_HEADER, signature)
     }
 
+    /// Sets `x-herald-verify-since` (epoch milliseconds).
+    pub fn with_verify_since(self, epoch_ms: i64) -> Self {
+        self.with_integer(VERIFY_SINCE_HEADER, epoch_ms)
+    }
+
     /// `x-herald-attempt`, if present and a non-negative integer that fits.
     pub fn attempt(&self) -> Option<u32> {
         u32::try_from(self.integer(ATTEMPT_HEADER)?).ok()
@@ -83,6 +92,11 @@ impl Headers {
     /// `x-herald-received-at` (epoch milliseconds), if present and an integer.
     pub fn received_at(&self) -> Option<i64> {
         self.integer(RECEIVED_AT_HEADER)
+    }
+
+    /// `x-herald-verify-since` (epoch milliseconds), if present and an integer.
+    pub fn verify_since(&self) -> Option<i64> {
+        self.integer(VERIFY_SINCE_HEADER)
     }
 
     /// `x-herald-webhook-signature`, if present and a string.

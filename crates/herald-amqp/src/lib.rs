@@ -28,7 +28,7 @@ pub use embedded::{EmbeddedBroker, EmbeddedSettings};
 pub use error::AmqpError;
 pub use headers::{
     ATTEMPT_HEADER, CODE_HEADER, DEFERRALS_HEADER, Headers, REASON_HEADER, RECEIVED_AT_HEADER,
-    WEBHOOK_SIGNATURE_HEADER,
+    VERIFY_SINCE_HEADER, WEBHOOK_SIGNATURE_HEADER,
 };
 pub use publisher::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
 pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};

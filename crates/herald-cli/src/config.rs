@@ -19,6 +19,8 @@ const DEFAULT_DATABASE_URL: &str = "sqlite://herald.db";
 const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 const DEFAULT_GRAPH_VERSION: &str = "v25.0";
 const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
+/// Echoes arrive within seconds of a send (docs/messenger-platform.md §5.4).
+const DEFAULT_LEDGER_HORIZON_SECS: u64 = 10;
 const DEFAULT_CONFIG_FILE: &str = "herald.toml";
 
 const PAGE_TOKEN_PREFIX: &str = "HERALD_PAGE_TOKEN_";
@@ -36,6 +38,12 @@ pub(crate) struct Config {
     pub(crate) app_secret: Option<Secret>,
     pub(crate) verify_token: Option<Secret>,
     pub(crate) api_token: Option<Secret>,
+    /// `HERALD_LEDGER_URL`: herald serve's API, where workers check jobs that may have been sent.
+    pub(crate) ledger_url: Option<String>,
+    /// `HERALD_LEDGER_TOKEN`: the token serve accepts for `/ledger` only (and workers send).
+    pub(crate) ledger_token: Option<Secret>,
+    /// `HERALD_LEDGER_HORIZON_SECS`: how long an echo may take to arrive after a send.
+    pub(crate) ledger_horizon_secs: u64,
     /// `HERALD_REF_SECRET`, parsed: the keys signed refs are minted and verified with.
     pub(crate) ref_keys: Option<RefKeys>,
     /// `HERALD_SEGMENT_DIR`: where segment files of runs started over the admin API must be.
@@ -69,6 +77,9 @@ struct FileLayer {
     app_secret: Option<Secret>,
     verify_token: Option<Secret>,
     api_token: Option<Secret>,
+    ledger_url: Option<String>,
+    ledger_token: Option<Secret>,
+    ledger_horizon_secs: Option<u64>,
     ref_secret: Option<Secret>,
     segment_dir: Option<PathBuf>,
     tokens_file: Option<PathBuf>,
@@ -125,6 +136,9 @@ impl Config {
             app_secret: None,
             verify_token: None,
             api_token: None,
+            ledger_url: None,
+            ledger_token: None,
+            ledger_horizon_secs: DEFAULT_LEDGER_HORIZON_SECS,
             ref_keys: None,
             segment_dir: None,
             page_tokens: BTreeMap::new(),
@@ -144,6 +158,9 @@ impl Config {
         self.app_secret = file.app_secret.or(self.app_secret.take());
         self.verify_token = file.verify_token.or(self.verify_token.take());
         self.api_token = file.api_token.or(self.api_token.take());
+        self.ledger_url = file.ledger_url.or(self.ledger_url.take());
+        self.ledger_token = file.ledger_token.or(self.ledger_token.take());
+        set(&mut self.ledger_horizon_secs, file.ledger_horizon_secs);
         self.segment_dir = file.segment_dir.or(self.segment_dir.take());
         if let Some(secret) = file.ref_secret {
             self.set_ref_keys(&secret, "ref_secret", problems);
@@ -179,6 +196,12 @@ impl Config {
                 "HERALD_APP_SECRET" => self.app_secret = Some(Secret::new(value)),
                 "HERALD_VERIFY_TOKEN" => self.verify_token = Some(Secret::new(value)),
                 "HERALD_API_TOKEN" => self.api_token = Some(Secret::new(value)),
+                "HERALD_LEDGER_URL" => self.ledger_url = Some(value),
+                "HERALD_LEDGER_TOKEN" => self.ledger_token = Some(Secret::new(value)),
+                "HERALD_LEDGER_HORIZON_SECS" => match value.trim().parse() {
+                    Ok(secs) => self.ledger_horizon_secs = secs,
+                    Err(_) => problems.push(format!("{name}: {value:?} is not a whole number")),
+                },
                 "HERALD_REF_SECRET" => self.set_ref_keys(&Secret::new(value), name, problems),
                 "HERALD_TOKENS_FILE" => self.tokens_file = Some(PathBuf::from(value)),
                 "HERALD_SEGMENT_DIR" => self.segment_dir = Some(PathBuf::from(value)),
@@ -266,6 +289,14 @@ impl Config {
                 self.graph_url
             ));
         }
+        if let Some(url) = &self.ledger_url
+            && !scheme_ok(url, &["http", "https"])
+        {
+            problems.push(format!(
+                "ledger_url: {:?} must be herald serve's http(s) address",
+                redact_url(url)
+            ));
+        }
         if !is_graph_version(&self.graph_version) {
             problems.push(format!(
                 "graph_version: {:?} is not a Graph version like \"v25.0\"",
@@ -294,6 +325,7 @@ impl Config {
         for (name, secret) in [
             ("app_secret", &self.app_secret),
             ("api_token", &self.api_token),
+            ("ledger_token", &self.ledger_token),
         ] {
             if secret.as_ref().is_some_and(Secret::is_blank) {
                 problems.push(format!("{name}: is set but empty"));

@@ -135,6 +135,19 @@ impl SendError {
         }
     }
 
+    /// True when Graph may have accepted the message although no answer said so: the request
+    /// was (or may have been) written before the connection failed or the timeout fired. Only
+    /// a failure to connect proves it never left. Resending such a job risks a duplicate.
+    pub fn may_have_arrived(&self) -> bool {
+        match self {
+            Self::Transport { source, .. } | Self::Timeout { source, .. } => !source.is_connect(),
+            Self::Graph(_)
+            | Self::Http { .. }
+            | Self::Oversize { .. }
+            | Self::MalformedSuccess { .. } => false,
+        }
+    }
+
     /// Graph `code`, when Graph answered with an error body.
     pub fn code(&self) -> Option<u32> {
         self.graph().map(|graph| graph.code)

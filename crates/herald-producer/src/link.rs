@@ -19,6 +19,8 @@ pub(crate) struct Message {
     to_results: bool,
     routing_key: String,
     body: Vec<u8>,
+    /// `x-herald-verify-since` for a job that may have been published before (a resume).
+    verify_since: Option<i64>,
     state: Delivery,
 }
 
@@ -38,8 +40,14 @@ impl Message {
             to_results,
             routing_key,
             body,
+            verify_since: None,
             state: Delivery::Unsent,
         }
+    }
+
+    /// Marks the job as possibly published already, since `epoch_ms`.
+    pub(crate) fn verify_since(&mut self, epoch_ms: i64) {
+        self.verify_since = Some(epoch_ms);
     }
 
     /// The outcome if it is known now: `None` while the confirm is outstanding.
@@ -100,14 +108,13 @@ impl Link {
             &self.jobs_exchange
         };
         message.state = Delivery::Unsent;
+        let headers = match message.verify_since {
+            Some(since) => Headers::new().with_verify_since(since),
+            None => Headers::new(),
+        };
         let pending = self
             .publisher
-            .publish(
-                exchange,
-                &message.routing_key,
-                &message.body,
-                Headers::new(),
-            )
+            .publish(exchange, &message.routing_key, &message.body, headers)
             .await?;
         message.state = Delivery::Pending(pending);
         Ok(())

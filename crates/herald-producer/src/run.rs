@@ -26,6 +26,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// ...and after this many rows, so a crash republishes at most this many confirmed rows plus the
 /// publisher's confirm window (same job ids; downstream dedupes on them).
 pub const CHECKPOINT_EVERY_ROWS: u64 = 2_000;
+/// `at` in epoch milliseconds.
+fn epoch_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// Malformed rows logged one by one; past this only the count grows (the summary has it).
 const MALFORMED_LOGGED: u64 = 100;
 
@@ -125,6 +130,11 @@ struct Pipeline {
     last_line: u64,
     saved_line: u64,
     last_save: Instant,
+    /// Jobs still to publish that a crashed earlier attempt of this run may have published
+    /// already, and since when (epoch ms): they carry `x-herald-verify-since`, so workers check
+    /// the send ledger before sending them.
+    maybe_published: u64,
+    resumed_at_ms: i64,
 }
 
 pub(crate) struct Tracked {
@@ -192,6 +202,8 @@ impl Run {
             last_line: done,
             saved_line: done,
             last_save: Instant::now(),
+            maybe_published: self.maybe_published(),
+            resumed_at_ms: epoch_ms(now),
         };
         while let Some(batch) = batches.recv().await {
             for item in batch {
@@ -207,6 +219,17 @@ impl Run {
         Ok(self.record.progress)
     }
 
+    /// How many of the first jobs a resume publishes may have been published before the crash:
+    /// rows confirmed but not yet saved (at most `CHECKPOINT_EVERY_ROWS`) plus the publisher's
+    /// confirm window. None for a new run.
+    fn maybe_published(&self) -> u64 {
+        if self.spec.resume.is_none() {
+            return 0;
+        }
+        let window = u64::try_from(self.spec.amqp.confirm_window).unwrap_or(u64::MAX);
+        CHECKPOINT_EVERY_ROWS.saturating_add(window)
+    }
+
     /// Tracks one row in file order, publishes its message if it has one, settles what the
     /// broker has confirmed and saves the run record when it is due.
     async fn take(
@@ -216,12 +239,19 @@ impl Run {
         progress: &Progress,
     ) -> Result<(), ProducerError> {
         let entry = match item {
-            Item::Job { line, cursor, body } => Tracked {
-                line,
-                cursor,
-                kind: Kind::Job,
-                message: Some(Message::new(false, SEND_ROUTING_KEY.to_owned(), body)),
-            },
+            Item::Job { line, cursor, body } => {
+                let mut message = Message::new(false, SEND_ROUTING_KEY.to_owned(), body);
+                if pipe.maybe_published > 0 {
+                    pipe.maybe_published -= 1;
+                    message.verify_since(pipe.resumed_at_ms);
+                }
+                Tracked {
+                    line,
+                    cursor,
+                    kind: Kind::Job,
+                    message: Some(message),
+                }
+            }
             Item::Skip {
                 line,
                 cursor,

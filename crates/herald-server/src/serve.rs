@@ -45,6 +45,9 @@ pub struct ServeSettings {
     pub webhook: WebhookConfig,
     /// `HERALD_API_TOKEN`; without one the admin API answers 503 to every call.
     pub api_token: Option<Secret>,
+    /// `HERALD_LEDGER_TOKEN`: a second token that opens `GET /ledger/{job_id}` and nothing else,
+    /// for workers (they need not hold the admin token).
+    pub ledger_token: Option<Secret>,
     /// The keys webhook refs are verified with (`HERALD_REF_SECRET`); without them no ref links.
     pub ref_keys: Option<RefKeys>,
     /// Where segment files of runs started over the API must be (`HERALD_SEGMENT_DIR`).
@@ -127,6 +130,7 @@ fn admin_router(
 ) -> Router {
     let api = api::router(ApiConfig {
         token: settings.api_token.clone(),
+        ledger_token: settings.ledger_token.clone(),
         store: settings.store.clone(),
         broker: settings.broker.clone(),
         runs,

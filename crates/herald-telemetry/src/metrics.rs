@@ -61,6 +61,11 @@ pub struct Metrics {
     pub jobs_held: IntCounterVec,
     /// Messages published to herald.dead, by `reason` (poison, exhausted).
     pub jobs_dead_lettered: IntCounterVec,
+    /// `herald_ledger_checks_total{outcome}`: send-ledger checks of jobs that may have been sent.
+    pub ledger_checks: IntCounterVec,
+    /// `herald_possible_duplicate_sends_total{reason}`: Graph calls made for a job that may have
+    /// been sent already, without the ledger's word on it.
+    pub possible_duplicate_sends: IntCounterVec,
     /// Control commands a worker applied from herald.control, by `action` (pause_run, ...).
     pub control_commands: IntCounterVec,
     /// `/webhook` requests by `outcome`: handshake_ok, handshake_refused, accepted,
@@ -239,6 +244,16 @@ impl Metrics {
             jobs_dead_lettered: counter_vec(
                 "herald_jobs_dead_lettered_total",
                 "Messages published to herald.dead, by reason.",
+                &["reason"],
+            ),
+            ledger_checks: counter_vec(
+                "herald_ledger_checks_total",
+                "Send-ledger checks of jobs that may have been sent already, by outcome.",
+                &["outcome"],
+            ),
+            possible_duplicate_sends: counter_vec(
+                "herald_possible_duplicate_sends_total",
+                "Graph calls for a job that may have been sent already, made without the send ledger's word, by reason.",
                 &["reason"],
             ),
             control_commands: counter_vec(

@@ -21,6 +21,7 @@ use crate::pace::{Admission, Answer, Pacers};
 use crate::parse::parse_job;
 use crate::plan::{self, Failure, Step};
 use crate::settle::{Settler, Unsettled, deferrals};
+use crate::verify::{Checked, Verifier, now_ms};
 
 /// What every delivery of every session shares.
 pub(crate) struct Shared {
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) pacers: Pacers,
     pub(crate) sends: Semaphore,
     pub(crate) unsettled: Unsettled,
+    pub(crate) verifier: Verifier,
 }
 
 /// What the deliveries of one broker connection share.
@@ -59,6 +61,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
     let headers = delivery.headers();
     let attempts = headers.attempt().unwrap_or(0);
     let held = deferrals(&headers);
+    // A redelivered job may have been sent by a worker that died before acking it.
+    let suspect_since = headers
+        .verify_since()
+        .or_else(|| delivery.redelivered().then(now_ms));
     let (step, job_id) = match parse_job(delivery.body()) {
         Err(reason) => {
             warn!(reason = %reason, body_bytes = delivery.body().len(),
@@ -74,7 +80,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
         Ok(job) => {
             let step = match shared.unsettled.take(&job.job_id, attempts) {
                 Some(step) => Some(step),
-                None => decide(&shared, &link, &job, attempts, held).await,
+                None => decide(&shared, &link, &job, attempts, held, suspect_since).await,
             };
             (step, Some(job.job_id))
         }
@@ -107,13 +113,45 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The job's next step, or `None` when the session stopped before it was sent.
+/// The job's next step, or `None` when the session stopped before it was sent. `suspect_since`
+/// is set when the job may have been sent already (see `verify.rs`).
 async fn decide(
     shared: &Shared,
     link: &Link,
     job: &SendJob,
     attempts: u32,
     held: u32,
+    suspect_since: Option<i64>,
+) -> Option<Step> {
+    let mut unverified = None;
+    if let Some(since) = suspect_since {
+        match shared
+            .verifier
+            .check(shared, job, attempts, held, since)
+            .await
+        {
+            Checked::Step(step) => return Some(*step),
+            Checked::Send(reason) => unverified = reason,
+        }
+    }
+    let mut step = attempt(shared, link, job, attempts, held, unverified).await?;
+    // Without the ledger's word the job is still suspect: a copy that goes back to a retry tier
+    // keeps its mark, so it is checked when it comes back.
+    if let (Some(since), Some(_)) = (suspect_since, unverified) {
+        step.verify_since(since);
+    }
+    Some(step)
+}
+
+/// Gates, paces and sends the job once. `unverified` is set when it may have been sent
+/// already and the ledger could not say.
+async fn attempt(
+    shared: &Shared,
+    link: &Link,
+    job: &SendJob,
+    attempts: u32,
+    held: u32,
+    unverified: Option<&'static str>,
 ) -> Option<Step> {
     if let Some(step) = gate(shared, job, attempts, held) {
         return Some(step);
@@ -142,7 +180,10 @@ async fn decide(
     };
     let calls = attempts.saturating_add(1);
     let body = Bytes::copy_from_slice(job.request.get().as_bytes());
-    let started = Instant::now();
+    if let Some(reason) = unverified {
+        Verifier::count_unverified(shared, reason);
+    }
+    let (started, started_ms) = (Instant::now(), now_ms());
     let outcome = shared.graph.send(&job.page_id, &token, body, calls).await;
     drop(permit);
     shared
@@ -165,7 +206,14 @@ async fn decide(
             let result = plan::result(job, ResultStatus::Sent, calls, Some(sent.message_id), None);
             Step::Finish(result)
         }
-        Err(failed) => after_error(shared, link, job, calls, held, &failed, &token).await,
+        Err(failed) => {
+            let mut step = after_error(shared, link, job, calls, held, &failed, &token).await;
+            if failed.may_have_arrived() {
+                // Graph may have taken it: the retry is checked against the ledger first.
+                step.verify_since(started_ms);
+            }
+            step
+        }
     })
 }
 
@@ -211,7 +259,7 @@ async fn after_error(
     let outcome = match (&step, verdict.class) {
         (_, ErrorClass::HaltPage) => "halt",
         (Step::Retry { .. }, _) => "retry",
-        (Step::Finish(_) | Step::Dead { .. }, _) => "give_up",
+        (Step::Done | Step::Finish(_) | Step::Dead { .. }, _) => "give_up",
     };
     metrics.send_attempts.with_label_values(&[outcome]).inc();
     if verdict.class == ErrorClass::Invalid {

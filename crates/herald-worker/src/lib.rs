@@ -2,8 +2,9 @@
 //! run, halted or throttled page), pace each page to its share of the fleet's limit, send with
 //! herald-graph, and settle every job by publishing its next step (result, retry tier, dead
 //! letter) and acking only once the broker confirmed it. `run` owns the process-level loop:
-//! reconnect after a lost connection, drain on shutdown. It never reads the store, and it never
-//! logs a PSID, a token or message text.
+//! reconnect after a lost connection, drain on shutdown. It never reads the store (a job that may
+//! have been sent already is checked against the send ledger on `herald serve`, `verify.rs`), and
+//! it never logs a PSID, a token or message text.
 //!
 //! ```no_run
 //! # async fn demo(settings: herald_worker::WorkerSettings) -> Result<(), herald_worker::WorkerError> {
@@ -15,6 +16,7 @@
 
 mod control;
 mod job;
+mod ledger;
 mod pace;
 mod parse;
 mod plan;
@@ -22,6 +24,7 @@ mod session;
 mod settings;
 mod settle;
 mod tokens;
+mod verify;
 
 use std::sync::Arc;
 
@@ -32,13 +35,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use ledger::LedgerSettings;
 pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PageRates, WorkerSettings};
 pub use tokens::PageTokens;
 
 use crate::control::Control;
 use crate::job::Shared;
+use crate::ledger::Ledger;
 use crate::pace::Pacers;
 use crate::settle::Unsettled;
+use crate::verify::Verifier;
 
 /// Why the worker stopped without being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +102,7 @@ pub async fn run(
         ),
         sends: Semaphore::new(settings.concurrency),
         unsettled: Unsettled::default(),
+        verifier: Verifier::new(settings.ledger.as_ref().and_then(Ledger::new)),
         metrics,
         settings,
     });

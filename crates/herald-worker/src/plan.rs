@@ -15,6 +15,8 @@ use crate::settings::Backoff;
 /// The next step for one delivery. Every step is settled by publishing (confirmed), then acking.
 #[derive(Debug, Clone)]
 pub(crate) enum Step {
+    /// The job's result is already recorded (the send ledger says so): ack, publish nothing.
+    Done,
     /// Publish this terminal result.
     Finish(DeliveryResult),
     /// Republish the job's bytes to a retry tier.
@@ -27,6 +29,9 @@ pub(crate) enum Step {
         deferrals: u32,
         /// Why, a bounded label for logs and metrics.
         why: &'static str,
+        /// Since when the job may have been sent (the `x-herald-verify-since` header): the copy
+        /// is checked against the send ledger before it is sent.
+        verify_since: Option<i64>,
     },
     /// Publish the job's bytes to the dead-letter queue with the reason, and the `dead` result
     /// when the bytes were a job.
@@ -40,6 +45,15 @@ pub(crate) enum Step {
         /// The `dead` result; `None` for poison, which has no job to report on.
         result: Option<DeliveryResult>,
     },
+}
+
+impl Step {
+    /// Marks a retry copy as possibly sent since `epoch_ms`; other steps are left as they are.
+    pub(crate) fn verify_since(&mut self, epoch_ms: i64) {
+        if let Self::Retry { verify_since, .. } = self {
+            *verify_since = Some(epoch_ms);
+        }
+    }
 }
 
 /// A failed Graph call, reduced to what the plan needs.
@@ -107,12 +121,14 @@ pub(crate) fn after_failure(
             attempts,
             deferrals,
             why: failure.class.as_str(),
+            verify_since: None,
         },
         ErrorClass::HaltPage => Step::Retry {
             tier: RetryTier::for_delay(wait(Duration::ZERO)),
             attempts,
             deferrals,
             why: "halt_page",
+            verify_since: None,
         },
         ErrorClass::DropUser | ErrorClass::Invalid => Step::Finish(result(
             job,
@@ -145,6 +161,7 @@ pub(crate) fn hold(
         attempts,
         deferrals: deferrals.saturating_add(1),
         why,
+        verify_since: None,
     }
 }
 
@@ -196,6 +213,7 @@ mod tests {
     /// (kind, tier, attempts, status) of a step.
     fn shape(step: &Step) -> (&'static str, Option<RetryTier>, u32, Option<ResultStatus>) {
         match step {
+            Step::Done => ("done", None, 0, None),
             Step::Finish(r) => ("finish", None, r.attempts, Some(r.status)),
             Step::Retry { tier, attempts, .. } => ("retry", Some(*tier), *attempts, None),
             Step::Dead {

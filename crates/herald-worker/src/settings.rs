@@ -8,7 +8,7 @@ use std::time::Duration;
 use herald_amqp::{AmqpSettings, Topology};
 use herald_graph::GraphSettings;
 
-use crate::PageTokens;
+use crate::{LedgerSettings, PageTokens};
 
 /// Meta's recommended ceiling for a page with a large audience (docs/messenger-platform.md §4.1).
 pub const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
@@ -41,6 +41,9 @@ pub struct WorkerSettings {
     pub fleet_refresh: Duration,
     /// How long to wait before reconnecting after the broker connection is lost.
     pub reconnect_delay: Duration,
+    /// Where jobs that may have been sent already are checked first; `None` sends them again
+    /// (counted as possible duplicates).
+    pub ledger: Option<LedgerSettings>,
 }
 
 /// The per-page send ceilings, for the whole fleet together.
@@ -109,6 +112,7 @@ impl WorkerSettings {
             max_rate_wait: Duration::from_secs(10),
             fleet_refresh: Duration::from_secs(2),
             reconnect_delay: Duration::from_secs(1),
+            ledger: None,
         }
     }
 
@@ -130,6 +134,9 @@ impl WorkerSettings {
         }
         if self.fleet_refresh.is_zero() {
             problems.push("fleet_refresh: must be above zero".to_owned());
+        }
+        if let Some(ledger) = &self.ledger {
+            problems.extend(ledger.problems());
         }
         if problems.is_empty() {
             Ok(())

@@ -87,17 +87,22 @@ impl Settler<'_> {
     async fn publish(&self, body: &[u8], step: &Step) -> Result<(), AmqpError> {
         let topology = self.topology;
         match step {
+            Step::Done => Ok(()),
             Step::Finish(result) => self.publish_result(result).await,
             Step::Retry {
                 tier,
                 attempts,
                 deferrals,
                 why,
+                verify_since,
             } => {
                 debug!(tier = %tier, attempts, why, "Job sent to a retry tier.");
-                let headers = Headers::new()
+                let mut headers = Headers::new()
                     .with_attempt(*attempts)
                     .with_deferrals(*deferrals);
+                if let Some(since) = verify_since {
+                    headers = headers.with_verify_since(*since);
+                }
                 let confirm = self
                     .publisher
                     .publish(&topology.retry_exchange(), tier.name(), body, headers)
@@ -140,6 +145,7 @@ impl Settler<'_> {
     fn count(&self, step: &Step) {
         let metrics = self.metrics;
         match step {
+            Step::Done => {}
             Step::Finish(result) => metrics
                 .jobs_completed
                 .with_label_values(&[result.status.as_str()])

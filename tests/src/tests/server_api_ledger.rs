@@ -1,12 +1,14 @@
 //! `GET /ledger/{job_id}` over HTTP, answers checked against `openapi.json`: a job the store
 //! has never heard of is not settled; one with a result, or with only Meta's echo (its answer
-//! was lost), is settled, and the entry says which.
+//! was lost), is settled, and the entry says which; a `dead` result alone does not settle a job
+//! (a replayed dead job is meant to be sent). The workers' ledger token opens this route and no
+//! other.
 
 use herald_core::{DeliveryResult, RESULT_VERSION, ResultStatus};
 use time::OffsetDateTime;
 
 use super::server_api_openapi::{conform, document};
-use super::server_api_rig::{ApiServer, PAGE};
+use super::server_api_rig::{ApiServer, Auth, LEDGER_TOKEN, PAGE};
 
 #[tokio::test]
 async fn the_ledger_says_whether_a_job_went_out() {
@@ -57,5 +59,33 @@ async fn the_ledger_says_whether_a_job_went_out() {
     assert_eq!(echoed.json["settled"], true);
     assert_eq!(echoed.json["result"], serde_json::Value::Null);
     assert_eq!(echoed.json["echo"]["message_id"], "m_u2");
+
+    let dead = DeliveryResult {
+        job_id: "r1:u3".to_owned(),
+        external_id: "u3".to_owned(),
+        status: ResultStatus::Dead,
+        message_id: None,
+        ..result.clone()
+    };
+    server
+        .store
+        .record_result(&dead, Some("103"))
+        .await
+        .expect("record");
+    let replayable = server.get("/ledger/r1:u3").await;
+    conform(&doc, "GET", path, &replayable);
+    assert_eq!(replayable.json["result"]["status"], "dead");
+    assert_eq!(replayable.json["settled"], false);
+
+    let bearer = format!("Bearer {LEDGER_TOKEN}");
+    let by_worker = server
+        .send("GET", "/ledger/r1:u1", Auth::Header(&bearer), None)
+        .await;
+    assert_eq!(by_worker.status, 200, "{}", by_worker.text);
+    assert_eq!(by_worker.json["settled"], true);
+    for path in ["/dead", "/campaigns/runs/r1"] {
+        let refused = server.send("GET", path, Auth::Header(&bearer), None).await;
+        assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+    }
     server.stop().await;
 }

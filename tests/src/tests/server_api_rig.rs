@@ -22,6 +22,8 @@ use crate::{broker, unique_name};
 
 /// The API token of `ApiServer::start`.
 pub(crate) const TOKEN: &str = "test-api-token-0123456789abcdefghij";
+/// The token `ApiServer::start` accepts for `GET /ledger/{job_id}` only.
+pub(crate) const LEDGER_TOKEN: &str = "test-ledger-token-0123456789abcdefg";
 /// The webhook's verify token and app secret.
 pub(crate) const VERIFY_TOKEN: &str = "test-verify-token";
 pub(crate) const APP_SECRET: &str = "test-app-secret";
@@ -112,6 +114,7 @@ impl ApiServer {
         let settings = ServeSettings {
             webhook: WebhookConfig::new(Secret::new(APP_SECRET), Secret::new(VERIFY_TOKEN)),
             api_token: options.token.map(Secret::new),
+            ledger_token: Some(Secret::new(LEDGER_TOKEN)),
             ref_keys: Some(
                 herald_core::signed_ref::RefKeys::parse(&Secret::new(REF_SECRET))
                     .expect("ref keys"),

@@ -95,6 +95,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
     let settings = ServeSettings {
         webhook: WebhookConfig::new(app_secret, verify_token),
         api_token: config.api_token.clone(),
+        ledger_token: config.ledger_token.clone(),
         ref_keys: config.ref_keys.clone(),
         segment_dir: config.segment_dir.clone(),
         store,

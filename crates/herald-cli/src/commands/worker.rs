@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use herald_core::Secret;
 use herald_graph::GraphSettings;
 use herald_telemetry::{Health, Metrics, serve_metrics};
-use herald_worker::{PageRates, PageTokens, WorkerError, WorkerSettings};
+use herald_worker::{LedgerSettings, PageRates, PageTokens, WorkerError, WorkerSettings};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,6 +34,11 @@ pub(crate) fn worker_settings(
     };
     let tokens = PageTokens::new(config.page_tokens.clone());
     let mut settings = WorkerSettings::new(amqp, topology, graph, tokens);
+    settings.ledger = config.ledger_url.as_ref().map(|url| {
+        let mut ledger = LedgerSettings::new(url.clone(), config.ledger_token.clone());
+        ledger.horizon = Duration::from_secs(config.ledger_horizon_secs);
+        ledger
+    });
     settings.rates = PageRates {
         default_per_sec: config.page_rate_per_sec.get(),
         pages: config

@@ -2,10 +2,11 @@
 //! in constant time (both sides are hashed with SHA-256 first, so neither the content nor the
 //! length of the token leaks through timing). Without the header, or with a wrong token: 401.
 //! When no token is configured the admin API refuses every call with 503 and says to set
-//! `HERALD_API_TOKEN`: an open admin API is never the default. The webhook and the operations
-//! endpoints are not behind this layer.
+//! `HERALD_API_TOKEN`: an open admin API is never the default. A second, narrower token
+//! (`HERALD_LEDGER_TOKEN`, for workers) opens `GET /ledger/{job_id}` and nothing else. The
+//! webhook and the operations endpoints are not behind this layer.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,18 +16,26 @@ use subtle::ConstantTimeEq;
 
 use crate::api::error::ApiError;
 
-/// The configured token, hashed once.
+/// The one route the ledger token opens.
+const LEDGER_ROUTE: &str = "/ledger/{job_id}";
+
+/// The configured tokens, hashed once.
 #[derive(Clone)]
 pub(crate) struct ApiToken {
     digest: Option<[u8; 32]>,
+    ledger: Option<[u8; 32]>,
 }
 
 impl ApiToken {
-    pub(crate) fn new(token: Option<&Secret>) -> Self {
-        Self {
-            digest: token
+    pub(crate) fn new(token: Option<&Secret>, ledger: Option<&Secret>) -> Self {
+        let digest = |token: Option<&Secret>| {
+            token
                 .filter(|token| !token.is_blank())
-                .map(|token| Sha256::digest(token.expose().as_bytes()).into()),
+                .map(|token| Sha256::digest(token.expose().as_bytes()).into())
+        };
+        Self {
+            digest: digest(token),
+            ledger: digest(ledger),
         }
     }
 }
@@ -43,13 +52,18 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = token.digest.as_ref() else {
+    let ledger_route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|path| path.as_str() == LEDGER_ROUTE);
+    let ledger = token.ledger.filter(|_| ledger_route);
+    if token.digest.is_none() && ledger.is_none() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the admin API is disabled: set HERALD_API_TOKEN to enable it",
         )
         .into_response();
-    };
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -62,10 +76,15 @@ pub(crate) async fn require_token(
         None => {
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into_response()
         }
-        Some(given) if !token_matches(expected, given) => {
-            ApiError::unauthorized("wrong API token").into_response()
+        Some(given)
+            if token
+                .digest
+                .is_some_and(|expected| token_matches(&expected, given))
+                || ledger.is_some_and(|expected| token_matches(&expected, given)) =>
+        {
+            next.run(request).await
         }
-        Some(_) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("wrong API token").into_response(),
     }
 }
 
@@ -75,13 +94,17 @@ mod tests {
 
     #[test]
     fn only_the_configured_token_is_accepted() {
-        let token = ApiToken::new(Some(&Secret::new("s3cret")));
+        let token = ApiToken::new(Some(&Secret::new("s3cret")), None);
         let expected = token.digest.expect("configured");
         assert!(token_matches(&expected, "s3cret"));
         for wrong in ["", "s3cre", "s3cret ", "S3CRET", "s3cret-and-more"] {
             assert!(!token_matches(&expected, wrong), "{wrong:?}");
         }
-        assert!(ApiToken::new(None).digest.is_none());
-        assert!(ApiToken::new(Some(&Secret::new("  "))).digest.is_none());
+        assert!(ApiToken::new(None, None).digest.is_none());
+        assert!(
+            ApiToken::new(Some(&Secret::new("  ")), None)
+                .digest
+                .is_none()
+        );
     }
 }

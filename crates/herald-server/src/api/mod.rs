@@ -52,6 +52,8 @@ pub const DEFAULT_MAX_IMPORT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub struct ApiConfig {
     /// `HERALD_API_TOKEN`; `None` makes every call 503 ("set HERALD_API_TOKEN").
     pub token: Option<Secret>,
+    /// `HERALD_LEDGER_TOKEN`: accepted for `GET /ledger/{job_id}` only.
+    pub ledger_token: Option<Secret>,
     /// The store.
     pub store: Store,
     /// The broker and names.
@@ -145,7 +147,7 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// The admin API's routes (with the token check) and `GET /openapi.json` (without).
 pub fn router(config: ApiConfig) -> Router {
-    let token = auth::ApiToken::new(config.token.as_ref());
+    let token = auth::ApiToken::new(config.token.as_ref(), config.ledger_token.as_ref());
     let protected = table()
         .into_iter()
         .fold(Router::new(), |router, route| {

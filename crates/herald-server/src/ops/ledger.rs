@@ -1,7 +1,8 @@
 //! `ledger`: what the store knows of one job's send, for a worker about to send a job that may
 //! have gone out already (redelivered after a crash, or retried after an answer that never
 //! came): its shown result, if any, and Meta's echo of its message, if any. Either one means
-//! the message must not be sent again.
+//! the message must not be sent again, except a `dead` result: a replayed dead job is meant to
+//! be sent, so only its echo counts.
 
 use herald_store::{Echo, HistoryEntry, Store};
 use serde::Serialize;
@@ -17,7 +18,8 @@ pub struct LedgerEntry {
     pub result: Option<HistoryEntry>,
     /// Meta's echo of its message.
     pub echo: Option<Echo>,
-    /// True when either says the job is done: send nothing.
+    /// True when either says the job is done (a result other than `dead`, or an echo): send
+    /// nothing.
     pub settled: bool,
 }
 
@@ -31,7 +33,7 @@ pub async fn lookup(store: &Store, job_id: &str) -> Result<LedgerEntry, OpsError
     let echo = store.echo_of(job_id).await?;
     Ok(LedgerEntry {
         job_id: job_id.to_owned(),
-        settled: result.is_some() || echo.is_some(),
+        settled: result.as_ref().is_some_and(|shown| shown.status != "dead") || echo.is_some(),
         result,
         echo,
     })

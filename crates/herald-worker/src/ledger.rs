@@ -1,0 +1,203 @@
+//! The send ledger as a worker sees it: `GET {ledger_url}/ledger/{job_id}` on `herald serve`,
+//! which answers from the store what is known of one job's send (its shown result, Meta's echo
+//! of its message). Only jobs that may have been sent already are looked up (see `verify.rs`);
+//! ordinary jobs never touch it, so the hot path stays free of store reads.
+//!
+//! Why a lookup on `serve` rather than store access in every worker: workers then need no
+//! database credentials, no pool per process, and no migrations in step with the store; a fleet
+//! of fifty workers is not fifty pools on PostgreSQL; and SQLite (one file, one host) works for
+//! a fleet spread over machines. The cost is one HTTP round trip per suspect job, which is rare.
+
+use std::time::Duration;
+
+use herald_core::Secret;
+use reqwest::Url;
+use serde::Deserialize;
+
+/// How a worker reaches the send ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    /// Base URL of `herald serve`'s API (`HERALD_LEDGER_URL`), e.g. `http://serve:8080`.
+    pub url: String,
+    /// Bearer token the API accepts for `/ledger` (`HERALD_LEDGER_TOKEN`).
+    pub token: Option<Secret>,
+    /// How long after a possible send its echo may still be on its way: a suspect job with
+    /// neither a result nor an echo waits until this has passed since then, and is checked again
+    /// before it is sent.
+    pub horizon: Duration,
+    /// Limit on one lookup; past it the ledger counts as unavailable.
+    pub timeout: Duration,
+}
+
+impl LedgerSettings {
+    /// Settings for the ledger at `url` with the default horizon (10 s) and timeout (2 s).
+    pub fn new(url: impl Into<String>, token: Option<Secret>) -> Self {
+        Self {
+            url: url.into(),
+            token,
+            horizon: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Problems with the settings, each naming its setting.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if base_url(&self.url).is_none() {
+            problems.push("ledger url: must be an absolute http(s) URL".to_owned());
+        }
+        if self.timeout.is_zero() {
+            problems.push("ledger timeout: must be above zero".to_owned());
+        }
+        problems
+    }
+}
+
+/// What the ledger says about one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A result is recorded: the job is finished, nothing to send or publish.
+    Settled,
+    /// No result, but Meta echoed the message: it was sent, with this message id.
+    Echoed(Option<String>),
+    /// Neither: as far as the store knows, the message was not sent.
+    Unknown,
+}
+
+/// Why the ledger could not answer (never contains the token or the URL's credentials).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LedgerError {
+    #[error("the ledger did not answer: {0}")]
+    Unreachable(String),
+    #[error("the ledger answered http {0}")]
+    Status(u16),
+    #[error("the ledger's answer is not a ledger entry: {0}")]
+    Body(String),
+}
+
+/// A client of the ledger.
+pub(crate) struct Ledger {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<Secret>,
+    pub(crate) horizon: Duration,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    result: Option<ShownResult>,
+    echo: Option<EchoSeen>,
+}
+
+#[derive(Deserialize)]
+struct ShownResult {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct EchoSeen {
+    message_id: Option<String>,
+}
+
+impl Ledger {
+    /// A client for valid `settings` (`problems` is empty); `None` otherwise.
+    pub(crate) fn new(settings: &LedgerSettings) -> Option<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()
+            .ok()?;
+        Some(Self {
+            http,
+            base: base_url(&settings.url)?,
+            token: settings.token.clone(),
+            horizon: settings.horizon,
+        })
+    }
+
+    /// The ledger entry of `job_id`.
+    pub(crate) async fn lookup(&self, job_id: &str) -> Result<Entry, LedgerError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| LedgerError::Body("base URL cannot take a path".to_owned()))?
+            .pop_if_empty()
+            .extend(["ledger", job_id]);
+        let mut request = self.http.get(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| LedgerError::Unreachable(error.without_url().to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(LedgerError::Status(status.as_u16()));
+        }
+        let answer: Answer = response
+            .json()
+            .await
+            .map_err(|error| LedgerError::Body(error.without_url().to_string()))?;
+        Ok(entry(answer))
+    }
+}
+
+/// A `dead` result does not settle a job: a replayed dead job is meant to be sent.
+fn entry(answer: Answer) -> Entry {
+    match (answer.result, answer.echo) {
+        (Some(result), _) if result.status != "dead" => Entry::Settled,
+        (_, Some(echo)) => Entry::Echoed(echo.message_id),
+        _ => Entry::Unknown,
+    }
+}
+
+fn base_url(url: &str) -> Option<Url> {
+    let url = Url::parse(url.trim()).ok()?;
+    (matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base()).then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Entry {
+        entry(serde_json::from_str(json).expect("answer"))
+    }
+
+    #[test]
+    fn a_result_settles_an_echo_sends_and_dead_does_neither() {
+        let sent = r#"{"status":"sent","message_id":"m.1"}"#;
+        let dead = r#"{"status":"dead","message_id":null}"#;
+        let echo = r#"{"page_id":"1","message_id":"m.2","echoed_at":"2026-01-01T00:00:00Z"}"#;
+        let check = |result: Option<&str>, echo: Option<&str>, expected: Entry| {
+            let json = format!(
+                r#"{{"job_id":"r:u","result":{},"echo":{},"settled":true}}"#,
+                result.unwrap_or("null"),
+                echo.unwrap_or("null")
+            );
+            assert_eq!(parse(&json), expected, "{json}");
+        };
+        check(Some(sent), None, Entry::Settled);
+        check(Some(sent), Some(echo), Entry::Settled);
+        check(None, Some(echo), Entry::Echoed(Some("m.2".into())));
+        check(Some(dead), Some(echo), Entry::Echoed(Some("m.2".into())));
+        check(Some(dead), None, Entry::Unknown);
+        check(None, None, Entry::Unknown);
+    }
+
+    #[test]
+    fn only_absolute_http_urls_are_ledgers() {
+        assert!(
+            LedgerSettings::new("http://serve:8080", None)
+                .problems()
+                .is_empty()
+        );
+        assert!(
+            LedgerSettings::new("https://h/api/", None)
+                .problems()
+                .is_empty()
+        );
+        assert_eq!(LedgerSettings::new("serve:8080", None).problems().len(), 1);
+        assert_eq!(LedgerSettings::new("ftp://h", None).problems().len(), 1);
+    }
+}

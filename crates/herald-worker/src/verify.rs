@@ -1,0 +1,157 @@
+//! Jobs that may have been sent already: a delivery the broker redelivered (its worker died or
+//! lost its connection after taking it), a retry after a Graph call whose answer never came, or
+//! a job republished by a resumed producer run (both carry `x-herald-verify-since`). Before any
+//! Graph call such a job is checked against the send ledger:
+//!
+//! - a recorded result: the job is finished; ack it, publish nothing;
+//! - Meta's echo of the message: it was sent; publish `sent` with the echoed message id;
+//! - neither, and the echo horizon has not passed since the possible send: back to a retry tier
+//!   (no sending slot held) to be checked again;
+//! - neither, after the horizon: it was not sent; send it.
+//!
+//! Without a ledger, or when the ledger does not answer, the job is sent as before, and the call
+//! is counted in `herald_possible_duplicate_sends_total` (and logged once per cause).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use herald_core::{ResultStatus, SendJob};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::job::Shared;
+use crate::ledger::{Entry, Ledger};
+use crate::plan::{self, Step};
+
+/// The ledger and what has been said about it in the log.
+pub(crate) struct Verifier {
+    ledger: Option<Ledger>,
+    /// True while lookups fail, so the log says it once per outage.
+    down: AtomicBool,
+    /// True once the missing ledger has been mentioned.
+    told_missing: AtomicBool,
+}
+
+/// What to do with a suspect job.
+pub(crate) enum Checked {
+    /// The ledger decided: this step, no Graph call.
+    Step(Box<Step>),
+    /// Send it. `Some(reason)` when that is without the ledger's word (a possible duplicate).
+    Send(Option<&'static str>),
+}
+
+impl Verifier {
+    pub(crate) fn new(ledger: Option<Ledger>) -> Self {
+        Self {
+            ledger,
+            down: AtomicBool::new(false),
+            told_missing: AtomicBool::new(false),
+        }
+    }
+
+    /// Checks `job`, suspect since `since_ms` (epoch milliseconds).
+    pub(crate) async fn check(
+        &self,
+        shared: &Shared,
+        job: &SendJob,
+        attempts: u32,
+        held: u32,
+        since_ms: i64,
+    ) -> Checked {
+        let checks = &shared.metrics.ledger_checks;
+        let Some(ledger) = &self.ledger else {
+            if !self.told_missing.swap(true, Ordering::Relaxed) {
+                warn!(job_id = %job.job_id,
+                    "A job that may have been sent already is sent again: no send ledger is \
+                     configured. Set HERALD_LEDGER_URL (and HERALD_LEDGER_TOKEN) to herald \
+                     serve's API so such jobs are checked first; each such send is counted in \
+                     herald_possible_duplicate_sends_total.");
+            }
+            return Checked::Send(Some("no_ledger"));
+        };
+        let entry = match ledger.lookup(&job.job_id).await {
+            Ok(entry) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    info!("The send ledger answers again.");
+                }
+                entry
+            }
+            Err(error) => {
+                checks.with_label_values(&["unavailable"]).inc();
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    warn!(error = %error, job_id = %job.job_id,
+                        "The send ledger does not answer; jobs that may have been sent already \
+                         are sent anyway and counted in herald_possible_duplicate_sends_total. \
+                         Check that herald serve is up at HERALD_LEDGER_URL.");
+                }
+                return Checked::Send(Some("ledger_unavailable"));
+            }
+        };
+        match entry {
+            Entry::Settled => {
+                checks.with_label_values(&["settled"]).inc();
+                Checked::Step(Box::new(Step::Done))
+            }
+            Entry::Echoed(message_id) => {
+                checks.with_label_values(&["echoed"]).inc();
+                let result = plan::result(job, ResultStatus::Sent, attempts, message_id, None);
+                Checked::Step(Box::new(Step::Finish(result)))
+            }
+            Entry::Unknown => match still_possible(since_ms, ledger.horizon) {
+                Some(left) => {
+                    checks.with_label_values(&["wait"]).inc();
+                    shared
+                        .metrics
+                        .jobs_held
+                        .with_label_values(&["ledger_wait"])
+                        .inc();
+                    let mut step = plan::hold(attempts, held, Some(left), "ledger_wait");
+                    step.verify_since(since_ms);
+                    Checked::Step(Box::new(step))
+                }
+                None => {
+                    checks.with_label_values(&["unknown"]).inc();
+                    Checked::Send(None)
+                }
+            },
+        }
+    }
+
+    /// Counts a Graph call made for a suspect job without the ledger's word.
+    pub(crate) fn count_unverified(shared: &Shared, reason: &'static str) {
+        shared
+            .metrics
+            .possible_duplicate_sends
+            .with_label_values(&[reason])
+            .inc();
+    }
+}
+
+/// The time left before an echo of a send at `since_ms` can no longer be on its way.
+fn still_possible(since_ms: i64, horizon: Duration) -> Option<Duration> {
+    let elapsed_ms = now_ms().saturating_sub(since_ms).max(0);
+    let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
+    let left = horizon_ms.saturating_sub(elapsed_ms);
+    (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
+}
+
+/// Now, in epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_is_possible_until_the_horizon_has_passed() {
+        let horizon = Duration::from_secs(10);
+        let left = still_possible(now_ms() - 4_000, horizon).expect("within");
+        assert!((5_900..=6_000).contains(&left.as_millis()), "{left:?}");
+        assert_eq!(still_possible(now_ms() - 10_001, horizon), None);
+        // A clock ahead of ours never makes the wait longer than the horizon.
+        let ahead = still_possible(now_ms() + 60_000, horizon).expect("within");
+        assert!(ahead <= horizon);
+    }
+}
