@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub mod bench;
+pub mod postgres;
 #[cfg(test)]
 mod tests;
 

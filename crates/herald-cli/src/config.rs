@@ -20,7 +20,7 @@ const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 const DEFAULT_GRAPH_VERSION: &str = "v25.0";
 const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
 /// Echoes arrive within seconds of a send (docs/messenger-platform.md §5.4).
-const DEFAULT_LEDGER_HORIZON_SECS: u64 = 10;
+const DEFAULT_LEDGER_HORIZON_SECS: u64 = 5;
 const DEFAULT_CONFIG_FILE: &str = "herald.toml";
 
 const PAGE_TOKEN_PREFIX: &str = "HERALD_PAGE_TOKEN_";

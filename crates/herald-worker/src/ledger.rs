@@ -30,12 +30,12 @@ pub struct LedgerSettings {
 }
 
 impl LedgerSettings {
-    /// Settings for the ledger at `url` with the default horizon (10 s) and timeout (2 s).
+    /// Settings for the ledger at `url` with the default horizon (5 s, the shortest retry tier) and timeout (2 s).
     pub fn new(url: impl Into<String>, token: Option<Secret>) -> Self {
         Self {
             url: url.into(),
             token,
-            horizon: Duration::from_secs(10),
+            horizon: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
         }
     }

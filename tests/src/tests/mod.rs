@@ -43,5 +43,6 @@ mod worker_control;
 mod worker_dead;
 mod worker_faults;
 mod worker_fleet;
+mod worker_ledger;
 mod worker_lifecycle;
 mod worker_rig;

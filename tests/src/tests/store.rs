@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use futures_util::{FutureExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use herald_core::{Secret, User};
 use herald_store::{
     ANON_PREFIX, Backend, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, Store, StoreError,
@@ -16,8 +16,6 @@ use herald_store::{
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
-
-use crate::unique_name;
 
 /// What a case gets: a migrated store and the URL it was opened with.
 pub(crate) struct Rig {
@@ -47,56 +45,15 @@ where
     F: FnOnce(Rig) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some((base, admin)) = postgres_admin().await else {
-        return;
-    };
-    let schema = unique_name("store").replace('-', "_");
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = Secret::new(format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}"
-    ));
-    let outcome = async {
+    crate::postgres::in_new_schema(|url| async move {
         let store = Store::connect(&url).await.expect("connect to postgres");
         assert_eq!(store.backend(), Backend::Postgres);
         case(Rig { store, url }).await;
-    };
-    let outcome = std::panic::AssertUnwindSafe(outcome).catch_unwind().await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
-    admin.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    })
+    .await;
 }
 
-/// The test PostgreSQL: its URL (`TEST_POSTGRES_URL`, default the `herald` role
-/// `scripts/services.sh` creates) and a one-connection pool on it. When it is unreachable this
-/// fails under `CI`, and elsewhere prints `skipping: no postgres` and returns `None`.
-pub(crate) async fn postgres_admin() -> Option<(String, sqlx::PgPool)> {
-    let base = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald_test".to_owned());
-    let probe = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&base)
-        .await;
-    match probe {
-        Ok(pool) => Some((base, pool)),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but PostgreSQL is unreachable ({error}); run scripts/test")
-        }
-        Err(error) => {
-            eprintln!("skipping: no postgres ({error})");
-            None
-        }
-    }
-}
+pub(crate) use crate::postgres::postgres_admin;
 
 /// For each `case` (an `async fn(Rig)` in scope), a module of the same name with two tests,
 /// `sqlite` and `postgres`, running the same body.

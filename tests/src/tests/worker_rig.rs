@@ -82,42 +82,12 @@ impl Rig {
 
     /// Worker settings for this rig: tokens for both pages, small limits, the simulator.
     pub(crate) fn settings(&self) -> WorkerSettings {
-        let tokens: BTreeMap<String, Secret> = [PAGE, OTHER_PAGE]
-            .iter()
-            .map(|page| ((*page).to_owned(), Secret::new("test-page-token")))
-            .collect();
-        let mut amqp = self.amqp.clone();
-        amqp.prefetch = 64;
-        let graph = GraphSettings {
-            graph_url: self.sim.url(),
-            request_timeout: Duration::from_secs(5),
-            ..GraphSettings::default()
-        };
-        let mut settings =
-            WorkerSettings::new(amqp, self.topology.clone(), graph, PageTokens::new(tokens));
-        settings.concurrency = 16;
-        settings.shutdown_grace = Duration::from_secs(10);
-        settings
+        settings(&self.amqp, &self.topology, &self.sim)
     }
 
     /// Starts a worker in this process.
     pub(crate) fn spawn(&self, settings: WorkerSettings) -> InProcess {
-        let (metrics, health, shutdown) =
-            (Metrics::new(), Health::default(), CancellationToken::new());
-        let tokens = settings.tokens.clone();
-        let task = tokio::spawn(herald_worker::run(
-            settings,
-            metrics.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
-        InProcess {
-            metrics,
-            health,
-            tokens,
-            shutdown,
-            task,
-        }
+        spawn(settings)
     }
 
     /// Starts a `herald worker` process on this rig's topology and simulator.
@@ -229,6 +199,48 @@ impl Rig {
             .expect("delete topology");
         let _ = self.connection.close().await;
         self.sim.shutdown().await;
+    }
+}
+
+/// Worker settings on `topology` sending to `sim`: tokens for both pages, small limits.
+pub(crate) fn settings(
+    amqp: &AmqpSettings,
+    topology: &Topology,
+    sim: &SimHandle,
+) -> WorkerSettings {
+    let tokens: BTreeMap<String, Secret> = [PAGE, OTHER_PAGE]
+        .iter()
+        .map(|page| ((*page).to_owned(), Secret::new("test-page-token")))
+        .collect();
+    let mut amqp = amqp.clone();
+    amqp.prefetch = 64;
+    let graph = GraphSettings {
+        graph_url: sim.url(),
+        request_timeout: Duration::from_secs(5),
+        ..GraphSettings::default()
+    };
+    let mut settings = WorkerSettings::new(amqp, topology.clone(), graph, PageTokens::new(tokens));
+    settings.concurrency = 16;
+    settings.shutdown_grace = Duration::from_secs(10);
+    settings
+}
+
+/// Starts a worker in this process.
+pub(crate) fn spawn(settings: WorkerSettings) -> InProcess {
+    let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
+    let tokens = settings.tokens.clone();
+    let task = tokio::spawn(herald_worker::run(
+        settings,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    InProcess {
+        metrics,
+        health,
+        tokens,
+        shutdown,
+        task,
     }
 }
 

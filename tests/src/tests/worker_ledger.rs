@@ -1,0 +1,241 @@
+//! The worker's side of the send ledger, one case per job, against `herald serve` in this
+//! process (its store, results consumer and `/ledger`) and the simulator: jobs that may have
+//! been sent already (marked `x-herald-verify-since`, or redelivered by the broker) are checked
+//! before any Graph call. A recorded result settles the job with no call and no new result; an
+//! echo alone gives `sent` with the echoed message id and no call; neither waits out the echo
+//! horizon in a retry tier, is checked again, then sent once. Ordinary jobs are never checked.
+//! Without a ledger, or with one that does not answer, the jobs are sent and counted.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use herald_amqp::{AmqpSettings, Consumer, Headers, Publisher, SEND_ROUTING_KEY, Topology};
+use herald_core::{DeliveryResult, RESULT_VERSION, ResultStatus};
+use herald_sim::SimConfig;
+use herald_worker::LedgerSettings;
+use time::OffsetDateTime;
+
+use super::server_api_rig::{ApiServer, LEDGER_TOKEN};
+use super::worker_rig::{PAGE, Rig, job, settings, spawn};
+use crate::eventually;
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Publishes `body` to the jobs exchange, marked as possibly sent when `suspect`.
+async fn publish(publisher: &Publisher, topology: &Topology, body: &[u8], suspect: bool) {
+    let headers = if suspect {
+        Headers::new().with_verify_since(now_ms())
+    } else {
+        Headers::new()
+    };
+    publisher
+        .publish(&topology.jobs_exchange(), SEND_ROUTING_KEY, body, headers)
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+}
+
+/// Takes every message off the send queue and gives it back, so the broker redelivers it
+/// flagged `redelivered`, as after a worker died holding it.
+async fn take_and_give_back(connection: &herald_amqp::Connection, queue: &str, count: usize) {
+    let mut consumer = Consumer::start(connection, queue, 100)
+        .await
+        .expect("consumer");
+    let mut taken = Vec::new();
+    while taken.len() < count {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a job to take")
+            .expect("open")
+            .expect("delivery");
+        taken.push(delivery);
+    }
+    for delivery in taken {
+        delivery.nack(true).await.expect("requeue");
+    }
+    let _ = consumer.close().await;
+}
+
+fn sample(metrics: &herald_telemetry::Metrics, series: &str) -> f64 {
+    let text = metrics.encode();
+    super::worker_rig::sample(&text, series).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn suspect_jobs_are_checked_against_the_ledger_before_any_call() {
+    let Some(server) = ApiServer::start("test-worker-ledger").await else {
+        return;
+    };
+    let sim = herald_sim::spawn(SimConfig::default(), "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let run = "ledger-run";
+    // A result already stored for `done`, only Meta's echo for `echoed`.
+    let now = OffsetDateTime::now_utc();
+    let stored = DeliveryResult {
+        v: RESULT_VERSION,
+        job_id: format!("{run}:done"),
+        run_id: run.to_owned(),
+        campaign_id: "worker-test".to_owned(),
+        external_id: "done".to_owned(),
+        page_id: PAGE.to_owned(),
+        status: ResultStatus::Sent,
+        message_id: Some("m_first".to_owned()),
+        error: None,
+        attempts: 1,
+        finished_at: now,
+    };
+    server
+        .store
+        .record_result(&stored, Some("7100"))
+        .await
+        .expect("record");
+    let mut batch = server.store.batch().await.expect("batch");
+    batch
+        .record_echo(&format!("{run}:echoed"), PAGE, Some("m_echoed"), now)
+        .await
+        .expect("echo");
+    batch.commit().await.expect("commit");
+
+    let publisher = Publisher::open(&server.connection, 64)
+        .await
+        .expect("publisher");
+    let topology = &server.topology;
+    publish(
+        &publisher,
+        topology,
+        &job(run, PAGE, "again", "7104"),
+        false,
+    )
+    .await;
+    take_and_give_back(&server.connection, &topology.send_queue(), 1).await;
+    for (user, psid, suspect) in [
+        ("done", "7100", true),
+        ("echoed", "7101", true),
+        ("fresh", "7102", true),
+        ("plain", "7103", false),
+    ] {
+        publish(&publisher, topology, &job(run, PAGE, user, psid), suspect).await;
+    }
+
+    let amqp = AmqpSettings {
+        url: crate::amqp_addr().into(),
+        ..AmqpSettings::default()
+    };
+    let mut worker_settings = settings(&amqp, topology, &sim);
+    let mut ledger = LedgerSettings::new(server.url.clone(), Some(LEDGER_TOKEN.into()));
+    ledger.horizon = Duration::from_secs(1);
+    worker_settings.ledger = Some(ledger);
+    let worker = spawn(worker_settings);
+
+    let shown = |job: &'static str| {
+        let store = server.store.clone();
+        async move {
+            store
+                .delivery_history(&format!("{run}:{job}"))
+                .await
+                .expect("history")
+                .into_iter()
+                .find(|entry| entry.shown)
+        }
+    };
+    let all_sent = eventually(Duration::from_secs(60), || async {
+        let mut sent = 0;
+        for job in ["echoed", "fresh", "plain", "again"] {
+            sent += usize::from(shown(job).await.is_some_and(|e| e.status == "sent"));
+        }
+        sent == 4
+    })
+    .await;
+    assert!(all_sent, "not every job ended sent");
+    // Whatever else was still on its way has arrived by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let done = server
+        .store
+        .delivery_history(&format!("{run}:done"))
+        .await
+        .expect("history");
+    assert_eq!(done.len(), 1, "the settled job got no new result: {done:?}");
+    let echoed = shown("echoed").await.expect("echoed");
+    assert_eq!(echoed.message_id.as_deref(), Some("m_echoed"));
+    let stats = sim.stats();
+    let recipients = stats.recipients.clone().unwrap_or_default();
+    for psid in ["7100", "7101"] {
+        assert!(!recipients.contains_key(psid), "{psid} was sent: {stats:?}");
+    }
+    for psid in ["7102", "7103", "7104"] {
+        assert_eq!(recipients.get(psid), Some(&1), "{psid}: {stats:?}");
+    }
+    let metrics = &worker.metrics;
+    let checks = |outcome: &str| {
+        sample(
+            metrics,
+            &format!("herald_ledger_checks_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    // `fresh` and `again` (the redelivered one) waited once and were found unknown once.
+    assert_eq!(
+        (
+            checks("settled"),
+            checks("echoed"),
+            checks("wait"),
+            checks("unknown"),
+            checks("unavailable")
+        ),
+        (1.0, 1.0, 2.0, 2.0, 0.0)
+    );
+    worker.stop().await;
+    sim.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_ledger_suspect_jobs_are_sent_and_counted() {
+    let Some(mut rig) = Rig::new("test-worker-no-ledger", SimConfig::default()).await else {
+        return;
+    };
+    // One worker with no ledger, then one whose ledger does not answer.
+    let closed = crate::bench::free_addr();
+    for (n, ledger) in [(0, None), (1, Some(format!("http://{closed}")))] {
+        let run = format!("unverified-{n}");
+        let bodies: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                job(
+                    &run,
+                    PAGE,
+                    &format!("u{i}"),
+                    &format!("{}", 7200 + n * 10 + i),
+                )
+            })
+            .collect();
+        for body in &bodies {
+            publish(&rig.publisher, &rig.topology, body, true).await;
+        }
+        let mut worker_settings = rig.settings();
+        worker_settings.ledger = ledger.map(|url| LedgerSettings::new(url, None));
+        let worker = rig.spawn(worker_settings);
+        let expected = 4 * (n + 1);
+        assert_eq!(
+            rig.wait_results(expected, Duration::from_secs(30)).await,
+            expected
+        );
+        let reason = if n == 0 {
+            "no_ledger"
+        } else {
+            "ledger_unavailable"
+        };
+        let counted = sample(
+            &worker.metrics,
+            &format!("herald_possible_duplicate_sends_total{{reason=\"{reason}\"}}"),
+        );
+        assert_eq!(counted, 4.0, "{reason}");
+        worker.stop().await;
+    }
+    assert_eq!(rig.count(ResultStatus::Sent), 8);
+    assert_eq!(rig.sim.stats().accepted, 8);
+    rig.cleanup().await;
+}
