@@ -4,19 +4,20 @@
 //! before any Graph call. A recorded result settles the job with no call and no new result; an
 //! echo alone gives `sent` with the echoed message id and no call; neither waits out the echo
 //! horizon in a retry tier, is checked again, then sent once. Ordinary jobs are never checked.
-//! Without a ledger, or with one that does not answer, the jobs are sent and counted.
+//! Without a ledger, or with one that does not answer, the jobs are sent and counted. A dead
+//! job replayed and then sent ends `sent`, counted once, with both results in its history.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use herald_amqp::{AmqpSettings, Consumer, Headers, Publisher, SEND_ROUTING_KEY, Topology};
 use herald_core::{DeliveryResult, RESULT_VERSION, ResultStatus};
-use herald_sim::SimConfig;
+use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 use herald_worker::LedgerSettings;
 use time::OffsetDateTime;
 
 use super::server_api_rig::{ApiServer, LEDGER_TOKEN};
-use super::worker_rig::{PAGE, Rig, job, settings, spawn};
+use super::worker_rig::{PAGE, Rig, hours_from_now, job, job_with, settings, spawn};
 use crate::eventually;
 
 fn now_ms() -> i64 {
@@ -238,4 +239,79 @@ async fn without_a_ledger_suspect_jobs_are_sent_and_counted() {
     assert_eq!(rig.count(ResultStatus::Sent), 8);
     assert_eq!(rig.sim.stats().accepted, 8);
     rig.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_replayed_dead_job_that_is_sent_ends_sent_with_both_results_in_its_history() {
+    let Some(server) = ApiServer::start("test-worker-replay").await else {
+        return;
+    };
+    // The first call for this person fails with a transient error; the job may try once only.
+    let sim = SimConfig {
+        psid_rules: vec![PsidRule::prefix("7300", PsidOutcome::FailFirst)],
+        ..SimConfig::default()
+    };
+    let sim = herald_sim::spawn(sim, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let (run, job_id) = ("replay-run", "replay-run:u1");
+    let body = job_with(run, PAGE, "u1", "7300", 1, 250, hours_from_now(1));
+    let publisher = Publisher::open(&server.connection, 64)
+        .await
+        .expect("publisher");
+    publish(&publisher, &server.topology, &body, false).await;
+    let amqp = AmqpSettings {
+        url: crate::amqp_addr().into(),
+        ..AmqpSettings::default()
+    };
+    let mut worker_settings = settings(&amqp, &server.topology, &sim);
+    worker_settings.ledger = Some(LedgerSettings::new(
+        server.url.clone(),
+        Some(LEDGER_TOKEN.into()),
+    ));
+    let worker = spawn(worker_settings);
+    let shows = |status: &'static str| {
+        let store = server.store.clone();
+        async move {
+            store
+                .delivery_history(job_id)
+                .await
+                .expect("history")
+                .iter()
+                .any(|entry| entry.shown && entry.status == status)
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || shows("dead")).await,
+        "the job never ended dead"
+    );
+
+    let replayed = server.post_json("/dead/replay", &serde_json::json!({})).await;
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    assert_eq!(replayed.json["replayed"], serde_json::json!([job_id]));
+    assert!(
+        eventually(Duration::from_secs(30), || shows("sent")).await,
+        "the replayed job never showed sent"
+    );
+    let history = server
+        .store
+        .delivery_history(job_id)
+        .await
+        .expect("history");
+    let statuses: Vec<(&str, bool)> = history
+        .iter()
+        .map(|entry| (entry.status.as_str(), entry.shown))
+        .collect();
+    assert_eq!(statuses.len(), 2, "{history:?}");
+    assert!(statuses.contains(&("dead", false)), "{history:?}");
+    assert!(statuses.contains(&("sent", true)), "{history:?}");
+    let status = server.store.run_status(run).await.expect("status");
+    assert_eq!(
+        (status.total, status.counts.sent, status.counts.dead),
+        (1, 1, 0)
+    );
+    assert_eq!(sim.stats().accepted, 1);
+    worker.stop().await;
+    sim.shutdown().await;
+    server.stop().await;
 }

@@ -239,3 +239,33 @@ fn plain_http_to_graph_is_refused_unless_loopback_or_allowed() {
         errors.0
     );
 }
+
+#[test]
+fn the_ledger_is_set_from_the_environment_or_the_file_and_checked() {
+    let load = |pairs: &[(&str, &str)]| Config::load(&Overrides::default(), &env(pairs));
+    let none = load(&[]).expect("valid");
+    assert_eq!((none.ledger_url, none.ledger_horizon_secs), (None, 5));
+    let set = load(&[
+        ("HERALD_LEDGER_URL", "http://serve:8080"),
+        ("HERALD_LEDGER_TOKEN", "ledger-secret-value"),
+        ("HERALD_LEDGER_HORIZON_SECS", "12"),
+    ])
+    .expect("valid");
+    assert_eq!(set.ledger_url.as_deref(), Some("http://serve:8080"));
+    assert_eq!(set.ledger_horizon_secs, 12);
+    assert!(!format!("{set:?}").contains("ledger-secret-value"));
+    let toml = file("ledger_url = \"https://serve.internal\"\nledger_horizon_secs = 3\n");
+    let from_file = Config::load(&with_file(&toml), &env(&[])).expect("valid");
+    assert_eq!(from_file.ledger_url.as_deref(), Some("https://serve.internal"));
+    assert_eq!(from_file.ledger_horizon_secs, 3);
+    let errors = load(&[
+        ("HERALD_LEDGER_URL", "serve:8080"),
+        ("HERALD_LEDGER_TOKEN", " "),
+        ("HERALD_LEDGER_HORIZON_SECS", "soon"),
+    ])
+    .expect_err("invalid")
+    .to_string();
+    for expected in ["ledger_url", "ledger_token", "HERALD_LEDGER_HORIZON_SECS"] {
+        assert!(errors.contains(expected), "{expected} in {errors}");
+    }
+}
