@@ -32,9 +32,9 @@ apt_install() { # apt_install PACKAGE...: update the index once per run, then in
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-amqp_handshake() { # The AMQP port answers the protocol header with a Connection.Start frame.
-  local reply
-  reply=$( (exec 3<>/dev/tcp/127.0.0.1/5672 && printf 'AMQP\x00\x00\x09\x01' >&3 &&
+amqp_handshake() { # amqp_handshake [PORT]: it answers the protocol header with Connection.Start.
+  local reply port=${1:-5672}
+  reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'AMQP\x00\x00\x09\x01' >&3 &&
     timeout 3 head -c 8 <&3 | od -An -tx1) 2>/dev/null) || return 1
   [[ $reply == *"01 00 00"* ]]
 }
@@ -55,6 +55,79 @@ ensure_rabbitmq() {
   fi
   wait_for 120 "rabbitmq (AMQP handshake on 5672)" amqp_handshake
   log "rabbitmq: ready"
+}
+
+# A 3-node RabbitMQ cluster on this machine, for the cluster tests only (everything else uses the
+# single node on 5672): nodes herald-c1..3@localhost, AMQP on 5681..5683, Erlang distribution on
+# 25681..25683, data and logs under /var/lib/rabbitmq/herald-cluster, no plugins, joined to
+# herald-c1. Debian's rabbitmq-server, started as the rabbitmq user (its Erlang cookie is the
+# one rabbitmqctl uses), so `rabbitmqctl -n herald-c2@localhost stop_app` works from a test.
+CLUSTER_BASE=/var/lib/rabbitmq/herald-cluster
+
+cluster_env() { # cluster_env N: the environment of node N
+  local n=$1
+  printf '%s\n' \
+    "RABBITMQ_NODENAME=herald-c$n@localhost" \
+    "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1" \
+    "RABBITMQ_NODE_PORT=$((5680 + n))" \
+    "RABBITMQ_DIST_PORT=$((25680 + n))" \
+    "RABBITMQ_MNESIA_BASE=$CLUSTER_BASE/mnesia" \
+    "RABBITMQ_LOG_BASE=$CLUSTER_BASE/log" \
+    "RABBITMQ_PID_FILE=$CLUSTER_BASE/herald-c$n.pid" \
+    "RABBITMQ_ENABLED_PLUGINS_FILE=$CLUSTER_BASE/enabled_plugins" \
+    "RABBITMQ_CONFIG_FILE=$CLUSTER_BASE/rabbitmq" \
+    "RABBITMQ_ADVANCED_CONFIG_FILE=$CLUSTER_BASE/advanced.config"
+}
+
+start_cluster_node() { # start_cluster_node N: start node N unless its port answers
+  local n=$1
+  amqp_handshake $((5680 + n)) && return 0
+  log "rabbitmq cluster: starting herald-c$n@localhost on $((5680 + n))"
+  # shellcheck disable=SC2046 # one word per line of cluster_env
+  runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq $(cluster_env "$n") \
+    /usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null 2>&1
+}
+
+cluster_ctl() { rabbitmqctl -q -n "herald-c$1@localhost" "${@:2}"; }
+
+cluster_joined() { # every node sees three running nodes
+  local n
+  for n in 1 2 3; do
+    [[ $(cluster_ctl "$n" eval 'length(rabbit_nodes:list_running()).' 2>/dev/null) == 3 ]] || return 1
+  done
+}
+
+ensure_rabbitmq_cluster() {
+  ensure_rabbitmq
+  if [[ $(id -u) -ne 0 ]]; then
+    log "rabbitmq cluster: need root to start nodes as the rabbitmq user"
+    return 1
+  fi
+  if cluster_joined 2>/dev/null; then
+    log "rabbitmq cluster: already running on 5681..5683"
+    return 0
+  fi
+  mkdir -p "$CLUSTER_BASE/mnesia" "$CLUSTER_BASE/log"
+  [[ -f $CLUSTER_BASE/enabled_plugins ]] || echo '[].' >"$CLUSTER_BASE/enabled_plugins"
+  [[ -f $CLUSTER_BASE/rabbitmq.conf ]] || echo '# herald test cluster: defaults' >"$CLUSTER_BASE/rabbitmq.conf"
+  [[ -f $CLUSTER_BASE/advanced.config ]] || echo '[].' >"$CLUSTER_BASE/advanced.config"
+  chown -R rabbitmq:rabbitmq "$CLUSTER_BASE"
+  local n
+  for n in 1 2 3; do start_cluster_node "$n"; done
+  for n in 1 2 3; do
+    wait_for 120 "rabbitmq cluster node $n (AMQP on $((5680 + n)))" amqp_handshake $((5680 + n))
+  done
+  for n in 2 3; do
+    if [[ $(cluster_ctl "$n" eval 'length(rabbit_nodes:list_running()).' 2>/dev/null) != 3 ]]; then
+      log "rabbitmq cluster: joining herald-c$n to herald-c1"
+      cluster_ctl "$n" stop_app
+      cluster_ctl "$n" reset
+      cluster_ctl "$n" join_cluster herald-c1@localhost
+      cluster_ctl "$n" start_app
+    fi
+  done
+  wait_for 60 "rabbitmq cluster (three running nodes)" cluster_joined
+  log "rabbitmq cluster: ready on 5681..5683"
 }
 
 # PostgreSQL for the store tests: role `herald` (password `herald`, CREATEDB) owning database

@@ -12,6 +12,12 @@
 //!    of this run: on two shared cores every call takes longer than 50 ms, for both of them, and
 //!    the worker's own mean call time (from its metrics) shows by how much.
 //! 3. Peak RSS of the worker in run 2, with prefetch 1,000; the aim is under 64 MB.
+//! 4. The send ledger's cost: run 1 again with `HERALD_LEDGER_URL` set (to an address where
+//!    nothing listens, so a lookup would fail and be counted): ordinary jobs never look it up,
+//!    so the ratio to run 1 should be 1 within noise, with 0 lookups. Then the delay a
+//!    redelivered job takes: jobs the broker redelivers (taken and given back first) against a
+//!    real `herald serve` ledger, from the worker's start to the first and to the last accept,
+//!    next to the same jobs delivered fresh.
 //!
 //! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000),
 //! `BENCH_ROUNDS` how many times each configuration runs (default 3; medians are reported).
@@ -22,12 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use herald_amqp::{AmqpSettings, Headers, Publisher, SEND_ROUTING_KEY, Topology};
+use herald_amqp::{AmqpSettings, Consumer, Headers, Publisher, SEND_ROUTING_KEY, Topology};
 use herald_sim::{Latency, SimConfig, SimHandle};
 use herald_tests::bench::{cpu_ticks, field_kib, free_addr};
 
 const PAGE: &str = "1000000001";
 const ROLE: &str = "HERALD_BENCH_ROLE";
+const LEDGER_TOKEN: &str = "bench-ledger-token-0123456789abcdefgh";
 
 /// One measured run.
 struct Run {
@@ -38,6 +45,8 @@ struct Run {
     /// Mean `herald_send_duration_seconds` in ms (Herald only): the Graph call as the worker saw
     /// it, which bounds the 50 ms run at concurrency / this.
     call_ms: Option<f64>,
+    /// Send-ledger lookups the worker made (Herald only).
+    ledger_checks: f64,
 }
 
 /// A started process under test, and its metrics URL when it has one.
@@ -75,29 +84,26 @@ fn main() {
             }
         }
     };
-    let worker = |concurrency: &'static str, prefetch: &'static str| {
-        let herald = herald.clone();
-        move |prefix: &str, sim: &str| {
-            let metrics = free_addr();
-            let child = Command::new(&herald)
-                .args(["worker", "--metrics-addr", &metrics])
-                .args(["--concurrency", concurrency, "--prefetch", prefetch])
-                .env_clear()
-                .env("HERALD_AMQP_URL", herald_tests::amqp_addr())
-                .env("HERALD_TOPOLOGY_PREFIX", prefix)
-                .env("HERALD_GRAPH_URL", sim)
-                .env(format!("HERALD_PAGE_TOKEN_{PAGE}"), "bench-token")
-                .env("HERALD_PAGE_RATE_PER_SEC", "1000000")
-                .env("HERALD_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("herald worker");
-            Started {
-                child,
-                metrics: Some(format!("http://{metrics}/metrics")),
+    let worker_with =
+        |concurrency: &'static str, prefetch: &'static str, ledger: Option<String>| {
+            let herald = herald.clone();
+            move |prefix: &str, sim: &str| {
+                let metrics = free_addr();
+                let mut command = worker_command(&herald, prefix, sim, &metrics);
+                command.args(["--concurrency", concurrency, "--prefetch", prefetch]);
+                if let Some(url) = ledger {
+                    command.env("HERALD_LEDGER_URL", url);
+                }
+                let child = command.spawn().expect("herald worker");
+                Started {
+                    child,
+                    metrics: Some(format!("http://{metrics}/metrics")),
+                }
             }
-        }
-    };
+        };
+    let worker = |concurrency, prefetch| worker_with(concurrency, prefetch, None);
+    // Nothing listens there: a lookup would fail, and be counted as unavailable.
+    let nowhere = format!("http://{}", free_addr());
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -105,16 +111,18 @@ fn main() {
         .max(1);
     // Every configuration once per round, rounds back to back: a slow minute of the machine
     // weighs on all of them, and the median of each ratio is reported.
-    let mut runs: [Vec<Run>; 5] = Default::default();
+    let mut runs: [Vec<Run>; 6] = Default::default();
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
         runs[0].push(runtime.block_on(measure(jobs, 0, bare(false, 64, 256))));
         runs[1].push(runtime.block_on(measure(jobs, 0, bare(true, 64, 256))));
         runs[2].push(runtime.block_on(measure(jobs, 0, worker("64", "256"))));
+        let with_ledger = worker_with("64", "256", Some(nowhere.clone()));
+        runs[5].push(runtime.block_on(measure(jobs, 0, with_ledger)));
         runs[3].push(runtime.block_on(measure(jobs, 50, worker("200", "1000"))));
         runs[4].push(runtime.block_on(measure(jobs, 50, bare(true, 200, 1000))));
     }
-    let [bare_plain, bare_results, fast, slow, bare_slow] = &runs;
+    let [bare_plain, bare_results, fast, slow, bare_slow, ledgered] = &runs;
 
     println!(
         "jobs per run: {jobs}; {rounds} rounds; 2 cores shared by RabbitMQ, the simulator and the \
@@ -149,6 +157,10 @@ fn main() {
     );
     row("bare + result confirmed before the ack, 0 ms", bare_results);
     row("herald worker, 0 ms, concurrency 64, prefetch 256", fast);
+    row(
+        "herald worker as above, with HERALD_LEDGER_URL set",
+        ledgered,
+    );
     row("herald worker, 50 ms, concurrency 200, prefetch 1000", slow);
     row(
         "bare + result, 50 ms, concurrency 200, prefetch 1000",
@@ -168,12 +180,176 @@ fn main() {
         ideal(bare_slow),
         ratio(slow, bare_slow)
     );
+    let rate = |runs: &[Run]| median(runs.iter().map(|r| r.rate));
+    println!(
+        "ratio herald with the ledger configured / without, 0 ms: {:.2} (of the medians: {:.2}); \
+         ledger lookups made: {}",
+        ratio(ledgered, fast),
+        rate(ledgered) / rate(fast),
+        ledgered.iter().map(|r| r.ledger_checks).sum::<f64>() as u64
+    );
     let call_ms = median(slow.iter().filter_map(|r| r.call_ms));
     println!(
         "at 50 ms the worker's median mean Graph call took {call_ms:.1} ms: concurrency / that = \
          {:.0}/s",
         200.0 / (call_ms / 1000.0)
     );
+    let redelivered_jobs = 1_000;
+    let fresh = runtime.block_on(redelivery(&herald, redelivered_jobs, false));
+    let again = runtime.block_on(redelivery(&herald, redelivered_jobs, true));
+    println!(
+        "{redelivered_jobs} jobs with herald serve's ledger (echo horizon 5 s), from the worker's \
+         start: fresh, first accept {:.2} s, last {:.2} s; redelivered, first {:.2} s, last {:.2} s \
+         ({} lookups): a redelivered job takes {:.1} s more",
+        fresh.0.as_secs_f64(),
+        fresh.1.as_secs_f64(),
+        again.0.as_secs_f64(),
+        again.1.as_secs_f64(),
+        again.2,
+        again.1.as_secs_f64() - fresh.1.as_secs_f64()
+    );
+}
+
+/// `herald worker` on `prefix`'s topology sending to `sim`, metrics on `metrics`.
+fn worker_command(herald: &std::path::Path, prefix: &str, sim: &str, metrics: &str) -> Command {
+    let mut command = Command::new(herald);
+    command
+        .args(["worker", "--metrics-addr", metrics])
+        .env_clear()
+        .env("HERALD_AMQP_URL", herald_tests::amqp_addr())
+        .env("HERALD_TOPOLOGY_PREFIX", prefix)
+        .env("HERALD_GRAPH_URL", sim)
+        .env(format!("HERALD_PAGE_TOKEN_{PAGE}"), "bench-token")
+        .env("HERALD_PAGE_RATE_PER_SEC", "1000000")
+        .env("HERALD_LEDGER_TOKEN", LEDGER_TOKEN)
+        .env("HERALD_LOG", "warn")
+        .stdout(Stdio::null());
+    command
+}
+
+/// `jobs` jobs (`redelivered`: taken and given back first, so the broker flags them) sent by a
+/// worker that checks suspect jobs on a real `herald serve` ledger: (time from the worker's
+/// start to the first accept, to the last, ledger lookups made).
+async fn redelivery(
+    herald: &std::path::Path,
+    jobs: usize,
+    redelivered: bool,
+) -> (Duration, Duration, f64) {
+    let sim = SimConfig {
+        rate_per_sec: 10_000_000,
+        record_bodies: false,
+        ..SimConfig::default()
+    };
+    let sim = herald_sim::spawn(sim, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator");
+    let prefix = herald_tests::unique_name("bench-redelivery");
+    let topology = Topology::new(&prefix).expect("topology");
+    let settings = AmqpSettings {
+        url: herald_tests::amqp_addr().into(),
+        ..AmqpSettings::default()
+    };
+    let connection = herald_amqp::connect(&settings).await.expect("broker");
+    topology.declare(&connection).await.expect("declare");
+    let publisher = Publisher::open(&connection, 1024).await.expect("publisher");
+    for i in 0..jobs {
+        publisher
+            .publish(
+                &topology.jobs_exchange(),
+                SEND_ROUTING_KEY,
+                &job(i),
+                Headers::new(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    if redelivered {
+        let prefetch = u16::try_from(jobs).unwrap_or(u16::MAX);
+        let mut consumer = Consumer::start(&connection, &topology.send_queue(), prefetch)
+            .await
+            .expect("consumer");
+        let mut taken = Vec::with_capacity(jobs);
+        while taken.len() < jobs {
+            taken.push(consumer.next().await.expect("open").expect("delivery"));
+        }
+        for delivery in taken {
+            delivery.nack(true).await.expect("requeue");
+        }
+        let _ = consumer.close().await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let serve_addr = free_addr();
+    let mut serve = Command::new(herald)
+        .args(["serve", "--addr", &serve_addr, "--no-ingest"])
+        .env_clear()
+        .env("HERALD_AMQP_URL", herald_tests::amqp_addr())
+        .env("HERALD_TOPOLOGY_PREFIX", &prefix)
+        .env(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("herald.db").display()),
+        )
+        .env("HERALD_APP_SECRET", "bench-app-secret")
+        .env("HERALD_VERIFY_TOKEN", "bench-verify-token")
+        .env("HERALD_LEDGER_TOKEN", LEDGER_TOKEN)
+        .env("HERALD_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("herald serve");
+    let ready = herald_tests::eventually(Duration::from_secs(30), || async {
+        reqwest::get(format!("http://{serve_addr}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready, "herald serve never became ready");
+    let metrics = free_addr();
+    let started = Instant::now();
+    let mut worker = worker_command(herald, &prefix, &sim.url(), &metrics)
+        .env("HERALD_LEDGER_URL", format!("http://{serve_addr}"))
+        .spawn()
+        .expect("herald worker");
+    let mut first = None;
+    let deadline = started + Duration::from_secs(120);
+    let last = loop {
+        let accepted = sim.stats().accepted;
+        if accepted > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if accepted >= jobs as u64 {
+            break started.elapsed();
+        }
+        assert!(Instant::now() < deadline, "stuck at {accepted} of {jobs}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let lookups = ledger_checks(&text);
+    for child in [&mut worker, &mut serve] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    topology.delete(&connection).await.expect("cleanup");
+    let _ = connection.close().await;
+    sim.shutdown().await;
+    (first.unwrap_or(last), last, lookups)
+}
+
+/// Every `herald_ledger_checks_total` sample added up.
+fn ledger_checks(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("herald_ledger_checks_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The median (the mean of the middle two for an even count); 0 for none.
@@ -238,10 +414,14 @@ where
     let Started { mut child, metrics } = start(&prefix, &sim.url());
     let (rate, cpu_ticks_used, peak_kib) = watch(&sim, &mut child, jobs as u64).await;
     let broker_ticks = broker.map_or(0, cpu_ticks).saturating_sub(broker_before);
-    let call_ms = match metrics {
-        Some(url) => mean_call_ms(&url).await,
-        None => None,
+    let text = match metrics {
+        Some(url) => match reqwest::get(url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+        None => String::new(),
     };
+    let (call_ms, ledger_checks) = (mean_call_ms(&text), ledger_checks(&text));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -255,12 +435,12 @@ where
         broker_ms_per_job: broker_ticks as f64 * 10.0 / jobs as f64,
         peak_mb: peak_kib as f64 / 1024.0,
         call_ms,
+        ledger_checks,
     }
 }
 
-/// Mean of `herald_send_duration_seconds`, in ms, from the worker's `/metrics`.
-async fn mean_call_ms(url: &str) -> Option<f64> {
-    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+/// Mean of `herald_send_duration_seconds`, in ms, from the worker's `/metrics` text.
+fn mean_call_ms(text: &str) -> Option<f64> {
     let value = |name: &str| -> Option<f64> {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())

@@ -19,7 +19,9 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:port/vhost`; a secret because of the password.
+    /// `amqp://user:password@host:port/vhost`; a secret because of the password. Several
+    /// comma-separated URLs name the nodes of one cluster: `connect` takes the first that
+    /// answers, in the order given.
     pub url: Secret,
     /// Unacked deliveries per consumer (`basic.qos`).
     pub prefetch: u16,
@@ -74,10 +76,10 @@ impl AmqpSettings {
     /// Every problem at once, each naming its field; the URL itself is never echoed.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Err(error) = self.address().map_err(|e| (e, self.embedded.is_none()))
-            && error.1
+        if self.embedded.is_none()
+            && let Err(error) = self.lapin_uris()
         {
-            problems.push(format!("amqp.url: {}", error.0));
+            problems.push(format!("amqp.url: {error}"));
         }
         if self.prefetch == 0 {
             problems.push("amqp.prefetch: must be at least 1 (0 means unbounded)".to_owned());
@@ -98,16 +100,34 @@ impl AmqpSettings {
         }
     }
 
-    /// Where the URL points, safe to log.
+    /// Where the (first) URL points, safe to log.
     pub fn address(&self) -> Result<BrokerAddress, AmqpError> {
-        parse(self.url.expose()).map(|(address, _)| address)
+        let (address, _) = self.lapin_uris()?.swap_remove(0);
+        Ok(address)
     }
 
-    /// The URL as lapin wants it, with our heartbeat and the literal host (see `parse`).
-    pub(crate) fn lapin_uri(&self) -> Result<(BrokerAddress, AMQPUri), AmqpError> {
-        let (address, mut uri) = parse(self.url.expose())?;
-        uri.query.heartbeat = Some(self.heartbeat_secs);
-        Ok((address, uri))
+    /// Every URL as lapin wants it, in the order given, with our heartbeat and the literal host
+    /// (see `parse`). At least one, or an error.
+    pub(crate) fn lapin_uris(&self) -> Result<Vec<(BrokerAddress, AMQPUri)>, AmqpError> {
+        let uris = self
+            .url
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                let (address, mut uri) = parse(url)?;
+                uri.query.heartbeat = Some(self.heartbeat_secs);
+                Ok((address, uri))
+            })
+            .collect::<Result<Vec<_>, AmqpError>>()?;
+        if uris.is_empty() {
+            return Err(AmqpError::InvalidUrl {
+                url: String::new(),
+                reason: "no URL given".to_owned(),
+            });
+        }
+        Ok(uris)
     }
 
     /// The per-attempt connection timeout.
@@ -203,9 +223,30 @@ mod tests {
 
     #[test]
     fn lapin_gets_the_literal_ip_host_and_our_heartbeat() {
-        let (_, uri) = settings(DEFAULT_AMQP_URL).lapin_uri().unwrap();
+        let (_, uri) = settings(DEFAULT_AMQP_URL).lapin_uris().unwrap().remove(0);
         assert_eq!(uri.authority.host, "127.0.0.1");
         assert_eq!(uri.query.heartbeat, Some(30));
+    }
+
+    #[test]
+    fn a_list_of_urls_names_the_nodes_in_order_and_each_is_checked() {
+        let nodes = settings(
+            "amqp://u:s3cret@10.0.0.1:5672/%2f, amqp://u:s3cret@10.0.0.2:5672/%2f,\
+             amqp://u:s3cret@rabbit-3/%2f,",
+        );
+        let hosts: Vec<String> = nodes
+            .lapin_uris()
+            .unwrap()
+            .iter()
+            .map(|(address, _)| address.host_port())
+            .collect();
+        assert_eq!(hosts, ["10.0.0.1:5672", "10.0.0.2:5672", "rabbit-3:5672"]);
+        assert_eq!(nodes.address().unwrap().host_port(), "10.0.0.1:5672");
+        let one_bad = settings("amqp://u:s3cret@10.0.0.1/%2f,http://u:s3cret@h/");
+        let problems = one_bad.validate().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].contains("s3cret"), "{problems:?}");
+        assert!(settings(" , ").validate().is_err());
     }
 
     #[test]

@@ -258,11 +258,15 @@ impl Config {
                     .is_some_and(|rest| rest.starts_with("://"))
             })
         };
-        if !scheme_ok(self.amqp_url.expose(), &["amqp", "amqps"]) {
-            problems.push(format!(
-                "amqp_url: {} must start with amqp:// or amqps://",
-                redact_url(self.amqp_url.expose())
-            ));
+        // Several comma-separated URLs name the nodes of one cluster.
+        for url in self.amqp_url.expose().split(',').map(str::trim) {
+            if !scheme_ok(url, &["amqp", "amqps"]) {
+                problems.push(format!(
+                    "amqp_url: {} must start with amqp:// or amqps:// (several nodes: \
+                     comma-separated URLs)",
+                    redact_url(url)
+                ));
+            }
         }
         if !scheme_ok(
             self.database_url.expose(),

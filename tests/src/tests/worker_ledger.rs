@@ -286,7 +286,9 @@ async fn a_replayed_dead_job_that_is_sent_ends_sent_with_both_results_in_its_his
         "the job never ended dead"
     );
 
-    let replayed = server.post_json("/dead/replay", &serde_json::json!({})).await;
+    let replayed = server
+        .post_json("/dead/replay", &serde_json::json!({}))
+        .await;
     assert_eq!(replayed.status, 200, "{}", replayed.text);
     assert_eq!(replayed.json["replayed"], serde_json::json!([job_id]));
     assert!(

@@ -15,12 +15,13 @@ pub(crate) struct RabbitConnection {
 }
 
 impl RabbitConnection {
-    /// Connects to `settings.url`, retrying transport failures with exponential backoff, at
-    /// most `connect_attempts` times. Authentication and vhost errors are not retried.
+    /// Connects to the first of `settings.url`'s nodes that answers, in the order given;
+    /// when none does, retries the round with exponential backoff, at most `connect_attempts`
+    /// times. Authentication and vhost errors are not retried.
     pub(crate) async fn connect(
         settings: &AmqpSettings,
     ) -> Result<(BrokerAddress, Self), AmqpError> {
-        let (address, uri) = settings.lapin_uri()?;
+        let nodes = settings.lapin_uris()?;
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
         let timeout = settings.connect_timeout();
@@ -35,27 +36,49 @@ impl RabbitConnection {
             .with_max_times(attempts as usize - 1)
             .with_jitter();
         let mut tried = 0_u32;
+        // The node of the last failure, for the error.
+        let last = std::sync::Mutex::new(nodes[0].0.clone());
         let attempt = || {
             tried += 1;
-            let (uri, properties) = (uri.clone(), properties.clone());
+            let (nodes, properties, last) = (&nodes, properties.clone(), &last);
             async move {
-                let connecting = lapin::Connection::connect_uri(uri, properties);
-                match tokio::time::timeout(timeout, connecting).await {
-                    Ok(result) => result.map_err(Attempt::Failed),
-                    Err(_) => Err(Attempt::TimedOut),
+                let mut failure = Attempt::TimedOut;
+                for (address, uri) in nodes {
+                    let connecting = lapin::Connection::connect_uri(uri.clone(), properties.clone());
+                    let outcome = match tokio::time::timeout(timeout, connecting).await {
+                        Ok(result) => result.map_err(Attempt::Failed),
+                        Err(_) => Err(Attempt::TimedOut),
+                    };
+                    match outcome {
+                        Ok(inner) => return Ok((address.clone(), inner)),
+                        Err(error) => {
+                            *last.lock().unwrap_or_else(|e| e.into_inner()) = address.clone();
+                            if !error.worth_retrying() {
+                                return Err(error);
+                            }
+                            if nodes.len() > 1 {
+                                warn!(broker = %address, error = %error,
+                                    "RabbitMQ node does not answer; trying the next.");
+                            }
+                            failure = error;
+                        }
+                    }
                 }
+                Err(failure)
             }
         };
         let result = attempt
             .retry(backoff)
             .when(Attempt::worth_retrying)
             .notify(|error, delay| {
-                warn!(broker = %address, error = %error, delay_ms = delay.as_millis() as u64,
+                let broker = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                warn!(broker = %broker, error = %error, delay_ms = delay.as_millis() as u64,
                     "Could not connect to RabbitMQ; retrying.");
             })
             .await;
+        let address = last.into_inner().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(inner) => {
+            Ok((address, inner)) => {
                 info!(broker = %address, "Connected to RabbitMQ.");
                 Ok((address, Self { inner }))
             }

@@ -256,7 +256,10 @@ fn the_ledger_is_set_from_the_environment_or_the_file_and_checked() {
     assert!(!format!("{set:?}").contains("ledger-secret-value"));
     let toml = file("ledger_url = \"https://serve.internal\"\nledger_horizon_secs = 3\n");
     let from_file = Config::load(&with_file(&toml), &env(&[])).expect("valid");
-    assert_eq!(from_file.ledger_url.as_deref(), Some("https://serve.internal"));
+    assert_eq!(
+        from_file.ledger_url.as_deref(),
+        Some("https://serve.internal")
+    );
     assert_eq!(from_file.ledger_horizon_secs, 3);
     let errors = load(&[
         ("HERALD_LEDGER_URL", "serve:8080"),
