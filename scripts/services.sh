@@ -93,7 +93,7 @@ cluster_ctl() { rabbitmqctl -q -n "herald-c$1@localhost" "${@:2}"; }
 cluster_joined() { # every node sees three running nodes
   local n
   for n in 1 2 3; do
-    [[ $(cluster_ctl "$n" eval 'length(rabbit_nodes:list_running()).' 2>/dev/null) == 3 ]] || return 1
+    [[ $(cluster_ctl "$n" eval 'length(rabbit_mnesia:cluster_nodes(running)).' 2>/dev/null) == 3 ]] || return 1
   done
 }
 
@@ -118,7 +118,7 @@ ensure_rabbitmq_cluster() {
     wait_for 120 "rabbitmq cluster node $n (AMQP on $((5680 + n)))" amqp_handshake $((5680 + n))
   done
   for n in 2 3; do
-    if [[ $(cluster_ctl "$n" eval 'length(rabbit_nodes:list_running()).' 2>/dev/null) != 3 ]]; then
+    if [[ $(cluster_ctl "$n" eval 'length(rabbit_mnesia:cluster_nodes(running)).' 2>/dev/null) != 3 ]]; then
       log "rabbitmq cluster: joining herald-c$n to herald-c1"
       cluster_ctl "$n" stop_app
       cluster_ctl "$n" reset

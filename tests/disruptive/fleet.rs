@@ -1,0 +1,241 @@
+//! The processes of one end-to-end run on the real broker (or the test cluster) and PostgreSQL:
+//! `herald serve` (webhook, ingest, results, the send ledger), `herald worker`s that check the
+//! ledger, and the simulator answering in 50 ms and posting signed echoes to serve. Each process
+//! logs to `<dir>/<name>.log`.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use herald_amqp::{AmqpSettings, Topology};
+use herald_core::Secret;
+use herald_sim::{Latency, SimConfig, SimHandle};
+use herald_tests::bench::free_addr;
+use herald_tests::{Running, broker, eventually, herald, herald_ok, unique_name, write_campaign};
+use serde_json::Value;
+
+pub(crate) const PAGE: &str = "1000000001";
+pub(crate) const USERS: u64 = 20_000;
+const APP_SECRET: &str = "ledger-app-secret";
+const LEDGER_TOKEN: &str = "ledger-token-0123456789abcdefghijklmn";
+
+/// The processes of one run and what they share.
+pub(crate) struct Fleet {
+    pub(crate) dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    pub(crate) sim: SimHandle,
+    serve: Option<Running>,
+    workers: Vec<Option<Running>>,
+    pub(crate) topology: Topology,
+    amqp: AmqpSettings,
+    database: Secret,
+}
+
+/// What a fleet runs on.
+pub(crate) struct Options {
+    /// The topology prefix starts with this.
+    pub(crate) name: &'static str,
+    /// A new PostgreSQL schema's URL.
+    pub(crate) database: Secret,
+    /// The simulator's share of accepted calls whose answer it loses.
+    pub(crate) lost_answer_rate: f64,
+    /// `HERALD_AMQP_URL` (one URL or a cluster's comma-separated list); the test broker when
+    /// `None`.
+    pub(crate) amqp_url: Option<String>,
+}
+
+impl Options {
+    pub(crate) fn new(name: &'static str, database: Secret) -> Self {
+        Self {
+            name,
+            database,
+            lost_answer_rate: 0.0,
+            amqp_url: None,
+        }
+    }
+}
+
+impl Fleet {
+    pub(crate) async fn start(options: Options) -> Option<Self> {
+        drop(broker().await?);
+        let Options {
+            name,
+            database,
+            lost_answer_rate,
+            amqp_url,
+        } = options;
+        let amqp_url = amqp_url.unwrap_or_else(herald_tests::amqp_addr);
+        let amqp = AmqpSettings {
+            url: Secret::new(amqp_url.clone()),
+            ..AmqpSettings::default()
+        };
+        let prefix = unique_name(name);
+        let topology = Topology::new(&prefix).expect("topology");
+        let serve_addr = free_addr();
+        let serve_url = format!("http://{serve_addr}");
+        let sim = herald_sim::spawn(
+            SimConfig {
+                latency: Latency::Fixed { ms: 50 },
+                // Well above what the workers send: this run is about duplicates, not pacing.
+                rate_per_sec: 100_000,
+                app_secret: Some(APP_SECRET.to_owned()),
+                webhook_url: Some(format!("{serve_url}/webhook")),
+                echoes: true,
+                echo_delay_ms: 200,
+                lost_answer_rate,
+                record_bodies: false,
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("simulator");
+        let env = [
+            ("HERALD_AMQP_URL", amqp_url.as_str()),
+            ("HERALD_TOPOLOGY_PREFIX", prefix.as_str()),
+            ("HERALD_DATABASE_URL", database.expose()),
+            ("HERALD_APP_SECRET", APP_SECRET),
+            ("HERALD_VERIFY_TOKEN", "ledger-verify-token"),
+            ("HERALD_LEDGER_TOKEN", LEDGER_TOKEN),
+            ("HERALD_LEDGER_URL", serve_url.as_str()),
+            ("HERALD_GRAPH_URL", sim.url().as_str()),
+            (&format!("HERALD_PAGE_TOKEN_{PAGE}"), "ledger-page-token"),
+            ("HERALD_PAGE_RATE_PER_SEC", "5000"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .to_vec();
+        let mut fleet = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            env,
+            sim,
+            serve: None,
+            workers: Vec::new(),
+            topology,
+            amqp,
+            database,
+        };
+        fleet.serve = Some(fleet.spawn("serve", &["serve", "--addr", &serve_addr]));
+        let ready = eventually(Duration::from_secs(60), || async {
+            reqwest::get(format!("{serve_url}/readyz"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(ready, "herald serve never became ready");
+        for n in 0..3 {
+            let worker = fleet.worker(n);
+            fleet.workers.push(Some(worker));
+        }
+        let extra = "[delivery]\nrate_per_sec = 5000\n";
+        write_campaign(fleet.dir.path(), ("ledger", PAGE), USERS, 5_000_000, extra);
+        Some(fleet)
+    }
+
+    pub(crate) fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect()
+    }
+
+    /// `herald ARGS`, its log in `<dir>/<name>.log`, once its first stdout line is out.
+    pub(crate) fn spawn(&self, name: &str, args: &[&str]) -> Running {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("log file");
+        let mut child = herald(&self.env())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn herald");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("first line");
+        Running(child)
+    }
+
+    pub(crate) fn worker(&self, n: usize) -> Running {
+        self.spawn(
+            &format!("worker-{n}"),
+            &["worker", "--metrics-addr", "127.0.0.1:0"],
+        )
+    }
+
+    /// SIGKILL worker `n`, then start a new one in its place.
+    pub(crate) fn kill_and_restart(&mut self, n: usize) {
+        if let Some(mut worker) = self.workers[n].take() {
+            worker.0.kill().expect("SIGKILL");
+            worker.0.wait().expect("reap");
+        }
+        self.workers[n] = Some(self.worker(n));
+    }
+
+    pub(crate) async fn herald_ok(&self, args: &[&str]) -> String {
+        herald_ok(self.dir.path(), &self.env(), args).await
+    }
+
+    pub(crate) async fn status(&self, run_id: &str) -> Value {
+        let text = self
+            .herald_ok(&["campaign", "status", run_id, "--json"])
+            .await;
+        serde_json::from_str(&text).expect("status JSON")
+    }
+
+    /// Waits until `campaign status` shows every user sent, then a little longer for anything
+    /// still in a retry tier to come back, and checks that nobody was sent twice.
+    pub(crate) async fn expect_everyone_once(&self, run_id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let report = loop {
+            let report = self.status(run_id).await;
+            if report["results"]["sent"] == USERS || Instant::now() >= deadline {
+                break report;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(report["results"]["sent"], USERS, "{report:#}");
+        // A held copy of a job comes back after the shortest retry tier (5 s) at most.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let stats = self.sim.stats();
+        eprintln!(
+            "accepted {}, lost answers {}, users sent twice {}",
+            stats.accepted, stats.lost_answers, stats.duplicate_recipients.count
+        );
+        assert_eq!(
+            stats.duplicate_recipients.count, 0,
+            "users sent twice: {:?}",
+            stats.duplicate_recipients.psids
+        );
+        assert_eq!(stats.accepted, USERS, "one accepted call per user");
+        let report = self.status(run_id).await;
+        assert_eq!(report["results"]["sent"], USERS, "{report:#}");
+        assert_eq!(report["results"]["total"], USERS, "{report:#}");
+    }
+
+    pub(crate) async fn stop(mut self) {
+        for worker in self.workers.iter_mut().filter_map(Option::take) {
+            assert!(worker.terminate(), "a worker did not exit 0 on SIGTERM");
+        }
+        if let Some(serve) = self.serve.take() {
+            assert!(serve.terminate(), "serve did not exit 0 on SIGTERM");
+        }
+        let connection = herald_amqp::connect(&self.amqp).await.expect("connect");
+        self.topology.delete(&connection).await.expect("cleanup");
+        let _ = connection.close().await;
+        drop(self.database);
+        self.sim.shutdown().await;
+    }
+}
+
+pub(crate) fn run_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id: "))
+        .expect("run_id line")
+        .to_owned()
+}
+
