@@ -1,14 +1,19 @@
-//! A campaign on the 3-node test cluster (`scripts/services.sh`, `ensure_rabbitmq_cluster`:
-//! herald-c1..3@localhost on 5681..5683) while the node every process connected to first is
-//! stopped and started again: every process fails over to the next node of `HERALD_AMQP_URL`,
-//! the quorum queues (replicated on all three nodes) keep every job, and every user gets exactly
-//! one message and one `sent` result.
+//! Campaigns on the 3-node test cluster (`scripts/services.sh`, `ensure_rabbitmq_cluster`:
+//! herald-c1..3@localhost on 5681..5683), where disturbing the broker touches no other test:
+//! - the node every process connected to first is stopped and started again: every process
+//!   fails over to the next node of `HERALD_AMQP_URL`, the quorum queues (replicated on all
+//!   three nodes) keep every job, and every user gets exactly one message and one result;
+//! - a memory alarm mid-run blocks publishing: the producer and the workers wait (and say so in
+//!   `herald_broker_blocked`), the webhook answers 503 so Meta retries, and after the alarm
+//!   clears everything finishes, every user sent once, and the webhook answers 200 again.
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use herald_tests::eventually;
+use herald_tests::{eventually, herald, sign_webhook};
 
-use crate::fleet::{Fleet, Options, USERS, run_id};
+use crate::fleet::{APP_SECRET, Fleet, Options, USERS, run_id, sample};
 
 /// The nodes' AMQP ports, in the order `HERALD_AMQP_URL` names them.
 const PORTS: [u16; 3] = [5681, 5682, 5683];
@@ -54,7 +59,12 @@ struct Stopped(usize);
 impl Drop for Stopped {
     fn drop(&mut self) {
         let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "-n", &format!("herald-c{}@localhost", self.0), "start_app"])
+            .args([
+                "-q",
+                "-n",
+                &format!("herald-c{}@localhost", self.0),
+                "start_app",
+            ])
             .status();
     }
 }
@@ -87,7 +97,11 @@ async fn a_campaign_survives_losing_the_node_it_started_on() {
             );
         }
 
-        let run = run_id(&fleet.herald_ok(&["campaign", "send", "campaign.toml"]).await);
+        let run = run_id(
+            &fleet
+                .herald_ok(&["campaign", "send", "campaign.toml"])
+                .await,
+        );
         let reached = eventually(Duration::from_secs(120), || {
             let accepted = fleet.sim.stats().accepted;
             async move { accepted * 100 >= USERS * 30 }
@@ -95,7 +109,10 @@ async fn a_campaign_survives_losing_the_node_it_started_on() {
         .await;
         assert!(reached, "the run never reached 30 %");
         let at_stop = fleet.sim.stats().accepted;
-        assert!(at_stop < USERS, "finished before the node was lost; grow USERS");
+        assert!(
+            at_stop < USERS,
+            "finished before the node was lost; grow USERS"
+        );
         let stopped_at = Instant::now();
         ctl(1, &["stop_app"]);
         let node = Stopped(1);
@@ -112,6 +129,149 @@ async fn a_campaign_survives_losing_the_node_it_started_on() {
         );
         drop(node);
         fleet.expect_everyone_once(&run).await;
+        fleet.stop().await;
+    })
+    .await;
+}
+
+/// A memory alarm on the cluster (a watermark no node can stay under), cleared when dropped.
+struct Alarm;
+
+impl Alarm {
+    fn raise() -> Self {
+        ctl(1, &["set_vm_memory_high_watermark", "0.0001"]);
+        Self
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                "herald-c1@localhost",
+                "set_vm_memory_high_watermark",
+                "0.4",
+            ])
+            .status();
+    }
+}
+
+/// A signed webhook POST of one inbound message to serve; the HTTP status.
+async fn webhook_status(serve_url: &str) -> u16 {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "object": "page",
+        "entry": [{"id": crate::fleet::PAGE, "time": 1, "messaging": [{
+            "sender": {"id": "9900000000000001"},
+            "recipient": {"id": crate::fleet::PAGE},
+            "timestamp": 1,
+            "message": {"mid": format!("m_alarm_{}", herald_tests::unique_name("m")), "text": "hi"}
+        }]}]
+    }))
+    .expect("json");
+    let signature = sign_webhook(APP_SECRET, &body);
+    reqwest::Client::new()
+        .post(format!("{serve_url}/webhook"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .map_or(0, |response| response.status().as_u16())
+}
+
+#[tokio::test]
+async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
+    let _serial = crate::SERIAL.lock().await;
+    let Some(url) = cluster_url() else {
+        return;
+    };
+    herald_tests::postgres::in_new_schema(|database| async move {
+        let options = Options {
+            amqp_url: Some(url),
+            ..Options::new("test-cluster-alarm", database.clone())
+        };
+        let Some(fleet) = Fleet::start(options).await else {
+            return;
+        };
+        assert_eq!(
+            webhook_status(&fleet.serve_url).await,
+            200,
+            "before the alarm"
+        );
+        let store = herald_store::Store::connect(&database)
+            .await
+            .expect("store");
+        let mut producer = herald(&fleet.env())
+            .args(["campaign", "send", "campaign.toml"])
+            .current_dir(fleet.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn producer");
+        let mut first = String::new();
+        BufReader::new(producer.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("run id line");
+        let run = run_id(&first);
+        let going = eventually(Duration::from_secs(120), || async {
+            store
+                .load_run(&run)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|record| record.progress.published * 5 >= USERS)
+        })
+        .await;
+        assert!(going, "the producer never got going");
+
+        let alarm = Alarm::raise();
+        let blocked = eventually(Duration::from_secs(30), || async {
+            sample(&fleet.worker_metrics(0).await, "herald_broker_blocked") == Some(1.0)
+                && sample(&fleet.serve_metrics().await, "herald_broker_blocked") == Some(1.0)
+        })
+        .await;
+        assert!(blocked, "herald_broker_blocked never showed the alarm");
+        assert_eq!(
+            webhook_status(&fleet.serve_url).await,
+            503,
+            "during the alarm"
+        );
+        let record = store.load_run(&run).await.expect("load").expect("run");
+        assert!(
+            !record.progress.complete,
+            "the producer finished before the alarm; grow USERS"
+        );
+        // Everyone waits: nothing exits, nothing errors.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            producer.try_wait().expect("status").is_none(),
+            "the producer gave up during the alarm"
+        );
+        let cleared_at = Instant::now();
+        drop(alarm);
+        let unblocked = eventually(Duration::from_secs(30), || async {
+            sample(&fleet.worker_metrics(0).await, "herald_broker_blocked") == Some(0.0)
+        })
+        .await;
+        assert!(unblocked, "herald_broker_blocked never cleared");
+        eprintln!(
+            "publishing unblocked {:.1} s after the alarm cleared",
+            cleared_at.elapsed().as_secs_f64()
+        );
+        let status = tokio::task::spawn_blocking(move || producer.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "the producer exit status {status}");
+        fleet.expect_everyone_once(&run).await;
+        let accepted = eventually(Duration::from_secs(30), || async {
+            webhook_status(&fleet.serve_url).await == 200
+        })
+        .await;
+        assert!(accepted, "the webhook never answered 200 after the alarm");
+        store.close().await;
         fleet.stop().await;
     })
     .await;

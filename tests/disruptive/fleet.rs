@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub(crate) const PAGE: &str = "1000000001";
 pub(crate) const USERS: u64 = 20_000;
-const APP_SECRET: &str = "ledger-app-secret";
+pub(crate) const APP_SECRET: &str = "ledger-app-secret";
 const LEDGER_TOKEN: &str = "ledger-token-0123456789abcdefghijklmn";
 
 /// The processes of one run and what they share.
@@ -25,7 +25,11 @@ pub(crate) struct Fleet {
     env: Vec<(String, String)>,
     pub(crate) sim: SimHandle,
     serve: Option<Running>,
+    /// `http://host:port` of serve (webhook, API, `/metrics`).
+    pub(crate) serve_url: String,
     workers: Vec<Option<Running>>,
+    /// Each worker's `--metrics-addr`, kept across restarts.
+    worker_metrics: Vec<String>,
     pub(crate) topology: Topology,
     amqp: AmqpSettings,
     database: Secret,
@@ -109,7 +113,9 @@ impl Fleet {
             env,
             sim,
             serve: None,
+            serve_url: serve_url.clone(),
             workers: Vec::new(),
+            worker_metrics: (0..3).map(|_| free_addr()).collect(),
             topology,
             amqp,
             database,
@@ -160,10 +166,18 @@ impl Fleet {
     }
 
     pub(crate) fn worker(&self, n: usize) -> Running {
-        self.spawn(
-            &format!("worker-{n}"),
-            &["worker", "--metrics-addr", "127.0.0.1:0"],
-        )
+        let addr = &self.worker_metrics[n];
+        self.spawn(&format!("worker-{n}"), &["worker", "--metrics-addr", addr])
+    }
+
+    /// Worker `n`'s `/metrics` text (empty when it does not answer).
+    pub(crate) async fn worker_metrics(&self, n: usize) -> String {
+        scrape(&format!("http://{}/metrics", self.worker_metrics[n])).await
+    }
+
+    /// Serve's `/metrics` text (empty when it does not answer).
+    pub(crate) async fn serve_metrics(&self) -> String {
+        scrape(&format!("{}/metrics", self.serve_url)).await
     }
 
     /// SIGKILL worker `n`, then start a new one in its place.
@@ -239,3 +253,16 @@ pub(crate) fn run_id(stdout: &str) -> String {
         .to_owned()
 }
 
+async fn scrape(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The value of an unlabelled sample in Prometheus text, if present.
+pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}

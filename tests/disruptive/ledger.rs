@@ -56,7 +56,9 @@ async fn lost_answers_and_killed_workers_send_nobody_twice() {
         let Some(mut fleet) = Fleet::start(Options {
             lost_answer_rate: 0.02,
             ..Options::new("test-ledger-lost", database)
-        }).await else {
+        })
+        .await
+        else {
             return;
         };
         send_killing_workers(&mut fleet).await;
@@ -73,7 +75,8 @@ async fn lost_answers_and_killed_workers_send_nobody_twice() {
 async fn a_killed_and_resumed_producer_sends_nobody_twice() {
     let _serial = crate::SERIAL.lock().await;
     herald_tests::postgres::in_new_schema(|database| async move {
-        let Some(fleet) = Fleet::start(Options::new("test-ledger-resume", database.clone())).await else {
+        let Some(fleet) = Fleet::start(Options::new("test-ledger-resume", database.clone())).await
+        else {
             return;
         };
         let store = herald_store::Store::connect(&database)

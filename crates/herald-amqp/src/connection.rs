@@ -60,6 +60,15 @@ impl Connection {
         }
     }
 
+    /// True while RabbitMQ blocks this connection's publishing (a memory or disk alarm); the
+    /// receiver sees every change. Never true for the embedded broker.
+    pub fn blocked(&self) -> tokio::sync::watch::Receiver<bool> {
+        match &self.backend {
+            Backend::Rabbit(inner) => inner.blocked(),
+            Backend::Embedded(_) => tokio::sync::watch::channel(false).1,
+        }
+    }
+
     /// True for a connection to an embedded broker.
     pub fn is_embedded(&self) -> bool {
         matches!(self.backend, Backend::Embedded(_))

@@ -314,8 +314,8 @@ fn consumer_failure(
     }
 }
 
-/// Keeps `/readyz` and `herald_broker_connected` in step with the webhook's broker connection
-/// until `stop`, then reports it down.
+/// Keeps `/readyz`, `herald_broker_connected` and `herald_broker_blocked` in step with the
+/// webhook's broker connection until `stop`, then reports it down.
 async fn track_readiness(
     events: EventSink,
     health: Health,
@@ -330,10 +330,12 @@ async fn track_readiness(
                 let connected = events.is_connected();
                 health.set_ready(connected);
                 metrics.broker_connected.set(i64::from(connected));
+                metrics.broker_blocked.set(i64::from(events.is_blocked()));
             }
         }
     }
     metrics.broker_connected.set(0);
+    metrics.broker_blocked.set(0);
 }
 
 /// Binds `addr` (port 0 picks a free one; `local_addr` says which).

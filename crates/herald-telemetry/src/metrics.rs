@@ -54,6 +54,8 @@ pub struct Metrics {
     /// 1 while the broker connection is up: a worker's consuming connection, or the webhook's
     /// publishing connection in `herald serve`.
     pub broker_connected: IntGauge,
+    /// `herald_broker_blocked`: 1 while RabbitMQ blocks this process's publishing.
+    pub broker_blocked: IntGauge,
     /// Consumers on herald.send as last read from the broker (the fleet a page's rate is shared by).
     pub send_consumers: IntGauge,
     /// Jobs sent back to a retry tier without a Graph call, by `reason` (run_paused, page_halted,
@@ -232,6 +234,10 @@ impl Metrics {
                 "herald_broker_connected",
                 "1 while connected to the broker.",
             ),
+            broker_blocked: int_gauge(
+                "herald_broker_blocked",
+                "1 while RabbitMQ blocks this process's publishing (a memory or disk alarm).",
+            ),
             send_consumers: int_gauge(
                 "herald_send_consumers",
                 "Consumers on herald.send as last read from the broker.",
@@ -333,6 +339,24 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Keeps `gauge` at 1 while `flag` is true and 0 otherwise, until the flag's sender is gone
+/// (then 0). For states another crate reports through a watch channel, such as a broker
+/// connection being blocked.
+pub fn follow_flag(
+    mut flag: tokio::sync::watch::Receiver<bool>,
+    gauge: IntGauge,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            gauge.set(i64::from(*flag.borrow_and_update()));
+            if flag.changed().await.is_err() {
+                break;
+            }
+        }
+        gauge.set(0);
+    })
 }
 
 #[cfg(test)]

@@ -37,8 +37,14 @@ pub(crate) async fn run(
     let settings = &shared.settings;
     let connection = herald_amqp::connect(&settings.amqp).await?;
     shared.metrics.broker_connected.set(1);
+    let blocked = herald_telemetry::metrics::follow_flag(
+        connection.blocked(),
+        shared.metrics.broker_blocked.clone(),
+    );
     let result = consume(shared, &connection, health, shutdown).await;
     health.set_ready(false);
+    blocked.abort();
+    shared.metrics.broker_blocked.set(0);
     shared.metrics.broker_connected.set(0);
     if connection.is_connected() {
         let _ = connection.close().await;

@@ -12,6 +12,9 @@ use crate::{AmqpError, AmqpSettings, BrokerAddress, error::soft_error, topology:
 /// An open lapin connection.
 pub(crate) struct RabbitConnection {
     inner: lapin::Connection,
+    /// True while the broker blocks this connection's publishing (`connection.blocked`).
+    /// Boxed: a watch receiver is large next to the embedded connection.
+    blocked: Box<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl RabbitConnection {
@@ -44,7 +47,8 @@ impl RabbitConnection {
             async move {
                 let mut failure = Attempt::TimedOut;
                 for (address, uri) in nodes {
-                    let connecting = lapin::Connection::connect_uri(uri.clone(), properties.clone());
+                    let connecting =
+                        lapin::Connection::connect_uri(uri.clone(), properties.clone());
                     let outcome = match tokio::time::timeout(timeout, connecting).await {
                         Ok(result) => result.map_err(Attempt::Failed),
                         Err(_) => Err(Attempt::TimedOut),
@@ -80,7 +84,8 @@ impl RabbitConnection {
         match result {
             Ok((address, inner)) => {
                 info!(broker = %address, "Connected to RabbitMQ.");
-                Ok((address, Self { inner }))
+                let blocked = Box::new(watch_blocked(&inner, &address));
+                Ok((address, Self { inner, blocked }))
             }
             Err(Attempt::TimedOut) => Err(AmqpError::ConnectTimeout {
                 address: address.host_port(),
@@ -107,6 +112,10 @@ impl RabbitConnection {
 
     pub(crate) fn is_open(&self) -> bool {
         self.inner.status().connected()
+    }
+
+    pub(crate) fn blocked(&self) -> tokio::sync::watch::Receiver<bool> {
+        (*self.blocked).clone()
     }
 
     /// Opens a fresh channel.
@@ -157,6 +166,37 @@ impl RabbitConnection {
             },
         }
     }
+}
+
+/// Follows `connection.blocked` / `connection.unblocked`: RabbitMQ stops reading from publishing
+/// connections during a memory or disk alarm, so publishes and their confirms simply wait. The
+/// log says so once each way; callers watch the value (a metric, the webhook's 503).
+fn watch_blocked(
+    connection: &lapin::Connection,
+    address: &BrokerAddress,
+) -> tokio::sync::watch::Receiver<bool> {
+    use futures_util::StreamExt;
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    let mut events = connection.events_listener();
+    let address = address.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                lapin::Event::ConnectionBlocked(reason) => {
+                    warn!(broker = %address, reason = %reason,
+                        "RabbitMQ blocked publishing (a memory or disk alarm): publishes wait \
+                         until it clears, nothing is lost. Free memory or disk on the broker.");
+                    sender.send_replace(true);
+                }
+                lapin::Event::ConnectionUnblocked => {
+                    info!(broker = %address, "RabbitMQ unblocked publishing; continuing.");
+                    sender.send_replace(false);
+                }
+                _ => {}
+            }
+        }
+    });
+    receiver
 }
 
 /// Closes a channel we opened for one operation; a failure only means it is already gone.

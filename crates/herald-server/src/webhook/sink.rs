@@ -1,7 +1,8 @@
 //! `EventSink`: where a verified webhook body goes, `<prefix>.events`, one AMQP message per POST
 //! with publisher confirms. It holds one broker connection, opened lazily (and by a background
 //! task as soon as there is a runtime, so `/readyz` means something before Meta's first POST),
-//! re-opened when lost, and never makes a request wait longer than `PUBLISH_TIMEOUT`: a webhook
+//! re-opened when lost, and never makes a request wait longer than `PUBLISH_TIMEOUT` (while the
+//! broker blocks publishing, not at all): a webhook
 //! that answers 503 quickly is retried by Meta, one that hangs near Meta's 20 s limit is not
 //! better off. What to publish and what to answer is `mod.rs`'s business.
 
@@ -62,6 +63,10 @@ pub(crate) enum SinkError {
     /// A connection attempt failed moments ago; not trying again yet.
     #[error("the broker was unreachable moments ago; not retrying yet")]
     Paused,
+    /// RabbitMQ blocks publishing (a memory or disk alarm): answered at once, so Meta retries
+    /// later instead of waiting out the timeout.
+    #[error("the broker blocks publishing (memory or disk alarm)")]
+    Blocked,
     /// No confirm within `PUBLISH_TIMEOUT`.
     #[error("no broker confirm within {} s", PUBLISH_TIMEOUT.as_secs())]
     Timeout,
@@ -73,6 +78,7 @@ impl SinkError {
         match self {
             Self::Broker(error) => error.kind(),
             Self::Paused => "paused",
+            Self::Blocked => "blocked",
             Self::Timeout => "timeout",
         }
     }
@@ -106,6 +112,13 @@ impl EventSink {
         self.inner.current().is_some()
     }
 
+    /// True while RabbitMQ blocks the sink's publishing (a memory or disk alarm).
+    pub fn is_blocked(&self) -> bool {
+        self.inner
+            .current()
+            .is_some_and(|link| *link.connection.blocked().borrow())
+    }
+
     /// Publishes `body` byte for byte, persistent and mandatory, with `x-herald-received-at` and
     /// its verified `signature` (HMAC-SHA256 under the app secret) in `x-herald-webhook-signature`,
     /// and waits for the broker's confirm; gives up after `PUBLISH_TIMEOUT`.
@@ -125,6 +138,9 @@ impl EventSink {
 
     async fn publish_now(&self, body: &[u8], headers: Headers) -> Result<(), SinkError> {
         let link = self.inner.link().await?;
+        if *link.connection.blocked().borrow() {
+            return Err(SinkError::Blocked);
+        }
         let exchange = self.inner.topology.events_exchange();
         let publisher = if body.len() > SMALL_BODY_BYTES {
             &link.large
