@@ -87,6 +87,9 @@ impl Fleet {
                 echoes: true,
                 echo_delay_ms: 200,
                 lost_answer_rate,
+                // Meta keeps retrying a refused webhook delivery for hours; three tries over
+                // 1.4 s would lose echoes across a broker failover.
+                webhook_retries: 10,
                 record_bodies: false,
                 ..SimConfig::default()
             },

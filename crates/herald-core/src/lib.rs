@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod class;
+pub mod clock;
 pub mod control;
 mod decode;
 pub mod duration;

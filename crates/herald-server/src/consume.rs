@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::freshness::{InFlight, Ticket};
 use crate::lane::{Entry, Lane};
 
 /// First pause before reconnecting; doubles up to `RECONNECT_MAX`.
@@ -106,6 +107,9 @@ pub(crate) trait Handler: Send + Sync + 'static {
 
     /// Called once the batch that produced `report` is committed.
     fn committed(&self, report: Self::Report);
+
+    /// The deliveries in hand, which the send ledger waits for (`freshness.rs`).
+    fn in_flight(&self) -> &Arc<InFlight>;
 }
 
 /// A delivery whose items are in lanes: acked when the last of them is written.
@@ -113,11 +117,14 @@ pub(crate) struct Pending {
     delivery: Delivery,
     remaining: AtomicUsize,
     poison: std::sync::Mutex<Option<String>>,
+    /// Open while the delivery is in hand.
+    _ticket: Ticket,
 }
 
 impl Pending {
-    fn new(delivery: Delivery, items: usize, poison: Option<String>) -> Arc<Self> {
+    fn new(delivery: Delivery, items: usize, poison: Option<String>, ticket: Ticket) -> Arc<Self> {
         Arc::new(Self {
+            _ticket: ticket,
             delivery,
             remaining: AtomicUsize::new(items),
             poison: std::sync::Mutex::new(poison),
@@ -316,14 +323,15 @@ impl<H: Handler> Session<'_, H> {
         lanes: &[mpsc::UnboundedSender<Entry<H::Item>>],
         delivery: Delivery,
     ) -> Option<Arc<Pending>> {
+        let ticket = self.handler.in_flight().open();
         let items = match self.handler.read(delivery.body(), &delivery.headers()) {
             Ok(items) => items,
-            Err(reason) => return Some(Pending::new(delivery, 0, Some(reason))),
+            Err(reason) => return Some(Pending::new(delivery, 0, Some(reason), ticket)),
         };
         if items.is_empty() {
-            return Some(Pending::new(delivery, 0, None));
+            return Some(Pending::new(delivery, 0, None, ticket));
         }
-        let pending = Pending::new(delivery, items.len(), None);
+        let pending = Pending::new(delivery, items.len(), None, ticket);
         let again = pending.redelivered();
         for item in items {
             let lane = (H::lane_key(&item) % lanes.len() as u64) as usize;

@@ -13,6 +13,7 @@ mod apply;
 mod event;
 mod parse;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_amqp::{AmqpSettings, Headers, Topology, WEBHOOK_SIGNATURE_HEADER};
@@ -20,12 +21,14 @@ use herald_core::signed_ref::RefKeys;
 use herald_core::{ControlMessage, Secret};
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
+use herald_core::clock::now_ms;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ConsumeError;
 use crate::consume::{self, Handler};
+use crate::freshness::InFlight;
 use crate::lane::Entry;
 use crate::webhook::{SignatureError, parse_signature, verify_body};
 
@@ -64,6 +67,17 @@ pub async fn run_ingest(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
+    let consumer = (amqp, topology, metrics, shutdown);
+    run_ingest_tracked(store, keys, consumer, InFlight::new()).await
+}
+
+/// `run_ingest`, counting the deliveries in hand in `in_flight` (for the send ledger).
+pub(crate) async fn run_ingest_tracked(
+    store: Store,
+    keys: IngestKeys,
+    (amqp, topology, metrics, shutdown): (AmqpSettings, Topology, Metrics, CancellationToken),
+    in_flight: Arc<InFlight>,
+) -> Result<(), ConsumeError> {
     let prune = tokio::spawn(prune_seen(store.clone(), shutdown.child_token()));
     if keys.app_secret.is_blank() {
         warn!(
@@ -75,6 +89,7 @@ pub async fn run_ingest(
         store,
         keys,
         metrics: metrics.clone(),
+        in_flight,
     };
     let ended = consume::run(ingest, amqp, topology, metrics, shutdown).await;
     prune.abort();
@@ -102,6 +117,7 @@ struct Ingest {
     store: Store,
     keys: IngestKeys,
     metrics: Metrics,
+    in_flight: Arc<InFlight>,
 }
 
 impl Handler for Ingest {
@@ -134,6 +150,10 @@ impl Handler for Ingest {
         items: &[Entry<Event>],
     ) -> Result<(Vec<ControlMessage>, Vec<Applied>), StoreError> {
         apply::apply_all(batch, self.keys.refs.as_ref(), items).await
+    }
+
+    fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
     }
 
     fn committed(&self, report: Vec<Applied>) {
@@ -180,6 +200,3 @@ fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Resul
     })
 }
 
-fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
-}

@@ -5,6 +5,7 @@
 
 pub mod api;
 mod consume;
+pub mod freshness;
 #[cfg(test)]
 mod fuzz;
 mod http;

@@ -23,6 +23,7 @@ use tracing::warn;
 
 use crate::ConsumeError;
 use crate::consume::{self, Handler};
+use crate::freshness::InFlight;
 use crate::lane::Entry;
 
 /// Run ids remembered as checked (known, or warned about) before the set starts over.
@@ -53,11 +54,23 @@ pub async fn run_results_observed(
     shutdown: CancellationToken,
     observer: Option<ResultObserver>,
 ) -> Result<(), ConsumeError> {
+    let consumer = (amqp, topology, metrics, shutdown);
+    run_results_tracked(store, consumer, observer, InFlight::new()).await
+}
+
+/// `run_results_observed`, counting the deliveries in hand in `in_flight` (for the send ledger).
+pub(crate) async fn run_results_tracked(
+    store: Store,
+    (amqp, topology, metrics, shutdown): (AmqpSettings, Topology, Metrics, CancellationToken),
+    observer: Option<ResultObserver>,
+    in_flight: Arc<InFlight>,
+) -> Result<(), ConsumeError> {
     let results = Results {
         store,
         metrics: metrics.clone(),
         checked_runs: Mutex::new(HashSet::new()),
         observer,
+        in_flight,
     };
     consume::run(results, amqp, topology, metrics, shutdown).await
 }
@@ -68,6 +81,7 @@ struct Results {
     /// Runs already looked up in the store (found, or warned about).
     checked_runs: Mutex<HashSet<String>>,
     observer: Option<ResultObserver>,
+    in_flight: Arc<InFlight>,
 }
 
 /// What a committed batch of results did.
@@ -129,6 +143,10 @@ impl Handler for Results {
             }
         }
         Ok((Vec::new(), recorded))
+    }
+
+    fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
     }
 
     fn committed(&self, recorded: Recorded) {

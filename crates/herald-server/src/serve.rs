@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::ConsumeError;
 use crate::api::{self, ApiConfig};
+use crate::freshness::Freshness;
 use crate::ops::Broker;
 use crate::ops::runs::RunTasks;
 use crate::webhook::{self, EventSink, WebhookConfig};
@@ -104,9 +105,10 @@ pub fn router(
     runs: RunTasks,
     metrics: Metrics,
     health: Health,
+    freshness: Freshness,
 ) -> Router {
     webhook::router(settings.webhook.clone(), events, metrics.clone())
-        .merge(admin_router(settings, runs, metrics, health))
+        .merge(admin_router(settings, runs, metrics, health, freshness))
 }
 
 /// The public address when the admin API has its own: the webhook, `/healthz` and `/readyz`.
@@ -127,6 +129,7 @@ fn admin_router(
     runs: RunTasks,
     metrics: Metrics,
     health: Health,
+    freshness: Freshness,
 ) -> Router {
     let api = api::router(ApiConfig {
         token: settings.api_token.clone(),
@@ -137,6 +140,7 @@ fn admin_router(
         max_import_bytes: settings.max_import_bytes,
         ref_keys: settings.ref_keys.clone(),
         segment_dir: settings.segment_dir.clone(),
+        freshness,
     })
     .route_layer(axum::middleware::from_fn_with_state(
         metrics.clone(),
@@ -195,6 +199,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let broker = settings.broker.clone();
     let events = EventSink::new(broker.amqp.clone(), broker.topology.clone());
+    let freshness = Freshness::new(events.refusals());
     let runs = RunTasks::new();
     let (app, admin) = match listeners.admin {
         None => {
@@ -204,12 +209,19 @@ pub async fn serve(
                 runs.clone(),
                 metrics.clone(),
                 health.clone(),
+                freshness.clone(),
             );
             (app, None)
         }
         Some(admin) => {
             let public = public_router(&settings, events.clone(), metrics.clone(), health.clone());
-            let routes = admin_router(&settings, runs.clone(), metrics.clone(), health.clone());
+            let routes = admin_router(
+                &settings,
+                runs.clone(),
+                metrics.clone(),
+                health.clone(),
+                freshness.clone(),
+            );
             (public, Some((admin, routes)))
         }
     };
@@ -221,22 +233,19 @@ pub async fn serve(
             app_secret: settings.webhook.app_secret.clone(),
             refs: settings.ref_keys.clone(),
         };
-        consumers.spawn(crate::ingest::run_ingest(
+        consumers.spawn(crate::ingest::run_ingest_tracked(
             settings.store.clone(),
             keys,
-            broker.amqp.clone(),
-            broker.topology.clone(),
-            metrics.clone(),
-            stop.clone(),
+            consumer_parts(&broker, &metrics, &stop),
+            freshness.ingest(),
         ));
     }
     if settings.results {
-        consumers.spawn(crate::results::run_results(
+        consumers.spawn(crate::results::run_results_tracked(
             settings.store.clone(),
-            broker.amqp.clone(),
-            broker.topology.clone(),
-            metrics.clone(),
-            stop.clone(),
+            consumer_parts(&broker, &metrics, &stop),
+            None,
+            freshness.results(),
         ));
     }
     let readiness = tokio::spawn(track_readiness(
@@ -301,6 +310,20 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// What a consumer needs of the broker, the metrics and the shutdown.
+fn consumer_parts(
+    broker: &Broker,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> (herald_amqp::AmqpSettings, herald_amqp::Topology, Metrics, CancellationToken) {
+    (
+        broker.amqp.clone(),
+        broker.topology.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )
 }
 
 /// The failure of a consumer that ended with one.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use herald_amqp::{Delivery, Publisher, Topology};
+use herald_core::clock::now_ms;
 use herald_core::{ControlAction, ControlMessage, ErrorClass, ResultStatus, SendJob};
 use herald_graph::{GraphClient, SendError};
 use herald_telemetry::Metrics;
@@ -21,7 +22,7 @@ use crate::pace::{Admission, Answer, Pacers};
 use crate::parse::parse_job;
 use crate::plan::{self, Failure, Step};
 use crate::settle::{Settler, Unsettled, deferrals};
-use crate::verify::{Checked, Verifier, now_ms};
+use crate::verify::{Checked, Verifier};
 
 /// What every delivery of every session shares.
 pub(crate) struct Shared {

@@ -60,8 +60,11 @@ pub(crate) enum Entry {
     Settled,
     /// No result, but Meta echoed the message: it was sent, with this message id.
     Echoed(Option<String>),
-    /// Neither: as far as the store knows, the message was not sent.
+    /// Neither, and the store is up to date: the message was not sent.
     Unknown,
+    /// Neither, but records may still be on their way to the store (a backlog, or webhook
+    /// deliveries Meta will retry): ask again later.
+    Behind,
 }
 
 /// Why the ledger could not answer (never contains the token or the URL's credentials).
@@ -87,6 +90,13 @@ pub(crate) struct Ledger {
 struct Answer {
     result: Option<ShownResult>,
     echo: Option<EchoSeen>,
+    /// Absent from a ledger that does not report it: taken as current.
+    #[serde(default = "current_by_default")]
+    current: bool,
+}
+
+fn current_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -147,7 +157,8 @@ fn entry(answer: Answer) -> Entry {
     match (answer.result, answer.echo) {
         (Some(result), _) if result.status != "dead" => Entry::Settled,
         (_, Some(echo)) => Entry::Echoed(echo.message_id),
-        _ => Entry::Unknown,
+        _ if answer.current => Entry::Unknown,
+        _ => Entry::Behind,
     }
 }
 
@@ -183,6 +194,15 @@ mod tests {
         check(Some(dead), Some(echo), Entry::Echoed(Some("m.2".into())));
         check(Some(dead), None, Entry::Unknown);
         check(None, None, Entry::Unknown);
+    }
+
+    #[test]
+    fn nothing_recorded_while_records_are_on_their_way_is_behind() {
+        let behind = r#"{"job_id":"r:u","result":null,"echo":null,"settled":false,"current":false}"#;
+        assert_eq!(parse(behind), Entry::Behind);
+        let echoed = r#"{"job_id":"r:u","result":null,"settled":true,"current":false,
+            "echo":{"page_id":"1","message_id":"m.2","echoed_at":"2026-01-01T00:00:00Z"}}"#;
+        assert_eq!(parse(echoed), Entry::Echoed(Some("m.2".into())));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - Meta's echo of the message: it was sent; publish `sent` with the echoed message id;
 //! - neither, and the echo horizon has not passed since the possible send: back to a retry tier
 //!   (no sending slot held) to be checked again;
-//! - neither, after the horizon: it was not sent; send it.
+//! - neither, after the horizon: it was not sent; send it;
+//! - neither, but `serve` says records are still on their way to the store (a queue backlog, or
+//!   webhook deliveries Meta will retry): back to a retry tier and checked again, for up to
+//!   `BEHIND_PATIENCE`; past it the job is sent and counted as a possible duplicate.
 //!
 //! Without a ledger, or when the ledger does not answer, the job is sent as before, and the call
 //! is counted in `herald_possible_duplicate_sends_total` (and logged once per cause).
@@ -15,13 +18,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use herald_core::clock::now_ms;
 use herald_core::{ResultStatus, SendJob};
-use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::job::Shared;
 use crate::ledger::{Entry, Ledger};
 use crate::plan::{self, Step};
+
+/// How long a suspect job waits for records that are on their way before it is sent anyway:
+/// long enough for a store that lags a busy campaign to catch up, short enough that a store
+/// that never does (its consumer down) does not hold a campaign's stragglers for good.
+const BEHIND_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// The ledger and what has been said about it in the log.
 pub(crate) struct Verifier {
@@ -30,6 +38,8 @@ pub(crate) struct Verifier {
     down: AtomicBool,
     /// True once the missing ledger has been mentioned.
     told_missing: AtomicBool,
+    /// True once a send past `BEHIND_PATIENCE` has been mentioned.
+    told_impatient: AtomicBool,
 }
 
 /// What to do with a suspect job.
@@ -46,6 +56,7 @@ impl Verifier {
             ledger,
             down: AtomicBool::new(false),
             told_missing: AtomicBool::new(false),
+            told_impatient: AtomicBool::new(false),
         }
     }
 
@@ -100,20 +111,28 @@ impl Verifier {
             Entry::Unknown => match still_possible(since_ms, ledger.horizon) {
                 Some(left) => {
                     checks.with_label_values(&["wait"]).inc();
-                    shared
-                        .metrics
-                        .jobs_held
-                        .with_label_values(&["ledger_wait"])
-                        .inc();
-                    let mut step = plan::hold(attempts, held, Some(left), "ledger_wait");
-                    step.verify_since(since_ms);
-                    Checked::Step(Box::new(step))
+                    Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)))
                 }
                 None => {
                     checks.with_label_values(&["unknown"]).inc();
                     Checked::Send(None)
                 }
             },
+            Entry::Behind => {
+                checks.with_label_values(&["behind"]).inc();
+                if still_possible(since_ms, BEHIND_PATIENCE).is_some() {
+                    let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
+                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
+                }
+                if !self.told_impatient.swap(true, Ordering::Relaxed) {
+                    warn!(job_id = %job.job_id, waited_secs = BEHIND_PATIENCE.as_secs(),
+                        "A job that may have been sent already is sent again: herald serve's \
+                         records stayed behind the whole time it waited. Check serve's results \
+                         and ingest consumers (herald_consumer_connected, queue depths); each \
+                         such send is counted in herald_possible_duplicate_sends_total.");
+                }
+                Checked::Send(Some("ledger_behind"))
+            }
         }
     }
 
@@ -127,6 +146,18 @@ impl Verifier {
     }
 }
 
+/// Back to a retry tier for `left`, still suspect since `since_ms`.
+fn wait(shared: &Shared, attempts: u32, held: u32, left: Duration, since_ms: i64) -> Step {
+    shared
+        .metrics
+        .jobs_held
+        .with_label_values(&["ledger_wait"])
+        .inc();
+    let mut step = plan::hold(attempts, held, Some(left), "ledger_wait");
+    step.verify_since(since_ms);
+    step
+}
+
 /// The time left before an echo of a send at `since_ms` can no longer be on its way.
 fn still_possible(since_ms: i64, horizon: Duration) -> Option<Duration> {
     let elapsed_ms = now_ms().saturating_sub(since_ms).max(0);
@@ -135,10 +166,6 @@ fn still_possible(since_ms: i64, horizon: Duration) -> Option<Duration> {
     (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
 }
 
-/// Now, in epoch milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
 
 #[cfg(test)]
 mod tests {

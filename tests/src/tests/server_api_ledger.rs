@@ -2,13 +2,18 @@
 //! has never heard of is not settled; one with a result, or with only Meta's echo (its answer
 //! was lost), is settled, and the entry says which; a `dead` result alone does not settle a job
 //! (a replayed dead job is meant to be sent). The workers' ledger token opens this route and no
-//! other.
+//! other. While a result waits in the results queue, "no record" is not `current`: the worker
+//! must ask again, not send.
 
+use std::time::Duration;
+
+use herald_amqp::Headers;
 use herald_core::{DeliveryResult, RESULT_VERSION, ResultStatus};
 use time::OffsetDateTime;
 
 use super::server_api_openapi::{conform, document};
-use super::server_api_rig::{ApiServer, Auth, LEDGER_TOKEN, PAGE};
+use super::server_api_rig::{ApiServer, Auth, LEDGER_TOKEN, Options, PAGE};
+use crate::eventually;
 
 #[tokio::test]
 async fn the_ledger_says_whether_a_job_went_out() {
@@ -22,21 +27,9 @@ async fn the_ledger_says_whether_a_job_went_out() {
     assert_eq!(unknown.status, 200, "{}", unknown.text);
     conform(&doc, "GET", path, &unknown);
     assert_eq!(unknown.json["settled"], false);
+    assert_eq!(unknown.json["current"], true, "nothing is on its way");
 
-    let now = OffsetDateTime::now_utc();
-    let result = DeliveryResult {
-        v: RESULT_VERSION,
-        job_id: "r1:u1".to_owned(),
-        run_id: "r1".to_owned(),
-        campaign_id: "api-test".to_owned(),
-        external_id: "u1".to_owned(),
-        page_id: PAGE.to_owned(),
-        status: ResultStatus::Sent,
-        message_id: Some("m_u1".to_owned()),
-        error: None,
-        attempts: 1,
-        finished_at: now,
-    };
+    let result = sent_result("u1");
     server
         .store
         .record_result(&result, Some("101"))
@@ -48,6 +41,7 @@ async fn the_ledger_says_whether_a_job_went_out() {
     assert_eq!(sent.json["result"]["status"], "sent");
     assert_eq!(sent.json["echo"], serde_json::Value::Null);
 
+    let now = OffsetDateTime::now_utc();
     let mut batch = server.store.batch().await.expect("batch");
     batch
         .record_echo("r1:u2", PAGE, Some("m_u2"), now)
@@ -88,4 +82,65 @@ async fn the_ledger_says_whether_a_job_went_out() {
         assert_eq!(refused.status, 401, "{path}: {}", refused.text);
     }
     server.stop().await;
+}
+
+/// A result the worker published but the store has not taken yet (here: serve runs no results
+/// consumer) makes "no record" not current; once a consumer stores it, the job is settled.
+#[tokio::test]
+async fn a_result_still_queued_makes_the_ledger_say_wait() {
+    let options = Options {
+        results: false,
+        ..Options::default()
+    };
+    let Some(server) = ApiServer::start_with("test-api-ledger-queued", options).await else {
+        return;
+    };
+    let result = sent_result("u9");
+    let bytes = serde_json::to_vec(&result).expect("json");
+    server
+        .publish(
+            &server.topology.results_exchange(),
+            "sent.api-test",
+            &bytes,
+            Headers::new(),
+        )
+        .await;
+    let waiting = server.get("/ledger/r1:u9").await;
+    conform(&document(), "GET", "/ledger/{job_id}", &waiting);
+    assert_eq!(waiting.json["settled"], false, "{}", waiting.text);
+    assert_eq!(waiting.json["current"], false, "{}", waiting.text);
+
+    let consumer = ApiServer::start_with(
+        "test-api-ledger-queued",
+        Options {
+            prefix: Some(server.topology.prefix().to_owned()),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("second server");
+    let settled = eventually(Duration::from_secs(30), || async {
+        consumer.get("/ledger/r1:u9").await.json["settled"] == true
+    })
+    .await;
+    assert!(settled, "{}", consumer.get("/ledger/r1:u9").await.text);
+    consumer.stop().await;
+    server.stop().await;
+}
+
+fn sent_result(user: &str) -> DeliveryResult {
+    let now = OffsetDateTime::now_utc();
+    DeliveryResult {
+        v: RESULT_VERSION,
+        job_id: format!("r1:{user}"),
+        run_id: "r1".to_owned(),
+        campaign_id: "api-test".to_owned(),
+        external_id: user.to_owned(),
+        page_id: PAGE.to_owned(),
+        status: ResultStatus::Sent,
+        message_id: Some(format!("m_{user}")),
+        error: None,
+        attempts: 1,
+        finished_at: now,
+    }
 }

@@ -67,6 +67,8 @@ pub struct ApiConfig {
     /// Where segment files of runs started over the API must be (`HERALD_SEGMENT_DIR`);
     /// `None` refuses file segments.
     pub segment_dir: Option<std::path::PathBuf>,
+    /// Whether the store has caught up, for the send ledger's "no record" answers.
+    pub freshness: crate::freshness::Freshness,
 }
 
 /// One admin API route: its method, path, handler and body limit.

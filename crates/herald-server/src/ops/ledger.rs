@@ -21,6 +21,9 @@ pub struct LedgerEntry {
     /// True when either says the job is done (a result other than `dead`, or an echo): send
     /// nothing.
     pub settled: bool,
+    /// False when records may still be on their way to the store (a queue holds some, or the
+    /// webhook refused deliveries lately): an entry that is not settled then proves nothing.
+    pub current: bool,
 }
 
 /// The ledger entry of `job_id` (both parts empty for a job the store has never heard of).
@@ -36,5 +39,6 @@ pub async fn lookup(store: &Store, job_id: &str) -> Result<LedgerEntry, OpsError
         settled: result.as_ref().is_some_and(|shown| shown.status != "dead") || echo.is_some(),
         result,
         echo,
+        current: true,
     })
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_core::Secret;
 use herald_telemetry::Metrics;
-use time::OffsetDateTime;
+use herald_core::clock::now_ms;
 use tracing::{debug, info, warn};
 
 pub(crate) use signature::{SignatureError, parse_signature, verify_body};
@@ -148,6 +148,7 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
     }
     let Some(_room) = webhook.budget.reserve(declared.unwrap_or(max)).await else {
         webhook.count("busy");
+        webhook.events.refused();
         warn!("Webhook bodies in memory are at their limit; answering 503 so that Meta retries.");
         return (StatusCode::SERVICE_UNAVAILABLE, "busy, retry later").into_response();
     };
@@ -203,6 +204,7 @@ async fn receive(State(webhook): State<Webhook>, request: Request) -> Response {
         }
         Err(error) => {
             webhook.count("unavailable");
+            webhook.events.refused();
             warn!(error = %error, kind = error.kind(), body_bytes = body.len(),
                 "Webhook body not published; answering 503 so that Meta retries.");
             (
@@ -244,7 +246,3 @@ impl Webhook {
     }
 }
 
-/// Now, in epoch milliseconds.
-fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}

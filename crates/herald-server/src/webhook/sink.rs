@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::limits::SMALL_BODY_BYTES;
+use crate::freshness::Refusals;
 use super::signature::format_signature;
 
 /// Routing key of every webhook body on `<prefix>.events` (a topic exchange; `<prefix>.events.ingest`
@@ -43,6 +44,8 @@ struct Inner {
     link: Mutex<Option<Arc<Link>>>,
     /// Serialises connection attempts; holds the time before which no new attempt is made.
     connecting: tokio::sync::Mutex<Option<Instant>>,
+    /// When the webhook last refused a body (the send ledger reads it).
+    refusals: Arc<Refusals>,
 }
 
 struct Link {
@@ -100,11 +103,22 @@ impl EventSink {
             topology,
             link: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(None),
+            refusals: Arc::new(Refusals::default()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(keep_connected(Arc::downgrade(&inner)));
         }
         Self { inner }
+    }
+
+    /// Notes that the webhook refused a body (503): Meta holds it and retries later.
+    pub fn refused(&self) {
+        self.inner.refusals.note();
+    }
+
+    /// When the webhook refused bodies, shared with the send ledger.
+    pub fn refusals(&self) -> Arc<Refusals> {
+        self.inner.refusals.clone()
     }
 
     /// True while the broker connection is open and its publisher usable (for `/readyz`).
