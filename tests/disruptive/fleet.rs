@@ -222,6 +222,11 @@ impl Fleet {
             "accepted {}, lost answers {}, users sent twice {}",
             stats.accepted, stats.lost_answers, stats.duplicate_recipients.count
         );
+        eprintln!(
+            "echo webhook: {:?}; running workers' ledger counters: {:?}",
+            stats.webhook,
+            self.ledger_counters().await
+        );
         assert_eq!(
             stats.duplicate_recipients.count, 0,
             "users sent twice: {:?}",
@@ -231,6 +236,25 @@ impl Fleet {
         let report = self.status(run_id).await;
         assert_eq!(report["results"]["sent"], USERS, "{report:#}");
         assert_eq!(report["results"]["total"], USERS, "{report:#}");
+    }
+
+    /// The running workers' send-ledger counters, summed per series.
+    async fn ledger_counters(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut sums = std::collections::BTreeMap::new();
+        for n in 0..self.workers.len() {
+            for line in self.worker_metrics(n).await.lines() {
+                let counted = [
+                    "herald_ledger_checks_total",
+                    "herald_possible_duplicate_sends_total",
+                ]
+                .iter()
+                .any(|name| line.starts_with(name));
+                if let (true, Some((series, value))) = (counted, line.rsplit_once(' ')) {
+                    *sums.entry(series.to_owned()).or_insert(0.0) += value.parse().unwrap_or(0.0);
+                }
+            }
+        }
+        sums
     }
 
     pub(crate) async fn stop(mut self) {

@@ -8,7 +8,8 @@
 //! - the webhook has refused no delivery lately (Meta holds a refused delivery and retries it
 //!   later, so an echo may still be on its way from Meta: `REFUSAL_MEMORY`);
 //! - both queues hold no ready message (everything published before the check has reached a
-//!   consumer), checked on a broker connection kept for the purpose;
+//!   consumer), checked on a broker connection kept for the purpose, one check at a time shared
+//!   by the lookups waiting for it;
 //! - every delivery this process's consumers held when the check began is committed (waited for,
 //!   up to `BARRIER_WAIT`).
 //!
@@ -23,13 +24,15 @@ use std::time::Duration;
 use herald_amqp::Connection;
 use herald_core::clock::now_ms;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::ops::Broker;
 
 /// How long after the webhook refused a delivery lookups are not current.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
-/// Longest wait for the deliveries in hand to be committed.
-const BARRIER_WAIT: Duration = Duration::from_millis(800);
+/// Longest wait for the deliveries in hand to be committed. With the queue check, a lookup
+/// stays well inside a worker's ledger timeout (5 s by default).
+const BARRIER_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait for the broker to answer the queue check.
 const PROBE_WAIT: Duration = Duration::from_millis(500);
 
@@ -65,7 +68,10 @@ impl InFlight {
 
     /// Opens a ticket for a delivery just received.
     pub(crate) fn open(self: &Arc<Self>) -> Ticket {
-        let mut state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let seq = state.next;
         state.next += 1;
         state.open.insert(seq);
@@ -76,7 +82,10 @@ impl InFlight {
     }
 
     fn close(&self, seq: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         state.open.remove(&seq);
         let low = state.open.first().copied().unwrap_or(state.next);
         self.low.send_replace(low);
@@ -132,8 +141,8 @@ pub struct Freshness {
     results: Arc<InFlight>,
     ingest: Arc<InFlight>,
     refusals: Arc<Refusals>,
-    /// A broker connection kept for the queue check.
-    probe: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    /// The queue check, shared by concurrent lookups.
+    probe: Arc<tokio::sync::Mutex<Probe>>,
 }
 
 impl Freshness {
@@ -143,7 +152,7 @@ impl Freshness {
             results: InFlight::new(),
             ingest: InFlight::new(),
             refusals,
-            probe: Arc::new(tokio::sync::Mutex::new(None)),
+            probe: Arc::new(tokio::sync::Mutex::new(Probe::default())),
         }
     }
 
@@ -167,32 +176,64 @@ impl Freshness {
             return false;
         }
         let (results, ingest) = (self.results.mark(), self.ingest.mark());
-        self.results.passed(results, BARRIER_WAIT).await
-            && self.ingest.passed(ingest, BARRIER_WAIT).await
+        let (results, ingest) = tokio::join!(
+            self.results.passed(results, BARRIER_WAIT),
+            self.ingest.passed(ingest, BARRIER_WAIT)
+        );
+        results && ingest
     }
 
-    /// True when both record queues hold no ready message; false when the broker cannot say.
+    /// True when both record queues held no ready message at a check that began after this
+    /// call did; false when the broker cannot say. Concurrent lookups share checks: whoever
+    /// holds the probe checks for everyone who arrived before it began.
     async fn queues_empty(&self, broker: &Broker) -> bool {
-        let queues = [
-            broker.topology.results_store_queue(),
-            broker.topology.events_ingest_queue(),
-        ];
+        let arrived = Instant::now();
         let mut probe = self.probe.lock().await;
-        if probe.as_ref().is_none_or(|connection| !connection.is_connected()) {
-            *probe = tokio::time::timeout(PROBE_WAIT, herald_amqp::connect(&broker.amqp))
+        if let Some((began, empty)) = probe.last
+            && began >= arrived
+        {
+            return empty;
+        }
+        let began = Instant::now();
+        let empty = probe.check(broker).await;
+        probe.last = Some((began, empty));
+        empty
+    }
+}
+
+/// The broker connection the queue check uses, and its last answer.
+#[derive(Default)]
+struct Probe {
+    connection: Option<Connection>,
+    /// When the last check began, and whether both queues were empty.
+    last: Option<(Instant, bool)>,
+}
+
+impl Probe {
+    async fn check(&mut self, broker: &Broker) -> bool {
+        if self
+            .connection
+            .as_ref()
+            .is_none_or(|connection| !connection.is_connected())
+        {
+            self.connection = tokio::time::timeout(PROBE_WAIT, herald_amqp::connect(&broker.amqp))
                 .await
                 .ok()
                 .and_then(Result::ok);
         }
-        let Some(connection) = probe.as_ref() else {
+        let Some(connection) = self.connection.as_ref() else {
             return false;
         };
+        let queues = [
+            broker.topology.results_store_queue(),
+            broker.topology.events_ingest_queue(),
+        ];
         for queue in &queues {
             match tokio::time::timeout(PROBE_WAIT, connection.message_count(queue)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(_)) => return false,
                 _ => {
-                    *probe = None;
+                    self.connection = None;
                     return false;
                 }
             }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_amqp::{AmqpSettings, Headers, Topology, WEBHOOK_SIGNATURE_HEADER};
+use herald_core::clock::now_ms;
 use herald_core::signed_ref::RefKeys;
 use herald_core::{ControlMessage, Secret};
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
-use herald_core::clock::now_ms;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -199,4 +199,3 @@ fn check_signature(app_secret: &Secret, body: &[u8], headers: &Headers) -> Resul
         }
     })
 }
-

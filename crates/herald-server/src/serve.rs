@@ -317,7 +317,12 @@ fn consumer_parts(
     broker: &Broker,
     metrics: &Metrics,
     stop: &CancellationToken,
-) -> (herald_amqp::AmqpSettings, herald_amqp::Topology, Metrics, CancellationToken) {
+) -> (
+    herald_amqp::AmqpSettings,
+    herald_amqp::Topology,
+    Metrics,
+    CancellationToken,
+) {
     (
         broker.amqp.clone(),
         broker.topology.clone(),

@@ -30,13 +30,13 @@ pub struct LedgerSettings {
 }
 
 impl LedgerSettings {
-    /// Settings for the ledger at `url` with the default horizon (5 s, the shortest retry tier) and timeout (2 s).
+    /// Settings for the ledger at `url` with the default horizon (5 s, the shortest retry tier) and timeout (5 s: serve may wait up to a second or two for records in hand to be committed).
     pub fn new(url: impl Into<String>, token: Option<Secret>) -> Self {
         Self {
             url: url.into(),
             token,
             horizon: Duration::from_secs(5),
-            timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
         }
     }
 
@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn nothing_recorded_while_records_are_on_their_way_is_behind() {
-        let behind = r#"{"job_id":"r:u","result":null,"echo":null,"settled":false,"current":false}"#;
+        let behind =
+            r#"{"job_id":"r:u","result":null,"echo":null,"settled":false,"current":false}"#;
         assert_eq!(parse(behind), Entry::Behind);
         let echoed = r#"{"job_id":"r:u","result":null,"settled":true,"current":false,
             "echo":{"page_id":"1","message_id":"m.2","echoed_at":"2026-01-01T00:00:00Z"}}"#;

@@ -12,8 +12,9 @@
 //!   webhook deliveries Meta will retry): back to a retry tier and checked again, for up to
 //!   `BEHIND_PATIENCE`; past it the job is sent and counted as a possible duplicate.
 //!
-//! Without a ledger, or when the ledger does not answer, the job is sent as before, and the call
-//! is counted in `herald_possible_duplicate_sends_total` (and logged once per cause).
+//! Without a ledger the job is sent as before; when the ledger does not answer, the job waits
+//! `UNAVAILABLE_PATIENCE` horizons for it, then is sent. Either call is counted in
+//! `herald_possible_duplicate_sends_total` (and logged once per cause).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,6 +31,10 @@ use crate::plan::{self, Step};
 /// long enough for a store that lags a busy campaign to catch up, short enough that a store
 /// that never does (its consumer down) does not hold a campaign's stragglers for good.
 const BEHIND_PATIENCE: Duration = Duration::from_secs(15 * 60);
+
+/// While the ledger does not answer, a suspect job waits this many echo horizons (a serve
+/// restarting, a lookup timing out under load) before it is sent without the ledger's word.
+const UNAVAILABLE_PATIENCE: u32 = 3;
 
 /// The ledger and what has been said about it in the log.
 pub(crate) struct Verifier {
@@ -92,8 +97,14 @@ impl Verifier {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     warn!(error = %error, job_id = %job.job_id,
                         "The send ledger does not answer; jobs that may have been sent already \
-                         are sent anyway and counted in herald_possible_duplicate_sends_total. \
-                         Check that herald serve is up at HERALD_LEDGER_URL.");
+                         wait for it a little, then are sent anyway and counted in \
+                         herald_possible_duplicate_sends_total. Check that herald serve is up \
+                         at HERALD_LEDGER_URL.");
+                }
+                let patience = ledger.horizon.saturating_mul(UNAVAILABLE_PATIENCE);
+                if still_possible(since_ms, patience).is_some() {
+                    let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
+                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
                 }
                 return Checked::Send(Some("ledger_unavailable"));
             }
@@ -165,7 +176,6 @@ fn still_possible(since_ms: i64, horizon: Duration) -> Option<Duration> {
     let left = horizon_ms.saturating_sub(elapsed_ms);
     (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -217,7 +217,11 @@ async fn without_a_ledger_suspect_jobs_are_sent_and_counted() {
             publish(&rig.publisher, &rig.topology, body, true).await;
         }
         let mut worker_settings = rig.settings();
-        worker_settings.ledger = ledger.map(|url| LedgerSettings::new(url, None));
+        // A ledger that does not answer is waited for three horizons, then passed over.
+        worker_settings.ledger = ledger.map(|url| LedgerSettings {
+            horizon: Duration::from_secs(1),
+            ..LedgerSettings::new(url, None)
+        });
         let worker = rig.spawn(worker_settings);
         let expected = 4 * (n + 1);
         assert_eq!(

@@ -19,8 +19,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald_core::Secret;
-use herald_telemetry::Metrics;
 use herald_core::clock::now_ms;
+use herald_telemetry::Metrics;
 use tracing::{debug, info, warn};
 
 pub(crate) use signature::{SignatureError, parse_signature, verify_body};
@@ -245,4 +245,3 @@ impl Webhook {
         (StatusCode::FORBIDDEN, "forbidden").into_response()
     }
 }
-

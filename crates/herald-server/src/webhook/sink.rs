@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::limits::SMALL_BODY_BYTES;
-use crate::freshness::Refusals;
 use super::signature::format_signature;
+use crate::freshness::Refusals;
 
 /// Routing key of every webhook body on `<prefix>.events` (a topic exchange; `<prefix>.events.ingest`
 /// is bound to `#`, and other teams may bind their own queues).
