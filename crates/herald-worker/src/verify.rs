@@ -13,7 +13,7 @@
 //!   `BEHIND_PATIENCE`; past it the job is sent and counted as a possible duplicate.
 //!
 //! Without a ledger the job is sent as before; when the ledger does not answer, the job waits
-//! `UNAVAILABLE_PATIENCE` horizons for it, then is sent. Either call is counted in
+//! for it a little (`UNAVAILABLE_PATIENCE`), then is sent. Either call is counted in
 //! `herald_possible_duplicate_sends_total` (and logged once per cause).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +32,10 @@ use crate::plan::{self, Step};
 /// that never does (its consumer down) does not hold a campaign's stragglers for good.
 const BEHIND_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
-/// While the ledger does not answer, a suspect job waits this many echo horizons (a serve
-/// restarting, a lookup timing out under load) before it is sent without the ledger's word.
+/// While the ledger does not answer (a serve restarting, a lookup timing out under load), a
+/// suspect job waits this many echo horizons since it became suspect, and at least this many
+/// times, before it is sent without the ledger's word (a job that sat in a long queue would
+/// otherwise be past its horizons at its first try).
 const UNAVAILABLE_PATIENCE: u32 = 3;
 
 /// The ledger and what has been said about it in the log.
@@ -102,7 +104,7 @@ impl Verifier {
                          at HERALD_LEDGER_URL.");
                 }
                 let patience = ledger.horizon.saturating_mul(UNAVAILABLE_PATIENCE);
-                if still_possible(since_ms, patience).is_some() {
+                if held < UNAVAILABLE_PATIENCE || still_possible(since_ms, patience).is_some() {
                     let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
                     return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
                 }
