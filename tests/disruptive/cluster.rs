@@ -7,11 +7,9 @@
 //!   `herald_broker_blocked`), the webhook answers 503 so Meta retries, and after the alarm
 //!   clears everything finishes, every user sent once, and the webhook answers 200 again.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use herald_tests::{eventually, herald, sign_webhook};
+use herald_tests::{eventually, sign_webhook};
 
 use crate::fleet::{APP_SECRET, Fleet, Options, USERS, run_id, sample};
 
@@ -19,7 +17,7 @@ use crate::fleet::{APP_SECRET, Fleet, Options, USERS, run_id, sample};
 const PORTS: [u16; 3] = [5681, 5682, 5683];
 
 /// `HERALD_AMQP_URL` for the cluster, or `None` (a failure under `CI`) when it is not running.
-fn cluster_url() -> Option<String> {
+pub(crate) fn cluster_url() -> Option<String> {
     let up = PORTS
         .iter()
         .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
@@ -39,7 +37,7 @@ fn cluster_url() -> Option<String> {
 }
 
 /// `rabbitmqctl -n herald-c<node>@localhost ARGS`, which must succeed; its stdout.
-fn ctl(node: usize, args: &[&str]) -> String {
+pub(crate) fn ctl(node: usize, args: &[&str]) -> String {
     let output = std::process::Command::new("rabbitmqctl")
         .args(["-q", "-n", &format!("herald-c{node}@localhost")])
         .args(args)
@@ -54,7 +52,7 @@ fn ctl(node: usize, args: &[&str]) -> String {
 }
 
 /// The start of a node's RabbitMQ application, undone even when the test fails.
-struct Stopped(usize);
+pub(crate) struct Stopped(pub(crate) usize);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
@@ -135,10 +133,10 @@ async fn a_campaign_survives_losing_the_node_it_started_on() {
 }
 
 /// A memory alarm on the cluster (a watermark no node can stay under), cleared when dropped.
-struct Alarm;
+pub(crate) struct Alarm;
 
 impl Alarm {
-    fn raise() -> Self {
+    pub(crate) fn raise() -> Self {
         ctl(1, &["set_vm_memory_high_watermark", "0.0001"]);
         Self
     }
@@ -203,18 +201,7 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
         let store = herald_store::Store::connect(&database)
             .await
             .expect("store");
-        let mut producer = herald(&fleet.env())
-            .args(["campaign", "send", "campaign.toml"])
-            .current_dir(fleet.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn producer");
-        let mut first = String::new();
-        BufReader::new(producer.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("run id line");
-        let run = run_id(&first);
+        let (mut producer, run) = fleet.producer(&[]);
         let going = eventually(Duration::from_secs(120), || async {
             store
                 .load_run(&run)

@@ -15,6 +15,7 @@ use herald_tests::{Running, broker, eventually, herald, herald_ok, unique_name, 
 use serde_json::Value;
 
 pub(crate) const PAGE: &str = "1000000001";
+/// Users of a run unless its options say otherwise.
 pub(crate) const USERS: u64 = 20_000;
 pub(crate) const APP_SECRET: &str = "ledger-app-secret";
 const LEDGER_TOKEN: &str = "ledger-token-0123456789abcdefghijklmn";
@@ -25,8 +26,11 @@ pub(crate) struct Fleet {
     env: Vec<(String, String)>,
     pub(crate) sim: SimHandle,
     serve: Option<Running>,
+    serve_addr: String,
     /// `http://host:port` of serve (webhook, API, `/metrics`).
     pub(crate) serve_url: String,
+    /// Users of the campaign (`campaign.toml`).
+    pub(crate) users: u64,
     workers: Vec<Option<Running>>,
     /// Each worker's `--metrics-addr`, kept across restarts.
     worker_metrics: Vec<String>,
@@ -46,6 +50,12 @@ pub(crate) struct Options {
     /// `HERALD_AMQP_URL` (one URL or a cluster's comma-separated list); the test broker when
     /// `None`.
     pub(crate) amqp_url: Option<String>,
+    /// Users of the campaign.
+    pub(crate) users: u64,
+    /// The campaign's (and the page's) rate per second.
+    pub(crate) rate: u32,
+    /// Whether the simulator also posts delivery and read receipts.
+    pub(crate) receipts: bool,
 }
 
 impl Options {
@@ -55,6 +65,9 @@ impl Options {
             database,
             lost_answer_rate: 0.0,
             amqp_url: None,
+            users: USERS,
+            rate: 5_000,
+            receipts: false,
         }
     }
 }
@@ -67,6 +80,9 @@ impl Fleet {
             database,
             lost_answer_rate,
             amqp_url,
+            users,
+            rate,
+            receipts,
         } = options;
         let amqp_url = amqp_url.unwrap_or_else(herald_tests::amqp_addr);
         let amqp = AmqpSettings {
@@ -86,6 +102,7 @@ impl Fleet {
                 webhook_url: Some(format!("{serve_url}/webhook")),
                 echoes: true,
                 echo_delay_ms: 200,
+                receipts,
                 lost_answer_rate,
                 // Meta keeps retrying a refused webhook delivery for hours; three tries over
                 // 1.4 s would lose echoes across a broker failover.
@@ -107,7 +124,7 @@ impl Fleet {
             ("HERALD_LEDGER_URL", serve_url.as_str()),
             ("HERALD_GRAPH_URL", sim.url().as_str()),
             (&format!("HERALD_PAGE_TOKEN_{PAGE}"), "ledger-page-token"),
-            ("HERALD_PAGE_RATE_PER_SEC", "5000"),
+            ("HERALD_PAGE_RATE_PER_SEC", rate.to_string().as_str()),
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .to_vec();
@@ -116,28 +133,46 @@ impl Fleet {
             env,
             sim,
             serve: None,
+            serve_addr: serve_addr.to_string(),
             serve_url: serve_url.clone(),
+            users,
             workers: Vec::new(),
             worker_metrics: (0..3).map(|_| free_addr()).collect(),
             topology,
             amqp,
             database,
         };
-        fleet.serve = Some(fleet.spawn("serve", &["serve", "--addr", &serve_addr]));
+        fleet.start_serve().await;
+        for n in 0..3 {
+            let worker = fleet.worker(n);
+            fleet.workers.push(Some(worker));
+        }
+        let extra = format!("[delivery]\nrate_per_sec = {rate}\n");
+        write_campaign(fleet.dir.path(), ("ledger", PAGE), users, 5_000_000, &extra);
+        Some(fleet)
+    }
+
+    /// Starts serve and waits until it is ready.
+    async fn start_serve(&mut self) {
+        let addr = self.serve_addr.clone();
+        self.serve = Some(self.spawn("serve", &["serve", "--addr", &addr]));
+        let url = self.serve_url.clone();
         let ready = eventually(Duration::from_secs(60), || async {
-            reqwest::get(format!("{serve_url}/readyz"))
+            reqwest::get(format!("{url}/readyz"))
                 .await
                 .is_ok_and(|r| r.status().is_success())
         })
         .await;
         assert!(ready, "herald serve never became ready");
-        for n in 0..3 {
-            let worker = fleet.worker(n);
-            fleet.workers.push(Some(worker));
+    }
+
+    /// SIGKILLs serve and starts it again on the same address.
+    pub(crate) async fn kill_and_restart_serve(&mut self) {
+        if let Some(mut serve) = self.serve.take() {
+            serve.0.kill().expect("SIGKILL");
+            serve.0.wait().expect("reap");
         }
-        let extra = "[delivery]\nrate_per_sec = 5000\n";
-        write_campaign(fleet.dir.path(), ("ledger", PAGE), USERS, 5_000_000, extra);
-        Some(fleet)
+        self.start_serve().await;
     }
 
     pub(crate) fn env(&self) -> Vec<(&str, &str)> {
@@ -192,6 +227,23 @@ impl Fleet {
         self.workers[n] = Some(self.worker(n));
     }
 
+    /// `herald campaign send campaign.toml EXTRA` in the background, once it printed its run id.
+    pub(crate) fn producer(&self, extra: &[&str]) -> (std::process::Child, String) {
+        let mut producer = herald(&self.env())
+            .args(["campaign", "send", "campaign.toml"])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn producer");
+        let mut first = String::new();
+        BufReader::new(producer.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("run id line");
+        (producer, run_id(&first))
+    }
+
     pub(crate) async fn herald_ok(&self, args: &[&str]) -> String {
         herald_ok(self.dir.path(), &self.env(), args).await
     }
@@ -209,12 +261,12 @@ impl Fleet {
         let deadline = Instant::now() + Duration::from_secs(300);
         let report = loop {
             let report = self.status(run_id).await;
-            if report["results"]["sent"] == USERS || Instant::now() >= deadline {
+            if report["results"]["sent"] == self.users || Instant::now() >= deadline {
                 break report;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        assert_eq!(report["results"]["sent"], USERS, "{report:#}");
+        assert_eq!(report["results"]["sent"], self.users, "{report:#}");
         // A held copy of a job comes back after the shortest retry tier (5 s) at most.
         tokio::time::sleep(Duration::from_secs(7)).await;
         let stats = self.sim.stats();
@@ -232,10 +284,10 @@ impl Fleet {
             "users sent twice: {:?}",
             stats.duplicate_recipients.psids
         );
-        assert_eq!(stats.accepted, USERS, "one accepted call per user");
+        assert_eq!(stats.accepted, self.users, "one accepted call per user");
         let report = self.status(run_id).await;
-        assert_eq!(report["results"]["sent"], USERS, "{report:#}");
-        assert_eq!(report["results"]["total"], USERS, "{report:#}");
+        assert_eq!(report["results"]["sent"], self.users, "{report:#}");
+        assert_eq!(report["results"]["total"], self.users, "{report:#}");
     }
 
     /// The running workers' send-ledger counters, summed per series.

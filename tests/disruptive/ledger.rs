@@ -4,11 +4,9 @@
 //! restarted, the simulator loses answers after accepting, the producer is killed and resumed;
 //! the simulator must see every user exactly once and the store show one `sent` result each.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use herald_tests::{eventually, herald};
+use herald_tests::eventually;
 
 use crate::fleet::{Fleet, Options, USERS, run_id};
 
@@ -82,18 +80,7 @@ async fn a_killed_and_resumed_producer_sends_nobody_twice() {
         let store = herald_store::Store::connect(&database)
             .await
             .expect("store");
-        let mut producer = herald(&fleet.env())
-            .args(["campaign", "send", "campaign.toml"])
-            .current_dir(fleet.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn producer");
-        let mut first = String::new();
-        BufReader::new(producer.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("run id line");
-        let run = run_id(&first);
+        let (mut producer, run) = fleet.producer(&[]);
         let halfway = eventually(Duration::from_secs(120), || async {
             store
                 .load_run(&run)

@@ -3,6 +3,7 @@
 //! binary, because cargo runs test binaries one after another: nothing in the main binary runs
 //! while these do. Within this binary they take a lock and run one at a time.
 
+mod chaos;
 mod cluster;
 mod fleet;
 mod ledger;

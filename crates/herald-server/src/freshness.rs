@@ -6,7 +6,8 @@
 //! after a broker node is lost, either can take longer than a worker's echo horizon. The ledger
 //! therefore says a lookup is *current* only when:
 //! - the webhook has refused no delivery lately (Meta holds a refused delivery and retries it
-//!   later, so an echo may still be on its way from Meta: `REFUSAL_MEMORY`);
+//!   later, so an echo may still be on its way from Meta: `REFUSAL_MEMORY`), and serve did not
+//!   start lately (whatever Meta sent while it was down was refused too);
 //! - both queues hold no ready message (everything published before the check has reached a
 //!   consumer), checked on a broker connection kept for the purpose, one check at a time shared
 //!   by the lookups waiting for it;
@@ -33,6 +34,8 @@ const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 /// Longest wait for the deliveries in hand to be committed. With the queue check, a lookup
 /// stays well inside a worker's ledger timeout (5 s by default).
 const BARRIER_WAIT: Duration = Duration::from_secs(1);
+/// How long a delivery may take from the broker to the consumer loop, which numbers it.
+const HANDOVER_GAP: Duration = Duration::from_millis(100);
 /// Longest wait for the broker to answer the queue check.
 const PROBE_WAIT: Duration = Duration::from_millis(500);
 
@@ -175,6 +178,9 @@ impl Freshness {
         if !self.queues_empty(broker).await {
             return false;
         }
+        // What the broker handed the consumers before the check may still be on its way into
+        // their loops (the socket, lapin's buffer): give it a moment to get a ticket.
+        tokio::time::sleep(HANDOVER_GAP).await;
         let (results, ingest) = (self.results.mark(), self.ingest.mark());
         let (results, ingest) = tokio::join!(
             self.results.passed(results, BARRIER_WAIT),

@@ -61,6 +61,11 @@ pub struct ServeSettings {
     pub ingest: bool,
     /// Run the results consumer (delivery results into the store) in this process.
     pub results: bool,
+    /// Meta may hold webhook deliveries it could not make while this serve was down (echoes
+    /// among them): when true, the send ledger's "no record" answers are not current for a
+    /// while after start, as after any refused delivery. `herald serve` sets it; a test rig
+    /// that never missed a delivery need not.
+    pub missed_while_down: bool,
     /// Body limit of `POST /users/import`, in bytes.
     pub max_import_bytes: u64,
 }
@@ -200,6 +205,9 @@ pub async fn serve(
     let broker = settings.broker.clone();
     let events = EventSink::new(broker.amqp.clone(), broker.topology.clone());
     let freshness = Freshness::new(events.refusals());
+    if settings.missed_while_down {
+        events.refused();
+    }
     let runs = RunTasks::new();
     let (app, admin) = match listeners.admin {
         None => {

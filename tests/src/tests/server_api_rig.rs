@@ -127,6 +127,7 @@ impl ApiServer {
             segment_dir: options.segment_dir.then(|| dir.path().to_owned()),
             ingest: options.ingest,
             results: options.results,
+            missed_while_down: false,
             max_import_bytes: 64 * 1024,
         };
         let listener = serve::bind("127.0.0.1:0".parse().expect("addr"))

@@ -102,6 +102,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         broker,
         ingest: !args.no_ingest,
         results: !args.no_results,
+        missed_while_down: true,
         max_import_bytes: DEFAULT_MAX_IMPORT_BYTES,
     };
     let shutdown = CancellationToken::new();
