@@ -129,7 +129,7 @@ impl Fleet {
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .to_vec();
         let mut fleet = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: logs_dir(),
             env,
             sim,
             serve: None,
@@ -322,6 +322,17 @@ impl Fleet {
         drop(self.database);
         self.sim.shutdown().await;
     }
+}
+
+/// The run's directory (campaign, segment, each process's log): removed afterwards unless
+/// `HERALD_KEEP_LOGS` is set, then printed.
+fn logs_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var_os("HERALD_KEEP_LOGS").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("logs kept in {}", dir.path().display());
+    }
+    dir
 }
 
 pub(crate) fn run_id(stdout: &str) -> String {

@@ -49,10 +49,14 @@ where
         "{base}{separator}options=-c%20search_path%3D{schema}"
     ));
     let outcome = std::panic::AssertUnwindSafe(case(url)).catch_unwind().await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
+    if std::env::var_os("HERALD_KEEP_LOGS").is_some() {
+        eprintln!("schema kept: {schema}");
+    } else {
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("drop schema");
+    }
     admin.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

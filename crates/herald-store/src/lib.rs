@@ -9,6 +9,7 @@
 mod audience;
 mod backend;
 mod batch;
+mod claims;
 mod deliveries;
 mod echoes;
 mod error;

@@ -54,6 +54,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0006_echoes.sql"),
         include_str!("../migrations/postgres/0006_echoes.sql"),
     ),
+    (
+        7,
+        "send claims",
+        include_str!("../migrations/sqlite/0007_send_claims.sql"),
+        include_str!("../migrations/postgres/0007_send_claims.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -127,12 +127,33 @@ impl Ledger {
 
     /// The ledger entry of `job_id`.
     pub(crate) async fn lookup(&self, job_id: &str) -> Result<Entry, LedgerError> {
+        let url = self.url(&["ledger", job_id])?;
+        let answer: Answer = self.call(self.http.get(url)).await?;
+        Ok(entry(answer))
+    }
+
+    /// Claims the send of `job_id` for `holder`: true when this copy may send it now.
+    pub(crate) async fn claim(&self, job_id: &str, holder: &str) -> Result<bool, LedgerError> {
+        let mut url = self.url(&["ledger", job_id, "claim"])?;
+        url.query_pairs_mut().append_pair("holder", holder);
+        let answer: ClaimAnswer = self.call(self.http.post(url)).await?;
+        Ok(answer.granted)
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, LedgerError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| LedgerError::Body("base URL cannot take a path".to_owned()))?
             .pop_if_empty()
-            .extend(["ledger", job_id]);
-        let mut request = self.http.get(url);
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends `request` with the token and reads a JSON answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<T, LedgerError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
@@ -144,12 +165,16 @@ impl Ledger {
         if !status.is_success() {
             return Err(LedgerError::Status(status.as_u16()));
         }
-        let answer: Answer = response
+        response
             .json()
             .await
-            .map_err(|error| LedgerError::Body(error.without_url().to_string()))?;
-        Ok(entry(answer))
+            .map_err(|error| LedgerError::Body(error.without_url().to_string()))
     }
+}
+
+#[derive(Deserialize)]
+struct ClaimAnswer {
+    granted: bool,
 }
 
 /// A `dead` result does not settle a job: a replayed dead job is meant to be sent.

@@ -7,7 +7,9 @@
 //! - Meta's echo of the message: it was sent; publish `sent` with the echoed message id;
 //! - neither, and the echo horizon has not passed since the possible send: back to a retry tier
 //!   (no sending slot held) to be checked again;
-//! - neither, after the horizon: it was not sent; send it;
+//! - neither, after the horizon: it was not sent; claim its send (so that of two copies of one
+//!   job only one goes out) and send it, or, when another copy holds the claim, check again
+//!   later;
 //! - neither, but `serve` says records are still on their way to the store (a queue backlog, or
 //!   webhook deliveries Meta will retry): back to a retry tier and checked again, for up to
 //!   `BEHIND_PATIENCE`; past it the job is sent and counted as a possible duplicate.
@@ -24,7 +26,7 @@ use herald_core::{ResultStatus, SendJob};
 use tracing::{info, warn};
 
 use crate::job::Shared;
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{Entry, Ledger, LedgerError};
 use crate::plan::{self, Step};
 
 /// How long a suspect job waits for records that are on their way before it is sent anyway:
@@ -94,22 +96,7 @@ impl Verifier {
                 }
                 entry
             }
-            Err(error) => {
-                checks.with_label_values(&["unavailable"]).inc();
-                if !self.down.swap(true, Ordering::Relaxed) {
-                    warn!(error = %error, job_id = %job.job_id,
-                        "The send ledger does not answer; jobs that may have been sent already \
-                         wait for it a little, then are sent anyway and counted in \
-                         herald_possible_duplicate_sends_total. Check that herald serve is up \
-                         at HERALD_LEDGER_URL.");
-                }
-                let patience = ledger.horizon.saturating_mul(UNAVAILABLE_PATIENCE);
-                if held < UNAVAILABLE_PATIENCE || still_possible(since_ms, patience).is_some() {
-                    let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
-                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
-                }
-                return Checked::Send(Some("ledger_unavailable"));
-            }
+            Err(error) => return self.unavailable(shared, job, (attempts, held, since_ms), &error),
         };
         match entry {
             Entry::Settled => {
@@ -121,16 +108,25 @@ impl Verifier {
                 let result = plan::result(job, ResultStatus::Sent, attempts, message_id, None);
                 Checked::Step(Box::new(Step::Finish(result)))
             }
-            Entry::Unknown => match still_possible(since_ms, ledger.horizon) {
-                Some(left) => {
+            Entry::Unknown => {
+                if let Some(left) = still_possible(since_ms, ledger.horizon) {
                     checks.with_label_values(&["wait"]).inc();
-                    Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)))
+                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
                 }
-                None => {
-                    checks.with_label_values(&["unknown"]).inc();
-                    Checked::Send(None)
+                match ledger.claim(&job.job_id, &holder()).await {
+                    Ok(true) => {
+                        checks.with_label_values(&["unknown"]).inc();
+                        Checked::Send(None)
+                    }
+                    // Another copy holds the send (or just settled it): ask again later.
+                    Ok(false) => {
+                        checks.with_label_values(&["claimed"]).inc();
+                        let horizon = ledger.horizon;
+                        Checked::Step(Box::new(wait(shared, attempts, held, horizon, since_ms)))
+                    }
+                    Err(error) => self.unavailable(shared, job, (attempts, held, since_ms), &error),
                 }
-            },
+            }
             Entry::Behind => {
                 checks.with_label_values(&["behind"]).inc();
                 if still_possible(since_ms, BEHIND_PATIENCE).is_some() {
@@ -149,6 +145,37 @@ impl Verifier {
         }
     }
 
+    /// The ledger did not answer: wait for it a little, then send without its word.
+    fn unavailable(
+        &self,
+        shared: &Shared,
+        job: &SendJob,
+        (attempts, held, since_ms): (u32, u32, i64),
+        error: &LedgerError,
+    ) -> Checked {
+        shared
+            .metrics
+            .ledger_checks
+            .with_label_values(&["unavailable"])
+            .inc();
+        let Some(ledger) = &self.ledger else {
+            return Checked::Send(Some("no_ledger"));
+        };
+        if !self.down.swap(true, Ordering::Relaxed) {
+            warn!(error = %error, job_id = %job.job_id,
+                "The send ledger does not answer; jobs that may have been sent already \
+                 wait for it a little, then are sent anyway and counted in \
+                 herald_possible_duplicate_sends_total. Check that herald serve is up \
+                 at HERALD_LEDGER_URL.");
+        }
+        let patience = ledger.horizon.saturating_mul(UNAVAILABLE_PATIENCE);
+        if held < UNAVAILABLE_PATIENCE || still_possible(since_ms, patience).is_some() {
+            let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
+            return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
+        }
+        Checked::Send(Some("ledger_unavailable"))
+    }
+
     /// Counts a Graph call made for a suspect job without the ledger's word.
     pub(crate) fn count_unverified(shared: &Shared, reason: &'static str) {
         shared
@@ -157,6 +184,13 @@ impl Verifier {
             .with_label_values(&[reason])
             .inc();
     }
+}
+
+/// A claim holder name no other copy of a job uses: this process and a counter.
+fn holder() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), now_ms())
 }
 
 /// Back to a retry tier for `left`, still suspect since `since_ms`.

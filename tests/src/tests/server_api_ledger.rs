@@ -84,6 +84,59 @@ async fn the_ledger_says_whether_a_job_went_out() {
     server.stop().await;
 }
 
+/// Of two copies of one suspect job, the first to claim its send gets it (and gets it again
+/// on a retried request); the other does not, and nobody does once the job is settled.
+#[tokio::test]
+async fn only_one_holder_may_claim_a_send() {
+    let Some(server) = ApiServer::start("test-api-ledger-claim").await else {
+        return;
+    };
+    let doc = document();
+    let path = "/ledger/{job_id}/claim";
+    let bearer = format!("Bearer {LEDGER_TOKEN}");
+    let claim = |job: &'static str, holder: &'static str| {
+        let (server, bearer) = (&server, &bearer);
+        async move {
+            let uri = format!("/ledger/{job}/claim?holder={holder}");
+            server.send("POST", &uri, Auth::Header(bearer), None).await
+        }
+    };
+    let first = claim("r1:u7", "worker-a").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    conform(&doc, "POST", path, &first);
+    assert_eq!(first.json["granted"], true, "{}", first.text);
+    let other = claim("r1:u7", "worker-b").await;
+    assert_eq!(other.json["granted"], false, "{}", other.text);
+    assert_eq!(other.json["settled"], false, "{}", other.text);
+    let again = claim("r1:u7", "worker-a").await;
+    assert_eq!(
+        again.json["granted"], true,
+        "a retried claim: {}",
+        again.text
+    );
+
+    server
+        .store
+        .record_result(&sent_result("u8"), Some("108"))
+        .await
+        .expect("record");
+    let settled = claim("r1:u8", "worker-a").await;
+    assert_eq!(settled.json["granted"], false, "{}", settled.text);
+    assert_eq!(settled.json["settled"], true, "{}", settled.text);
+
+    let nameless = server
+        .send(
+            "POST",
+            "/ledger/r1:u9/claim?holder=",
+            Auth::Header(&bearer),
+            None,
+        )
+        .await;
+    assert_eq!(nameless.status, 400, "{}", nameless.text);
+    conform(&doc, "POST", path, &nameless);
+    server.stop().await;
+}
+
 /// A result the worker published but the store has not taken yet (here: serve runs no results
 /// consumer) makes "no record" not current; once a consumer stores it, the job is settled.
 #[tokio::test]

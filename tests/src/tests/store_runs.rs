@@ -47,7 +47,7 @@ async fn migrations_run_once(rig: Rig) {
             .await
             .expect("count")
     };
-    assert_eq!(applied, 6, "six migration versions, each applied once");
+    assert_eq!(applied, 7, "seven migration versions, each applied once");
 }
 
 async fn run_lifecycle(rig: Rig) {

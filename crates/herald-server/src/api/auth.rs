@@ -3,7 +3,7 @@
 //! length of the token leaks through timing). Without the header, or with a wrong token: 401.
 //! When no token is configured the admin API refuses every call with 503 and says to set
 //! `HERALD_API_TOKEN`: an open admin API is never the default. A second, narrower token
-//! (`HERALD_LEDGER_TOKEN`, for workers) opens `GET /ledger/{job_id}` and nothing else. The
+//! (`HERALD_LEDGER_TOKEN`, for workers) opens the `/ledger` routes and nothing else. The
 //! webhook and the operations endpoints are not behind this layer.
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 
 use crate::api::error::ApiError;
 
-/// The one route the ledger token opens.
-const LEDGER_ROUTE: &str = "/ledger/{job_id}";
+/// The routes the ledger token opens.
+const LEDGER_ROUTES: [&str; 2] = ["/ledger/{job_id}", "/ledger/{job_id}/claim"];
 
 /// The configured tokens, hashed once.
 #[derive(Clone)]
@@ -55,7 +55,7 @@ pub(crate) async fn require_token(
     let ledger_route = request
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|path| path.as_str() == LEDGER_ROUTE);
+        .is_some_and(|path| LEDGER_ROUTES.contains(&path.as_str()));
     let ledger = token.ledger.filter(|_| ledger_route);
     if token.digest.is_none() && ledger.is_none() {
         return ApiError::new(

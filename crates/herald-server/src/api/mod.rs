@@ -11,6 +11,7 @@
 //! | `POST /campaigns/runs/{run_id}/pause` `/resume` `/cancel` | control the run |
 //! | `POST /pages/{page_id}/resume` | resume a halted page |
 //! | `GET /ledger/{job_id}` | one job's send ledger entry: its result and Meta's echo |
+//! | `POST /ledger/{job_id}/claim` | claims a suspect job's send, so only one copy goes out |
 //! | `GET /dead` | list dead letters (`run_id`, `code` filters) |
 //! | `POST /dead/replay` | replay dead letters |
 //! | `POST /users/import` | import users from a CSV or JSONL body |
@@ -52,7 +53,7 @@ pub const DEFAULT_MAX_IMPORT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub struct ApiConfig {
     /// `HERALD_API_TOKEN`; `None` makes every call 503 ("set HERALD_API_TOKEN").
     pub token: Option<Secret>,
-    /// `HERALD_LEDGER_TOKEN`: accepted for `GET /ledger/{job_id}` only.
+    /// `HERALD_LEDGER_TOKEN`: accepted for the `/ledger` routes only.
     pub ledger_token: Option<Secret>,
     /// The store.
     pub store: Store,
@@ -115,6 +116,7 @@ fn table() -> Vec<Route> {
             post(runs::resume_page),
         ),
         route(Method::GET, "/ledger/{job_id}", get(ledger::lookup)),
+        route(Method::POST, "/ledger/{job_id}/claim", post(ledger::claim)),
         route(Method::GET, "/dead", get(dead::list)),
         route(
             Method::POST,

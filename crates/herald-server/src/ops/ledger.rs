@@ -4,6 +4,8 @@
 //! the message must not be sent again, except a `dead` result: a replayed dead job is meant to
 //! be sent, so only its echo counts.
 
+use std::time::Duration;
+
 use herald_store::{Echo, HistoryEntry, Store};
 use serde::Serialize;
 
@@ -24,6 +26,33 @@ pub struct LedgerEntry {
     /// False when records may still be on their way to the store (a queue holds some, or the
     /// webhook refused deliveries lately): an entry that is not settled then proves nothing.
     pub current: bool,
+}
+
+/// How long a granted claim keeps other copies of the job from sending: far longer than a
+/// worker takes from its claim to its Graph call (pacing holds a job at most 10 s before it
+/// goes back to a retry tier).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Claim {
+    /// The job claimed.
+    pub job_id: String,
+    /// True when the caller may send the job now.
+    pub granted: bool,
+    /// True when a result or an echo already settles the job (never granted then).
+    pub settled: bool,
+}
+
+/// Claims the send of `job_id` for `holder` (`Store::claim_send`), unless the job is settled.
+pub async fn claim(store: &Store, job_id: &str, holder: &str) -> Result<Claim, OpsError> {
+    let entry = lookup(store, job_id).await?;
+    let granted = !entry.settled && store.claim_send(job_id, holder, CLAIM_LEASE).await?;
+    Ok(Claim {
+        job_id: job_id.to_owned(),
+        granted,
+        settled: entry.settled,
+    })
 }
 
 /// The ledger entry of `job_id` (both parts empty for a job the store has never heard of).
