@@ -27,16 +27,25 @@ pub struct LedgerSettings {
     pub horizon: Duration,
     /// Limit on one lookup; past it the ledger counts as unavailable.
     pub timeout: Duration,
+    /// How long a suspect job waits for a ledger that does not answer, or whose records stay
+    /// behind, before it is sent without the ledger's word (and counted as a possible
+    /// duplicate): long enough for a serve restart or a store catching up with a busy
+    /// campaign, short enough that a ledger that never comes back does not hold a campaign's
+    /// stragglers for good.
+    pub patience: Duration,
 }
 
 impl LedgerSettings {
-    /// Settings for the ledger at `url` with the default horizon (5 s, the shortest retry tier) and timeout (5 s: serve may wait up to a second or two for records in hand to be committed).
+    /// Settings for the ledger at `url` with the default horizon (5 s, the shortest retry
+    /// tier), timeout (5 s: serve may wait a second or two for records in hand to be
+    /// committed) and patience (15 min).
     pub fn new(url: impl Into<String>, token: Option<Secret>) -> Self {
         Self {
             url: url.into(),
             token,
             horizon: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            patience: Duration::from_secs(15 * 60),
         }
     }
 
@@ -84,6 +93,7 @@ pub(crate) struct Ledger {
     base: Url,
     token: Option<Secret>,
     pub(crate) horizon: Duration,
+    pub(crate) patience: Duration,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +132,7 @@ impl Ledger {
             base: base_url(&settings.url)?,
             token: settings.token.clone(),
             horizon: settings.horizon,
+            patience: settings.patience,
         })
     }
 

@@ -12,10 +12,11 @@
 //!   later;
 //! - neither, but `serve` says records are still on their way to the store (a queue backlog, or
 //!   webhook deliveries Meta will retry): back to a retry tier and checked again, for up to
-//!   `BEHIND_PATIENCE`; past it the job is sent and counted as a possible duplicate.
+//!   the ledger's patience (15 min by default); past it the job is sent and counted as a
+//!   possible duplicate.
 //!
 //! Without a ledger the job is sent as before; when the ledger does not answer, the job waits
-//! for it a little (`UNAVAILABLE_PATIENCE`), then is sent. Either call is counted in
+//! for it for up to the ledger's patience, then is sent. Either call is counted in
 //! `herald_possible_duplicate_sends_total` (and logged once per cause).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,17 +30,6 @@ use crate::job::Shared;
 use crate::ledger::{Entry, Ledger, LedgerError};
 use crate::plan::{self, Step};
 
-/// How long a suspect job waits for records that are on their way before it is sent anyway:
-/// long enough for a store that lags a busy campaign to catch up, short enough that a store
-/// that never does (its consumer down) does not hold a campaign's stragglers for good.
-const BEHIND_PATIENCE: Duration = Duration::from_secs(15 * 60);
-
-/// While the ledger does not answer (a serve restarting, a lookup timing out under load), a
-/// suspect job waits this many echo horizons since it became suspect, and at least this many
-/// times, before it is sent without the ledger's word (a job that sat in a long queue would
-/// otherwise be past its horizons at its first try).
-const UNAVAILABLE_PATIENCE: u32 = 3;
-
 /// The ledger and what has been said about it in the log.
 pub(crate) struct Verifier {
     ledger: Option<Ledger>,
@@ -47,7 +37,7 @@ pub(crate) struct Verifier {
     down: AtomicBool,
     /// True once the missing ledger has been mentioned.
     told_missing: AtomicBool,
-    /// True once a send past `BEHIND_PATIENCE` has been mentioned.
+    /// True once a send past the ledger's patience has been mentioned.
     told_impatient: AtomicBool,
 }
 
@@ -129,12 +119,12 @@ impl Verifier {
             }
             Entry::Behind => {
                 checks.with_label_values(&["behind"]).inc();
-                if still_possible(since_ms, BEHIND_PATIENCE).is_some() {
+                if still_possible(since_ms, ledger.patience).is_some() {
                     let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
                     return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
                 }
                 if !self.told_impatient.swap(true, Ordering::Relaxed) {
-                    warn!(job_id = %job.job_id, waited_secs = BEHIND_PATIENCE.as_secs(),
+                    warn!(job_id = %job.job_id, waited_secs = ledger.patience.as_secs(),
                         "A job that may have been sent already is sent again: herald serve's \
                          records stayed behind the whole time it waited. Check serve's results \
                          and ingest consumers (herald_consumer_connected, queue depths); each \
@@ -164,12 +154,11 @@ impl Verifier {
         if !self.down.swap(true, Ordering::Relaxed) {
             warn!(error = %error, job_id = %job.job_id,
                 "The send ledger does not answer; jobs that may have been sent already \
-                 wait for it a little, then are sent anyway and counted in \
+                 wait for it (up to 15 min by default), then are sent anyway and counted in \
                  herald_possible_duplicate_sends_total. Check that herald serve is up \
                  at HERALD_LEDGER_URL.");
         }
-        let patience = ledger.horizon.saturating_mul(UNAVAILABLE_PATIENCE);
-        if held < UNAVAILABLE_PATIENCE || still_possible(since_ms, patience).is_some() {
+        if still_possible(since_ms, ledger.patience).is_some() {
             let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
             return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
         }

@@ -222,9 +222,10 @@ async fn without_a_ledger_suspect_jobs_are_sent_and_counted() {
             publish(&rig.publisher, &rig.topology, body, true).await;
         }
         let mut worker_settings = rig.settings();
-        // A ledger that does not answer is waited for three horizons, then passed over.
+        // A ledger that does not answer is waited for (here 3 s), then passed over.
         worker_settings.ledger = ledger.map(|url| LedgerSettings {
             horizon: Duration::from_secs(1),
+            patience: Duration::from_secs(3),
             ..LedgerSettings::new(url, None)
         });
         let worker = rig.spawn(worker_settings);
