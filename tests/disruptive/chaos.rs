@@ -17,8 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use herald_tests::eventually;
-
 use crate::cluster::{Alarm, Stopped, cluster_url, ctl};
 use crate::fleet::{Fleet, Options};
 
@@ -88,15 +86,7 @@ async fn a_campaign_survives_everything_failing_at_once() {
         let accepted = |fleet: &Fleet| fleet.sim.stats().accepted;
 
         let (mut producer, run) = fleet.producer(&[]);
-        let halfway = eventually(Duration::from_secs(120), || async {
-            store
-                .load_run(&run)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|record| record.progress.published * 2 >= users)
-        })
-        .await;
+        let halfway = fleet.published(&store, &run, 50).await;
         assert!(halfway, "the producer never got halfway");
         producer.kill().expect("SIGKILL");
         producer.wait().expect("reap");

@@ -202,15 +202,7 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
             .await
             .expect("store");
         let (mut producer, run) = fleet.producer(&[]);
-        let going = eventually(Duration::from_secs(120), || async {
-            store
-                .load_run(&run)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|record| record.progress.published * 5 >= USERS)
-        })
-        .await;
+        let going = fleet.published(&store, &run, 20).await;
         assert!(going, "the producer never got going");
 
         let alarm = Alarm::raise();

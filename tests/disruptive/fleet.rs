@@ -244,6 +244,25 @@ impl Fleet {
         (producer, run_id(&first))
     }
 
+    /// Waits (up to 2 min) until run `run` has published `percent` % of the users; false if
+    /// it never does.
+    pub(crate) async fn published(
+        &self,
+        store: &herald_store::Store,
+        run: &str,
+        percent: u64,
+    ) -> bool {
+        eventually(Duration::from_secs(120), || async {
+            store
+                .load_run(run)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|record| record.progress.published * 100 >= self.users * percent)
+        })
+        .await
+    }
+
     pub(crate) async fn herald_ok(&self, args: &[&str]) -> String {
         herald_ok(self.dir.path(), &self.env(), args).await
     }

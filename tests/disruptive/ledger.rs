@@ -81,15 +81,7 @@ async fn a_killed_and_resumed_producer_sends_nobody_twice() {
             .await
             .expect("store");
         let (mut producer, run) = fleet.producer(&[]);
-        let halfway = eventually(Duration::from_secs(120), || async {
-            store
-                .load_run(&run)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|record| record.progress.published * 2 >= USERS)
-        })
-        .await;
+        let halfway = fleet.published(&store, &run, 50).await;
         assert!(halfway, "the producer never got halfway");
         let record = store.load_run(&run).await.expect("load").expect("run");
         assert!(
