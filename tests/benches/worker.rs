@@ -17,7 +17,7 @@
 //!    so the ratio to run 1 should be 1 within noise, with 0 lookups. Then the delay a
 //!    redelivered job takes: jobs the broker redelivers (taken and given back first) against a
 //!    real `herald serve` ledger, from the worker's start to the first and to the last accept,
-//!    next to the same jobs delivered fresh.
+//!    next to the same jobs delivered fresh, once serve's ledger is current (30 s after it starts).
 //!
 //! Needs RabbitMQ on 127.0.0.1:5672. `BENCH_JOBS` sets the jobs per run (default 20,000),
 //! `BENCH_ROUNDS` how many times each configuration runs (default 3; medians are reported).
@@ -305,6 +305,25 @@ async fn redelivery(
     })
     .await;
     assert!(ready, "herald serve never became ready");
+    // A serve that just started cannot know which webhook deliveries Meta failed to make while
+    // it was down, so its ledger is not current for its first 30 s: measure the steady state.
+    let client = reqwest::Client::new();
+    let current = herald_tests::eventually(Duration::from_secs(90), || async {
+        let answer = client
+            .get(format!("http://{serve_addr}/ledger/bench:nobody"))
+            .bearer_auth(LEDGER_TOKEN)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => answer
+                .json::<serde_json::Value>()
+                .await
+                .is_ok_and(|entry| entry["current"] == true),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(current, "herald serve's ledger never became current");
     let metrics = free_addr();
     let started = Instant::now();
     let mut worker = worker_command(herald, &prefix, &sim.url(), &metrics)
