@@ -189,18 +189,24 @@ impl Fleet {
             .append(true)
             .open(self.dir.path().join(format!("{name}.log")))
             .expect("log file");
+        Running(self.launch(args, Stdio::from(log)).0)
+    }
+
+    /// `herald ARGS` in the fleet's directory with its environment, once its first stdout line
+    /// (returned) is out.
+    fn launch(&self, args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
         let mut child = herald(&self.env())
             .args(args)
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()
             .expect("spawn herald");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("first line");
-        Running(child)
+        (child, line)
     }
 
     pub(crate) fn worker(&self, n: usize) -> Running {
@@ -229,18 +235,9 @@ impl Fleet {
 
     /// `herald campaign send campaign.toml EXTRA` in the background, once it printed its run id.
     pub(crate) fn producer(&self, extra: &[&str]) -> (std::process::Child, String) {
-        let mut producer = herald(&self.env())
-            .args(["campaign", "send", "campaign.toml"])
-            .args(extra)
-            .current_dir(self.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn producer");
-        let mut first = String::new();
-        BufReader::new(producer.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("run id line");
+        let mut args = vec!["campaign", "send", "campaign.toml"];
+        args.extend_from_slice(extra);
+        let (producer, first) = self.launch(&args, Stdio::null());
         (producer, run_id(&first))
     }
 

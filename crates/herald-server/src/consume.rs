@@ -153,15 +153,23 @@ impl Pending {
     }
 }
 
+/// What a consumer runs on: the broker, its names, the metrics and the shutdown signal.
+pub(crate) struct Wiring {
+    pub(crate) amqp: AmqpSettings,
+    pub(crate) topology: Topology,
+    pub(crate) metrics: Metrics,
+    pub(crate) shutdown: CancellationToken,
+}
+
 /// Runs `handler` on its queue until `shutdown` (then `Ok`), reconnecting when the connection
 /// is lost or cannot be opened.
-pub(crate) async fn run<H: Handler>(
-    handler: H,
-    amqp: AmqpSettings,
-    topology: Topology,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> Result<(), ConsumeError> {
+pub(crate) async fn run<H: Handler>(handler: H, wiring: Wiring) -> Result<(), ConsumeError> {
+    let Wiring {
+        amqp,
+        topology,
+        metrics,
+        shutdown,
+    } = wiring;
     let session = Session {
         handler: Arc::new(handler),
         amqp: &amqp,

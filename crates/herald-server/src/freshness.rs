@@ -91,7 +91,12 @@ impl InFlight {
             .unwrap_or_else(|poison| poison.into_inner());
         state.open.remove(&seq);
         let low = state.open.first().copied().unwrap_or(state.next);
-        self.low.send_replace(low);
+        // Waiters wake only when the low mark moves, not on every delivery.
+        self.low.send_if_modified(|current| {
+            let moved = *current != low;
+            *current = low;
+            moved
+        });
     }
 
     /// A mark that `passed` waits for: every delivery received before now is numbered below it.

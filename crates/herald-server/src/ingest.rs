@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler};
+use crate::consume::{self, Handler, Wiring};
 use crate::freshness::InFlight;
 use crate::lane::Entry;
 use crate::webhook::{SignatureError, parse_signature, verify_body};
@@ -67,18 +67,23 @@ pub async fn run_ingest(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let consumer = (amqp, topology, metrics, shutdown);
-    run_ingest_tracked(store, keys, consumer, InFlight::new()).await
+    let wiring = Wiring {
+        amqp,
+        topology,
+        metrics,
+        shutdown,
+    };
+    run_ingest_tracked(store, keys, wiring, InFlight::new()).await
 }
 
 /// `run_ingest`, counting the deliveries in hand in `in_flight` (for the send ledger).
 pub(crate) async fn run_ingest_tracked(
     store: Store,
     keys: IngestKeys,
-    (amqp, topology, metrics, shutdown): (AmqpSettings, Topology, Metrics, CancellationToken),
+    wiring: Wiring,
     in_flight: Arc<InFlight>,
 ) -> Result<(), ConsumeError> {
-    let prune = tokio::spawn(prune_seen(store.clone(), shutdown.child_token()));
+    let prune = tokio::spawn(prune_seen(store.clone(), wiring.shutdown.child_token()));
     if keys.app_secret.is_blank() {
         warn!(
             "No app secret configured: the ingest cannot verify any webhook body, so every one \
@@ -88,10 +93,10 @@ pub(crate) async fn run_ingest_tracked(
     let ingest = Ingest {
         store,
         keys,
-        metrics: metrics.clone(),
+        metrics: wiring.metrics.clone(),
         in_flight,
     };
-    let ended = consume::run(ingest, amqp, topology, metrics, shutdown).await;
+    let ended = consume::run(ingest, wiring).await;
     prune.abort();
     ended
 }

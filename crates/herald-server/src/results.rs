@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler};
+use crate::consume::{self, Handler, Wiring};
 use crate::freshness::InFlight;
 use crate::lane::Entry;
 
@@ -54,25 +54,30 @@ pub async fn run_results_observed(
     shutdown: CancellationToken,
     observer: Option<ResultObserver>,
 ) -> Result<(), ConsumeError> {
-    let consumer = (amqp, topology, metrics, shutdown);
-    run_results_tracked(store, consumer, observer, InFlight::new()).await
+    let wiring = Wiring {
+        amqp,
+        topology,
+        metrics,
+        shutdown,
+    };
+    run_results_tracked(store, wiring, observer, InFlight::new()).await
 }
 
 /// `run_results_observed`, counting the deliveries in hand in `in_flight` (for the send ledger).
 pub(crate) async fn run_results_tracked(
     store: Store,
-    (amqp, topology, metrics, shutdown): (AmqpSettings, Topology, Metrics, CancellationToken),
+    wiring: Wiring,
     observer: Option<ResultObserver>,
     in_flight: Arc<InFlight>,
 ) -> Result<(), ConsumeError> {
     let results = Results {
         store,
-        metrics: metrics.clone(),
+        metrics: wiring.metrics.clone(),
         checked_runs: Mutex::new(HashSet::new()),
         observer,
         in_flight,
     };
-    consume::run(results, amqp, topology, metrics, shutdown).await
+    consume::run(results, wiring).await
 }
 
 struct Results {

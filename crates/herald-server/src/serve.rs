@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::ConsumeError;
 use crate::api::{self, ApiConfig};
+use crate::consume::Wiring;
 use crate::freshness::Freshness;
 use crate::ops::Broker;
 use crate::ops::runs::RunTasks;
@@ -244,14 +245,14 @@ pub async fn serve(
         consumers.spawn(crate::ingest::run_ingest_tracked(
             settings.store.clone(),
             keys,
-            consumer_parts(&broker, &metrics, &stop),
+            wiring(&broker, &metrics, &stop),
             freshness.ingest(),
         ));
     }
     if settings.results {
         consumers.spawn(crate::results::run_results_tracked(
             settings.store.clone(),
-            consumer_parts(&broker, &metrics, &stop),
+            wiring(&broker, &metrics, &stop),
             None,
             freshness.results(),
         ));
@@ -320,23 +321,14 @@ pub async fn serve(
     }
 }
 
-/// What a consumer needs of the broker, the metrics and the shutdown.
-fn consumer_parts(
-    broker: &Broker,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) -> (
-    herald_amqp::AmqpSettings,
-    herald_amqp::Topology,
-    Metrics,
-    CancellationToken,
-) {
-    (
-        broker.amqp.clone(),
-        broker.topology.clone(),
-        metrics.clone(),
-        stop.clone(),
-    )
+/// What a consumer of this serve runs on.
+fn wiring(broker: &Broker, metrics: &Metrics, stop: &CancellationToken) -> Wiring {
+    Wiring {
+        amqp: broker.amqp.clone(),
+        topology: broker.topology.clone(),
+        metrics: metrics.clone(),
+        shutdown: stop.clone(),
+    }
 }
 
 /// The failure of a consumer that ended with one.
