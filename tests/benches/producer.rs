@@ -184,12 +184,9 @@ fn herald_send(
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn herald");
-    let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0;
     let status = loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            peak_kib = peak_kib.max(vm_hwm_kib(&status));
-        }
+        peak_kib = peak_kib.max(herald_tests::bench::peak_rss_kib(child.id()));
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
@@ -217,12 +214,4 @@ fn herald_send(
             .expect("cleanup");
     });
     (elapsed, peak_kib)
-}
-
-fn vm_hwm_kib(status: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -185,21 +185,8 @@ async fn a_campaign_survives_everything_failing_at_once() {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let took = started.elapsed();
         fleet.expect_everyone_once(&run).await;
-        let report = fleet.status(&run).await;
-        let results = &report["results"];
-        let count = |status: &str| results[status].as_u64().unwrap_or(0);
-        let (sent, failed, skipped) = (count("sent"), count("failed"), count("skipped"));
-        let stats = fleet.sim.stats();
-        eprintln!(
-            "chaos: {users} users in {:.1} s: sent {sent}, failed {failed}, skipped {skipped}, \
-             lost {}, duplicate sends {}, users with != 1 result {}",
-            took.as_secs_f64(),
-            users - (sent + failed + skipped),
-            stats.duplicate_recipients.count,
-            users - count("total").min(users)
-        );
+        let counts = fleet.final_counts("chaos", &run, started.elapsed()).await;
         faults.insert(0, producer_fault);
         for fault in &faults {
             let recovered = fault
@@ -207,7 +194,7 @@ async fn a_campaign_survives_everything_failing_at_once() {
                 .map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
             eprintln!("  {:<45} recovered in {recovered}", fault.what);
         }
-        assert_eq!((failed, skipped), (0, 0), "{report:#}");
+        assert_eq!((counts.failed, counts.skipped), (0, 0), "{counts:?}");
         assert!(
             faults.iter().all(|fault| fault.recovered.is_some()),
             "a fault was never recovered from"

@@ -39,6 +39,14 @@ pub(crate) struct Fleet {
     database: Secret,
 }
 
+/// The terminal results of a run, from `campaign status`.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+    pub(crate) skipped: u64,
+}
+
 /// What a fleet runs on.
 pub(crate) struct Options {
     /// The topology prefix starts with this.
@@ -224,6 +232,19 @@ impl Fleet {
         scrape(&format!("{}/metrics", self.serve_url)).await
     }
 
+    /// The running serve and workers, each as (name, pid).
+    pub(crate) fn processes(&self) -> Vec<(String, u32)> {
+        let serve = self
+            .serve
+            .iter()
+            .map(|serve| ("serve".to_owned(), serve.0.id()));
+        let workers = self.workers.iter().enumerate().filter_map(|(n, worker)| {
+            let worker = worker.as_ref()?;
+            Some((format!("worker-{n}"), worker.0.id()))
+        });
+        serve.chain(workers).collect()
+    }
+
     /// SIGKILL worker `n`, then start a new one in its place.
     pub(crate) fn kill_and_restart(&mut self, n: usize) {
         if let Some(mut worker) = self.workers[n].take() {
@@ -304,6 +325,32 @@ impl Fleet {
         let report = self.status(run_id).await;
         assert_eq!(report["results"]["sent"], self.users, "{report:#}");
         assert_eq!(report["results"]["total"], self.users, "{report:#}");
+    }
+
+    /// Prints run `run`'s final counts, after `expect_everyone_once`: users, sent, failed,
+    /// skipped, lost, duplicate sends at the simulator and users without exactly one result.
+    pub(crate) async fn final_counts(&self, label: &str, run: &str, took: Duration) -> Counts {
+        let report = self.status(run).await;
+        let results = &report["results"];
+        let count = |status: &str| results[status].as_u64().unwrap_or(0);
+        let counts = Counts {
+            sent: count("sent"),
+            failed: count("failed"),
+            skipped: count("skipped"),
+        };
+        let users = self.users;
+        eprintln!(
+            "{label}: {users} users in {:.1} s: sent {}, failed {}, skipped {}, lost {}, \
+             duplicate sends {}, users with != 1 result {}",
+            took.as_secs_f64(),
+            counts.sent,
+            counts.failed,
+            counts.skipped,
+            users.saturating_sub(counts.sent + counts.failed + counts.skipped),
+            self.sim.stats().duplicate_recipients.count,
+            users - count("total").min(users)
+        );
+        counts
     }
 
     /// The running workers' send-ledger counters, summed per series.

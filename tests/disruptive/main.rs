@@ -8,6 +8,7 @@ mod cluster;
 mod fleet;
 mod ledger;
 mod producer;
+mod soak;
 mod webhook;
 mod worker;
 

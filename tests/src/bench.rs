@@ -1,4 +1,4 @@
-//! Helpers the benchmarks share (`tests/benches/`): free local addresses, a process's peak RSS
+//! Helpers the benchmarks share (`tests/benches/`): free local addresses, a process's RSS and peak RSS
 //! and CPU time from `/proc`, and reading one value off a Herald process's `/metrics`.
 
 /// A free local address (`127.0.0.1:PORT`) for a process to listen on.
@@ -10,6 +10,11 @@ pub fn free_addr() -> String {
 /// The peak resident set of process `pid` so far, in KiB (0 once it is gone).
 pub fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status")).map_or(0, |s| field_kib(&s, "VmHWM:"))
+}
+
+/// The resident set of process `pid` now, in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).map_or(0, |s| field_kib(&s, "VmRSS:"))
 }
 
 /// A `kB` field of `/proc/PID/status`.

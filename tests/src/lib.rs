@@ -97,12 +97,13 @@ pub fn build_herald(release: bool) -> std::path::PathBuf {
     bin
 }
 
-/// The debug `herald` binary, built once per test run (`cargo test -p herald-tests` alone does
-/// not build it).
+/// The `herald` binary of the tests' own profile (debug, or release under `cargo test
+/// --release`), built once per test run (`cargo test -p herald-tests` alone does not build it).
 pub fn herald_bin() -> std::path::PathBuf {
     use std::sync::OnceLock;
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_herald(false)).clone()
+    BIN.get_or_init(|| build_herald(!cfg!(debug_assertions)))
+        .clone()
 }
 
 /// A `herald` command with a clean environment: only PATH, HOME and the given settings, so the
