@@ -7,6 +7,7 @@ mod chaos;
 mod cluster;
 mod fleet;
 mod ledger;
+mod pacing;
 mod producer;
 mod soak;
 mod webhook;

@@ -4,7 +4,9 @@
 //! twice a second. At the end every user was sent exactly once, and each process stayed under
 //! its stated ceiling and flat: its peak in the second half of its life is no more than a fifth
 //! (at least 8 MiB) above its peak in the first half, so memory that grows with the campaign
-//! fails it.
+//! fails it. The producer is the one process meant to grow: it remembers a 64-bit hash of
+//! every external id it planned, to skip duplicate rows, so it may grow by 32 bytes a user (the
+//! hash set's spare capacity included) on top of that.
 //!
 //! CI runs 20,000 users at 2,000/s; `scripts/soak` runs 1,000,000 (`HERALD_SOAK_USERS`,
 //! `HERALD_SOAK_RATE`) with release binaries.
@@ -178,7 +180,12 @@ async fn a_long_campaign_runs_in_flat_memory() {
             if early.max(late) > ceiling * 1024 {
                 faults.push(format!("{} went over {ceiling} MB", trace.name));
             }
-            if late > early + (early / 5).max(8 * 1024) {
+            let planned_ids = if trace.name == "producer" {
+                users * 32 / 1024
+            } else {
+                0
+            };
+            if late > early + (early / 5).max(8 * 1024) + planned_ids {
                 faults.push(format!("{} kept growing", trace.name));
             }
             if trace.samples.is_empty() {

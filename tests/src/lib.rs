@@ -10,6 +10,7 @@ pub mod bench;
 pub mod postgres;
 #[cfg(test)]
 mod tests;
+pub mod worker_rig;
 
 /// The broker the tests use: `AMQP_ADDR`, else RabbitMQ's guest account on 127.0.0.1.
 pub fn amqp_addr() -> String {

@@ -62,6 +62,19 @@ impl RetryTier {
     }
 }
 
+impl RetryTier {
+    /// The longest tier that waits no longer than `wanted` (the shortest when `wanted` is under
+    /// it): a job held for a pause of known length comes back by the time the pause ends (and
+    /// is held again for whatever is left), instead of up to a whole longer tier after it.
+    pub fn at_most(wanted: Duration) -> RetryTier {
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|tier| tier.delay() <= wanted)
+            .unwrap_or(Self::FiveSeconds)
+    }
+}
+
 impl std::fmt::Display for RetryTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -94,6 +107,24 @@ mod tests {
             RetryTier::for_delay(Duration::from_millis(5_001)),
             RetryTier::ThirtySeconds
         );
+    }
+
+    #[test]
+    fn a_known_pause_takes_the_longest_tier_within_it() {
+        for (wanted, tier) in [
+            (0, RetryTier::FiveSeconds),
+            (4, RetryTier::FiveSeconds),
+            (5, RetryTier::FiveSeconds),
+            (60, RetryTier::ThirtySeconds),
+            (120, RetryTier::TwoMinutes),
+            (7_200, RetryTier::OneHour),
+        ] {
+            assert_eq!(
+                RetryTier::at_most(Duration::from_secs(wanted)),
+                tier,
+                "{wanted} s"
+            );
+        }
     }
 
     #[test]

@@ -251,6 +251,13 @@ pub(crate) struct SimArgs {
     /// Accepted calls per second per page; more get code 613.
     #[arg(long, default_value_t = 300)]
     pub(crate) rate_per_sec: u32,
+    /// People each page can message: its rolling call budget is 200 calls × this per
+    /// --budget-window, reported in X-Business-Use-Case-Usage; over it, calls get 613.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub(crate) engaged_users: u64,
+    /// The call budget's rolling window (24h as on Graph; e.g. 60s to exhaust it in a test).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub(crate) budget_window: String,
     /// Probability (0..1) of an HTTP 5xx answer.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) fail_rate: f64,

@@ -6,6 +6,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Calls a page may make per engaged user in the budget window (docs/messenger-platform.md
+/// §4.1).
+pub(crate) const CALLS_PER_ENGAGED_USER: u64 = 200;
+
 /// The simulator's settings. Every field has a default, so a JSON or TOML document may name only
 /// what it changes; `POST /_sim/config` merges a partial document into the current settings.
 ///
@@ -18,6 +22,14 @@ pub struct SimConfig {
     pub rate_per_sec: u32,
     /// Per-page overrides of `rate_per_sec` (page id → calls per second).
     pub page_rates: HashMap<String, u32>,
+    /// People each page can message. A page's rolling call budget is 200 calls × this per
+    /// `budget_window_ms`; `call_count` in `X-Business-Use-Case-Usage` is its share used, and
+    /// over 100 % every call gets 613 until old calls leave the window.
+    pub engaged_users: u64,
+    /// Per-page overrides of `engaged_users` (page id → engaged users).
+    pub page_engaged_users: HashMap<String, u64>,
+    /// The budget's rolling window: 24 hours as on Graph, shorter so tests can exhaust it.
+    pub budget_window_ms: u64,
     /// Time the simulator waits before answering a Send API call.
     pub latency: Latency,
     /// Probability of an HTTP 5xx answer (Graph code 1 or 2 in the body, or an empty body).
@@ -33,12 +45,12 @@ pub struct SimConfig {
     /// Length of a 613 burst started by `throttle_rate`: every call for the page gets 613
     /// meanwhile.
     pub throttle_burst_ms: u64,
-    /// `estimated_time_to_regain_access` (minutes) reported while a page is over its limit.
-    /// Default 1: the window is one second, so any non-zero value is a generous floor, and Meta
-    /// reports a positive value whenever it throttles. Set 0 for fast tests.
+    /// `estimated_time_to_regain_access` (minutes) reported during a scripted 613 burst
+    /// (`throttle_rate`). Default 1, as Meta reports a positive value whenever it throttles
+    /// a page. Set 0 for fast tests.
     pub throttle_regain_minutes: u32,
-    /// `X-Business-Use-Case-Usage` is sent on 200 answers once the page's usage of its
-    /// per-second allowance reaches this percentage (always on 613 answers).
+    /// `X-Business-Use-Case-Usage` is sent on 200 answers once the page's use of its call
+    /// budget reaches this percentage (always on 613 answers).
     pub usage_header_min_pct: u32,
     /// App secret: when set, every call needs a valid `appsecret_proof`, and webhook POSTs are
     /// signed with it.
@@ -165,6 +177,9 @@ impl Default for SimConfig {
         Self {
             rate_per_sec: 300,
             page_rates: HashMap::new(),
+            engaged_users: 100_000,
+            page_engaged_users: HashMap::new(),
+            budget_window_ms: 86_400_000,
             latency: Latency::None,
             fail_rate: 0.0,
             transient_rate: 0.0,
@@ -200,6 +215,9 @@ impl fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("rate_per_sec", &self.rate_per_sec)
             .field("page_rates", &self.page_rates)
+            .field("engaged_users", &self.engaged_users)
+            .field("page_engaged_users", &self.page_engaged_users)
+            .field("budget_window_ms", &self.budget_window_ms)
             .field("latency", &self.latency)
             .field("fail_rate", &self.fail_rate)
             .field("transient_rate", &self.transient_rate)
@@ -239,6 +257,20 @@ impl SimConfig {
             if *rate == 0 {
                 problems.push(format!("page_rates.{page} must be at least 1"));
             }
+        }
+        if self.engaged_users == 0 {
+            problems.push("engaged_users must be at least 1".to_owned());
+        }
+        for (page, users) in &self.page_engaged_users {
+            if *users == 0 {
+                problems.push(format!("page_engaged_users.{page} must be at least 1"));
+            }
+        }
+        if self.budget_window_ms < 1_000 {
+            problems.push(format!(
+                "budget_window_ms must be at least 1000, got {}",
+                self.budget_window_ms
+            ));
         }
         if let Latency::Uniform { min_ms, max_ms } = self.latency
             && min_ms > max_ms
@@ -283,6 +315,16 @@ impl SimConfig {
             .get(page_id)
             .copied()
             .unwrap_or(self.rate_per_sec)
+    }
+
+    /// The page's call budget: 200 calls × its engaged users per `budget_window_ms`.
+    pub fn call_budget_for(&self, page_id: &str) -> u64 {
+        let engaged = self
+            .page_engaged_users
+            .get(page_id)
+            .copied()
+            .unwrap_or(self.engaged_users);
+        engaged.saturating_mul(CALLS_PER_ENGAGED_USER)
     }
 
     /// Merges a partial JSON object (top-level keys replace the current values) and validates.

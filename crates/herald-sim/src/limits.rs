@@ -1,7 +1,13 @@
-//! Per-page rate accounting (docs/messenger-platform.md §4): a true sliding window of accept
-//! instants that both enforces the limit (at most `rate` accepts in any 1000 ms span) and yields
-//! the highest count ever seen in such a span, scripted 613 bursts, and the
-//! `X-Business-Use-Case-Usage` header. Time is passed in, so nothing here reads a clock.
+//! Per-page rate accounting (docs/messenger-platform.md §4), the page's two limits apart:
+//! - the per-second limit: a true sliding window of accept instants that both enforces it (at
+//!   most `rate` accepts in any 1000 ms span) and yields the highest count ever seen in such a
+//!   span;
+//! - the rolling call budget, 200 calls × engaged users per window (24 hours, or compressed for
+//!   tests): every call counts, its share is what `call_count` in `X-Business-Use-Case-Usage`
+//!   reports, and over 100 % every call is refused until enough old calls leave the window.
+//!
+//! Also scripted 613 bursts and the usage header. Time is passed in, so nothing here reads a
+//! clock.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,32 +24,26 @@ pub(crate) struct PageWindow {
     recent: VecDeque<Instant>,
     pub(crate) accepted: u64,
     pub(crate) max_per_second: u32,
-    /// Calls (accepted or not) in the current aligned second, so usage can exceed 100 %.
-    second_start: Instant,
-    second_calls: u32,
+    /// Every call of the budget window, accepted or not.
+    pub(crate) budget: CallBudget,
     burst_until: Option<Instant>,
 }
 
 impl PageWindow {
-    pub(crate) fn new(id: &str, now: Instant) -> Self {
+    pub(crate) fn new(id: &str) -> Self {
         Self {
             id: Arc::from(id),
             recent: VecDeque::new(),
             accepted: 0,
             max_per_second: 0,
-            second_start: now,
-            second_calls: 0,
+            budget: CallBudget::default(),
             burst_until: None,
         }
     }
 
-    /// Counts a call toward usage and drops accept instants older than the window.
-    pub(crate) fn note_call(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.second_start) >= WINDOW {
-            self.second_start = now;
-            self.second_calls = 0;
-        }
-        self.second_calls = self.second_calls.saturating_add(1);
+    /// Counts a call toward the budget and drops accept instants older than the window.
+    pub(crate) fn note_call(&mut self, now: Instant, budget_window: Duration) {
+        self.budget.note(now, budget_window);
         while let Some(&oldest) = self.recent.front() {
             if now.saturating_duration_since(oldest) < WINDOW {
                 break;
@@ -72,14 +72,65 @@ impl PageWindow {
         let in_window = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
         self.max_per_second = self.max_per_second.max(in_window);
     }
+}
 
-    /// Usage of the per-second allowance in percent; above 100 while callers keep hammering.
-    pub(crate) fn usage_pct(&self, rate: u32) -> u32 {
-        let calls = self
-            .second_calls
-            .max(u32::try_from(self.recent.len()).unwrap_or(u32::MAX));
-        let pct = u64::from(calls) * 100 / u64::from(rate.max(1));
+/// How many slices a budget window is counted in: old calls leave it a slice at a time.
+const BUDGET_SLICES: u32 = 240;
+
+/// One page's calls in its rolling budget window, counted per slice of the window.
+#[derive(Default)]
+pub(crate) struct CallBudget {
+    /// (start of the slice, calls in it), oldest first.
+    slices: VecDeque<(Instant, u64)>,
+    used: u64,
+}
+
+impl CallBudget {
+    /// Counts one call at `now`, after forgetting calls older than `window`.
+    fn note(&mut self, now: Instant, window: Duration) {
+        while let Some(&(start, calls)) = self.slices.front() {
+            if now.saturating_duration_since(start) < window {
+                break;
+            }
+            self.used -= calls;
+            self.slices.pop_front();
+        }
+        let slice = window / BUDGET_SLICES;
+        match self.slices.back_mut() {
+            Some((start, calls)) if now.saturating_duration_since(*start) < slice => *calls += 1,
+            _ => self.slices.push_back((now, 1)),
+        }
+        self.used += 1;
+    }
+
+    /// Calls in the window, this one included: over `allowance`, the call is refused.
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The share of `allowance` used, in whole percent (over 100 once exceeded).
+    pub(crate) fn percent(&self, allowance: u64) -> u32 {
+        let pct = u128::from(self.used) * 100 / u128::from(allowance.max(1));
         u32::try_from(pct).unwrap_or(u32::MAX)
+    }
+
+    /// Once over `allowance`: whole minutes (at least 1) until the calls in the window are
+    /// under it again, so the next call fits, as `estimated_time_to_regain_access` reports it;
+    /// 0 while not over it.
+    pub(crate) fn regain_minutes(&self, now: Instant, window: Duration, allowance: u64) -> u32 {
+        if self.used <= allowance {
+            return 0;
+        }
+        let mut used = self.used;
+        for &(start, calls) in &self.slices {
+            used -= calls;
+            if used < allowance {
+                let left = (start + window).saturating_duration_since(now);
+                let minutes = left.as_secs().div_ceil(60).max(1);
+                return u32::try_from(minutes).unwrap_or(u32::MAX);
+            }
+        }
+        0
     }
 }
 
@@ -99,6 +150,8 @@ pub(crate) fn usage_header(page_id: &str, pct: u32, regain_minutes: u32) -> Opti
 mod tests {
     use super::*;
 
+    const DAY: Duration = Duration::from_secs(86_400);
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -106,12 +159,12 @@ mod tests {
     /// Offers calls at the given offsets; returns which were accepted and the page's max.
     fn run(rate: u32, offsets_ms: &[u64]) -> (Vec<bool>, u32) {
         let start = Instant::now();
-        let mut page = PageWindow::new("1", start);
+        let mut page = PageWindow::new("1");
         let accepted = offsets_ms
             .iter()
             .map(|offset| {
                 let now = start + ms(*offset);
-                page.note_call(now);
+                page.note_call(now, DAY);
                 let room = page.has_room(rate);
                 if room {
                     page.accept(now);
@@ -138,14 +191,9 @@ mod tests {
     }
 
     #[test]
-    fn usage_and_bursts() {
+    fn bursts_and_the_usage_header() {
         let start = Instant::now();
-        let mut page = PageWindow::new("1", start);
-        for _ in 0..3 {
-            page.note_call(start);
-        }
-        page.accept(start);
-        assert_eq!(page.usage_pct(2), 150);
+        let mut page = PageWindow::new("1");
         assert!(page.in_burst(start, Some(ms(100))));
         assert!(page.in_burst(start + ms(99), None));
         assert!(!page.in_burst(start + ms(100), None));
@@ -154,5 +202,41 @@ mod tests {
         assert_eq!(parsed["77"][0]["call_count"], 150);
         assert_eq!(parsed["77"][0]["type"], "messenger");
         assert_eq!(parsed["77"][0]["estimated_time_to_regain_access"], 1);
+    }
+
+    /// (offset in seconds, calls then) into a 10-minute budget window of 100 calls, and what
+    /// the budget reads after them: used, percent, minutes to regain access.
+    #[test]
+    fn the_budget_rolls_over_its_window() {
+        let window = Duration::from_secs(600);
+        let start = Instant::now();
+        let rows: [(u64, u64, u64, u32, u32); 6] = [
+            // 50 calls at once: half the allowance.
+            (0, 50, 50, 50, 0),
+            // 50 more a minute later: all of it, not over it.
+            (60, 50, 100, 100, 0),
+            // One more is over: the first 50 leave at 600 s, 9 minutes away (rounded up).
+            (61, 1, 101, 101, 9),
+            // Still over at 599 s: under a minute left still reads 1.
+            (599, 1, 102, 102, 1),
+            // At 600 s the first slice has left the window.
+            (600, 1, 53, 53, 0),
+            // A whole window later only the calls of the last window count.
+            (1300, 1, 1, 1, 0),
+        ];
+        let mut budget = CallBudget::default();
+        for (offset, calls, used, pct, regain) in rows {
+            let now = start + Duration::from_secs(offset);
+            for _ in 0..calls {
+                budget.note(now, window);
+            }
+            assert_eq!(budget.used(), used, "at {offset} s");
+            assert_eq!(budget.percent(100), pct, "at {offset} s");
+            assert_eq!(
+                budget.regain_minutes(now, window, 100),
+                regain,
+                "at {offset} s"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::io;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -103,11 +103,17 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
         .record_bodies
         .then(|| form_json.as_deref().unwrap_or(&body));
     let rate = config.rate_for(page_id);
+    let budget = (
+        config.call_budget_for(page_id),
+        Duration::from_millis(config.budget_window_ms),
+    );
     let outcome = live.outcome_for(&validated.recipient);
     let decision = app.state().admit(Admission {
         page: page_id,
         recipient: &validated.recipient,
         rate,
+        budget,
+        burst_regain_minutes: config.throttle_regain_minutes,
         outcome,
         start_burst: faults::burst(config),
         sender_action: validated.sender_action,
@@ -123,16 +129,15 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<
             mid,
             usage_pct,
         } => (page, mid, usage_pct),
-        Decision::Rejected { error, usage_pct } => {
+        Decision::Rejected {
+            error,
+            usage_pct,
+            regain_minutes,
+        } => {
             let throttled = error.code == 613;
             let mut answer = http::json_bytes(error.status, error.body());
-            let regain = if throttled {
-                config.throttle_regain_minutes
-            } else {
-                0
-            };
             let usage = (throttled || usage_pct >= config.usage_header_min_pct)
-                .then(|| usage_header(page_id, usage_pct, regain))
+                .then(|| usage_header(page_id, usage_pct, regain_minutes))
                 .flatten();
             http::graph_headers(&mut answer, Some(version), usage);
             return Ok(answer);

@@ -89,6 +89,10 @@ pub(crate) struct Admission<'a> {
     pub(crate) page: &'a str,
     pub(crate) recipient: &'a str,
     pub(crate) rate: u32,
+    /// The page's call budget and its window.
+    pub(crate) budget: (u64, Duration),
+    /// `estimated_time_to_regain_access` of a scripted burst.
+    pub(crate) burst_regain_minutes: u32,
     pub(crate) outcome: Option<&'a PsidOutcome>,
     pub(crate) start_burst: Option<Duration>,
     pub(crate) sender_action: bool,
@@ -98,7 +102,8 @@ pub(crate) struct Admission<'a> {
     pub(crate) wall_ms: i64,
 }
 
-/// The verdict of `admit`, with the page's usage percent for the headers.
+/// The verdict of `admit`, with the share of the page's call budget used (percent) for the
+/// headers.
 pub(crate) enum Decision {
     Accepted {
         page: Arc<str>,
@@ -108,6 +113,8 @@ pub(crate) enum Decision {
     Rejected {
         error: GraphError,
         usage_pct: u32,
+        /// `estimated_time_to_regain_access` in minutes.
+        regain_minutes: u32,
     },
 }
 
@@ -154,36 +161,47 @@ impl State {
     /// The one critical section of a Send API call: burst, rate limit, scripted outcome, accept.
     pub(crate) fn admit(&mut self, a: Admission<'_>) -> Decision {
         if !self.pages.contains_key(a.page) {
-            self.pages
-                .insert(a.page.into(), PageWindow::new(a.page, a.now));
+            self.pages.insert(a.page.into(), PageWindow::new(a.page));
         }
         let page = self.pages.get_mut(a.page).expect("inserted above");
-        page.note_call(a.now);
-        let throttled = page.in_burst(a.now, a.start_burst) || !page.has_room(a.rate);
-        let usage_pct = page.usage_pct(a.rate);
-        let error = if throttled {
-            Some(GraphError::rate_limited())
+        let (allowance, window) = a.budget;
+        page.note_call(a.now, window);
+        let usage_pct = page.budget.percent(allowance);
+        // Throttled, and for how many minutes: a scripted burst, the budget spent (its calls
+        // count on, so calling while throttled puts the end off), the per-second limit.
+        let throttle = if page.in_burst(a.now, a.start_burst) {
+            Some((usage_pct.max(100), a.burst_regain_minutes))
+        } else if page.budget.used() > allowance {
+            let regain = page.budget.regain_minutes(a.now, window, allowance);
+            Some((usage_pct, regain))
+        } else if !page.has_room(a.rate) {
+            Some((usage_pct, 0))
         } else {
-            match a.outcome {
-                Some(PsidOutcome::FailFirst) if !self.failed_once.contains(a.recipient) => {
-                    self.failed_once.insert(a.recipient.into());
-                    Some(GraphError::transient())
-                }
-                Some(outcome) => GraphError::for_outcome(outcome),
-                None => None,
+            None
+        };
+        let (error, usage_pct, regain_minutes) = match throttle {
+            Some((pct, regain)) => (Some(GraphError::rate_limited()), pct, regain),
+            None => {
+                let error = match a.outcome {
+                    Some(PsidOutcome::FailFirst) if !self.failed_once.contains(a.recipient) => {
+                        self.failed_once.insert(a.recipient.into());
+                        Some(GraphError::transient())
+                    }
+                    Some(outcome) => GraphError::for_outcome(outcome),
+                    None => None,
+                };
+                (error, usage_pct, 0)
             }
         };
         if let Some(error) = error {
             *self.rejected.entry(error.code).or_default() += 1;
-            let usage_pct = if throttled {
-                usage_pct.max(100)
-            } else {
-                usage_pct
+            return Decision::Rejected {
+                error,
+                usage_pct,
+                regain_minutes,
             };
-            return Decision::Rejected { error, usage_pct };
         }
         page.accept(a.now);
-        let usage_pct = page.usage_pct(a.rate);
         let page_id = Arc::clone(&page.id);
         self.accepted += 1;
         let mid = (!a.sender_action).then(|| {

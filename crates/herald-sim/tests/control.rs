@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
     let config = SimConfig {
         rate_per_sec: 3,
-        throttle_regain_minutes: 1,
+        // A budget of 200 calls, and the header on every answer.
+        engaged_users: 1,
+        usage_header_min_pct: 0,
         ..SimConfig::default()
     };
     let sim = start(config).await;
@@ -48,15 +50,16 @@ async fn rate_limit_answers_613_with_usage_and_counts_the_sliding_max() {
             serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
         let entry = &usage["77"][0];
         assert_eq!(entry["type"], "messenger");
-        assert!(entry["call_count"].as_u64().unwrap() >= 100, "{usage}");
-        assert_eq!(entry["estimated_time_to_regain_access"], 1);
+        // The per-second limit is not the budget: 10 calls are 5 % of 200, and the page may
+        // call again within the second.
+        assert!(entry["call_count"].as_u64().unwrap() <= 5, "{usage}");
+        assert_eq!(entry["estimated_time_to_regain_access"], 0);
         assert!(reply.header("x-app-usage").is_some());
     }
     for reply in &ok {
-        // One call is a third of this page's per-second allowance: well above 10 %.
         let usage: Value =
             serde_json::from_str(reply.header("x-business-use-case-usage").unwrap()).unwrap();
-        assert!(usage["77"][0]["call_count"].as_u64().unwrap() >= 33);
+        assert!(usage["77"][0]["call_count"].as_u64().unwrap() <= 5);
         assert_eq!(usage["77"][0]["estimated_time_to_regain_access"], 0);
     }
 
@@ -78,8 +81,66 @@ async fn usage_header_is_absent_while_usage_is_low() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
         reply.header("x-business-use-case-usage").is_none(),
-        "1 of 300 is under 10 %"
+        "1 of 20,000,000 is under 10 %"
     );
+    sim.shutdown().await;
+}
+
+/// The page's call budget: `call_count` is its share used, the header appears from 10 %, every
+/// call past 100 % gets 613 with the minutes until old calls leave the window, and a page's
+/// own engaged users (set through `/_sim/config`) give it a budget of its own.
+#[tokio::test]
+async fn a_spent_call_budget_answers_613_until_it_rolls_over() {
+    let config = SimConfig {
+        rate_per_sec: 10_000,
+        // 200 × 1 = 200 calls per 3 minutes.
+        engaged_users: 1,
+        budget_window_ms: 180_000,
+        ..SimConfig::default()
+    };
+    let sim = start(config).await;
+    let http = Http::new();
+    let url = send_url(&sim, "77", "t");
+    let usage_of = |reply: &Reply| -> Option<(u64, u64)> {
+        let usage: Value =
+            serde_json::from_str(reply.header("x-business-use-case-usage")?).unwrap();
+        let entry = &usage["77"][0];
+        Some((
+            entry["call_count"].as_u64().unwrap(),
+            entry["estimated_time_to_regain_access"].as_u64().unwrap(),
+        ))
+    };
+    let mut seen = Vec::new();
+    for n in 1..=200u64 {
+        let reply = http.post_json(&url, &text_to(&format!("u{n}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "call {n}");
+        seen.push(usage_of(&reply));
+    }
+    // Calls 1..=19 are under 10 %: no header; call 20 is 10 %, call 150 is 75 %, call 200 is
+    // the whole budget and still accepted.
+    assert!(seen[..19].iter().all(Option::is_none), "{seen:?}");
+    assert_eq!(seen[19], Some((10, 0)));
+    assert_eq!(seen[149], Some((75, 0)));
+    assert_eq!(seen[199], Some((100, 0)));
+    for n in 201..=203 {
+        let reply = http.post_json(&url, &text_to(&format!("u{n}"))).await;
+        assert_eq!(reply.graph_error(), (613, None), "call {n}");
+        // The calls leave the window 3 minutes after they were made: 3 minutes, rounded up.
+        let (pct, regain) = usage_of(&reply).expect("usage header on 613");
+        assert!(pct >= 100, "{pct}");
+        assert_eq!(regain, 3);
+    }
+    // Another page is not affected; giving page 77 more engaged users lifts its budget.
+    let other = http
+        .post_json(&send_url(&sim, "78", "t"), &text_to("o1"))
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    let config_url = format!("{}/_sim/config", sim.url());
+    http.post_json(&config_url, &json!({"page_engaged_users": {"77": 10}}))
+        .await;
+    let lifted = http.post_json(&url, &text_to("u204")).await;
+    assert_eq!(lifted.status, StatusCode::OK);
+    assert_eq!(usage_of(&lifted), Some((10, 0)), "204 of 2,000 calls");
     sim.shutdown().await;
 }
 

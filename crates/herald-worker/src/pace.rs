@@ -1,11 +1,16 @@
-//! Per-page pacing: one governor limiter per page whose rate is the page's ceiling (lowered by
-//! any campaign's `rate_per_sec`) divided by the consumers on the send queue, so N workers share
-//! the page's limit without talking to each other. Throttling shrinks it (multiplicative
-//! decrease on slow-down codes and usage above 75 %, additive increase on success) and Meta's
-//! regain-access delay pauses the page. A job that would wait longer than `max_rate_wait` is
-//! held back (a retry tier) instead of occupying the worker. It does not send or settle.
+//! Per-page pacing: one governor limiter per page whose rate is 98 % of the page's ceiling
+//! (lowered by any campaign's `rate_per_sec`) divided by the consumers on the send queue, so N
+//! workers share the page's per-second limit without talking to each other. The page's two
+//! limits are told apart (docs/messenger-platform.md §4.3): a slow-down code halves the rate
+//! (additive increase on success brings it back), while the usage headers measure the page's
+//! rolling call budget, so above 75 % used the rate shrinks in proportion to what is left, and
+//! Meta's regain-access delay pauses the page. A worker that has just started consuming sends
+//! nothing until every other worker has counted it. A job that would wait longer than
+//! `max_rate_wait` is held back (a retry tier) instead of occupying the worker. It does not
+//! send or settle.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,12 +23,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::PageRates;
 
-/// Usage above this share of Meta's allowance shrinks the rate (docs/messenger-platform.md §4.3).
+/// The share of its ceiling a page is paced at. Graph counts any 1-second span, a token bucket
+/// lets one call more than its rate into some spans, and calls jitter on their way: 2 % keeps
+/// the page under its limit.
+const HEADROOM: f64 = 0.98;
+/// A worker's limiter may let this share of a second of its rate through at once (at least 2
+/// calls), so a wake-up that comes late on a busy machine is caught up instead of lost. It is
+/// the other part of the headroom: at most 99 % of the ceiling in any second.
+const BURST_SECS: f64 = 0.01;
+/// Usage above this share of the page's call budget slows it down (docs/messenger-platform.md
+/// §4.3): at 75 % the full rate, at 100 % the trickle.
 const USAGE_HIGH: f64 = 0.75;
 /// Multiplier on a slow-down code (613, 4, 17, 32, 80001, 80006, HTTP 429).
 const CUT_ON_THROTTLE: f64 = 0.5;
-/// Multiplier per second while usage stays high.
-const CUT_ON_USAGE: f64 = 0.8;
 /// Share of the ceiling regained per second of good answers.
 const GROWTH_PER_SEC: f64 = 0.05;
 /// The rate never falls below this share of the ceiling.
@@ -61,6 +73,9 @@ pub(crate) struct Pacers {
     rates: PageRates,
     max_wait: Duration,
     consumers: AtomicU32,
+    /// Until then this worker sends nothing: it has just joined, and the others do not count
+    /// it yet.
+    joining_until: Mutex<Option<Instant>>,
     pages: Mutex<HashMap<String, Arc<Pacer>>>,
     metrics: Metrics,
 }
@@ -75,7 +90,10 @@ struct Pacer {
 }
 
 struct RateState {
+    /// Share of the ceiling after slow-down codes (1.0 when none lately).
     factor: f64,
+    /// Share of the ceiling the page's call budget leaves (1.0 below 75 % used).
+    budget: f64,
     last_cut: Option<Instant>,
     last_growth: Instant,
     /// Recently seen campaign ceilings for this page, with when each was last seen.
@@ -94,6 +112,7 @@ impl Pacers {
             rates,
             max_wait,
             consumers: AtomicU32::new(1),
+            joining_until: Mutex::new(None),
             pages: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -105,6 +124,14 @@ impl Pacers {
         self.metrics.send_consumers.set(i64::from(consumers));
     }
 
+    /// This worker has just started consuming: it sends nothing for `settle`, by which time
+    /// every other worker has re-read the fleet size and counts it. Without that, a joining
+    /// worker's share would come on top of the others' old shares.
+    pub(crate) fn joined(&self, settle: Duration) {
+        *self.joining_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + settle);
+    }
+
     /// Waits for the page's next send slot, or says why not to wait.
     pub(crate) async fn admit(
         &self,
@@ -112,6 +139,13 @@ impl Pacers {
         campaign_rate: u32,
         stop: &CancellationToken,
     ) -> Admission {
+        let joining = *self.joining_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(left) = joining.and_then(|until| until.checked_duration_since(Instant::now())) {
+            tokio::select! {
+                () = tokio::time::sleep(left) => {}
+                () = stop.cancelled() => return Admission::Stopped,
+            }
+        }
         let pacer = self.pacer(page_id);
         let consumers = self.consumers.load(Ordering::Relaxed);
         let (rate, paused) = pacer.plan(campaign_rate, consumers, Instant::now());
@@ -129,6 +163,10 @@ impl Pacers {
             gate = pacer.gate.lock() => gate,
             () = stop.cancelled() => return Admission::Stopped,
         };
+        // Planned again at the head of the line: while this job queued, the fleet or a slow-down
+        // may have changed the rate, and a stale one would undo the change.
+        let consumers = self.consumers.load(Ordering::Relaxed);
+        let (rate, _) = pacer.plan(campaign_rate, consumers, Instant::now());
         if gate.retune(rate) {
             self.metrics
                 .rate_limit_per_second
@@ -175,6 +213,7 @@ impl Pacers {
                     ceiling: f64::from(self.rates.ceiling(page_id)),
                     state: Mutex::new(RateState {
                         factor: 1.0,
+                        budget: 1.0,
                         last_cut: None,
                         last_growth: Instant::now(),
                         caps: Vec::new(),
@@ -208,7 +247,7 @@ impl Pacer {
         }
         let cap = state.caps.iter().map(|(rate, _)| f64::from(*rate));
         let ceiling = cap.fold(self.ceiling, f64::min);
-        let rate = share(ceiling, state.factor, consumers);
+        let rate = share(ceiling, state.factor * state.budget, consumers);
         let paused = state
             .paused_until
             .and_then(|until| until.checked_duration_since(now))
@@ -226,15 +265,21 @@ impl Pacer {
 
     fn observe(&self, answer: Answer<'_>, now: Instant) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let high_usage = answer.usage.is_some_and(|usage| usage.ratio > USAGE_HIGH);
         let regain = answer.usage.and_then(|usage| usage.regain_access);
         let throttled = answer.class == Some(ErrorClass::SlowDown);
         if throttled {
             state.cut(CUT_ON_THROTTLE, now);
-        } else if high_usage {
-            state.cut(CUT_ON_USAGE, now);
         } else if answer.class.is_none() {
             state.grow(now);
+        }
+        match answer.usage {
+            // Out of budget: the pause below waits for it, and Graph's regain time is when the
+            // page has its budget back, so nothing is slowed after the pause.
+            Some(usage) if usage.regain_access.is_some_and(|d| !d.is_zero()) => state.budget = 1.0,
+            Some(usage) => state.budget = budget_share(usage.ratio),
+            // Graph leaves the headers out while usage is low.
+            None if answer.class.is_none() => state.budget = 1.0,
+            None => {}
         }
         let pause = if throttled {
             answer.retry_after.max(regain)
@@ -275,26 +320,45 @@ impl RateState {
 }
 
 impl Gate {
-    /// Rebuilds the limiter when the wanted rate moved; true when it did. A new limiter's first
-    /// cell is spent at once, so a rebuild never lets an extra send through.
+    /// Rebuilds the limiter when the wanted rate moved; true when it did. A new limiter starts
+    /// with its burst spent, so a rebuild never lets extra sends through.
     fn retune(&mut self, rate: f64) -> bool {
         let moved = (rate - self.rate).abs() > self.rate * REBUILD_THRESHOLD;
         if self.limiter.is_some() && !moved {
             return false;
         }
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
-        self.limiter = Quota::with_period(period).map(RateLimiter::direct);
+        let burst = burst(rate);
+        self.limiter =
+            Quota::with_period(period).map(|quota| RateLimiter::direct(quota.allow_burst(burst)));
         if let Some(limiter) = &self.limiter {
-            let _ = limiter.check();
+            let _ = limiter.check_n(burst);
         }
         self.rate = rate;
         true
     }
 }
 
-/// This worker's share of a page: ceiling × factor ÷ consumers, never below a trickle.
+/// The burst of a limiter at `rate`: `BURST_SECS` of it, at least 2 calls.
+fn burst(rate: f64) -> NonZeroU32 {
+    let calls = (rate * BURST_SECS).floor().clamp(2.0, f64::from(u32::MAX)) as u32;
+    NonZeroU32::new(calls).unwrap_or(NonZeroU32::MIN)
+}
+
+/// This worker's share of a page: ceiling × headroom × factor ÷ consumers, never below a
+/// trickle.
 fn share(ceiling: f64, factor: f64, consumers: u32) -> f64 {
-    (ceiling * factor / f64::from(consumers.max(1))).max(0.01)
+    (ceiling * HEADROOM * factor / f64::from(consumers.max(1))).max(0.01)
+}
+
+/// The share of the ceiling left by a page's call budget `used` (1.0 = all of it): all of it
+/// up to 75 %, then in proportion to what is left, down to the trickle at 100 %.
+fn budget_share(used: f64) -> f64 {
+    if used <= USAGE_HIGH {
+        1.0
+    } else {
+        ((1.0 - used) / (1.0 - USAGE_HIGH)).clamp(MIN_FACTOR, 1.0)
+    }
 }
 
 /// Decrements the waiting count however `admit` returns.
@@ -319,9 +383,9 @@ mod tests {
                 "{ceiling} {factor} {consumers}: {got}"
             );
         };
-        check(250.0, 1.0, 1, 250.0);
-        check(100.0, 1.0, 3, 100.0 / 3.0);
-        check(100.0, 0.5, 0, 50.0);
+        check(250.0, 1.0, 1, 245.0);
+        check(100.0, 1.0, 3, 98.0 / 3.0);
+        check(100.0, 0.5, 0, 49.0);
         check(1.0, 0.02, 10, 0.01);
     }
 
@@ -339,8 +403,8 @@ mod tests {
         let (rate, paused) = pacer.plan(100, 2, t0);
         assert_eq!(
             (rate, paused),
-            (50.0, None),
-            "campaign cap 100 of ceiling 250, 2 consumers"
+            (49.0, None),
+            "campaign cap 100 of ceiling 250, 2 consumers, 98 %"
         );
         let throttle = Answer {
             class: Some(ErrorClass::SlowDown),
@@ -371,7 +435,10 @@ mod tests {
             usage: Some(&busy),
         };
         pacer.observe(high, sec(4.0));
-        assert!((factor() - 0.28).abs() < 1e-9, "{}", factor());
+        assert!(
+            (factor() - 0.35).abs() < 1e-9,
+            "usage is not a slow-down code"
+        );
         let (_, paused) = pacer.plan(100, 1, sec(4.0));
         assert_eq!(
             paused,
@@ -390,9 +457,46 @@ mod tests {
             Metrics::new(),
         )
         .pacer("1");
-        assert_eq!(pacer.plan(250, 1, t0).0, 250.0);
-        assert_eq!(pacer.plan(40, 1, t0).0, 40.0);
-        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(5)).0, 40.0);
-        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(31)).0, 250.0);
+        assert_eq!(pacer.plan(250, 1, t0).0, 245.0);
+        assert_eq!(pacer.plan(40, 1, t0).0, 39.2);
+        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(5)).0, 39.2);
+        assert_eq!(pacer.plan(250, 1, t0 + Duration::from_secs(31)).0, 245.0);
+    }
+
+    /// (call budget used, share of the ceiling left): the budget only slows a page once it
+    /// is three quarters spent, and then in proportion to what is left.
+    #[test]
+    fn the_call_budget_slows_a_page_as_it_runs_out() {
+        for (used, left) in [
+            (0.0, 1.0),
+            (0.75, 1.0),
+            (0.8, 0.8),
+            (0.9, 0.4),
+            (0.995, 0.02),
+            (1.2, 0.02),
+        ] {
+            let got = budget_share(used);
+            assert!((got - left).abs() < 1e-9, "{used}: {got}");
+        }
+        let pacer = Pacers::new(
+            PageRates::default(),
+            Duration::from_secs(10),
+            Metrics::new(),
+        )
+        .pacer("1");
+        let t0 = Instant::now();
+        let usage = Usage {
+            ratio: 0.9,
+            regain_access: None,
+        };
+        let answer = |usage| Answer {
+            class: None,
+            retry_after: None,
+            usage,
+        };
+        pacer.observe(answer(Some(&usage)), t0);
+        assert!((pacer.plan(250, 1, t0).0 - 98.0).abs() < 1e-9, "0.4 × 245");
+        pacer.observe(answer(None), t0);
+        assert_eq!(pacer.plan(250, 1, t0).0, 245.0, "no header: low usage");
     }
 }

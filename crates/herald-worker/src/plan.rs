@@ -116,13 +116,24 @@ pub(crate) fn after_failure(
                 Some(failure.error),
             )),
         },
-        ErrorClass::Retry | ErrorClass::SlowDown => Step::Retry {
-            tier: RetryTier::for_delay(wait(jittered(backoff, attempts))),
-            attempts,
-            deferrals,
-            why: failure.class.as_str(),
-            verify_since: None,
-        },
+        ErrorClass::Retry | ErrorClass::SlowDown => {
+            let wanted = wait(jittered(backoff, attempts));
+            // After a slow-down the whole page pauses for as long (pace.rs): the job is back by
+            // the time the pause ends and is held for whatever is left of it. A transient
+            // error's Retry-After is a floor.
+            let tier = if failure.class == ErrorClass::SlowDown {
+                RetryTier::at_most(wanted)
+            } else {
+                RetryTier::for_delay(wanted)
+            };
+            Step::Retry {
+                tier,
+                attempts,
+                deferrals,
+                why: failure.class.as_str(),
+                verify_since: None,
+            }
+        }
         ErrorClass::HaltPage => Step::Retry {
             tier: RetryTier::for_delay(wait(Duration::ZERO)),
             attempts,
@@ -141,9 +152,10 @@ pub(crate) fn after_failure(
 }
 
 /// A job held back without a call (run paused, page halted or throttled, limiter too slow).
-/// `wanted` is how long the hold should last when known; otherwise the wait grows with the
-/// number of times this job was held: a long pause costs a trip every ten minutes, not every
-/// five seconds, and a resume reaches young jobs within seconds.
+/// `wanted` is how long the hold should last when known: the job takes the longest tier within
+/// it, so it is back when the page can send again. Otherwise the wait grows with the number of
+/// times this job was held: a long pause costs a trip every ten minutes, not every five
+/// seconds, and a resume reaches young jobs within seconds.
 pub(crate) fn hold(
     attempts: u32,
     deferrals: u32,
@@ -157,7 +169,7 @@ pub(crate) fn hold(
         _ => 600,
     });
     Step::Retry {
-        tier: RetryTier::for_delay(wanted.unwrap_or(escalating)),
+        tier: wanted.map_or(RetryTier::for_delay(escalating), RetryTier::at_most),
         attempts,
         deferrals: deferrals.saturating_add(1),
         why,
@@ -249,11 +261,19 @@ mod tests {
             failure(SlowDown, None),
             ("dead", None, 7, Some(ResultStatus::Dead)),
         );
-        // Meta's regain-access delay wins over a shorter backoff.
+        // Meta's regain-access delay wins over a shorter backoff; the page pauses as long, so
+        // the job takes the longest tier within it.
         check(
             5,
             1,
             failure(SlowDown, Some(60)),
+            ("retry", Some(ThirtySeconds), 1, None),
+        );
+        // A transient error's Retry-After is a floor.
+        check(
+            5,
+            1,
+            failure(Retry, Some(60)),
             ("retry", Some(TwoMinutes), 1, None),
         );
         check(
@@ -316,6 +336,7 @@ mod tests {
         check(12, None, RetryTier::TwoMinutes);
         check(40, None, RetryTier::TenMinutes);
         check(40, Some(3), RetryTier::FiveSeconds);
-        check(0, Some(100), RetryTier::TwoMinutes);
+        check(0, Some(100), RetryTier::ThirtySeconds);
+        check(0, Some(120), RetryTier::TwoMinutes);
     }
 }

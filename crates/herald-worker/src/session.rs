@@ -110,6 +110,11 @@ async fn consume(
     let mut consumer =
         Consumer::start(connection, &topology.send_queue(), settings.amqp.prefetch).await?;
     refresh_fleet(shared, connection).await?;
+    // The others re-read the fleet size every `fleet_refresh`; until each has, our share
+    // would come on top of theirs.
+    shared
+        .pacers
+        .joined(settings.fleet_refresh + Duration::from_millis(100));
     health.set_ready(true);
     info!(queue = %topology.send_queue(), prefetch = settings.amqp.prefetch,
         concurrency = settings.concurrency, "Consuming jobs.");

@@ -110,7 +110,7 @@ impl WorkerSettings {
             shutdown_grace: Duration::from_secs(30),
             backoff: Backoff::default(),
             max_rate_wait: Duration::from_secs(10),
-            fleet_refresh: Duration::from_secs(2),
+            fleet_refresh: Duration::from_millis(500),
             reconnect_delay: Duration::from_secs(1),
             ledger: None,
         }

@@ -29,7 +29,7 @@ use self::fleet::{Fleet, Network, Place, run_once};
 use self::host::{Host, segment_file};
 use self::readme::FleetReadme;
 use super::broker_roles;
-use super::worker_rig::{sample, scrape};
+use crate::worker_rig::{sample, scrape};
 use crate::{broker, unique_name};
 
 /// The Herald services, in depends_on order, with the path that says each is ready.

@@ -45,4 +45,3 @@ mod worker_faults;
 mod worker_fleet;
 mod worker_ledger;
 mod worker_lifecycle;
-mod worker_rig;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 use serde_json::Value;
 
-use super::worker_rig::{PAGE, Process, Rig, job};
+use crate::worker_rig::{PAGE, Process, Rig, job};
 
 /// A Prometheus server on a free port of 127.0.0.1, scraping `targets` every second.
 pub(crate) struct Prometheus {

@@ -14,7 +14,7 @@ use herald_store::Store;
 use super::server_api_rig::{APP_SECRET, PAGE, TOKEN, VERIFY_TOKEN};
 use super::server_webhook::Proxy;
 use super::store::users;
-use super::worker_rig::{sample, scrape};
+use crate::worker_rig::{sample, scrape};
 use crate::{Running, broker, eventually, herald, unique_name};
 
 /// Kills the child if the test fails before it exits.

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::server_api_rig::{ApiServer, Options};
-use super::worker_rig::{PAGE, Rig, job, sample};
 use crate::eventually;
+use crate::worker_rig::{PAGE, Rig, job, sample};
 
 #[tokio::test]
 async fn pause_resume_and_cancel_over_the_api_reach_a_running_worker() {

@@ -9,8 +9,8 @@ use herald_amqp::{Headers, Publisher};
 use serde_json::Value;
 
 use super::server_api_rig::{ApiServer, PAGE};
-use super::worker_rig::job;
 use crate::eventually;
+use crate::worker_rig::job;
 
 /// Every message of every page, as `job id|reason`, and the number of pages.
 async fn all_pages(server: &ApiServer, query: &str) -> (Vec<String>, usize) {

@@ -12,8 +12,8 @@ use herald_core::{ErrorClass, ResultStatus};
 use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 use herald_telemetry::serve_metrics;
 
-use super::worker_rig::{OTHER_PAGE, PAGE, Rig, hours_from_now, job, job_with, sample, scrape};
 use crate::eventually;
+use crate::worker_rig::{OTHER_PAGE, PAGE, Rig, hours_from_now, job, job_with, sample, scrape};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald_core::ResultStatus;
 use herald_sim::SimConfig;
 
-use super::worker_rig::{OTHER_PAGE, PAGE, Rig, job, sample};
+use crate::worker_rig::{OTHER_PAGE, PAGE, Rig, job, sample};
 use crate::{eventually, herald};
 
 /// Runs `herald campaign ARGS` on the rig's topology; it must succeed.

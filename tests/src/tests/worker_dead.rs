@@ -8,7 +8,7 @@ use herald_core::ResultStatus;
 use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 
 use super::worker::take;
-use super::worker_rig::{PAGE, Rig, hours_from_now, job_with};
+use crate::worker_rig::{PAGE, Rig, hours_from_now, job_with};
 use crate::{eventually, herald};
 
 fn dead(rig: &Rig, args: &[&str]) -> String {

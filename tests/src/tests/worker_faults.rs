@@ -8,7 +8,7 @@ use herald_core::{ErrorClass, ResultStatus};
 use herald_sim::{PsidOutcome, PsidRule, SimConfig};
 use herald_worker::Backoff;
 
-use super::worker_rig::{MAX_ATTEMPTS, OTHER_PAGE, PAGE, Rig, job};
+use crate::worker_rig::{MAX_ATTEMPTS, OTHER_PAGE, PAGE, Rig, job};
 
 #[tokio::test]
 async fn under_random_faults_every_job_ends_once_and_no_user_is_sent_twice() {

@@ -1,73 +1,13 @@
-//! Rate limiting across the fleet and fairness between pages: three real `herald worker`
-//! processes keep one page within its limit at nearly full speed, and a slow or halted page never
-//! starves another page's jobs.
+//! Fairness between pages: a slow or halted page never starves another page's jobs (pacing a
+//! page at its limit is `tests/disruptive/pacing.rs`).
 
 use std::time::{Duration, Instant};
 
 use herald_core::ResultStatus;
 use herald_sim::SimConfig;
 
-use super::worker_rig::{OTHER_PAGE, PAGE, Rig, job, sample};
 use crate::eventually;
-
-#[tokio::test]
-async fn three_worker_processes_share_one_pages_limit() {
-    const JOBS: usize = 3_000;
-    // The simulator allows 300/s, so only the workers keep the page at 100/s.
-    let Some(mut rig) = Rig::new("test-worker-fleet", SimConfig::default()).await else {
-        return;
-    };
-    let rate_var = format!("HERALD_PAGE_RATE_PER_SEC_{PAGE}");
-    let token_var = format!("HERALD_PAGE_TOKEN_{PAGE}");
-    let env = [
-        (rate_var.as_str(), "100"),
-        (token_var.as_str(), "page-token"),
-    ];
-    let workers: Vec<_> = (0..3).map(|_| rig.process(&env, &[])).collect();
-    // Every worker must know the fleet is three before the first job, or it would take it all.
-    for worker in &workers {
-        let knows = eventually(Duration::from_secs(30), || async {
-            sample(&worker.metrics().await, "herald_send_consumers") == Some(3.0)
-        })
-        .await;
-        assert!(knows, "a worker never saw three consumers");
-    }
-    let bodies: Vec<_> = (0..JOBS)
-        .map(|i| {
-            job(
-                "run-fleet",
-                PAGE,
-                &format!("u{i}"),
-                &format!("{}", 100_000 + i),
-            )
-        })
-        .collect();
-    rig.publish(&bodies).await;
-    assert_eq!(rig.wait_results(JOBS, Duration::from_secs(120)).await, JOBS);
-    assert_eq!(rig.count(ResultStatus::Sent), JOBS);
-    assert_eq!(rig.by_job().len(), JOBS);
-
-    let stats = rig.sim.stats();
-    assert_eq!(
-        (stats.accepted, stats.duplicate_recipients.count),
-        (JOBS as u64, 0)
-    );
-    let peak = stats.max_per_second[PAGE];
-    let times: Vec<i64> = (0..JOBS)
-        .map(|i| rig.sim.messages(&format!("{}", 100_000 + i))[0].accepted_at_ms)
-        .collect();
-    let span_ms = times.iter().max().expect("times") - times.iter().min().expect("times");
-    let mean = (JOBS - 1) as f64 / (span_ms as f64 / 1000.0);
-    eprintln!("fleet of 3 at 100/s: highest 1 s window {peak}, mean {mean:.1}/s");
-    assert!(peak <= 105, "highest 1-second window {peak} > 105");
-    assert!(mean >= 90.0, "mean rate {mean:.1}/s < 90");
-
-    for worker in workers {
-        let status = worker.terminate();
-        assert!(status.success(), "worker exited with {status}");
-    }
-    rig.cleanup().await;
-}
+use crate::worker_rig::{OTHER_PAGE, PAGE, Rig, job, sample};
 
 #[tokio::test]
 async fn a_slow_page_does_not_starve_another_pages_jobs() {

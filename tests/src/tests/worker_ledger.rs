@@ -17,8 +17,8 @@ use herald_worker::LedgerSettings;
 use time::OffsetDateTime;
 
 use super::server_api_rig::{ApiServer, LEDGER_TOKEN};
-use super::worker_rig::{PAGE, Rig, hours_from_now, job, job_with, settings, spawn};
 use crate::eventually;
+use crate::worker_rig::{PAGE, Rig, hours_from_now, job, job_with, settings, spawn};
 
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -62,7 +62,7 @@ async fn take_and_give_back(connection: &herald_amqp::Connection, queue: &str, c
 
 fn sample(metrics: &herald_telemetry::Metrics, series: &str) -> f64 {
     let text = metrics.encode();
-    super::worker_rig::sample(&text, series).unwrap_or(0.0)
+    crate::worker_rig::sample(&text, series).unwrap_or(0.0)
 }
 
 #[tokio::test]

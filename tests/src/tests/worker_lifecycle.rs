@@ -8,8 +8,8 @@ use std::time::Duration;
 use herald_core::ResultStatus;
 use herald_sim::{Latency, SimConfig};
 
-use super::worker_rig::{PAGE, Rig, job, sample};
 use crate::eventually;
+use crate::worker_rig::{PAGE, Rig, job, sample};
 
 #[tokio::test]
 async fn sigterm_mid_run_loses_nothing_and_sends_nobody_twice() {

@@ -26,9 +26,18 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
         eprintln!("herald sim: --fail-rate is a probability between 0 and 1");
         return ExitCode::from(64);
     }
+    let budget_window = match herald_core::duration::parse_duration(&args.budget_window) {
+        Ok(window) => window,
+        Err(error) => {
+            eprintln!("herald sim: --budget-window: {error}");
+            return ExitCode::from(64);
+        }
+    };
     let defaults = SimConfig::default();
     let sim_config = SimConfig {
         rate_per_sec: args.rate_per_sec,
+        engaged_users: args.engaged_users,
+        budget_window_ms: u64::try_from(budget_window.as_millis()).unwrap_or(u64::MAX),
         latency: if args.latency_ms == 0 {
             Latency::None
         } else {
@@ -59,6 +68,8 @@ pub(crate) async fn run(args: SimArgs, config: &Config) -> ExitCode {
     tracing::info!(
         addr = %args.addr,
         rate_per_sec = args.rate_per_sec,
+        engaged_users = args.engaged_users,
+        budget_window = %args.budget_window,
         receipts = sim_config.receipts,
         echoes = sim_config.echoes,
         "Graph API simulator starting."

@@ -66,9 +66,7 @@ pub(crate) fn print(report: &Report<'_>) {
                 rate * 100.0 / f64::from(report.limit_per_sec),
                 thousands(u64::from(report.limit_per_sec))
             ));
-            out(
-                "                    (workers ease off while Graph's usage header reports over 75 %)",
-            );
+            out("                    (the workers pace the page at 98 % of its limit)");
         }
         None => out("  achieved rate     too few sends to measure"),
     }

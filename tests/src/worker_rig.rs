@@ -21,40 +21,40 @@ use tokio_util::sync::CancellationToken;
 use crate::{broker, herald, unique_name};
 
 /// The page most tests send for.
-pub(crate) const PAGE: &str = "1000000001";
+pub const PAGE: &str = "1000000001";
 /// A second page.
-pub(crate) const OTHER_PAGE: &str = "1000000002";
+pub const OTHER_PAGE: &str = "1000000002";
 
-pub(crate) struct Rig {
-    pub(crate) prefix: String,
-    pub(crate) topology: Topology,
-    pub(crate) amqp: AmqpSettings,
-    pub(crate) connection: Connection,
-    pub(crate) publisher: Publisher,
-    pub(crate) sim: SimHandle,
+pub struct Rig {
+    pub prefix: String,
+    pub topology: Topology,
+    pub amqp: AmqpSettings,
+    pub connection: Connection,
+    pub publisher: Publisher,
+    pub sim: SimHandle,
     results: Option<Consumer>,
     /// Every result read so far, in arrival order.
-    pub(crate) seen: Vec<DeliveryResult>,
+    pub seen: Vec<DeliveryResult>,
 }
 
 /// A worker running in this process.
-pub(crate) struct InProcess {
-    pub(crate) metrics: Metrics,
-    pub(crate) health: Health,
-    pub(crate) tokens: PageTokens,
+pub struct InProcess {
+    pub metrics: Metrics,
+    pub health: Health,
+    pub tokens: PageTokens,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), WorkerError>>,
 }
 
 /// A `herald worker` process.
-pub(crate) struct Process {
-    pub(crate) child: Child,
-    pub(crate) metrics_url: String,
+pub struct Process {
+    pub child: Child,
+    pub metrics_url: String,
 }
 
 impl Rig {
     /// `None` when there is no broker (and `CI` is unset).
-    pub(crate) async fn new(name: &str, sim: SimConfig) -> Option<Self> {
+    pub async fn new(name: &str, sim: SimConfig) -> Option<Self> {
         drop(broker().await?);
         let prefix = unique_name(name);
         let topology = Topology::new(&prefix).expect("topology");
@@ -81,17 +81,17 @@ impl Rig {
     }
 
     /// Worker settings for this rig: tokens for both pages, small limits, the simulator.
-    pub(crate) fn settings(&self) -> WorkerSettings {
+    pub fn settings(&self) -> WorkerSettings {
         settings(&self.amqp, &self.topology, &self.sim)
     }
 
     /// Starts a worker in this process.
-    pub(crate) fn spawn(&self, settings: WorkerSettings) -> InProcess {
+    pub fn spawn(&self, settings: WorkerSettings) -> InProcess {
         spawn(settings)
     }
 
     /// Starts a `herald worker` process on this rig's topology and simulator.
-    pub(crate) fn process(&self, env: &[(&str, &str)], args: &[&str]) -> Process {
+    pub fn process(&self, env: &[(&str, &str)], args: &[&str]) -> Process {
         let graph_url = self.sim.url();
         let mut settings = vec![
             ("HERALD_TOPOLOGY_PREFIX", self.prefix.as_str()),
@@ -119,7 +119,7 @@ impl Rig {
     }
 
     /// Publishes jobs to `<p>.jobs` and waits for every confirm.
-    pub(crate) async fn publish(&self, bodies: &[Vec<u8>]) {
+    pub async fn publish(&self, bodies: &[Vec<u8>]) {
         let mut confirms = Vec::with_capacity(bodies.len());
         for body in bodies {
             let confirm = self
@@ -140,7 +140,7 @@ impl Rig {
     }
 
     /// Reads results until `count` arrived (or `timeout`); returns how many have arrived.
-    pub(crate) async fn wait_results(&mut self, count: usize, timeout: Duration) -> usize {
+    pub async fn wait_results(&mut self, count: usize, timeout: Duration) -> usize {
         if self.results.is_none() {
             let queue = self.topology.results_store_queue();
             let consumer = Consumer::start(&self.connection, &queue, 1000)
@@ -171,7 +171,7 @@ impl Rig {
     }
 
     /// Results so far by job id; panics on a job with two results.
-    pub(crate) fn by_job(&self) -> BTreeMap<String, DeliveryResult> {
+    pub fn by_job(&self) -> BTreeMap<String, DeliveryResult> {
         let mut by_job = BTreeMap::new();
         for result in &self.seen {
             let previous = by_job.insert(result.job_id.clone(), result.clone());
@@ -184,12 +184,12 @@ impl Rig {
         by_job
     }
 
-    pub(crate) fn count(&self, status: ResultStatus) -> usize {
+    pub fn count(&self, status: ResultStatus) -> usize {
         self.seen.iter().filter(|r| r.status == status).count()
     }
 
     /// Deletes the topology and stops the simulator.
-    pub(crate) async fn cleanup(self) {
+    pub async fn cleanup(self) {
         if let Some(consumer) = self.results {
             let _ = consumer.close().await;
         }
@@ -203,11 +203,7 @@ impl Rig {
 }
 
 /// Worker settings on `topology` sending to `sim`: tokens for both pages, small limits.
-pub(crate) fn settings(
-    amqp: &AmqpSettings,
-    topology: &Topology,
-    sim: &SimHandle,
-) -> WorkerSettings {
+pub fn settings(amqp: &AmqpSettings, topology: &Topology, sim: &SimHandle) -> WorkerSettings {
     let tokens: BTreeMap<String, Secret> = [PAGE, OTHER_PAGE]
         .iter()
         .map(|page| ((*page).to_owned(), Secret::new("test-page-token")))
@@ -226,7 +222,7 @@ pub(crate) fn settings(
 }
 
 /// Starts a worker in this process.
-pub(crate) fn spawn(settings: WorkerSettings) -> InProcess {
+pub fn spawn(settings: WorkerSettings) -> InProcess {
     let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
     let tokens = settings.tokens.clone();
     let task = tokio::spawn(herald_worker::run(
@@ -246,7 +242,7 @@ pub(crate) fn spawn(settings: WorkerSettings) -> InProcess {
 
 impl InProcess {
     /// Asks the worker to drain and waits for it; it must stop cleanly.
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.shutdown.cancel();
         self.task
             .await
@@ -256,12 +252,12 @@ impl InProcess {
 }
 
 impl Process {
-    pub(crate) async fn metrics(&self) -> String {
+    pub async fn metrics(&self) -> String {
         scrape(&self.metrics_url).await
     }
 
     /// SIGTERM, then the exit status.
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -281,7 +277,7 @@ impl Drop for Process {
 }
 
 /// GETs a metrics URL and returns the text (empty on failure).
-pub(crate) async fn scrape(url: &str) -> String {
+pub async fn scrape(url: &str) -> String {
     match reqwest::get(url).await {
         Ok(response) => response.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -289,17 +285,17 @@ pub(crate) async fn scrape(url: &str) -> String {
 }
 
 /// The value of one sample (`name{labels} value`) in Prometheus text, if present.
-pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
 
 /// The `max_attempts` of the jobs `job` builds.
-pub(crate) const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// One SendJob v1 as published by the producer: recipient `psid`, expiring in an hour.
-pub(crate) fn job(run: &str, page: &str, external_id: &str, psid: &str) -> Vec<u8> {
+pub fn job(run: &str, page: &str, external_id: &str, psid: &str) -> Vec<u8> {
     job_with(
         run,
         page,
@@ -311,11 +307,11 @@ pub(crate) fn job(run: &str, page: &str, external_id: &str, psid: &str) -> Vec<u
     )
 }
 
-pub(crate) fn hours_from_now(hours: i64) -> OffsetDateTime {
+pub fn hours_from_now(hours: i64) -> OffsetDateTime {
     OffsetDateTime::now_utc() + time::Duration::hours(hours)
 }
 
-pub(crate) fn job_with(
+pub fn job_with(
     run: &str,
     page: &str,
     external_id: &str,
