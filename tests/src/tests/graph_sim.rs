@@ -215,10 +215,12 @@ async fn content_over_meta_limits_is_invalid() {
 }
 
 #[tokio::test]
-async fn over_the_page_rate_the_client_sees_613_with_usage_and_the_window_is_counted() {
+async fn over_the_page_rate_the_client_sees_613_with_the_budget_usage_and_the_window_is_counted() {
     const RATE: u32 = 40;
     let sim = sim(SimConfig {
         rate_per_sec: RATE,
+        // A call budget of 200, so 50 calls are a quarter of it.
+        engaged_users: 1,
         ..SimConfig::default()
     })
     .await;
@@ -244,8 +246,10 @@ async fn over_the_page_rate_the_client_sees_613_with_usage_and_the_window_is_cou
         Some(RATE),
         "highest 1-second window"
     );
+    // The usage headers report the call budget (from 10 % of it on ordinary answers), not
+    // the per-second limit.
     assert!(
-        highest_usage >= 0.5,
+        (0.2..=0.25).contains(&highest_usage),
         "usage headers on ordinary answers ({highest_usage})"
     );
     let error = throttled.expect("some calls were throttled");
@@ -253,9 +257,13 @@ async fn over_the_page_rate_the_client_sees_613_with_usage_and_the_window_is_cou
     assert_eq!(error.verdict().class, ErrorClass::SlowDown);
     let usage = error.usage().expect("usage header with the 613");
     assert!(
-        usage.ratio >= 1.0,
-        "call_count at or over 100 % ({})",
+        (0.2..=0.25).contains(&usage.ratio),
+        "a per-second 613 reports the budget's use ({})",
         usage.ratio
+    );
+    assert!(
+        usage.regain_access.is_none_or(|d| d.is_zero()),
+        "the per-second limit names no regain time: {usage:?}"
     );
     assert_eq!(
         stats.rejected.get(&613).copied(),
