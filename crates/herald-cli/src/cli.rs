@@ -158,6 +158,16 @@ pub(crate) struct SendArgs {
     /// Abort on the first malformed row instead of reporting and skipping it.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// People the campaign's page can message, for the check against Graph's daily call
+    /// budget (200 calls each per 24 h). Default: the store's count for the page.
+    #[arg(long, value_name = "N")]
+    pub(crate) engaged_users: Option<u64>,
+    /// With --dry-run: also say how long the campaign takes at this rate (calls/s).
+    #[arg(long, value_name = "N", requires = "dry_run")]
+    pub(crate) rate: Option<u32>,
+    /// Send even when the campaign needs more calls than the page's daily budget has.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) over_budget: bool,
     /// Start at most one run per KEY (for this campaign, within 7 days): a retry with the same
     /// key prints the run the first start created and publishes nothing; the same key with a
     /// different campaign file or options exits 65.

@@ -1,7 +1,9 @@
 //! The producer: expands a segment into one rendered `SendJob` per user and publishes them with
 //! confirms. Reading segments (`segment`, `source`), deciding per user (`plan`), publishing with
-//! pipelined confirms (`run`) and the resumable run record (`checkpoint`).
+//! pipelined confirms (`run`), the resumable run record (`checkpoint`), and the launch check
+//! against the page's daily call budget (`budget`).
 
+pub mod budget;
 mod checkpoint;
 pub mod dry;
 #[cfg(test)]
@@ -12,6 +14,7 @@ pub mod run;
 pub mod segment;
 mod source;
 
+pub use budget::{Budget, EngagedFrom};
 pub use dry::{DryRun, dry_run, dry_run_store};
 pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SegmentInput, SendSpec};
 pub use segment::{

@@ -146,6 +146,29 @@ impl Store {
         .map_err(query("is_opted_out"))?;
         Ok(opted_out.unwrap_or(false))
     }
+
+    /// At least as many users as `users_for_page(page_id)` yields, in two counts: every user,
+    /// and the unlinked identities on the page.
+    pub async fn audience_bound(&self, page_id: &str) -> Result<u64, StoreError> {
+        let sql = "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM identities \
+                   WHERE page_id = $1 AND external_id IS NULL)";
+        let count: i64 = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(page_id).fetch_one(pool).await
+        })
+        .map_err(query("audience_bound"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// People `page_id` can message as the store knows them: its identities (PSIDs) that have
+    /// not opted out. Graph's daily call budget for a page is counted per such person.
+    pub async fn messageable_count(&self, page_id: &str) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM identities WHERE page_id = $1 AND NOT opted_out";
+        let count: i64 = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(page_id).fetch_one(pool).await
+        })
+        .map_err(query("messageable_count"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
 }
 
 /// One query's worth of users and the phase after it; `None` when the stream is over.

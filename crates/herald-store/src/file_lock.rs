@@ -52,7 +52,7 @@ pub(crate) async fn lock(url: &str) -> Result<Option<OpenLock>, StoreError> {
 }
 
 /// The file a `sqlite:` URL names, unless it is an in-memory database.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
         return None;
     }

@@ -60,6 +60,13 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// False when `url` names a SQLite file that does not exist yet (connecting would create
+    /// it): a command that only reads the store can skip it then. Other databases are taken
+    /// to exist.
+    pub fn exists(url: &Secret) -> bool {
+        file_lock::sqlite_file(url.expose()).is_none_or(|path| path.exists())
+    }
+
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.db.backend()

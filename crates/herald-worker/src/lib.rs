@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use ledger::LedgerSettings;
-pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PageRates, WorkerSettings};
+pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PACING_SHARE, PageRates, WorkerSettings};
 pub use tokens::PageTokens;
 
 use crate::control::Control;

@@ -21,12 +21,8 @@ use herald_graph::Usage;
 use herald_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::PageRates;
+use crate::settings::{PACING_SHARE, PageRates};
 
-/// The share of its ceiling a page is paced at. Graph counts any 1-second span, a token bucket
-/// lets one call more than its rate into some spans, and calls jitter on their way: 2 % keeps
-/// the page under its limit.
-const HEADROOM: f64 = 0.98;
 /// A worker's limiter may let this share of a second of its rate through at once (at least 2
 /// calls), so a wake-up that comes late on a busy machine is caught up instead of lost. It is
 /// the other part of the headroom: at most 99 % of the ceiling in any second.
@@ -348,7 +344,7 @@ fn burst(rate: f64) -> NonZeroU32 {
 /// This worker's share of a page: ceiling × headroom × factor ÷ consumers, never below a
 /// trickle.
 fn share(ceiling: f64, factor: f64, consumers: u32) -> f64 {
-    (ceiling * HEADROOM * factor / f64::from(consumers.max(1))).max(0.01)
+    (ceiling * PACING_SHARE * factor / f64::from(consumers.max(1))).max(0.01)
 }
 
 /// The share of the ceiling left by a page's call budget `used` (1.0 = all of it): all of it

@@ -13,6 +13,11 @@ use crate::{LedgerSettings, PageTokens};
 /// Meta's recommended ceiling for a page with a large audience (docs/messenger-platform.md §4.1).
 pub const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
 
+/// The share of its ceiling a page is paced at. Graph counts any 1-second span, a token bucket
+/// lets a call more than its rate into some spans, and calls jitter on their way: 2 % keeps the
+/// page under its limit (`pace.rs`). A campaign's send time is computed at this share.
+pub const PACING_SHARE: f64 = 0.98;
+
 /// One worker's settings.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

@@ -11,6 +11,7 @@ mod graph_sim;
 mod house;
 mod house_amqp;
 mod input_limits;
+mod launch_check;
 mod live_status;
 mod producer;
 mod producer_store;

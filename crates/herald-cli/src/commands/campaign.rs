@@ -1,6 +1,6 @@
 //! `herald campaign send` and `--dry-run`: load and validate the campaign (every problem listed,
-//! exit 64/65, nothing published), pick the segment, then run the producer with a progress line
-//! and a summary. The run id is printed first because it is what `--resume` takes.
+//! exit 64/65, nothing published), pick the segment, check it against the page's daily call
+//! budget (`launch.rs`), then run the producer with a progress line and a summary. The run id is printed first because it is what `--resume` takes.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +16,7 @@ use herald_server::ops::start_key::StartKey;
 use herald_store::Store;
 
 use crate::cli::SendArgs;
+use crate::commands::launch::Launch;
 use crate::commands::{amqp_settings, progress, topology_for};
 use crate::config::Config;
 
@@ -41,7 +42,14 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
             },
         };
         return match report {
-            Ok(report) => print_dry_run(&report),
+            Ok(report) => {
+                print_dry_run(&report);
+                Launch::gather(config, &campaign, args.engaged_users)
+                    .await
+                    .print(report.jobs, args.rate);
+                out("dry run: nothing was published");
+                ExitCode::SUCCESS
+            }
             Err(error) => producer_failed(&error),
         };
     }
@@ -52,6 +60,16 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
+    if args.resume.is_none() && !args.over_budget {
+        let launch = Launch::gather(config, &campaign, args.engaged_users).await;
+        if let Err(refusal) = launch
+            .refuse_over_budget(&campaign, &segment, &store, args.strict)
+            .await
+        {
+            eprintln!("herald: {refusal}");
+            return ExitCode::from(65);
+        }
+    }
     let key = match &args.idempotency_key {
         None => None,
         Some(key) => match claim_key(key, &args, &campaign, &store).await {
@@ -203,7 +221,7 @@ pub(crate) fn segment_input(
     }
 }
 
-fn print_dry_run(report: &DryRun) -> ExitCode {
+fn print_dry_run(report: &DryRun) {
     out(&format!("rows: {}", report.rows));
     out(&format!("audience (jobs): {}", report.jobs));
     out(&format!("filtered out: {}", report.filtered));
@@ -217,8 +235,6 @@ fn print_dry_run(report: &DryRun) -> ExitCode {
     for (index, sample) in report.samples.iter().enumerate() {
         out(&format!("sample {}: {sample}", index + 1));
     }
-    out("dry run: nothing was published");
-    ExitCode::SUCCESS
 }
 
 fn producer_failed(error: &ProducerError) -> ExitCode {

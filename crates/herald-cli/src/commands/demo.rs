@@ -74,7 +74,7 @@ pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
     ));
     out(&format!(
         "Sending {} personalised messages through {broker} with {} worker(s)...",
-        summary::thousands(sample.users),
+        crate::commands::text::thousands(sample.users),
         args.workers
     ));
     let shutdown = CancellationToken::new();
