@@ -41,13 +41,6 @@ impl Fault {
     }
 }
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The cluster node (1..=3) that leads `queue`.
 fn leader_of(queue: &str) -> usize {
     let listed = ctl(1, &["list_queues", "name", "leader", "--no-table-headers"]);
@@ -66,16 +59,15 @@ async fn a_campaign_survives_everything_failing_at_once() {
     let Some(url) = cluster_url() else {
         return;
     };
-    let users = setting("HERALD_CHAOS_USERS", 6_000);
-    let rate = u32::try_from(setting("HERALD_CHAOS_RATE", 300)).expect("rate");
     herald_tests::postgres::in_new_schema(|database| async move {
-        let options = Options {
-            amqp_url: Some(url),
-            users,
-            rate,
-            receipts: true,
-            ..Options::new("test-chaos", database.clone())
-        };
+        let options = Options::on_cluster(
+            "test-chaos",
+            database.clone(),
+            url,
+            ("HERALD_CHAOS_USERS", 6_000),
+            ("HERALD_CHAOS_RATE", 300),
+        );
+        let (users, rate) = (options.users, options.rate);
         let Some(mut fleet) = Fleet::start(options).await else {
             return;
         };

@@ -67,6 +67,26 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// A campaign on the test cluster (`url`) with receipts, of `users` users at `rate` a
+    /// second unless the environment variables `users_var` and `rate_var` say otherwise (the
+    /// long runs of `scripts/`).
+    pub(crate) fn on_cluster(
+        name: &'static str,
+        database: Secret,
+        url: String,
+        (users_var, users): (&str, u64),
+        (rate_var, rate): (&str, u64),
+    ) -> Self {
+        let rate = u32::try_from(setting(rate_var, rate)).expect("rate");
+        Self {
+            amqp_url: Some(url),
+            users: setting(users_var, users),
+            rate,
+            receipts: true,
+            ..Self::new(name, database)
+        }
+    }
+
     pub(crate) fn new(name: &'static str, database: Secret) -> Self {
         Self {
             name,
@@ -385,6 +405,14 @@ impl Fleet {
         drop(self.database);
         self.sim.shutdown().await;
     }
+}
+
+/// The number in environment variable `name`, else `default`.
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The run's directory (campaign, segment, each process's log): removed afterwards unless

@@ -86,6 +86,14 @@ fn pacing(rig: &Rig, jobs: usize, first_psid: usize) -> Pacing {
     }
 }
 
+/// Stops every worker (each must exit 0) and deletes the rig's topology.
+async fn finish(rig: Rig, workers: Vec<Process>) {
+    for worker in workers {
+        assert!(worker.terminate().success());
+    }
+    rig.cleanup().await;
+}
+
 fn check(what: &str, pacing: &Pacing) {
     let Pacing {
         mean,
@@ -117,10 +125,7 @@ async fn one_worker_keeps_a_page_at_its_limit() {
     assert_eq!(rig.wait_results(JOBS, Duration::from_secs(120)).await, JOBS);
     assert_eq!(rig.count(ResultStatus::Sent), JOBS);
     check("one worker", &pacing(&rig, JOBS, 100_000));
-    for worker in workers {
-        assert!(worker.terminate().success());
-    }
-    rig.cleanup().await;
+    finish(rig, workers).await;
 }
 
 #[tokio::test]
@@ -148,10 +153,7 @@ async fn a_fleet_keeps_a_page_at_its_limit_while_a_worker_joins() {
         "three workers, a fourth joining",
         &pacing(&rig, JOBS, 200_000),
     );
-    for worker in workers {
-        assert!(worker.terminate().success());
-    }
-    rig.cleanup().await;
+    finish(rig, workers).await;
 }
 
 /// A budget of 200 × 2 = 400 calls per 60 s: the page sends 400 of 600 jobs at its limit, then
@@ -200,8 +202,5 @@ async fn a_spent_call_budget_pauses_the_page_until_it_regains_access() {
         .is_some_and(|n| n > 0.0),
         "jobs waited in a retry tier while the page was paused:\n{metrics}"
     );
-    for worker in workers {
-        assert!(worker.terminate().success());
-    }
-    rig.cleanup().await;
+    finish(rig, workers).await;
 }

@@ -109,29 +109,21 @@ impl Drop for Sampler {
     }
 }
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::test]
 async fn a_long_campaign_runs_in_flat_memory() {
     let _serial = crate::SERIAL.lock().await;
     let Some(url) = cluster_url() else {
         return;
     };
-    let users = setting("HERALD_SOAK_USERS", 20_000);
-    let rate = u32::try_from(setting("HERALD_SOAK_RATE", 2_000)).expect("rate");
     herald_tests::postgres::in_new_schema(|database| async move {
-        let options = Options {
-            amqp_url: Some(url),
-            users,
-            rate,
-            receipts: true,
-            ..Options::new("test-soak", database)
-        };
+        let options = Options::on_cluster(
+            "test-soak",
+            database,
+            url,
+            ("HERALD_SOAK_USERS", 20_000),
+            ("HERALD_SOAK_RATE", 2_000),
+        );
+        let (users, rate) = (options.users, options.rate);
         let Some(fleet) = Fleet::start(options).await else {
             return;
         };
