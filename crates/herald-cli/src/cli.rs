@@ -69,6 +69,15 @@ pub(crate) enum Command {
     /// Signed refs for m.me links and plugins (HERALD_REF_SECRET).
     #[command(subcommand)]
     Refs(RefsCommand),
+    /// Print a completion script for a shell, e.g. `herald completions bash >
+    /// /etc/bash_completion.d/herald`.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `herald man > /usr/local/share/man/man1/herald.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]

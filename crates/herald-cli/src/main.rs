@@ -18,6 +18,9 @@ use crate::config::{Config, Overrides};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = commands::standalone(&cli.command) {
+        return code;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let format_name = cli
         .global

@@ -4,6 +4,7 @@ mod campaign;
 mod control;
 mod dead;
 mod demo;
+mod docs;
 mod launch;
 mod ops;
 mod progress;
@@ -19,6 +20,8 @@ mod users;
 mod worker;
 
 use std::process::ExitCode;
+
+pub(crate) use docs::standalone;
 
 use herald_server::ops::control::Command as Control;
 use herald_server::ops::dead::Filter as DeadFilter;
@@ -73,6 +76,10 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
             dead::replay(filter, &config).await
         }
         Command::Demo(args) => demo::run(args, &config).await,
+        // `main` runs these before reading the configuration.
+        command @ (Command::Completions { .. } | Command::Man) => {
+            standalone(&command).unwrap_or(ExitCode::SUCCESS)
+        }
     }
 }
 
