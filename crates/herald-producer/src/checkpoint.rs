@@ -8,7 +8,7 @@ use herald_core::campaign::Campaign;
 use herald_store::{AudienceCursor, NewRun, RunProgress, RunState, Store, StoreError};
 use time::OffsetDateTime;
 
-use crate::run::ProducerError;
+use crate::spec::ProducerError;
 
 /// A run's record as the producer advances it.
 pub(crate) struct Checkpoint {

@@ -10,8 +10,8 @@ use herald_store::Store;
 use time::OffsetDateTime;
 
 use crate::plan::{Planned, Planner};
-use crate::run::ProducerError;
 use crate::segment::{ReadError, SegmentReader};
+use crate::spec::ProducerError;
 
 /// How many rendered requests a dry run shows.
 const SAMPLES: usize = 3;

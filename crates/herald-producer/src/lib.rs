@@ -13,11 +13,13 @@ pub mod plan;
 pub mod run;
 pub mod segment;
 mod source;
+mod spec;
 
 pub use budget::{Budget, EngagedFrom};
 pub use dry::{DryRun, dry_run, dry_run_store};
-pub use run::{CHECKPOINT_EVERY_ROWS, ProducerError, Run, SegmentInput, SendSpec};
+pub use run::{CHECKPOINT_EVERY_ROWS, Run};
 pub use segment::{
     MAX_LINE_BYTES, ReadError, Row, RowError, SegmentError, SegmentFormat, SegmentReader,
 };
 pub use source::Progress;
+pub use spec::{ProducerError, SegmentInput, SendSpec};

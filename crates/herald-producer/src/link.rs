@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use herald_amqp::{AmqpError, Connection, Headers, PendingConfirm, Publisher, connect};
 use tracing::warn;
 
-use crate::run::{ProducerError, SendSpec, Tracked};
+use crate::spec::{ProducerError, SendSpec};
 
 /// Reconnection attempts after a lost connection (each `connect` retries with backoff itself).
 const RECONNECTS: u32 = 5;
@@ -166,4 +166,21 @@ impl Link {
         let _ = self.publisher.close().await;
         let _ = self.connection.close().await;
     }
+}
+
+/// A row in flight: what it became, and its message until the broker confirms it.
+pub(crate) struct Tracked {
+    pub(crate) line: u64,
+    pub(crate) cursor: Option<String>,
+    pub(crate) kind: Kind,
+    pub(crate) message: Option<Message>,
+}
+
+/// What a row became.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Job,
+    Skip(&'static str),
+    Malformed,
+    Filtered,
 }

@@ -6,20 +6,18 @@
 //! drops, the unconfirmed tail is republished (same job ids) on a new connection.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_amqp::{AmqpError, AmqpSettings, SEND_ROUTING_KEY, Topology};
-use herald_core::campaign::Campaign;
-use herald_store::{RunProgress, Store, StoreError};
+use herald_amqp::SEND_ROUTING_KEY;
+use herald_store::RunProgress;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::checkpoint::Checkpoint;
-use crate::link::{Link, Message};
-use crate::segment::{RowError, SegmentError};
+use crate::link::{Kind, Link, Message, Tracked};
 use crate::source::{self, Item, Progress, SourcePlan, StorePlan};
+use crate::spec::{ProducerError, SegmentInput, SendSpec};
 
 /// The run record is saved at least this often...
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -33,88 +31,6 @@ fn epoch_ms(at: OffsetDateTime) -> i64 {
 
 /// Malformed rows logged one by one; past this only the count grows (the summary has it).
 const MALFORMED_LOGGED: u64 = 100;
-
-/// Where a run's users come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SegmentInput {
-    /// A CSV or JSONL file.
-    File(PathBuf),
-    /// The store's users on the campaign's page (`segment.source = "store"`).
-    Store,
-}
-
-impl SegmentInput {
-    /// How the run record names it: the path as given, or `store`.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File(path) => path.display().to_string(),
-            Self::Store => "store".to_owned(),
-        }
-    }
-}
-
-/// Everything a run needs.
-pub struct SendSpec {
-    /// The validated campaign.
-    pub campaign: Arc<Campaign>,
-    /// Where the users come from.
-    pub segment: SegmentInput,
-    /// Resume this run instead of starting a new one.
-    pub resume: Option<String>,
-    /// Abort on the first malformed row.
-    pub strict: bool,
-    /// Where and how to connect.
-    pub amqp: AmqpSettings,
-    /// Exchange and queue names.
-    pub topology: Topology,
-    /// Where run records live (and the users, for a store segment).
-    pub store: Store,
-}
-
-/// Why a run stopped before the end of its segment.
-#[derive(Debug, thiserror::Error)]
-pub enum ProducerError {
-    /// The segment cannot be read at all.
-    #[error(transparent)]
-    Segment(#[from] SegmentError),
-    /// `--strict` and a row is malformed.
-    #[error("malformed row ({0}); stopped because of --strict")]
-    Malformed(RowError),
-    /// The store (run records, or the audience) failed.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// `--resume` with a run the store does not have.
-    #[error("no run {run_id} in the store (is HERALD_DATABASE_URL the one it was started with?)")]
-    UnknownRun {
-        /// The run asked for.
-        run_id: String,
-    },
-    /// `--resume` with a cancelled run.
-    #[error("run {run_id} was cancelled; start a new run instead of resuming it")]
-    Cancelled {
-        /// The run.
-        run_id: String,
-    },
-    /// The run to resume belongs to another campaign.
-    #[error("run {run_id} belongs to campaign {expected}, not {found}")]
-    WrongCampaign {
-        /// The run.
-        run_id: String,
-        /// Its campaign.
-        expected: String,
-        /// The campaign given now.
-        found: String,
-    },
-    /// The broker refused or lost messages and could not be recovered.
-    #[error("broker: {0}")]
-    Amqp(Box<AmqpError>),
-}
-
-impl From<AmqpError> for ProducerError {
-    fn from(error: AmqpError) -> Self {
-        Self::Amqp(Box::new(error))
-    }
-}
 
 /// A prepared run: its id is known before anything is published.
 pub struct Run {
@@ -135,21 +51,6 @@ struct Pipeline {
     /// the send ledger before sending them.
     maybe_published: u64,
     resumed_at_ms: i64,
-}
-
-pub(crate) struct Tracked {
-    pub(crate) line: u64,
-    cursor: Option<String>,
-    kind: Kind,
-    pub(crate) message: Option<Message>,
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Job,
-    Skip(&'static str),
-    Malformed,
-    Filtered,
 }
 
 impl Run {

@@ -2,7 +2,7 @@
 //! queue with manual acks, and store what the deliveries say in batches. A lost connection is
 //! re-opened; only a broker failure that reconnecting cannot fix (refused login, topology
 //! mismatch) ends the loop. What a delivery means is the `Handler`'s business (`ingest.rs`,
-//! `results.rs`); the lanes that batch its writes are `lane.rs`.
+//! `results.rs`, the trait in `handler.rs`); the lanes that batch its writes are `lane.rs`.
 //!
 //! The flow of one delivery:
 //! - `Handler::read` turns its bytes into items (a result, the events of a webhook body), or
@@ -19,24 +19,20 @@
 //!   narrowed down by halving the batch: the refused item's delivery is dead-lettered with the
 //!   reason, the others are stored.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use herald_amqp::{AmqpError, AmqpSettings, Consumer, Delivery, Headers, Publisher, Topology};
-use herald_core::ControlMessage;
-use herald_store::{Batch, Store, StoreError};
+use herald_amqp::{AmqpError, AmqpSettings, Consumer, Delivery, Publisher, Topology};
 use herald_telemetry::Metrics;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::freshness::{InFlight, Ticket};
-use crate::lane::{Entry, Lane};
+use crate::handler::{Entry, Handler, Pending};
+use crate::lane::Lane;
 
 /// First pause before reconnecting; doubles up to `RECONNECT_MAX`.
 const RECONNECT_MIN: Duration = Duration::from_secs(1);
@@ -60,97 +56,6 @@ pub enum ConsumeError {
         /// The broker's failure.
         error: AmqpError,
     },
-}
-
-/// One consumer's meaning of its deliveries.
-pub(crate) trait Handler: Send + Sync + 'static {
-    /// `ingest` or `results`: the `consumer` metric label and log field.
-    const NAME: &'static str;
-
-    /// One unit of store work read from a delivery.
-    type Item: Send + Sync + 'static;
-
-    /// What a written batch reports once it is committed (e.g. counts for metrics).
-    type Report: Send;
-
-    /// The queue it reads.
-    fn queue(topology: &Topology) -> String;
-
-    /// The store it writes to.
-    fn store(&self) -> &Store;
-
-    /// How many lanes write at once. SQLite has one writer, so more lanes would only queue on
-    /// its lock; PostgreSQL commits concurrent transactions in parallel.
-    fn lanes(&self) -> usize {
-        match self.store().backend() {
-            herald_store::Backend::Sqlite => 1,
-            herald_store::Backend::Postgres => 4,
-        }
-    }
-
-    /// Reads one delivery into the items it holds, in order; `Err` says why it is poison (the
-    /// reason names fields, never values).
-    fn read(&self, body: &[u8], headers: &Headers) -> Result<Vec<Self::Item>, String>;
-
-    /// Items with the same key are written in delivery order, by one lane.
-    fn lane_key(item: &Self::Item) -> u64;
-
-    /// Writes `items` into `batch` (the caller commits it) and returns the control messages to
-    /// publish before the deliveries are acked. An item's `again` is true when it may have been
-    /// written before (its delivery was redelivered, or an earlier try of this batch failed):
-    /// dedupe must then not skip work an interrupted try may not have finished.
-    fn write(
-        &self,
-        batch: &mut Batch,
-        items: &[Entry<Self::Item>],
-    ) -> impl Future<Output = Result<(Vec<ControlMessage>, Self::Report), StoreError>> + Send;
-
-    /// Called once the batch that produced `report` is committed.
-    fn committed(&self, report: Self::Report);
-
-    /// The deliveries in hand, which the send ledger waits for (`freshness.rs`).
-    fn in_flight(&self) -> &Arc<InFlight>;
-}
-
-/// A delivery whose items are in lanes: acked when the last of them is written.
-pub(crate) struct Pending {
-    delivery: Delivery,
-    remaining: AtomicUsize,
-    poison: std::sync::Mutex<Option<String>>,
-    /// Open while the delivery is in hand.
-    _ticket: Ticket,
-}
-
-impl Pending {
-    fn new(delivery: Delivery, items: usize, poison: Option<String>, ticket: Ticket) -> Arc<Self> {
-        Arc::new(Self {
-            _ticket: ticket,
-            delivery,
-            remaining: AtomicUsize::new(items),
-            poison: std::sync::Mutex::new(poison),
-        })
-    }
-
-    /// Whether the broker may have handed this delivery out before.
-    pub(crate) fn redelivered(&self) -> bool {
-        self.delivery.redelivered()
-    }
-
-    /// Marks the delivery poison: when its last item is done it is dead-lettered, not stored.
-    pub(crate) fn poison(&self, reason: String) {
-        if let Ok(mut poison) = self.poison.lock() {
-            poison.get_or_insert(reason);
-        }
-    }
-
-    /// One item is done; true when it was the last.
-    pub(crate) fn item_done(&self) -> bool {
-        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
-    }
-
-    fn poison_reason(&self) -> Option<String> {
-        self.poison.lock().ok().and_then(|poison| poison.clone())
-    }
 }
 
 /// What a consumer runs on: the broker, its names, the metrics and the shutdown signal.
@@ -392,18 +297,4 @@ fn lane_ended(ended: Result<Result<(), AmqpError>, tokio::task::JoinError>) -> E
             Ended::Lane(panic.to_string())
         }
     }
-}
-
-/// The error's sources, joined: sqlx's own explanation lives there.
-pub(crate) fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = String::new();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }

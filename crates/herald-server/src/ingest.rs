@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler, Wiring};
+use crate::consume::{self, Wiring};
 use crate::freshness::InFlight;
-use crate::lane::Entry;
+use crate::handler::Entry;
+use crate::handler::Handler;
 use crate::webhook::{SignatureError, parse_signature, verify_body};
 
 use apply::Applied;

@@ -21,32 +21,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::consume::{Handler, Pending, causes};
+use crate::handler::{Entry, Handler, Pending, causes};
 
 /// Most items in one store transaction.
 pub(crate) const BATCH_MAX: usize = 500;
 /// First pause after a store failure; it doubles up to `STORE_BACKOFF_MAX`.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// One item on its way to the store, with the delivery it came from.
-pub(crate) struct Entry<I> {
-    /// The item.
-    pub(crate) item: I,
-    /// It may have been written before (see `Handler::write`).
-    pub(crate) again: bool,
-    pending: Arc<Pending>,
-}
-
-impl<I> Entry<I> {
-    pub(crate) fn new(item: I, again: bool, pending: Arc<Pending>) -> Self {
-        Self {
-            item,
-            again,
-            pending,
-        }
-    }
-}
 
 /// One lane's task state.
 pub(crate) struct Lane<H: Handler> {

@@ -8,6 +8,7 @@ mod consume;
 pub mod freshness;
 #[cfg(test)]
 mod fuzz;
+mod handler;
 mod http;
 pub mod ingest;
 mod lane;

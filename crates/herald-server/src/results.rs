@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::ConsumeError;
-use crate::consume::{self, Handler, Wiring};
+use crate::consume::{self, Wiring};
 use crate::freshness::InFlight;
-use crate::lane::Entry;
+use crate::handler::Entry;
+use crate::handler::Handler;
 
 /// Run ids remembered as checked (known, or warned about) before the set starts over.
 const RUNS_REMEMBERED: usize = 10_000;

@@ -10,10 +10,10 @@ use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::events::Event;
 use crate::events::Item;
 use crate::http::{self, Answer, json, sim_error, unix_ms};
 use crate::stats::message_id;
-use crate::webhook::Event;
 
 const MAX_ADMIN_BODY: usize = 1 << 20;
 

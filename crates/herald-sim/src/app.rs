@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
+use crate::events::{self, Event};
 use crate::live::Live;
 use crate::stats::State;
-use crate::webhook::{self, Event};
 
 /// Shared by the accept loop, every connection and the webhook task.
 pub(crate) struct App {
@@ -29,7 +29,7 @@ impl App {
         config: SimConfig,
         cancel: CancellationToken,
     ) -> (Arc<Self>, mpsc::Receiver<Event>) {
-        let (tx, rx) = mpsc::channel(webhook::QUEUE);
+        let (tx, rx) = mpsc::channel(events::QUEUE);
         let app = Self {
             live: RwLock::new(Arc::new(Live::new(config, HashSet::new()))),
             state: Mutex::new(State::default()),

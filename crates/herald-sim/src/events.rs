@@ -1,6 +1,7 @@
 //! Webhook payloads as Meta sends them (docs/messenger-platform.md §5.2-5.4): the `object: page`
 //! envelope with batched `entry`/`messaging` arrays, Meta's escaped-unicode JSON, and the
-//! `X-Hub-Signature-256` value over the exact bytes. Scheduling and POSTing are in `webhook.rs`.
+//! `X-Hub-Signature-256` value over the exact bytes, and the `Event`s the Send API and
+//! `/_sim/inbound` queue for them. Scheduling and POSTing are in `webhook.rs`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,6 +9,24 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+/// Queue bound; events beyond it are counted as dropped.
+pub(crate) const QUEUE: usize = 65_536;
+
+/// What the Send API and `/_sim/inbound` hand to the webhook task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A message was accepted: schedule its receipts and its echo, as configured.
+    Accepted {
+        page: Arc<str>,
+        psid: String,
+        mid: String,
+        metadata: Option<String>,
+        at_ms: i64,
+    },
+    /// Post this event now.
+    Now(Item),
+}
 
 /// One messaging event waiting to be posted.
 #[derive(Debug, Clone, PartialEq, Eq)]

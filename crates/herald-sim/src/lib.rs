@@ -157,7 +157,7 @@ impl SimHandle {
             reference: reference.map(str::to_owned),
             at_ms: http::unix_ms(),
         };
-        self.app.enqueue(webhook::Event::Now(item)).then_some(mid)
+        self.app.enqueue(events::Event::Now(item)).then_some(mid)
     }
 
     /// Stops accepting, lets in-flight calls finish (held calls are dropped) and waits.

@@ -16,13 +16,13 @@ use serde_json::Value;
 use crate::app::App;
 use crate::auth::{self, Credentials, PageRef};
 use crate::config::PsidOutcome;
+use crate::events::Event;
 use crate::faults::{self, Fault, pause};
 use crate::graph_error::GraphError;
 use crate::http::{self, Answer, MAX_BODY_BYTES, unix_ms};
 use crate::limits::usage_header;
 use crate::stats::{Admission, Decision, message_id};
 use crate::validate::{self, Validated};
-use crate::webhook::Event;
 
 /// Answers one Send API call. An `Err` closes the connection without an answer (held calls).
 pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Answer, io::Error> {

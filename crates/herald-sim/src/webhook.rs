@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::app::App;
-use crate::events::{self, Item};
+use crate::events::{self, Event, Item};
 use crate::faults::pause;
 use crate::http::unix_ms;
 
@@ -30,24 +30,6 @@ const POST_TIMEOUT: Duration = Duration::from_secs(20);
 /// (docs/messenger-platform.md §5.3). With POSTs one at a time, a smaller batch would make the
 /// echoes of a fast campaign fall further and further behind the sends.
 const MAX_BATCH: usize = 1_000;
-/// Queue bound; events beyond it are counted as dropped.
-pub(crate) const QUEUE: usize = 65_536;
-
-/// What the Send API and `/_sim/inbound` hand to the webhook task.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// A message was accepted: schedule its receipts and its echo, as configured.
-    Accepted {
-        page: Arc<str>,
-        psid: String,
-        mid: String,
-        metadata: Option<String>,
-        at_ms: i64,
-    },
-    /// Post this event now.
-    Now(Item),
-}
-
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 struct Due {

@@ -3,7 +3,7 @@
 //! database errors keep sqlx's error as the source.
 
 use crate::backend::Backend;
-use crate::runs::RunState;
+use crate::run_state::RunState;
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ mod file_lock;
 mod identities;
 mod migrate;
 mod run_starts;
+mod run_state;
 mod runs;
 mod stamp;
 mod users;
@@ -33,7 +34,8 @@ pub use echoes::Echo;
 pub use error::StoreError;
 pub use identities::Link;
 pub use run_starts::RunStart;
-pub use runs::{NewRun, RunProgress, RunRecord, RunState};
+pub use run_state::RunState;
+pub use runs::{NewRun, RunProgress, RunRecord};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 
 use herald_core::Secret;

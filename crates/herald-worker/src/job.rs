@@ -1,6 +1,7 @@
 //! One delivery from start to ack: parse (poison goes to dead), expiry and control checks, the
 //! page's limiter, one Graph call under the concurrency bound, the verdict, then `settle`. Holding a
-//! job back never waits here: it goes to a retry tier. Sessions and reconnects are `session.rs`.
+//! job back never waits here: it goes to a retry tier. Sessions and reconnects are `session.rs`,
+//! what the deliveries share `context.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,50 +10,18 @@ use bytes::Bytes;
 use herald_amqp::{Delivery, Publisher, Topology};
 use herald_core::clock::now_ms;
 use herald_core::{ControlAction, ControlMessage, ErrorClass, ResultStatus, SendJob};
-use herald_graph::{GraphClient, SendError};
+use herald_graph::SendError;
 use herald_telemetry::Metrics;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::WorkerSettings;
-use crate::control::{Control, RunGate};
-use crate::pace::{Admission, Answer, Pacers};
+use crate::context::{Link, Shared};
+use crate::control::RunGate;
+use crate::pace::{Admission, Answer};
 use crate::parse::parse_job;
 use crate::plan::{self, Failure, Step};
-use crate::settle::{Settler, Unsettled, deferrals};
+use crate::settle::{Settler, deferrals};
 use crate::verify::{Checked, Verifier};
-
-/// What every delivery of every session shares.
-pub(crate) struct Shared {
-    pub(crate) settings: WorkerSettings,
-    pub(crate) graph: GraphClient,
-    pub(crate) metrics: Metrics,
-    pub(crate) control: Arc<Control>,
-    pub(crate) pacers: Pacers,
-    pub(crate) sends: Semaphore,
-    pub(crate) unsettled: Unsettled,
-    pub(crate) verifier: Verifier,
-}
-
-/// What the deliveries of one broker connection share.
-pub(crate) struct Link {
-    /// Confirmed publishers on channels of their own, used in turn: a publisher's confirms wait
-    /// behind everything queued on its channel, so one deep channel makes every ack late.
-    pub(crate) publishers: Vec<Arc<Publisher>>,
-    pub(crate) turn: std::sync::atomic::AtomicUsize,
-    /// Cancelled when the session ends: jobs not yet sending give up and stay unacked.
-    pub(crate) stop: CancellationToken,
-}
-
-impl Link {
-    /// The next publisher in turn.
-    pub(crate) fn publisher(&self) -> &Publisher {
-        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &self.publishers[turn % self.publishers.len()]
-    }
-}
 
 /// Processes one delivery to its ack (or leaves it unacked when the session stops first).
 pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Delivery) {

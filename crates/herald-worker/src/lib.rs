@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod context;
 mod control;
 mod job;
 mod ledger;
@@ -39,8 +40,8 @@ pub use ledger::LedgerSettings;
 pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PACING_SHARE, PageRates, WorkerSettings};
 pub use tokens::PageTokens;
 
+use crate::context::Shared;
 use crate::control::Control;
-use crate::job::Shared;
 use crate::ledger::Ledger;
 use crate::pace::Pacers;
 use crate::settle::Unsettled;

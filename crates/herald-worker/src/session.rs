@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::WorkerError;
+use crate::context::{Link, Shared};
 use crate::control;
-use crate::job::{Link, Shared, announce, handle};
+use crate::job::{announce, handle};
 
 /// How long replaying the control log may take before the session is abandoned.
 const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);

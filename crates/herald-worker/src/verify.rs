@@ -26,7 +26,7 @@ use herald_core::clock::now_ms;
 use herald_core::{ResultStatus, SendJob};
 use tracing::{info, warn};
 
-use crate::job::Shared;
+use crate::context::Shared;
 use crate::ledger::{Entry, Ledger, LedgerError};
 use crate::plan::{self, Step};
 

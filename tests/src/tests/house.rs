@@ -132,3 +132,111 @@ fn the_platform_reference_has_its_cited_sections() {
         );
     }
 }
+
+/// A crate's module path of a source file under `src/` (`embedded/consumer.rs` →
+/// `embedded::consumer`, `run/mod.rs` → `run`, `lib.rs` → the root, ``).
+fn module_of(relative: &Path) -> String {
+    let mut parts: Vec<String> = relative
+        .with_extension("")
+        .iter()
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The modules of `modules` that `source` names through `crate::` paths (each the longest
+/// module path the name starts with; the crate root is left out, it re-exports everything).
+fn imports(source: &str, modules: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in source.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        for (at, _) in line.match_indices("crate::") {
+            let path: String = line[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let best = modules
+                .iter()
+                .filter(|m| !m.is_empty() && (path == **m || path.starts_with(&format!("{m}::"))))
+                .max_by_key(|m| m.len());
+            if let Some(module) = best {
+                found.push(module.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Whether `a` contains `b` or `b` contains `a` (a parent and its child may name each other).
+fn nested(a: &str, b: &str) -> bool {
+    a.starts_with(&format!("{b}::")) || b.starts_with(&format!("{a}::")) || a == b
+}
+
+#[test]
+fn no_modules_of_a_crate_import_each_other_in_a_circle() {
+    let root = root();
+    let mut circles = Vec::new();
+    let mut crates: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for path in repository_files() {
+        let text = path.to_string_lossy().into_owned();
+        let mut parts = text.splitn(4, '/');
+        let (Some("crates"), Some(name), Some("src"), Some(rest)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if !rest.ends_with(".rs") {
+            continue;
+        }
+        let Ok(source) = std::fs::read_to_string(root.join(&path)) else {
+            continue;
+        };
+        let module = module_of(Path::new(rest));
+        crates
+            .entry(name.to_owned())
+            .or_default()
+            .push((module, source));
+    }
+    assert!(crates.len() >= 8, "found only {} crates", crates.len());
+    for (name, files) in &crates {
+        let modules: Vec<String> = files.iter().map(|(m, _)| m.clone()).collect();
+        let mut edges: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        for (module, source) in files {
+            for target in imports(source, &modules) {
+                if !nested(module, &target) {
+                    edges.entry(module).or_default().insert(target);
+                }
+            }
+        }
+        // A circle is a module reachable from itself.
+        for start in edges.keys() {
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.to_string(), vec![])];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some((at, trail)) = stack.pop() {
+                for next in edges.get(at.as_str()).into_iter().flatten() {
+                    let mut trail = trail.clone();
+                    trail.push(next.clone());
+                    if next == start {
+                        circles.push(format!("{name}: {start} → {}", trail.join(" → ")));
+                    } else if seen.insert(next.clone()) {
+                        stack.push((next.clone(), trail));
+                    }
+                }
+            }
+        }
+    }
+    circles.sort();
+    circles.dedup();
+    assert!(
+        circles.is_empty(),
+        "move what both sides need into a module of its own:\n{}",
+        circles.join("\n")
+    );
+}

@@ -2,7 +2,6 @@
 //! exit 64/65, nothing published), pick the segment, check it against the page's daily call
 //! budget (`launch.rs`), then run the producer with a progress line and a summary. The run id is printed first because it is what `--resume` takes.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use herald_store::Store;
 
 use crate::cli::SendArgs;
 use crate::commands::launch::Launch;
+use crate::commands::text::out;
 use crate::commands::{amqp_settings, progress, topology_for};
 use crate::config::Config;
 
@@ -255,11 +255,4 @@ fn producer_failed(error: &ProducerError) -> ExitCode {
         );
     }
     ExitCode::from(code)
-}
-
-/// Command output on stdout, one line at a time (logs go to stderr).
-pub(crate) fn out(line: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
-    let _ = stdout.flush();
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use herald_server::ops::control::{self, Command};
 
-use crate::commands::campaign::out;
 use crate::commands::ops::{broker, existing_store, failed};
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) async fn run(command: Command, config: &Config) -> ExitCode {

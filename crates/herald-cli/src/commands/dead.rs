@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use herald_server::ops::dead::{self, Filter, Page};
 
-use crate::commands::campaign::out;
 use crate::commands::ops::{broker, failed};
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) async fn list(filter: Filter, config: &Config) -> ExitCode {

@@ -24,8 +24,9 @@ use herald_worker::{PageRates, PageTokens, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
-use crate::commands::campaign::{load_campaign, out};
+use crate::commands::campaign::load_campaign;
 use crate::commands::run::{Delivered, Delivery, Failed, Workers, amqp_flag, deliver};
+use crate::commands::text::out;
 use crate::config::Config;
 use fleet::Fleet;
 use sample::{PAGE_ID, PAGE_TOKEN, Sample};

@@ -16,7 +16,7 @@ use herald_producer::{SegmentInput, dry_run, dry_run_store};
 use herald_store::Store;
 use herald_worker::PACING_SHARE;
 
-use crate::commands::campaign::out;
+use crate::commands::text::out;
 use crate::commands::text::thousands;
 use crate::config::Config;
 

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use herald_server::ops::refs::{self, SignRequest};
 use time::OffsetDateTime;
 
-use crate::commands::campaign::out;
 use crate::commands::ops::failed;
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) fn sign(

@@ -24,7 +24,8 @@ pub(crate) use tally::Tally;
 pub(crate) use workers::{FLEET_REFRESH, Workers, worker_settings};
 
 use crate::cli::{Cli, RunArgs};
-use crate::commands::campaign::{load_campaign, open_store, out};
+use crate::commands::campaign::{load_campaign, open_store};
+use crate::commands::text::out;
 use crate::commands::topology_for;
 use crate::config::Config;
 

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::cli::ServeArgs;
-use crate::commands::campaign::{open_store, out};
+use crate::commands::campaign::open_store;
 use crate::commands::ops::broker;
+use crate::commands::text::out;
 use crate::config::Config;
 
 /// The shortest admin API token serve accepts: 32 characters, 128 bits or more when random hex.

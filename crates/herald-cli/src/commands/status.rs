@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use herald_server::ops::status;
 
-use crate::commands::campaign::{open_store, out};
+use crate::commands::campaign::open_store;
 use crate::commands::ops::failed;
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) async fn run(run_id: &str, json: bool, config: &Config) -> ExitCode {

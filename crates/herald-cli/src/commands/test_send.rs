@@ -9,7 +9,8 @@ use herald_core::{SendJob, User};
 use herald_graph::{GraphClient, GraphSettings};
 
 use crate::cli::TestArgs;
-use crate::commands::campaign::{load_campaign, out};
+use crate::commands::campaign::load_campaign;
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) async fn run(args: TestArgs, config: &Config) -> ExitCode {

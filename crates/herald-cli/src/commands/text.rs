@@ -1,4 +1,13 @@
-//! Formatting shared by the commands' output.
+//! The commands' output: lines on stdout, and number formatting.
+
+use std::io::Write;
+
+/// Command output on stdout, one line at a time (logs go to stderr).
+pub(crate) fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
 
 /// `12345` as `12,345`.
 pub(crate) fn thousands(n: u64) -> String {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::{amqp_settings, campaign::out, topology_for};
+use crate::commands::{amqp_settings, text::out, topology_for};
 use crate::config::Config;
 
 pub(crate) async fn run(config: &Config) -> ExitCode {

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use herald_producer::SegmentFormat;
 use herald_server::ops::users::{self, ImportOptions};
 
-use crate::commands::campaign::{open_store, out};
+use crate::commands::campaign::open_store;
 use crate::commands::ops::failed;
+use crate::commands::text::out;
 use crate::config::Config;
 
 pub(crate) async fn import(file: &Path, page: Option<String>, config: &Config) -> ExitCode {

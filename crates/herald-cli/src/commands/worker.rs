@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::WorkerArgs;
-use crate::commands::{amqp_settings, campaign::out, topology_for};
+use crate::commands::{amqp_settings, text::out, topology_for};
 use crate::config::{Config, read_tokens_file};
 
 /// Worker settings from the configuration: Graph, page tokens and page rates (`herald worker`

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
 use super::event::{Event, PolicyAction};
-use crate::lane::Entry;
+use crate::handler::Entry;
 
 /// What applying one event did, for the metrics counted after the commit.
 #[derive(Debug)]

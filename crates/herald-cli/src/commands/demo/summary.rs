@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::sample::{PAGE_ID, PAGE_TOKEN, Sample};
-use crate::commands::campaign::out;
 use crate::commands::run::Delivered;
+use crate::commands::text::out;
 use crate::commands::text::thousands;
 
 /// The histogram the workers fill, one observation per Graph call.
