@@ -3,7 +3,7 @@
 //! Label values come from closed sets; never a PSID, user id, job id, message id or campaign id.
 //! The producer has no metrics of its own: what it published and skipped is in the run record
 //! (`herald campaign status`) and, once stored, in `herald_results_recorded_total` (see
-//! ARCHITECTURE.md, "Decisions").
+//! docs/decisions.md).
 
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

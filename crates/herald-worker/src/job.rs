@@ -97,7 +97,7 @@ async fn decide(
     if let Some(since) = suspect_since {
         match shared
             .verifier
-            .check(shared, job, attempts, held, since)
+            .check(&shared.metrics, job, attempts, held, since)
             .await
         {
             Checked::Step(step) => return Some(*step),
@@ -151,7 +151,7 @@ async fn attempt(
     let calls = attempts.saturating_add(1);
     let body = Bytes::copy_from_slice(job.request.get().as_bytes());
     if let Some(reason) = unverified {
-        Verifier::count_unverified(shared, reason);
+        Verifier::count_unverified(&shared.metrics, reason);
     }
     let (started, started_ms) = (Instant::now(), now_ms());
     let outcome = shared.graph.send(&job.page_id, &token, body, calls).await;

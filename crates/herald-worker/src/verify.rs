@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use herald_core::clock::now_ms;
 use herald_core::{ResultStatus, SendJob};
+use herald_telemetry::Metrics;
 use tracing::{info, warn};
 
-use crate::context::Shared;
 use crate::ledger::{Entry, Ledger, LedgerError};
 use crate::plan::{self, Step};
 
@@ -62,13 +62,13 @@ impl Verifier {
     /// Checks `job`, suspect since `since_ms` (epoch milliseconds).
     pub(crate) async fn check(
         &self,
-        shared: &Shared,
+        metrics: &Metrics,
         job: &SendJob,
         attempts: u32,
         held: u32,
         since_ms: i64,
     ) -> Checked {
-        let checks = &shared.metrics.ledger_checks;
+        let checks = &metrics.ledger_checks;
         let Some(ledger) = &self.ledger else {
             if !self.told_missing.swap(true, Ordering::Relaxed) {
                 warn!(job_id = %job.job_id,
@@ -86,7 +86,9 @@ impl Verifier {
                 }
                 entry
             }
-            Err(error) => return self.unavailable(shared, job, (attempts, held, since_ms), &error),
+            Err(error) => {
+                return self.unavailable(metrics, job, (attempts, held, since_ms), &error);
+            }
         };
         match entry {
             Entry::Settled => {
@@ -101,7 +103,7 @@ impl Verifier {
             Entry::Unknown => {
                 if let Some(left) = still_possible(since_ms, ledger.horizon) {
                     checks.with_label_values(&["wait"]).inc();
-                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
+                    return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
                 }
                 match ledger.claim(&job.job_id, &holder()).await {
                     Ok(true) => {
@@ -112,16 +114,18 @@ impl Verifier {
                     Ok(false) => {
                         checks.with_label_values(&["claimed"]).inc();
                         let horizon = ledger.horizon;
-                        Checked::Step(Box::new(wait(shared, attempts, held, horizon, since_ms)))
+                        Checked::Step(Box::new(wait(metrics, attempts, held, horizon, since_ms)))
                     }
-                    Err(error) => self.unavailable(shared, job, (attempts, held, since_ms), &error),
+                    Err(error) => {
+                        self.unavailable(metrics, job, (attempts, held, since_ms), &error)
+                    }
                 }
             }
             Entry::Behind => {
                 checks.with_label_values(&["behind"]).inc();
                 if still_possible(since_ms, ledger.patience).is_some() {
                     let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
-                    return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
+                    return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
                 }
                 if !self.told_impatient.swap(true, Ordering::Relaxed) {
                     warn!(job_id = %job.job_id, waited_secs = ledger.patience.as_secs(),
@@ -138,13 +142,12 @@ impl Verifier {
     /// The ledger did not answer: wait for it a little, then send without its word.
     fn unavailable(
         &self,
-        shared: &Shared,
+        metrics: &Metrics,
         job: &SendJob,
         (attempts, held, since_ms): (u32, u32, i64),
         error: &LedgerError,
     ) -> Checked {
-        shared
-            .metrics
+        metrics
             .ledger_checks
             .with_label_values(&["unavailable"])
             .inc();
@@ -160,15 +163,14 @@ impl Verifier {
         }
         if still_possible(since_ms, ledger.patience).is_some() {
             let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
-            return Checked::Step(Box::new(wait(shared, attempts, held, left, since_ms)));
+            return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
         }
         Checked::Send(Some("ledger_unavailable"))
     }
 
     /// Counts a Graph call made for a suspect job without the ledger's word.
-    pub(crate) fn count_unverified(shared: &Shared, reason: &'static str) {
-        shared
-            .metrics
+    pub(crate) fn count_unverified(metrics: &Metrics, reason: &'static str) {
+        metrics
             .possible_duplicate_sends
             .with_label_values(&[reason])
             .inc();
@@ -183,12 +185,8 @@ fn holder() -> String {
 }
 
 /// Back to a retry tier for `left`, still suspect since `since_ms`.
-fn wait(shared: &Shared, attempts: u32, held: u32, left: Duration, since_ms: i64) -> Step {
-    shared
-        .metrics
-        .jobs_held
-        .with_label_values(&["ledger_wait"])
-        .inc();
+fn wait(metrics: &Metrics, attempts: u32, held: u32, left: Duration, since_ms: i64) -> Step {
+    metrics.jobs_held.with_label_values(&["ledger_wait"]).inc();
     let mut step = plan::hold(attempts, held, Some(left), "ledger_wait");
     step.verify_since(since_ms);
     step
