@@ -237,15 +237,22 @@ fn print_dry_run(report: &DryRun) {
     }
 }
 
-fn producer_failed(error: &ProducerError) -> ExitCode {
-    eprintln!("herald: {error}");
-    let code = match error {
+/// The exit code of a producer that stopped with `error` (`herald campaign send` and
+/// `herald run` alike): 65 bad data, 64 a run that cannot be resumed as asked, 69 the broker
+/// or the store.
+pub(crate) fn exit_code(error: &ProducerError) -> u8 {
+    match error {
         ProducerError::Segment(_) | ProducerError::Malformed(_) => 65,
         ProducerError::WrongCampaign { .. }
         | ProducerError::UnknownRun { .. }
         | ProducerError::Cancelled { .. } => 64,
         ProducerError::Store(_) | ProducerError::Amqp(_) => EX_UNAVAILABLE,
-    };
+    }
+}
+
+fn producer_failed(error: &ProducerError) -> ExitCode {
+    eprintln!("herald: {error}");
+    let code = exit_code(error);
     if matches!(
         error,
         ProducerError::Amqp(_) | ProducerError::Malformed(_) | ProducerError::Store(_)

@@ -24,7 +24,7 @@ pub(crate) use tally::Tally;
 pub(crate) use workers::{FLEET_REFRESH, Workers, worker_settings};
 
 use crate::cli::{Cli, RunArgs};
-use crate::commands::campaign::{load_campaign, open_store};
+use crate::commands::campaign::{exit_code, load_campaign, open_store};
 use crate::commands::text::out;
 use crate::commands::topology_for;
 use crate::config::Config;
@@ -149,14 +149,7 @@ impl Failed {
     /// Says what happened on stderr and returns the exit code.
     pub(crate) fn report(&self, command: &str) -> ExitCode {
         let (message, code) = match self {
-            Self::Producer(error) => {
-                let code = match error {
-                    ProducerError::Segment(_) | ProducerError::Malformed(_) => 65,
-                    ProducerError::Amqp(_) | ProducerError::Store(_) => 69,
-                    _ => 64,
-                };
-                (error.to_string(), code)
-            }
+            Self::Producer(error) => (error.to_string(), exit_code(error)),
             Self::Broker(error) => (format!("broker: {error}"), 69),
             Self::Interrupted { left: Some(left) } => (
                 format!("interrupted; {left} user(s) had no result yet and their jobs are lost"),
