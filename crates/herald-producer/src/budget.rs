@@ -23,6 +23,8 @@ pub struct Budget {
     /// People the page can message.
     pub engaged_users: u64,
     pub from: EngagedFrom,
+    /// Calls already made in the last 24 hours that the caller knows of.
+    pub used: u64,
     /// Graph calls the campaign makes: one per job (retries come on top).
     pub calls: u64,
 }
@@ -33,12 +35,12 @@ impl Budget {
         self.engaged_users.saturating_mul(CALLS_PER_ENGAGED_USER)
     }
 
-    /// What is left of the daily budget after the campaign, or `Err(by how much it is over)`.
+    /// What is left of the daily budget after the calls already made and the campaign's, or
+    /// `Err(by how much they are over)`.
     pub fn left_after(&self) -> Result<u64, u64> {
         let daily = self.daily();
-        daily
-            .checked_sub(self.calls)
-            .ok_or_else(|| self.calls - daily)
+        let needed = self.used.saturating_add(self.calls);
+        daily.checked_sub(needed).ok_or_else(|| needed - daily)
     }
 }
 
@@ -59,6 +61,7 @@ mod tests {
         let budget = |engaged_users, calls| Budget {
             engaged_users,
             from: EngagedFrom::Flag,
+            used: 0,
             calls,
         };
         assert_eq!(budget(5_000, 0).daily(), 1_000_000);
@@ -66,6 +69,11 @@ mod tests {
         assert_eq!(budget(5_000, 1_000_000).left_after(), Ok(0));
         assert_eq!(budget(10, 2_500).left_after(), Err(500));
         assert_eq!(budget(u64::MAX, 1).daily(), u64::MAX);
+        let used = Budget {
+            used: 400_000,
+            ..budget(5_000, 700_000)
+        };
+        assert_eq!(used.left_after(), Err(100_000));
     }
 
     #[test]

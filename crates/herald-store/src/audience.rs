@@ -159,6 +159,19 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// Graph calls Herald made for `page_id` since `since_ms` (epoch ms), as its results record
+    /// them: the attempts of every job that ended sent, failed or dead since then.
+    pub async fn calls_since(&self, page_id: &str, since_ms: i64) -> Result<u64, StoreError> {
+        let sql = "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM deliveries \
+                   WHERE page_id = $1 AND finished_at_ms >= $2 \
+                   AND status IN ('sent', 'failed', 'dead')";
+        let calls: i64 = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(page_id).bind(since_ms).fetch_one(pool).await
+        })
+        .map_err(query("calls_since"))?;
+        Ok(u64::try_from(calls).unwrap_or(0))
+    }
+
     /// People `page_id` can message as the store knows them: its identities (PSIDs) that have
     /// not opted out. Graph's daily call budget for a page is counted per such person.
     pub async fn messageable_count(&self, page_id: &str) -> Result<u64, StoreError> {

@@ -1,8 +1,8 @@
 //! The launch check of `herald campaign send`: the dry run's daily budget figures, computed
 //! here by hand (Graph's budget is 200 calls × engaged users a day; the workers pace a page at
 //! 98 % of min(ceiling, campaign rate)); the store's count of people the page can message as
-//! the engaged users; and a real send over the budget refused with exit 65 and nothing
-//! published, unless `--over-budget`.
+//! the engaged users and its results as the calls already made today; and a real send over the
+//! budget refused with exit 65 and nothing published, unless `--over-budget`.
 
 use herald_amqp::{AmqpSettings, Topology};
 
@@ -60,6 +60,10 @@ async fn the_dry_run_shows_the_budget_the_campaign_uses_and_the_time_it_takes() 
         "{stdout}"
     );
     assert_eq!(
+        lines_with(&stdout, "used in the last 24 h:"),
+        ["used in the last 24 h: not counted (there is no store yet (HERALD_DATABASE_URL))"]
+    );
+    assert_eq!(
         lines_with(&stdout, "campaign calls:"),
         ["campaign calls: 3,000 (one per job; retries come on top)"]
     );
@@ -109,6 +113,52 @@ async fn the_dry_run_shows_the_budget_the_campaign_uses_and_the_time_it_takes() 
         lines_with(&stdout, "left after it:"),
         ["left after it: 597,000 (99.5 % of the budget)"]
     );
+
+    // 1,000 jobs Herald sent for the page an hour ago (one call each), and 10 for another page:
+    // 600,000 - 1,000 - 3,000 = 596,000 left (99.3 %).
+    let store = herald_store::Store::connect(&herald_core::Secret::new(database.clone()))
+        .await
+        .expect("store");
+    let an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    for (page, count) in [(PAGE, 1_000), ("1000000002", 10)] {
+        for n in 0..count {
+            store
+                .record_result(&sent(page, n, an_hour_ago), None)
+                .await
+                .expect("record");
+        }
+    }
+    store.close().await;
+    let stdout = herald_ok(dir.path(), &env, &args).await;
+    assert_eq!(
+        lines_with(&stdout, "used in the last 24 h:"),
+        [
+            "used in the last 24 h: 1,000 calls (Herald's own for this page, from its results; \
+          other apps' calls are not seen)"
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "left after it:"),
+        ["left after it: 596,000 (99.3 % of the budget)"]
+    );
+}
+
+/// A `sent` result of an earlier run for user `n` of `page`, sent at `at` in one call.
+fn sent(page: &str, n: u64, at: time::OffsetDateTime) -> herald_core::DeliveryResult {
+    herald_core::DeliveryResult {
+        v: herald_core::RESULT_VERSION,
+        job_id: format!("earlier:{page}:u{n}"),
+        run_id: "earlier".to_owned(),
+        campaign_id: "earlier".to_owned(),
+        external_id: format!("u{n}"),
+        page_id: page.to_owned(),
+        status: herald_core::ResultStatus::Sent,
+        message_id: Some(format!("m_{page}_{n}")),
+        error: None,
+        attempts: 1,
+        finished_at: at,
+    }
 }
 
 #[tokio::test]
@@ -135,6 +185,7 @@ async fn a_send_over_the_budget_is_refused_unless_over_budget_is_given() {
     assert_eq!(refused.status.code(), Some(65), "{stderr}");
     assert!(
         stderr.contains("the campaign needs 3,000 calls, 1,000 more than page")
+            && stderr.contains("0 used in the last 24 h")
             && stderr.contains("nothing was published")
             && stderr.contains("--over-budget"),
         "{stderr}"

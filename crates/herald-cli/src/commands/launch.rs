@@ -29,6 +29,8 @@ pub(crate) struct Launch {
     campaign_rate: u32,
     /// The page's engaged users and where the number came from, or why it is unknown.
     engaged: Result<(u64, EngagedFrom), String>,
+    /// Herald's own calls for the page in the last 24 hours, or why they are not counted.
+    used: Result<u64, String>,
 }
 
 impl Launch {
@@ -42,15 +44,19 @@ impl Launch {
             .copied()
             .unwrap_or(config.page_rate_per_sec)
             .get();
-        let engaged = match flag {
-            Some(users) => Ok((users, EngagedFrom::Flag)),
-            None => from_store(&config.database_url, &page_id).await,
+        let stored = from_store(&config.database_url, &page_id).await;
+        let engaged = match (flag, &stored) {
+            (Some(users), _) => Ok((users, EngagedFrom::Flag)),
+            (None, Ok((0, _))) => Err(format!("the store knows no one page {page_id} can message")),
+            (None, Ok((users, _))) => Ok((*users, EngagedFrom::Store)),
+            (None, Err(why)) => Err(why.clone()),
         };
         Self {
             page_id,
             ceiling,
             campaign_rate: campaign.delivery().rate_per_sec,
             engaged,
+            used: stored.map(|(_, used)| used),
         }
     }
 
@@ -60,6 +66,7 @@ impl Launch {
         Some(Budget {
             engaged_users,
             from,
+            used: self.used.as_ref().copied().unwrap_or(0),
             calls,
         })
     }
@@ -79,6 +86,14 @@ impl Launch {
                     thousands(budget.daily()),
                     thousands(budget.engaged_users)
                 ));
+                match &self.used {
+                    Ok(used) => out(&format!(
+                        "used in the last 24 h: {} calls (Herald's own for this page, from its \
+                         results; other apps' calls are not seen)",
+                        thousands(*used)
+                    )),
+                    Err(why) => out(&format!("used in the last 24 h: not counted ({why})")),
+                }
                 out(&format!(
                     "campaign calls: {} (one per job; retries come on top)",
                     thousands(calls)
@@ -153,8 +168,9 @@ impl Launch {
         match budget.left_after() {
             Ok(_) => Ok(()),
             Err(over) => Err(format!(
-                "the campaign needs {} calls, {} more than page {}'s daily budget of {} \
-                 ({CALLS_PER_ENGAGED_USER} × {} engaged users); nothing was published. Graph \
+                "the campaign needs {} calls, {} more than page {} has left of its daily budget \
+                 of {} ({CALLS_PER_ENGAGED_USER} × {} engaged users, {} used in the last 24 h); \
+                 nothing was published. Graph \
                  answers 613 to every call past the budget until enough of the day's calls \
                  are 24 hours old, and workers pause the page until then. Narrow the segment, \
                  split the campaign over days, or pass --over-budget to send it anyway",
@@ -162,27 +178,31 @@ impl Launch {
                 thousands(over),
                 self.page_id,
                 thousands(budget.daily()),
-                thousands(budget.engaged_users)
+                thousands(budget.engaged_users),
+                thousands(budget.used)
             )),
         }
     }
 }
 
-/// The store's count of people `page_id` can message, or why it is not known.
-async fn from_store(url: &Secret, page_id: &str) -> Result<(u64, EngagedFrom), String> {
+/// From the store: the people `page_id` can message and Herald's calls for it in the last 24
+/// hours, or why the store cannot say (a store that does not exist yet is not created).
+async fn from_store(url: &Secret, page_id: &str) -> Result<(u64, u64), String> {
     if !Store::exists(url) {
         return Err("there is no store yet (HERALD_DATABASE_URL)".to_owned());
     }
     let store = Store::connect(url)
         .await
         .map_err(|error| format!("the store cannot be read: {error}"))?;
-    let count = store.messageable_count(page_id).await;
-    store.close().await;
-    match count {
-        Ok(0) => Err(format!("the store knows no one page {page_id} can message")),
-        Ok(users) => Ok((users, EngagedFrom::Store)),
-        Err(error) => Err(format!("the store cannot be read: {error}")),
+    let day_ago = herald_core::clock::now_ms() - 86_400_000;
+    let counts = async {
+        let engaged = store.messageable_count(page_id).await?;
+        let used = store.calls_since(page_id, day_ago).await?;
+        Ok::<_, herald_store::StoreError>((engaged, used))
     }
+    .await;
+    store.close().await;
+    counts.map_err(|error| format!("the store cannot be read: {error}"))
 }
 
 /// Lines of a file: no segment has more rows than that.
