@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,9 +69,10 @@ pub(crate) struct Pacers {
     rates: PageRates,
     max_wait: Duration,
     consumers: AtomicU32,
-    /// Until then this worker sends nothing: it has just joined, and the others do not count
-    /// it yet.
-    joining_until: Mutex<Option<Instant>>,
+    /// When this worker may send, in milliseconds after `created` (0: at once): it has just
+    /// joined, and the others do not count it yet. An atomic, read by every job.
+    joining_until_ms: AtomicU64,
+    created: Instant,
     pages: Mutex<HashMap<String, Arc<Pacer>>>,
     metrics: Metrics,
 }
@@ -108,7 +109,8 @@ impl Pacers {
             rates,
             max_wait,
             consumers: AtomicU32::new(1),
-            joining_until: Mutex::new(None),
+            joining_until_ms: AtomicU64::new(0),
+            created: Instant::now(),
             pages: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -124,8 +126,9 @@ impl Pacers {
     /// every other worker has re-read the fleet size and counts it. Without that, a joining
     /// worker's share would come on top of the others' old shares.
     pub(crate) fn joined(&self, settle: Duration) {
-        *self.joining_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + settle);
+        let until = self.created.elapsed() + settle;
+        let until_ms = u64::try_from(until.as_millis()).unwrap_or(u64::MAX);
+        self.joining_until_ms.store(until_ms, Ordering::Relaxed);
     }
 
     /// Waits for the page's next send slot, or says why not to wait.
@@ -135,8 +138,8 @@ impl Pacers {
         campaign_rate: u32,
         stop: &CancellationToken,
     ) -> Admission {
-        let joining = *self.joining_until.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(left) = joining.and_then(|until| until.checked_duration_since(Instant::now())) {
+        let until = Duration::from_millis(self.joining_until_ms.load(Ordering::Relaxed));
+        if let Some(left) = until.checked_sub(self.created.elapsed()) {
             tokio::select! {
                 () = tokio::time::sleep(left) => {}
                 () = stop.cancelled() => return Admission::Stopped,
