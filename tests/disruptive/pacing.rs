@@ -2,7 +2,8 @@
 //! a fourth worker joins mid-run, keep a page at 97 % or more of its ceiling, and never over
 //! 105 % of it in any 1-second span (the simulator answers 613 to any call past that, and none
 //! may come); a page whose call budget runs out pauses for the time Graph names and then
-//! finishes without a failure.
+//! finishes without a failure; a priority campaign started while a bulk one holds the page at
+//! its limit goes out first.
 //!
 //! They live in this binary, one at a time, because they measure rates: tests running beside
 //! them on two cores would make every timer late.
@@ -41,9 +42,14 @@ fn sim_config() -> SimConfig {
 }
 
 fn worker(rig: &Rig) -> Process {
+    worker_at(rig, LIMIT)
+}
+
+/// A worker that paces `PAGE` at `limit` per second.
+fn worker_at(rig: &Rig, limit: u32) -> Process {
     let rate_var = format!("HERALD_PAGE_RATE_PER_SEC_{PAGE}");
     let token_var = format!("HERALD_PAGE_TOKEN_{PAGE}");
-    let limit = LIMIT.to_string();
+    let limit = limit.to_string();
     rig.process(
         &[
             (rate_var.as_str(), limit.as_str()),
@@ -202,5 +208,77 @@ async fn a_spent_call_budget_pauses_the_page_until_it_regains_access() {
         .is_some_and(|n| n > 0.0),
         "jobs waited in a retry tier while the page was paused:\n{metrics}"
     );
+    finish(rig, workers).await;
+}
+
+/// Two workers keep a page at a 100/s limit with a 20,000-job bulk campaign; once it is
+/// sending, 200 jobs of a priority campaign are published. Each worker's limiter serves them
+/// before its waiting bulk jobs, so all 200 are accepted by Graph within 3 s of their publish
+/// (2.04 s at 98/s is the least it can take), the page stays under its limit throughout, and
+/// the bulk campaign goes on afterwards.
+#[tokio::test]
+async fn a_priority_campaign_jumps_a_bulk_one_at_the_page_limit() {
+    let _serial = crate::SERIAL.lock().await;
+    const LIMIT: u32 = 100;
+    const BULK: usize = 20_000;
+    const URGENT: usize = 200;
+    let config = SimConfig {
+        rate_per_sec: LIMIT * 105 / 100,
+        ..sim_config()
+    };
+    let Some(rig) = Rig::new("test-pacing-priority", config).await else {
+        return;
+    };
+    let workers: Vec<_> = (0..2).map(|_| worker_at(&rig, LIMIT)).collect();
+    knows_fleet(&workers, 2).await;
+    publish(&rig, "run-bulk", BULK, 400_000).await;
+    let at_limit = eventually(Duration::from_secs(60), || {
+        let accepted = rig.sim.stats().accepted;
+        async move { accepted >= u64::from(LIMIT) * 2 }
+    })
+    .await;
+    assert!(at_limit, "the bulk campaign never got going");
+    let bodies: Vec<_> = (0..URGENT)
+        .map(|i| {
+            job(
+                "run-urgent",
+                PAGE,
+                &format!("v{i}"),
+                &format!("{}", 900_000 + i),
+            )
+        })
+        .collect();
+    let published_ms = herald_core::clock::now_ms();
+    rig.publish_priority(&bodies).await;
+    let all_sent = eventually(Duration::from_secs(30), || {
+        let sent = (0..URGENT)
+            .filter(|i| !rig.sim.messages(&format!("{}", 900_000 + i)).is_empty())
+            .count();
+        async move { sent == URGENT }
+    })
+    .await;
+    assert!(all_sent, "the priority campaign was not sent within 30 s");
+    let last_ms = (0..URGENT)
+        .map(|i| rig.sim.messages(&format!("{}", 900_000 + i))[0].accepted_at_ms)
+        .max()
+        .expect("times");
+    let took = Duration::from_millis(u64::try_from(last_ms - published_ms).unwrap_or(0));
+    let before = rig.sim.stats().accepted;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = rig.sim.stats();
+    let bulk_after = stats.accepted - before;
+    let throttled = stats.rejected.get(&613).copied().unwrap_or(0);
+    eprintln!(
+        "{URGENT} priority jobs behind a {BULK}-job bulk campaign at {LIMIT}/s: all sent \
+         {took:?} after their publish; busiest second {}, 613s {throttled}, bulk sent \
+         {bulk_after} in the next 2 s",
+        stats.max_per_second[PAGE]
+    );
+    assert!(
+        took <= Duration::from_secs(3),
+        "the priority campaign took {took:?}"
+    );
+    assert_eq!(throttled, 0, "a second over 105 % of the page limit");
+    assert!(bulk_after > 0, "the bulk campaign stopped");
     finish(rig, workers).await;
 }

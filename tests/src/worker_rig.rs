@@ -120,15 +120,28 @@ impl Rig {
 
     /// Publishes jobs to `<p>.jobs` and waits for every confirm.
     pub async fn publish(&self, bodies: &[Vec<u8>]) {
+        self.publish_to(bodies, herald_amqp::SEND_ROUTING_KEY, Headers::new())
+            .await;
+    }
+
+    /// Publishes jobs to the priority lane, as the producer does for a `priority = "high"`
+    /// campaign, and waits for every confirm.
+    pub async fn publish_priority(&self, bodies: &[Vec<u8>]) {
+        let headers = Headers::new().with_high_priority();
+        self.publish_to(bodies, herald_amqp::PRIORITY_ROUTING_KEY, headers)
+            .await;
+    }
+
+    async fn publish_to(&self, bodies: &[Vec<u8>], routing_key: &str, headers: Headers) {
         let mut confirms = Vec::with_capacity(bodies.len());
         for body in bodies {
             let confirm = self
                 .publisher
                 .publish(
                     &self.topology.jobs_exchange(),
-                    herald_amqp::SEND_ROUTING_KEY,
+                    routing_key,
                     body,
-                    Headers::new(),
+                    headers.clone(),
                 )
                 .await
                 .expect("publish");

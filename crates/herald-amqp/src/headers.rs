@@ -25,6 +25,10 @@ pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-herald-webhook-signature";
 /// after an answer that never came, republished by a resumed run), with the epoch milliseconds
 /// from which an echo of that send could be expected: the worker checks the send ledger first.
 pub const VERIFY_SINCE_HEADER: &str = "x-herald-verify-since";
+/// Header marking a job of the priority lane (`"high"`): it arrives on `<p>.send.priority`,
+/// and a retried copy, which comes back through `<p>.send`, keeps its place ahead of bulk jobs
+/// at its page's limiter.
+pub const PRIORITY_HEADER: &str = "x-herald-priority";
 /// Header with the publisher-local sequence number the RabbitMQ confirm driver uses to match a
 /// returned message to its publish (`rabbit/confirms.rs`).
 pub(crate) const PUBLISH_ID_HEADER: &str = "x-herald-publish-id";
@@ -72,6 +76,16 @@ impl Headers {
     /// Sets `x-herald-verify-since` (epoch milliseconds).
     pub fn with_verify_since(self, epoch_ms: i64) -> Self {
         self.with_integer(VERIFY_SINCE_HEADER, epoch_ms)
+    }
+
+    /// Sets `x-herald-priority: high`: the job is in the priority lane.
+    pub fn with_high_priority(self) -> Self {
+        self.with_text(PRIORITY_HEADER, "high")
+    }
+
+    /// True when `x-herald-priority` is `high`.
+    pub fn is_high_priority(&self) -> bool {
+        self.string(PRIORITY_HEADER).as_deref() == Some("high")
     }
 
     /// `x-herald-attempt`, if present and a non-negative integer that fits.

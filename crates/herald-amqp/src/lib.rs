@@ -27,10 +27,10 @@ pub use consumer::{Consumer, Delivery, StreamOffset};
 pub use embedded::{EmbeddedBroker, EmbeddedSettings};
 pub use error::AmqpError;
 pub use headers::{
-    ATTEMPT_HEADER, CODE_HEADER, DEFERRALS_HEADER, Headers, REASON_HEADER, RECEIVED_AT_HEADER,
-    VERIFY_SINCE_HEADER, WEBHOOK_SIGNATURE_HEADER,
+    ATTEMPT_HEADER, CODE_HEADER, DEFERRALS_HEADER, Headers, PRIORITY_HEADER, REASON_HEADER,
+    RECEIVED_AT_HEADER, VERIFY_SINCE_HEADER, WEBHOOK_SIGNATURE_HEADER,
 };
 pub use publisher::{CONTENT_TYPE_JSON, PendingConfirm, Publisher};
 pub use settings::{AmqpSettings, BrokerAddress, DEFAULT_AMQP_URL};
 pub use tier::RetryTier;
-pub use topology::{DELIVERY_LIMIT, SEND_ROUTING_KEY, Topology};
+pub use topology::{DELIVERY_LIMIT, PRIORITY_ROUTING_KEY, SEND_ROUTING_KEY, Topology};

@@ -12,6 +12,8 @@ use crate::{AmqpError, RetryTier};
 
 /// Routing key of `<prefix>.send` on `<prefix>.jobs`, and where retry tiers dead-letter to.
 pub const SEND_ROUTING_KEY: &str = "send";
+/// Routing key of `<prefix>.send.priority` on `<prefix>.jobs`: the priority lane.
+pub const PRIORITY_ROUTING_KEY: &str = "send.priority";
 
 /// Control-log retention: the stream keeps at most this many bytes (old segments are dropped
 /// whole). Size rather than age, so a page halted long ago is still in the history.
@@ -76,6 +78,13 @@ impl Topology {
     /// `<p>.send`: quorum queue the workers consume, bound with `SEND_ROUTING_KEY`.
     pub fn send_queue(&self) -> String {
         format!("{}.send", self.prefix)
+    }
+
+    /// `<p>.send.priority`: quorum queue of the priority lane, bound with
+    /// `PRIORITY_ROUTING_KEY`. Workers consume it beside `<p>.send`, so its jobs never wait
+    /// behind a bulk campaign's backlog in the broker.
+    pub fn priority_queue(&self) -> String {
+        format!("{}.send.priority", self.prefix)
     }
 
     /// `<p>.retry`: direct exchange; the routing key is the tier name.
@@ -143,13 +152,17 @@ impl Topology {
     /// replicated, and the retry tiers dead-letter at-least-once (RabbitMQ 3.10+, needs
     /// `x-overflow: reject-publish`), so a job is never lost on its way back to `<p>.send`.
     ///
-    /// The queues consumers work from (`<p>.send`, `<p>.results.store`, `<p>.events.ingest`)
-    /// set their own delivery limit and dead-letter to `<p>.dead` once it is reached. Without
+    /// The queues consumers work from (`<p>.send`, `<p>.send.priority`, `<p>.results.store`,
+    /// `<p>.events.ingest`) set their own delivery limit and dead-letter to `<p>.dead` once it
+    /// is reached. Without
     /// that, a message that kills its consumer each time is redelivered forever on RabbitMQ
     /// 3.x, and dropped silently after 20 deliveries on 4.x; with it, both behave the same and
     /// the message is kept where an operator can see and replay it.
     pub(crate) fn queues(&self) -> Vec<(String, FieldTable)> {
-        let mut queues = vec![(self.send_queue(), self.limited())];
+        let mut queues = vec![
+            (self.send_queue(), self.limited()),
+            (self.priority_queue(), self.limited()),
+        ];
         for tier in RetryTier::ALL {
             let mut arguments = quorum();
             let ttl_ms = i64::try_from(tier.delay().as_millis()).unwrap_or(i64::MAX);
@@ -194,11 +207,18 @@ impl Topology {
 
     /// `(queue, exchange, routing key)`.
     pub(crate) fn bindings(&self) -> Vec<(String, String, String)> {
-        let mut bindings = vec![(
-            self.send_queue(),
-            self.jobs_exchange(),
-            SEND_ROUTING_KEY.into(),
-        )];
+        let mut bindings = vec![
+            (
+                self.send_queue(),
+                self.jobs_exchange(),
+                SEND_ROUTING_KEY.into(),
+            ),
+            (
+                self.priority_queue(),
+                self.jobs_exchange(),
+                PRIORITY_ROUTING_KEY.into(),
+            ),
+        ];
         for tier in RetryTier::ALL {
             bindings.push((
                 self.retry_queue(tier),
@@ -288,6 +308,7 @@ mod tests {
         let check = |name: String, expected: &str| assert_eq!(name, expected);
         check(topology.jobs_exchange(), "herald.jobs");
         check(topology.send_queue(), "herald.send");
+        check(topology.priority_queue(), "herald.send.priority");
         check(topology.retry_exchange(), "herald.retry");
         check(
             topology.retry_queue(RetryTier::TwoMinutes),
@@ -343,6 +364,7 @@ mod tests {
         let queues = topology.queues();
         for queue in [
             topology.send_queue(),
+            topology.priority_queue(),
             topology.results_store_queue(),
             topology.events_ingest_queue(),
         ] {

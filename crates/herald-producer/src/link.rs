@@ -6,7 +6,11 @@
 use std::collections::VecDeque;
 
 use futures_util::FutureExt;
-use herald_amqp::{AmqpError, Connection, Headers, PendingConfirm, Publisher, connect};
+use herald_amqp::{
+    AmqpError, Connection, Headers, PRIORITY_ROUTING_KEY, PendingConfirm, Publisher,
+    SEND_ROUTING_KEY, connect,
+};
+use herald_core::campaign::Priority;
 use tracing::warn;
 
 use crate::spec::{ProducerError, SendSpec};
@@ -21,6 +25,8 @@ pub(crate) struct Message {
     body: Vec<u8>,
     /// `x-herald-verify-since` for a job that may have been published before (a resume).
     verify_since: Option<i64>,
+    /// A job of the priority lane (`x-herald-priority: high`).
+    high_priority: bool,
     state: Delivery,
 }
 
@@ -41,7 +47,22 @@ impl Message {
             routing_key,
             body,
             verify_since: None,
+            high_priority: false,
             state: Delivery::Unsent,
+        }
+    }
+
+    /// A job for `<p>.jobs`, routed to its lane's queue and marked when it is a priority one.
+    pub(crate) fn job(body: Vec<u8>, priority: Priority) -> Self {
+        let high_priority = priority == Priority::High;
+        let routing_key = if high_priority {
+            PRIORITY_ROUTING_KEY
+        } else {
+            SEND_ROUTING_KEY
+        };
+        Self {
+            high_priority,
+            ..Self::new(false, routing_key.to_owned(), body)
         }
     }
 
@@ -108,10 +129,13 @@ impl Link {
             &self.jobs_exchange
         };
         message.state = Delivery::Unsent;
-        let headers = match message.verify_since {
+        let mut headers = match message.verify_since {
             Some(since) => Headers::new().with_verify_since(since),
             None => Headers::new(),
         };
+        if message.high_priority {
+            headers = headers.with_high_priority();
+        }
         let pending = self
             .publisher
             .publish(exchange, &message.routing_key, &message.body, headers)

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_amqp::SEND_ROUTING_KEY;
 use herald_store::RunProgress;
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -141,7 +140,7 @@ impl Run {
     ) -> Result<(), ProducerError> {
         let entry = match item {
             Item::Job { line, cursor, body } => {
-                let mut message = Message::new(false, SEND_ROUTING_KEY.to_owned(), body);
+                let mut message = Message::job(body, self.spec.campaign.priority());
                 if pipe.maybe_published > 0 {
                     pipe.maybe_published -= 1;
                     message.verify_since(pipe.resumed_at_ms);

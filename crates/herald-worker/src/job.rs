@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use herald_amqp::{Delivery, Publisher, Topology};
+use herald_core::campaign::Priority;
 use herald_core::clock::now_ms;
 use herald_core::{ControlAction, ControlMessage, ErrorClass, ResultStatus, SendJob};
 use herald_graph::SendError;
@@ -31,6 +32,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
     let headers = delivery.headers();
     let attempts = headers.attempt().unwrap_or(0);
     let held = deferrals(&headers);
+    let priority = if headers.is_high_priority() {
+        Priority::High
+    } else {
+        Priority::Normal
+    };
     // A redelivered job may have been sent by a worker that died before acking it.
     let suspect_since = headers
         .verify_since()
@@ -50,7 +56,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
         Ok(job) => {
             let step = match shared.unsettled.take(&job.job_id, attempts) {
                 Some(step) => Some(step),
-                None => decide(&shared, &link, &job, attempts, held, suspect_since).await,
+                None => {
+                    let marks = (attempts, held, priority);
+                    decide(&shared, &link, &job, marks, suspect_since).await
+                }
             };
             (step, Some(job.job_id))
         }
@@ -89,8 +98,7 @@ async fn decide(
     shared: &Shared,
     link: &Link,
     job: &SendJob,
-    attempts: u32,
-    held: u32,
+    (attempts, held, priority): (u32, u32, Priority),
     suspect_since: Option<i64>,
 ) -> Option<Step> {
     let mut unverified = None;
@@ -104,7 +112,8 @@ async fn decide(
             Checked::Send(reason) => unverified = reason,
         }
     }
-    let mut step = attempt(shared, link, job, attempts, held, unverified).await?;
+    let marks = (attempts, held, priority);
+    let mut step = attempt(shared, link, job, marks, unverified).await?;
     // Without the ledger's word the job is still suspect: a copy that goes back to a retry tier
     // keeps its mark, so it is checked when it comes back.
     if let (Some(since), Some(_)) = (suspect_since, unverified) {
@@ -119,8 +128,7 @@ async fn attempt(
     shared: &Shared,
     link: &Link,
     job: &SendJob,
-    attempts: u32,
-    held: u32,
+    (attempts, held, priority): (u32, u32, Priority),
     unverified: Option<&'static str>,
 ) -> Option<Step> {
     if let Some(step) = gate(shared, job, attempts, held) {
@@ -128,7 +136,7 @@ async fn attempt(
     }
     match shared
         .pacers
-        .admit(&job.page_id, job.rate_per_sec, &link.stop)
+        .admit(&job.page_id, job.rate_per_sec, priority, &link.stop)
         .await
     {
         Admission::Go(_) => {}

@@ -5,9 +5,10 @@
 //! (additive increase on success brings it back), while the usage headers measure the page's
 //! rolling call budget, so above 75 % used the rate shrinks in proportion to what is left, and
 //! Meta's regain-access delay pauses the page. A worker that has just started consuming sends
-//! nothing until every other worker has counted it. A job that would wait longer than
-//! `max_rate_wait` is held back (a retry tier) instead of occupying the worker. It does not
-//! send or settle.
+//! nothing until every other worker has counted it. Priority jobs go through a page's limiter
+//! before every bulk job but the one already at it, within the same rate. A job that would wait
+//! longer than `max_rate_wait` is held back (a retry tier) instead of occupying the worker. It
+//! does not send or settle.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_core::ErrorClass;
+use herald_core::campaign::Priority;
 use herald_graph::Usage;
 use herald_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +85,13 @@ struct Pacer {
     state: Mutex<RateState>,
     /// FIFO: one job at a time waits on the limiter, so waiters do not all wake per token.
     gate: tokio::sync::Mutex<Gate>,
+    /// Bulk jobs queue here first, so at most one of them is in the gate's line: a priority job
+    /// that arrives goes through the gate after that one, ahead of every other bulk job.
+    bulk_line: tokio::sync::Mutex<()>,
+    /// Bulk jobs waiting for a send slot.
     waiting: AtomicUsize,
+    /// Priority jobs waiting for a send slot.
+    priority_waiting: AtomicUsize,
 }
 
 struct RateState {
@@ -136,6 +144,7 @@ impl Pacers {
         &self,
         page_id: &str,
         campaign_rate: u32,
+        priority: Priority,
         stop: &CancellationToken,
     ) -> Admission {
         let until = Duration::from_millis(self.joining_until_ms.load(Ordering::Relaxed));
@@ -151,13 +160,29 @@ impl Pacers {
         if let Some(left) = paused {
             return Admission::Hold(left, "page_throttled");
         }
-        let ahead = pacer.waiting.fetch_add(1, Ordering::AcqRel);
-        let _leave = Leave(&pacer.waiting);
+        // A priority job waits only for the priority jobs ahead of it; a bulk job for both.
+        let high = priority == Priority::High;
+        let (count, others) = if high {
+            (&pacer.priority_waiting, None)
+        } else {
+            (&pacer.waiting, Some(&pacer.priority_waiting))
+        };
+        let ahead = count.fetch_add(1, Ordering::AcqRel)
+            + others.map_or(0, |other| other.load(Ordering::Acquire));
+        let _leave = Leave(count);
         let expected = Duration::from_secs_f64((ahead + 1) as f64 / rate);
         if expected > self.max_wait {
             return Admission::Hold(expected, "rate_limited");
         }
         let started = Instant::now();
+        let _line = if high {
+            None
+        } else {
+            tokio::select! {
+                line = pacer.bulk_line.lock() => Some(line),
+                () = stop.cancelled() => return Admission::Stopped,
+            }
+        };
         let mut gate = tokio::select! {
             gate = pacer.gate.lock() => gate,
             () = stop.cancelled() => return Admission::Stopped,
@@ -222,7 +247,9 @@ impl Pacers {
                         rate: 0.0,
                         limiter: None,
                     }),
+                    bulk_line: tokio::sync::Mutex::new(()),
                     waiting: AtomicUsize::new(0),
+                    priority_waiting: AtomicUsize::new(0),
                 })
             })
             .clone()
@@ -497,5 +524,40 @@ mod tests {
         assert!((pacer.plan(250, 1, t0).0 - 98.0).abs() < 1e-9, "0.4 × 245");
         pacer.observe(answer(None), t0);
         assert_eq!(pacer.plan(250, 1, t0).0, 245.0, "no header: low usage");
+    }
+
+    /// Twenty bulk jobs queue at a page's limiter (about 100/s), then three priority ones
+    /// arrive: they go through right after the bulk job already at the limiter (and at most
+    /// one more that was on its way), not after the other waiting ones.
+    #[tokio::test]
+    async fn priority_jobs_pass_the_waiting_bulk_jobs() {
+        let rates = PageRates {
+            default_per_sec: 100,
+            ..PageRates::default()
+        };
+        let pacers = Arc::new(Pacers::new(rates, Duration::from_secs(10), Metrics::new()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let admit = |name: &'static str, priority: Priority| {
+            let (pacers, order, stop) = (pacers.clone(), order.clone(), stop.clone());
+            tokio::spawn(async move {
+                let admission = pacers.admit("1", 1_000, priority, &stop).await;
+                assert!(matches!(admission, Admission::Go(_)), "{admission:?}");
+                order.lock().unwrap().push(name);
+            })
+        };
+        let mut tasks: Vec<_> = (0..20).map(|_| admit("bulk", Priority::Normal)).collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let done_before = order.lock().unwrap().len();
+        tasks.extend((0..3).map(|_| admit("priority", Priority::High)));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let last_priority = order.iter().rposition(|name| *name == "priority").unwrap();
+        assert!(
+            last_priority <= done_before + 2 + 2,
+            "{done_before} bulk jobs went before the priority ones arrived: {order:?}"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! One broker connection's life: connect, declare the topology, replay the control log, consume
-//! the send queue (one task per delivery, tracked), re-read the fleet size, react to replaced
+//! the priority lane and the send queue (one task per delivery, tracked), re-read the fleet size, react to replaced
 //! tokens; then either drain gracefully on shutdown or give up the connection when it is lost.
 //! Reconnecting is the caller's loop (`lib.rs`).
 
@@ -108,6 +108,14 @@ async fn consume(
     let halted = shared.control.halted_pages();
     info!(halted_pages = halted.len(), "Control log replayed.");
 
+    // The priority lane first: its jobs are served ahead of bulk ones at each page's limiter,
+    // and its own consumer (own prefetch) means they never wait behind a bulk backlog here.
+    let mut priority = Consumer::start(
+        connection,
+        &topology.priority_queue(),
+        settings.amqp.prefetch,
+    )
+    .await?;
     let mut consumer =
         Consumer::start(connection, &topology.send_queue(), settings.amqp.prefetch).await?;
     refresh_fleet(shared, connection).await?;
@@ -130,12 +138,13 @@ async fn consume(
             biased;
             () = shutdown.cancelled() => break Ok(()),
             end = &mut follower => break Err(joined(end)),
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => {
-                    tasks.spawn(handle(shared.clone(), link.clone(), delivery));
-                }
-                Some(Err(error)) => break Err(error.into()),
-                None => break Err(WorkerError::ConsumerCancelled),
+            next = priority.next() => match delivered(next) {
+                Ok(delivery) => { tasks.spawn(handle(shared.clone(), link.clone(), delivery)); }
+                Err(error) => break Err(error),
+            },
+            next = consumer.next() => match delivered(next) {
+                Ok(delivery) => { tasks.spawn(handle(shared.clone(), link.clone(), delivery)); }
+                Err(error) => break Err(error),
             },
             _ = fleet.tick() => {
                 if let Err(error) = refresh_fleet(shared, connection).await {
@@ -152,6 +161,7 @@ async fn consume(
     health.set_ready(false);
     // No new deliveries; jobs not yet sending give up (unacked, so the broker redelivers them);
     // jobs mid-send finish, publish and ack within the grace period.
+    let _ = priority.stop().await;
     let _ = consumer.stop().await;
     link.stop.cancel();
     tasks.close();
@@ -171,6 +181,7 @@ async fn consume(
         {
             follower.abort();
         }
+        let _ = priority.close().await;
         let _ = consumer.close().await;
         drop(publisher);
         if let Ok(link) = Arc::try_unwrap(link) {
@@ -187,6 +198,17 @@ async fn consume(
         follower.abort();
     }
     ended
+}
+
+/// A consumer's next item: a delivery, or why the session ends.
+fn delivered(
+    next: Option<Result<herald_amqp::Delivery, herald_amqp::AmqpError>>,
+) -> Result<herald_amqp::Delivery, WorkerError> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(error)) => Err(error.into()),
+        None => Err(WorkerError::ConsumerCancelled),
+    }
 }
 
 /// Re-reads the number of consumers on the send queue; a lost connection ends the session.

@@ -55,7 +55,8 @@ impl Settler<'_> {
     /// Publishes the step, awaits the confirm(s), acks. `key` is (job id, attempt header) for
     /// jobs, `None` for poison.
     pub(crate) async fn settle(&self, delivery: &Delivery, step: Step, key: Option<(&str, u32)>) {
-        match self.publish(delivery.body(), &step).await {
+        let high_priority = delivery.headers().is_high_priority();
+        match self.publish(delivery.body(), &step, high_priority).await {
             Ok(()) => {
                 self.count(&step);
                 if let Err(error) = delivery.ack().await {
@@ -84,7 +85,13 @@ impl Settler<'_> {
         }
     }
 
-    async fn publish(&self, body: &[u8], step: &Step) -> Result<(), AmqpError> {
+    /// `high_priority`: the job is in the priority lane, and a retry copy stays in it.
+    async fn publish(
+        &self,
+        body: &[u8],
+        step: &Step,
+        high_priority: bool,
+    ) -> Result<(), AmqpError> {
         let topology = self.topology;
         match step {
             Step::Done => Ok(()),
@@ -102,6 +109,9 @@ impl Settler<'_> {
                     .with_deferrals(*deferrals);
                 if let Some(since) = verify_since {
                     headers = headers.with_verify_since(*since);
+                }
+                if high_priority {
+                    headers = headers.with_high_priority();
                 }
                 let confirm = self
                     .publisher

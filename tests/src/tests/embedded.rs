@@ -88,12 +88,27 @@ enum Expect {
 
 #[tokio::test]
 async fn a_messy_segment_ends_with_one_result_per_user_over_the_embedded_broker() {
+    messy_segment(CAMPAIGN, "embedded-pipeline").await;
+}
+
+/// The same through the priority lane: jobs arrive on `<p>.send.priority`, retried ones come
+/// back through `<p>.send`, and every user still ends with exactly one result.
+#[tokio::test]
+async fn the_priority_lane_ends_the_same_way() {
+    let campaign = CAMPAIGN.replace(
+        "window = \"enforce\"",
+        "window = \"enforce\"\npriority = \"high\"",
+    );
+    messy_segment(&campaign, "embedded-priority").await;
+}
+
+async fn messy_segment(campaign: &str, prefix: &str) {
     let broker = EmbeddedBroker::with_settings(EmbeddedSettings {
         ttl_divisor: 100,
         ..EmbeddedSettings::default()
     });
     let amqp = AmqpSettings::embedded(&broker);
-    let topology = Topology::new("embedded-pipeline").expect("prefix");
+    let topology = Topology::new(prefix).expect("prefix");
     let sim = herald_sim::spawn(
         SimConfig {
             tokens: [(PAGE.to_owned(), TOKEN.to_owned())].into(),
@@ -146,7 +161,7 @@ async fn a_messy_segment_ends_with_one_result_per_user_over_the_embedded_broker(
         .await
         .expect("store");
     let spec = SendSpec {
-        campaign: Arc::new(Campaign::from_toml(CAMPAIGN).expect("campaign")),
+        campaign: Arc::new(Campaign::from_toml(campaign).expect("campaign")),
         segment: SegmentInput::File(users),
         resume: None,
         strict: false,
@@ -248,6 +263,7 @@ async fn a_messy_segment_ends_with_one_result_per_user_over_the_embedded_broker(
     );
     for queue in [
         topology.send_queue(),
+        topology.priority_queue(),
         topology.retry_queue(RetryTier::FiveSeconds),
     ] {
         assert_eq!(

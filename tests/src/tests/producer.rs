@@ -359,3 +359,44 @@ async fn a_killed_producer_resumes_with_no_gap() {
     let _ = amqp.close().await;
     fixture.cleanup().await;
 }
+
+/// A RESPONSE campaign (high priority unless its file says otherwise) publishes every job to
+/// the priority lane, each marked so a retried copy keeps its place at the page's limiter; the
+/// bulk queue gets none.
+#[tokio::test]
+async fn a_response_campaign_publishes_to_the_priority_lane() {
+    use futures_util::StreamExt;
+    let Some(connection) = broker().await else {
+        return;
+    };
+    let fixture = Fixture::new("external_id,messenger_id,country\nu1,1001,BR\nu2,1002,BR\n");
+    let campaign = CAMPAIGN
+        .replace("\"UPDATE\"", "\"RESPONSE\"")
+        .replace("priority = \"normal\"", "");
+    std::fs::write(fixture.path("campaign.toml"), campaign).expect("campaign");
+    let stdout = run_ok(fixture.herald().args(["campaign", "send", "campaign.toml"]));
+    assert!(stdout.lines().any(|l| l == "published: 2"), "{stdout}");
+    let queue = fixture.topology.priority_queue();
+    let mut consumer = herald_amqp::Consumer::start(&connection, &queue, 10)
+        .await
+        .expect("consume");
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+            .await
+            .expect("a priority job")
+            .expect("delivery")
+            .expect("delivery");
+        assert!(delivery.headers().is_high_priority());
+        let job: herald_core::SendJob =
+            serde_json::from_slice(delivery.body()).expect("SendJob v1");
+        assert_eq!(job.campaign_id, "welcome-back");
+        delivery.ack().await.expect("ack");
+    }
+    let _ = consumer.close().await;
+    let bulk = connection
+        .message_count(&fixture.topology.send_queue())
+        .await
+        .expect("count");
+    assert_eq!(bulk, 0, "a priority job went to the bulk queue");
+    fixture.cleanup().await;
+}

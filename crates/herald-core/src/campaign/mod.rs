@@ -29,7 +29,8 @@ pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 pub use problem::{CampaignErrors, EXIT_DATA, EXIT_USAGE, Problem, ProblemKind};
 pub use spec::{
-    Delivery, MessageTag, MessagingType, NotificationType, Segment, SegmentSource, WindowPolicy,
+    Delivery, MessageTag, MessagingType, NotificationType, Priority, Segment, SegmentSource,
+    WindowPolicy,
 };
 
 use doc::{LineIndex, Node};
@@ -140,6 +141,14 @@ impl Campaign {
     /// Rate, attempts, expiry and window policy.
     pub fn delivery(&self) -> &Delivery {
         &self.delivery
+    }
+
+    /// The lane its jobs take: `delivery.priority` when the file sets it, else by messaging
+    /// type (`Priority::default_for`).
+    pub fn priority(&self) -> Priority {
+        self.delivery
+            .priority
+            .unwrap_or_else(|| Priority::default_for(self.messaging_type))
     }
 
     /// Replaces the segment's source with a file (`--segment FILE` overrides `segment.file`).

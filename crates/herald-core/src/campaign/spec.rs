@@ -77,6 +77,21 @@ pub struct Delivery {
     pub expires_after: Duration,
     /// The 24-hour window policy for RESPONSE/UPDATE (default `Enforce`).
     pub window: WindowPolicy,
+    /// `priority = "high" | "normal"` as written; unset, it follows the messaging type
+    /// (`Campaign::priority`).
+    pub priority: Option<Priority>,
+}
+
+/// Which lane a campaign's jobs take: a page's limiter serves pending `High` jobs before
+/// `Normal` ones, within the same page limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Bulk sends: the default for `UPDATE` and `MESSAGE_TAG` campaigns.
+    #[default]
+    Normal,
+    /// Urgent sends: the default for `RESPONSE` and `UTILITY` campaigns, which answer
+    /// something the person did or is waiting for.
+    High,
 }
 
 /// What to do with users known to be outside the 24-hour window.
@@ -96,6 +111,7 @@ impl Default for Delivery {
             max_attempts: 5,
             expires_after: Duration::from_secs(24 * 3600),
             window: WindowPolicy::Enforce,
+            priority: None,
         }
     }
 }
@@ -117,6 +133,8 @@ pub(crate) const NOTIFICATION_TYPES: [(&str, NotificationType); 3] = [
     ("NO_PUSH", NotificationType::NoPush),
 ];
 pub(crate) const MATCHES: [(&str, Match); 2] = [("all", Match::All), ("any", Match::Any)];
+pub(crate) const PRIORITIES: [(&str, Priority); 2] =
+    [("normal", Priority::Normal), ("high", Priority::High)];
 pub(crate) const WINDOWS: [(&str, WindowPolicy); 2] = [
     ("enforce", WindowPolicy::Enforce),
     ("off", WindowPolicy::Off),
@@ -157,6 +175,21 @@ impl WindowPolicy {
     }
 }
 
+impl Priority {
+    /// As campaign files spell it (`high`).
+    pub fn as_str(self) -> &'static str {
+        name_of(&PRIORITIES, self)
+    }
+
+    /// The priority a campaign of this messaging type gets when its file names none.
+    pub fn default_for(messaging_type: MessagingType) -> Self {
+        match messaging_type {
+            MessagingType::Response | MessagingType::Utility => Self::High,
+            MessagingType::Update | MessagingType::MessageTag => Self::Normal,
+        }
+    }
+}
+
 pub(crate) fn match_name(matching: Match) -> &'static str {
     name_of(&MATCHES, matching)
 }
@@ -177,12 +210,17 @@ impl Segment {
 impl Delivery {
     /// The `delivery` table as JSON, in the campaign document's shape.
     pub(crate) fn to_json(self) -> Value {
-        json!({
+        let mut out = json!({
             "rate_per_sec": self.rate_per_sec,
             "max_attempts": self.max_attempts,
             "expires_after": format_duration(self.expires_after),
             "window": self.window.as_str(),
-        })
+        });
+        // Written only when the file names one: unset means "by messaging type".
+        if let Some(priority) = self.priority {
+            out["priority"] = json!(priority.as_str());
+        }
+        out
     }
 }
 

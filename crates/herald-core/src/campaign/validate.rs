@@ -11,7 +11,7 @@ use super::check::Checker;
 use super::doc::{LineIndex, Node, NodeValue};
 use super::problem::{CampaignErrors, ProblemKind};
 use super::spec::{
-    Delivery, MESSAGING_TYPES, MessageTag, MessagingType, NOTIFICATION_TYPES, WINDOWS,
+    Delivery, MESSAGING_TYPES, MessageTag, MessagingType, NOTIFICATION_TYPES, PRIORITIES, WINDOWS,
 };
 use super::{segment, tags};
 use crate::duration::parse_duration;
@@ -30,7 +30,13 @@ const TOP_KEYS: [&str; 8] = [
     "segment",
     "delivery",
 ];
-const DELIVERY_KEYS: [&str; 4] = ["rate_per_sec", "max_attempts", "expires_after", "window"];
+const DELIVERY_KEYS: [&str; 5] = [
+    "rate_per_sec",
+    "max_attempts",
+    "expires_after",
+    "window",
+    "priority",
+];
 const MAX_ID_LEN: usize = 64;
 const SAMPLE_JOB_ID: &str = "sample-run:sample-user";
 
@@ -298,12 +304,19 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
     let window = fields.get("window").map_or(Some(defaults.window), |n| {
         checker.choice(n, &fields.at("window"), &WINDOWS)
     });
+    let priority = match fields.get("priority") {
+        None => Some(None),
+        Some(node) => checker
+            .choice(node, &fields.at("priority"), &PRIORITIES)
+            .map(Some),
+    };
     fields.finish(checker, &DELIVERY_KEYS);
     Some(Delivery {
         rate_per_sec: rate_per_sec?,
         max_attempts: max_attempts?,
         expires_after: expires_after?,
         window: window?,
+        priority: priority?,
     })
 }
 

@@ -11,6 +11,8 @@ use crate::user::Attribute;
 
 /// The smallest campaign file every version must accept (ARCHITECTURE.md, "The campaign file").
 const SMALLEST: &str = super::EXAMPLE_TOML;
+/// A message a `UTILITY` campaign may send: a template.
+const UTILITY_MESSAGE: &str = "[message.template]\nname = \"order_update\"";
 
 #[test]
 fn smallest_campaign_parses_as_written() {
@@ -45,8 +47,10 @@ fn smallest_campaign_parses_as_written() {
             max_attempts: 5,
             expires_after: std::time::Duration::from_secs(6 * 3600),
             window: WindowPolicy::Enforce,
+            priority: Some(Priority::Normal),
         }
     );
+    assert_eq!(campaign.priority(), Priority::Normal, "UPDATE is bulk");
     let user = User::new("u1", "42")
         .with_attr("country", "BR")
         .with_attr("promo_code", "X1");
@@ -70,6 +74,40 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(campaign.delivery().window, WindowPolicy::Enforce);
     assert_eq!(*campaign.segment(), Segment::default());
     assert_eq!(campaign.segment().source, SegmentSource::Unset);
+    assert_eq!(
+        campaign.priority(),
+        Priority::High,
+        "RESPONSE answers the person"
+    );
+}
+
+/// (messaging type, `priority` line, lane): the file's word wins, else the messaging type's.
+#[test]
+fn priority_follows_the_file_then_the_messaging_type() {
+    for (messaging_type, line, expected) in [
+        ("RESPONSE", "", Priority::High),
+        ("UTILITY", "", Priority::High),
+        ("UPDATE", "", Priority::Normal),
+        ("UPDATE", "priority = \"high\"", Priority::High),
+        ("RESPONSE", "priority = \"normal\"", Priority::Normal),
+    ] {
+        let source = format!(
+            "id = \"a\"\npage_id = \"1\"\nmessaging_type = \"{messaging_type}\"\n\
+             [message]\ntext = \"hi\"\n[delivery]\n{line}\n"
+        );
+        let source = if messaging_type == "UTILITY" {
+            source.replace("[message]\ntext = \"hi\"", UTILITY_MESSAGE)
+        } else {
+            source
+        };
+        let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(campaign.priority(), expected, "{messaging_type} {line}");
+        let again = Campaign::from_json(&campaign.to_json().to_string()).unwrap();
+        assert_eq!(again, campaign, "{messaging_type} {line}: JSON round trip");
+    }
+    let wrong = SMALLEST.replacen("priority = \"normal\"", "priority = \"urgent\"", 1);
+    let error = Campaign::from_toml(&wrong).unwrap_err().to_string();
+    assert!(error.contains("delivery.priority"), "{error}");
 }
 
 #[test]
