@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use herald_core::Secret;
+use herald_core::rates::{DEFAULT_PAGE_RATE_PER_SEC, PageRates};
 use herald_core::redact::redact_url;
 use herald_core::signed_ref::RefKeys;
 use serde::Deserialize;
@@ -18,7 +19,6 @@ pub(crate) const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f
 const DEFAULT_DATABASE_URL: &str = "sqlite://herald.db";
 const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 const DEFAULT_GRAPH_VERSION: &str = "v25.0";
-const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
 /// Echoes arrive within seconds of a send (docs/messenger-platform.md §5.4).
 const DEFAULT_LEDGER_HORIZON_SECS: u64 = 5;
 const DEFAULT_CONFIG_FILE: &str = "herald.toml";
@@ -97,6 +97,18 @@ struct FileLayer {
 pub(crate) struct ConfigErrors(pub(crate) Vec<String>);
 
 impl Config {
+    /// The page ceilings as the workers and the launch check use them.
+    pub(crate) fn page_rates(&self) -> PageRates {
+        PageRates {
+            default_per_sec: self.page_rate_per_sec.get(),
+            pages: self
+                .page_rates
+                .iter()
+                .map(|(page, rate)| (page.clone(), rate.get()))
+                .collect(),
+        }
+    }
+
     /// Resolves all layers. `env` is the process environment (or a test's map).
     pub(crate) fn load(
         overrides: &Overrides,

@@ -18,6 +18,7 @@ pub mod id;
 pub mod job;
 pub mod limits;
 mod path;
+pub mod rates;
 pub mod redact;
 mod render;
 pub mod result;

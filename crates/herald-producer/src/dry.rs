@@ -17,7 +17,7 @@ use crate::spec::ProducerError;
 const SAMPLES: usize = 3;
 
 /// What a run of this campaign over this segment would do now.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DryRun {
     /// Rows read (valid or not).
     pub rows: u64,

@@ -69,6 +69,8 @@ pub struct ServeSettings {
     pub missed_while_down: bool,
     /// Body limit of `POST /users/import`, in bytes.
     pub max_import_bytes: u64,
+    /// The page ceilings (`HERALD_PAGE_RATE_PER_SEC[_<PAGE_ID>]`), for the launch check.
+    pub page_rates: herald_core::rates::PageRates,
 }
 
 /// Why the server stopped without being asked to.
@@ -147,6 +149,7 @@ fn admin_router(
         ref_keys: settings.ref_keys.clone(),
         segment_dir: settings.segment_dir.clone(),
         freshness,
+        page_rates: settings.page_rates.clone(),
     })
     .route_layer(axum::middleware::from_fn_with_state(
         metrics.clone(),

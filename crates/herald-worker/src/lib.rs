@@ -36,8 +36,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use herald_core::rates::{DEFAULT_PAGE_RATE_PER_SEC, PACING_SHARE, PageRates};
 pub use ledger::LedgerSettings;
-pub use settings::{Backoff, DEFAULT_PAGE_RATE_PER_SEC, PACING_SHARE, PageRates, WorkerSettings};
+pub use settings::{Backoff, WorkerSettings};
 pub use tokens::PageTokens;
 
 use crate::context::Shared;

@@ -23,7 +23,7 @@ use herald_graph::Usage;
 use herald_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{PACING_SHARE, PageRates};
+use herald_core::rates::{PACING_SHARE, PageRates};
 
 /// A worker's limiter may let this share of a second of its rate through at once (at least 2
 /// calls), so a wake-up that comes late on a busy machine is caught up instead of lost. It is

@@ -2,21 +2,12 @@
 //! page ceilings, concurrency, backoff, shutdown grace), validated once. Layering defaults, files,
 //! environment and flags is the binary's job (herald-cli `config.rs`); this is the composed result.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use herald_amqp::{AmqpSettings, Topology};
 use herald_graph::GraphSettings;
 
-use crate::{LedgerSettings, PageTokens};
-
-/// Meta's recommended ceiling for a page with a large audience (docs/messenger-platform.md §4.1).
-pub const DEFAULT_PAGE_RATE_PER_SEC: u32 = 250;
-
-/// The share of its ceiling a page is paced at. Graph counts any 1-second span, a token bucket
-/// lets a call more than its rate into some spans, and calls jitter on their way: 2 % keeps the
-/// page under its limit (`pace.rs`). A campaign's send time is computed at this share.
-pub const PACING_SHARE: f64 = 0.98;
+use crate::{LedgerSettings, PageRates, PageTokens};
 
 /// One worker's settings.
 #[derive(Debug, Clone)]
@@ -51,15 +42,6 @@ pub struct WorkerSettings {
     pub ledger: Option<LedgerSettings>,
 }
 
-/// The per-page send ceilings, for the whole fleet together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRates {
-    /// Ceiling for pages without their own (`HERALD_PAGE_RATE_PER_SEC`).
-    pub default_per_sec: u32,
-    /// Page id → ceiling (`HERALD_PAGE_RATE_PER_SEC_<PAGE_ID>`).
-    pub pages: BTreeMap<String, u32>,
-}
-
 /// Exponential backoff with full jitter between attempts of one job, capped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -67,25 +49,6 @@ pub struct Backoff {
     pub min_delay: Duration,
     /// The largest delay cap.
     pub max_delay: Duration,
-}
-
-impl Default for PageRates {
-    fn default() -> Self {
-        Self {
-            default_per_sec: DEFAULT_PAGE_RATE_PER_SEC,
-            pages: BTreeMap::new(),
-        }
-    }
-}
-
-impl PageRates {
-    /// The fleet-wide ceiling for `page_id`, messages per second.
-    pub fn ceiling(&self, page_id: &str) -> u32 {
-        self.pages
-            .get(page_id)
-            .copied()
-            .unwrap_or(self.default_per_sec)
-    }
 }
 
 impl Default for Backoff {

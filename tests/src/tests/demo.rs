@@ -109,6 +109,15 @@ fn the_demo_adds_up_over_the_embedded_queue() {
     assert!(stdout.contains("through the embedded queue"), "{stdout}");
     check_summary(&stdout, 10_000);
     assert_eq!(row(&stdout, "sent"), Some(9_675), "{stdout}");
+    // The launch check: 9,975 people with a PSID, 200 calls each a day; 9,775 jobs (the 200
+    // outside the window are skipped) at 980/s take 10 s.
+    assert!(
+        stdout.contains(
+            "Daily budget: page 1000000001 may make 1,995,000 calls in 24 h (200 × 9,975 \
+             engaged users); this campaign needs 9,775 (0.49 %), about 10s at 980/s."
+        ),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

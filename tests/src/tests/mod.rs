@@ -23,6 +23,7 @@ mod server_api;
 mod server_api_cli;
 mod server_api_control;
 mod server_api_dead;
+mod server_api_launch;
 mod server_api_ledger;
 mod server_api_openapi;
 mod server_api_rig;

@@ -129,6 +129,7 @@ impl ApiServer {
             results: options.results,
             missed_while_down: false,
             max_import_bytes: 64 * 1024,
+            page_rates: herald_core::rates::PageRates::default(),
         };
         let listener = serve::bind("127.0.0.1:0".parse().expect("addr"))
             .await

@@ -15,7 +15,7 @@ use herald_server::ops::start_key::StartKey;
 use herald_store::Store;
 
 use crate::cli::SendArgs;
-use crate::commands::launch::Launch;
+use crate::commands::launch;
 use crate::commands::text::out;
 use crate::commands::{amqp_settings, progress, topology_for};
 use crate::config::Config;
@@ -44,9 +44,8 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         return match report {
             Ok(report) => {
                 print_dry_run(&report);
-                Launch::gather(config, &campaign, args.engaged_users)
-                    .await
-                    .print(report.jobs, args.rate);
+                let check = launch::gather(config, &campaign, args.engaged_users).await;
+                launch::print(&check.report(report.jobs, args.rate));
                 out("dry run: nothing was published");
                 ExitCode::SUCCESS
             }
@@ -61,12 +60,12 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Err(code) => return code,
     };
     if args.resume.is_none() && !args.over_budget {
-        let launch = Launch::gather(config, &campaign, args.engaged_users).await;
-        if let Err(refusal) = launch
-            .refuse_over_budget(&campaign, &segment, &store, args.strict)
+        let check = launch::gather(config, &campaign, args.engaged_users).await;
+        if let Some(refusal) = check
+            .over_budget(&campaign, &segment, &store, args.strict)
             .await
         {
-            eprintln!("herald: {refusal}");
+            eprintln!("herald: {refusal}, or pass --over-budget to send it anyway");
             return ExitCode::from(65);
         }
     }

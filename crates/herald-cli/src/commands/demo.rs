@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use herald_amqp::{AmqpSettings, EmbeddedBroker, Topology};
 use herald_core::Secret;
 use herald_graph::GraphSettings;
-use herald_producer::SegmentInput;
+use herald_producer::budget::CALLS_PER_ENGAGED_USER;
+use herald_producer::{LaunchCheck, SegmentInput};
 use herald_sim::{Latency, SimConfig, SimHandle};
 use herald_store::Store;
 use herald_worker::{PageRates, PageTokens, WorkerSettings};
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::DemoArgs;
 use crate::commands::campaign::load_campaign;
 use crate::commands::run::{Delivered, Delivery, Failed, Workers, amqp_flag, deliver};
-use crate::commands::text::out;
+use crate::commands::text::{out, thousands};
 use crate::config::Config;
 use fleet::Fleet;
 use sample::{PAGE_ID, PAGE_TOKEN, Sample};
@@ -36,8 +37,8 @@ use summary::Report;
 const CONCURRENCY: usize = 64;
 /// How long the worker processes of `--amqp` get to attach to the send queue.
 const FLEET_READY: Duration = Duration::from_secs(30);
-/// `herald worker` re-reads the fleet size every 2 s; waiting a little longer after the last
-/// worker attached means each already sends at its share of the limit.
+/// `herald worker` re-reads the fleet size every 0.5 s and a joining one waits 0.6 s; waiting
+/// longer than both after the last worker attached means each sends at its share of the limit.
 const FLEET_SETTLE: Duration = Duration::from_millis(2_300);
 
 pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
@@ -53,14 +54,16 @@ pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sim =
-        match herald_sim::spawn(sim_config(args.rate_per_sec), ([127, 0, 0, 1], 0).into()).await {
-            Ok(sim) => sim,
-            Err(error) => {
-                eprintln!("herald demo: cannot start the Graph API simulator: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+    // The people the page can message: everyone in the sample with a PSID.
+    let engaged = sample.users - sample.blank_psid;
+    let config = sim_config(args.rate_per_sec, engaged);
+    let sim = match herald_sim::spawn(config, ([127, 0, 0, 1], 0).into()).await {
+        Ok(sim) => sim,
+        Err(error) => {
+            eprintln!("herald demo: cannot start the Graph API simulator: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let amqp_url = amqp_flag();
     let broker = if amqp_url.is_some() {
         "RabbitMQ"
@@ -73,9 +76,10 @@ pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
         args.rate_per_sec,
         sample.dir.display()
     ));
+    out(&budget_line(&sample, engaged, args.rate_per_sec).await);
     out(&format!(
         "Sending {} personalised messages through {broker} with {} worker(s)...",
-        crate::commands::text::thousands(sample.users),
+        thousands(sample.users),
         args.workers
     ));
     let shutdown = CancellationToken::new();
@@ -115,9 +119,10 @@ pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
 /// The simulator: the sample page's token and limit, 20 ms ± 6 ms per call, 551 and
 /// fail-first users scripted by PSID prefix. A 613 (over the limit) asks for no regain delay,
 /// so a demo that overshoots recovers in seconds rather than Meta's minute.
-fn sim_config(rate_per_sec: u32) -> SimConfig {
+fn sim_config(rate_per_sec: u32, engaged_users: u64) -> SimConfig {
     SimConfig {
         rate_per_sec,
+        engaged_users,
         latency: Latency::Normal {
             mean_ms: 20,
             jitter_ms: 6,
@@ -266,6 +271,33 @@ async fn wait_for_consumers(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The launch check in one line: the page's daily call budget (the simulator counts the
+/// sample's people with a PSID as its engaged users, as Graph would), what the campaign uses
+/// of it and how long it takes at the page's pace.
+async fn budget_line(sample: &Sample, engaged: u64, rate_per_sec: u32) -> String {
+    let Ok(campaign) = load_campaign(&sample.campaign) else {
+        return "Daily budget: unknown (the sample campaign does not load)".to_owned();
+    };
+    let jobs = engaged - sample.outside_window;
+    let none = Err("the demo reads no store".to_owned());
+    let report = LaunchCheck::gather(&campaign, rate_per_sec, Some(engaged), none)
+        .await
+        .report(jobs, None);
+    let Some(budget) = report.budget else {
+        return "Daily budget: unknown".to_owned();
+    };
+    format!(
+        "Daily budget: page {PAGE_ID} may make {} calls in 24 h ({CALLS_PER_ENGAGED_USER} × {} \
+         engaged users); this campaign needs {} ({:.2} %), about {}s at {:.0}/s.",
+        thousands(budget.daily_calls),
+        thousands(budget.engaged_users),
+        thousands(report.campaign_calls),
+        report.campaign_calls as f64 * 100.0 / budget.daily_calls.max(1) as f64,
+        report.send_time_secs,
+        report.paced_per_sec
+    )
 }
 
 /// The run to deliver: the sample campaign and segment, run records in a throwaway store.

@@ -105,6 +105,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Config) -> ExitCode {
         results: !args.no_results,
         missed_while_down: true,
         max_import_bytes: DEFAULT_MAX_IMPORT_BYTES,
+        page_rates: config.page_rates(),
     };
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use herald_core::Secret;
 use herald_graph::GraphSettings;
 use herald_telemetry::{Health, Metrics, serve_metrics};
-use herald_worker::{LedgerSettings, PageRates, PageTokens, WorkerError, WorkerSettings};
+use herald_worker::{LedgerSettings, PageTokens, WorkerError, WorkerSettings};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -39,14 +39,7 @@ pub(crate) fn worker_settings(
         ledger.horizon = Duration::from_secs(config.ledger_horizon_secs);
         ledger
     });
-    settings.rates = PageRates {
-        default_per_sec: config.page_rate_per_sec.get(),
-        pages: config
-            .page_rates
-            .iter()
-            .map(|(page, rate)| (page.clone(), rate.get()))
-            .collect(),
-    };
+    settings.rates = config.page_rates();
     settings
 }
 

@@ -70,6 +70,8 @@ pub struct ApiConfig {
     pub segment_dir: Option<std::path::PathBuf>,
     /// Whether the store has caught up, for the send ledger's "no record" answers.
     pub freshness: crate::freshness::Freshness,
+    /// The page ceilings, for the launch check of runs started over the API.
+    pub page_rates: herald_core::rates::PageRates,
 }
 
 /// One admin API route: its method, path, handler and body limit.

@@ -28,10 +28,22 @@ pub(crate) struct StartQuery {
     /// Stop at the first malformed row.
     #[serde(default)]
     strict: bool,
+    /// Publish nothing: answer 200 with the dry run and the launch check.
+    #[serde(default)]
+    dry_run: bool,
+    /// The page's engaged users for the launch check, instead of the store's count.
+    engaged_users: Option<u64>,
+    /// A what-if rate (per second) for the dry run's send time.
+    rate: Option<u32>,
+    /// Start even when the campaign would exceed the page's daily call budget.
+    #[serde(default)]
+    over_budget: bool,
 }
 
 /// Starts a run: 202 with `{run_id, campaign_id, segment}` and a `Location` to its status; with
-/// an `Idempotency-Key` already used for this campaign and document, 200 with that run.
+/// an `Idempotency-Key` already used for this campaign and document, 200 with that run. With
+/// `dry_run=true`, 200 with what the run would do and its launch check, publishing nothing; a
+/// campaign over its page's daily call budget is refused (422) unless `over_budget=true`.
 pub(crate) async fn start(
     State(api): State<ApiConfig>,
     query: Result<Query<StartQuery>, QueryRejection>,
@@ -70,9 +82,35 @@ pub(crate) async fn start(
         segment: query.segment,
         strict: query.strict,
         idempotency_key,
+        engaged_users: query.engaged_users,
+        over_budget: query.over_budget,
     };
     let segment_dir = api.segment_dir.as_deref();
-    let started = runs::start(&api.store, &api.broker, &api.runs, segment_dir, request).await?;
+    if query.dry_run {
+        let report = runs::dry_run_report(
+            &api.store,
+            segment_dir,
+            &api.page_rates,
+            request,
+            query.rate,
+        )
+        .await?;
+        return Ok(Json(report).into_response());
+    }
+    if query.rate.is_some() {
+        return Err(ApiError::bad_request(
+            "rate is a what-if for dry_run=true; a run's rate is the campaign's rate_per_sec",
+        ));
+    }
+    let started = runs::start(
+        &api.store,
+        &api.broker,
+        &api.runs,
+        segment_dir,
+        &api.page_rates,
+        request,
+    )
+    .await?;
     let location = format!("/campaigns/runs/{}", started.run_id);
     // A repeated start with its key: the run it started, 200 instead of 202.
     let status = if started.existing {

@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use herald_core::campaign::{Campaign, CampaignErrors, EXIT_DATA, SegmentSource};
-use herald_producer::{ProducerError, Progress, Run, SegmentInput, SendSpec};
+use herald_core::rates::PageRates;
+use herald_producer::{
+    DryRun, LaunchCheck, LaunchReport, ProducerError, Progress, Run, SegmentInput, SendSpec,
+    dry_run, dry_run_store,
+};
 use herald_store::Store;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +53,24 @@ pub struct StartRun {
     pub strict: bool,
     /// The start's idempotency key (`start_key.rs`): a retry with it returns the same run.
     pub idempotency_key: Option<String>,
+    /// The page's engaged users for the launch check, instead of the store's count.
+    pub engaged_users: Option<u64>,
+    /// Start even when the campaign would exceed the page's daily call budget.
+    pub over_budget: bool,
+}
+
+/// What a run would do now, with the launch check (`POST /campaigns/runs?dry_run=true`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRunReport {
+    /// The campaign's id.
+    pub campaign_id: String,
+    /// Where its users come from: a file path, or `store`.
+    pub segment: String,
+    /// The audience, the skips by reason and a few rendered requests.
+    #[serde(flatten)]
+    pub plan: DryRun,
+    /// The page's daily call budget against the campaign, and its send time.
+    pub launch: LaunchReport,
 }
 
 /// A run that was started.
@@ -93,12 +115,15 @@ impl RunTasks {
 }
 
 /// Validates `request`, creates the run and starts publishing it in `tasks`. Segment files
-/// must be inside `segment_dir` (see the module doc).
+/// must be inside `segment_dir` (see the module doc). A campaign that would exceed its page's
+/// daily call budget (as far as the store or `request.engaged_users` show it; `rates` gives
+/// the page ceilings) is refused unless `request.over_budget`.
 pub async fn start(
     store: &Store,
     broker: &Broker,
     tasks: &RunTasks,
     segment_dir: Option<&Path>,
+    rates: &PageRates,
     request: StartRun,
 ) -> Result<Started, OpsError> {
     let campaign = parse(&request.document, request.format)?;
@@ -130,6 +155,23 @@ pub async fn start(
             segment: segment.describe(),
             existing: true,
         });
+    }
+    if !request.over_budget {
+        let ceiling = rates.ceiling(campaign.page_id());
+        let check = LaunchCheck::gather(&campaign, ceiling, request.engaged_users, Ok(store)).await;
+        if let Some(refusal) = check
+            .over_budget(&campaign, &segment, store, request.strict)
+            .await
+        {
+            if let Some(key) = &key {
+                key.release(store).await;
+            }
+            return Err(OpsError::invalid(
+                ErrorKind::Data,
+                "segment",
+                format!("{refusal}, or add over_budget=true to start it anyway"),
+            ));
+        }
     }
     let spec = SendSpec {
         campaign: Arc::new(campaign),
@@ -181,6 +223,37 @@ pub async fn start(
         campaign_id,
         segment: segment.describe(),
         existing: false,
+    })
+}
+
+/// What `request` would do now, publishing nothing: the dry run of its segment and the launch
+/// check, with the send time at `what_if` per second as well when given.
+pub async fn dry_run_report(
+    store: &Store,
+    segment_dir: Option<&Path>,
+    rates: &PageRates,
+    request: StartRun,
+    what_if: Option<u32>,
+) -> Result<DryRunReport, OpsError> {
+    let campaign = parse(&request.document, request.format)?;
+    let segment = segment_of(&campaign, request.segment, segment_dir).await?;
+    let plan = match &segment {
+        SegmentInput::File(path) => {
+            let (campaign, path, strict) = (campaign.clone(), path.clone(), request.strict);
+            tokio::task::spawn_blocking(move || dry_run(&campaign, &path, strict))
+                .await
+                .map_err(|error| OpsError::Internal(format!("the dry run stopped: {error}")))?
+        }
+        SegmentInput::Store => dry_run_store(&campaign, store).await,
+    }
+    .map_err(producer_error)?;
+    let ceiling = rates.ceiling(campaign.page_id());
+    let check = LaunchCheck::gather(&campaign, ceiling, request.engaged_users, Ok(store)).await;
+    Ok(DryRunReport {
+        campaign_id: campaign.id().to_owned(),
+        segment: segment.describe(),
+        launch: check.report(plan.jobs, what_if),
+        plan,
     })
 }
 
