@@ -30,6 +30,10 @@ const PAGE_RATE_PREFIX: &str = "HERALD_PAGE_RATE_PER_SEC_";
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) amqp_url: Secret,
+    /// The broker URL came from the `--amqp` flag. Only the flag moves `herald run` and
+    /// `herald demo` off the embedded queue: `HERALD_AMQP_URL` exported for `herald worker`
+    /// must not.
+    pub(crate) amqp_from_flag: bool,
     pub(crate) database_url: Secret,
     pub(crate) graph_url: String,
     /// `HERALD_GRAPH_ALLOW_HTTP`: accept an `http://` Graph URL on a host other than loopback.
@@ -141,6 +145,7 @@ impl Config {
     fn defaults() -> Self {
         Self {
             amqp_url: Secret::new(DEFAULT_AMQP_URL),
+            amqp_from_flag: false,
             database_url: Secret::new(DEFAULT_DATABASE_URL),
             graph_url: DEFAULT_GRAPH_URL.to_owned(),
             graph_allow_http: false,
@@ -256,6 +261,7 @@ impl Config {
     fn apply_overrides(&mut self, overrides: &Overrides) {
         if let Some(url) = &overrides.amqp_url {
             self.amqp_url = Secret::new(url.clone());
+            self.amqp_from_flag = true;
         }
         if let Some(url) = &overrides.database_url {
             self.database_url = Secret::new(url.clone());

@@ -14,8 +14,11 @@
 //! # }
 //! ```
 
+mod announce;
 mod context;
 mod control;
+mod failure;
+mod gate;
 mod job;
 mod ledger;
 mod pace;

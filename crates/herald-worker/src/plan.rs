@@ -1,7 +1,8 @@
-//! What happens to a delivery next, decided without I/O: a terminal result, a trip through a
-//! retry tier, or the dead-letter queue; the backoff between attempts (exponential with full
-//! jitter, capped, via backon); and how long a held-back job waits. Carrying a `Step` out on the
-//! broker is `settle.rs`.
+//! What happens to a delivery next, decided without network or broker I/O (it reads the clock
+//! for a result's `finished_at` and draws the backoff's jitter): a terminal result, a trip
+//! through a retry tier, or the dead-letter queue; the backoff between attempts (exponential
+//! with full jitter, capped, via backon); and how long a held-back job waits. Carrying a `Step`
+//! out on the broker is `settle.rs`.
 
 use std::time::Duration;
 

@@ -16,9 +16,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::WorkerError;
+use crate::announce::announce;
 use crate::context::{Link, Shared};
 use crate::control;
-use crate::job::{announce, handle};
+use crate::job::handle;
 
 /// How long replaying the control log may take before the session is abandoned.
 const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -184,8 +184,3 @@ impl Settler<'_> {
         }
     }
 }
-
-/// `x-herald-deferrals` of a delivery (0 when absent or not a number).
-pub(crate) fn deferrals(headers: &Headers) -> u32 {
-    headers.deferrals().unwrap_or(0)
-}

@@ -65,7 +65,7 @@ impl Verifier {
         metrics: &Metrics,
         job: &SendJob,
         attempts: u32,
-        held: u32,
+        deferrals: u32,
         since_ms: i64,
     ) -> Checked {
         let checks = &metrics.ledger_checks;
@@ -87,7 +87,7 @@ impl Verifier {
                 entry
             }
             Err(error) => {
-                return self.unavailable(metrics, job, (attempts, held, since_ms), &error);
+                return self.unavailable(metrics, job, (attempts, deferrals, since_ms), &error);
             }
         };
         match entry {
@@ -103,7 +103,9 @@ impl Verifier {
             Entry::Unknown => {
                 if let Some(left) = still_possible(since_ms, ledger.horizon) {
                     checks.with_label_values(&["wait"]).inc();
-                    return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
+                    return Checked::Step(Box::new(wait(
+                        metrics, attempts, deferrals, left, since_ms,
+                    )));
                 }
                 match ledger.claim(&job.job_id, &holder()).await {
                     Ok(true) => {
@@ -114,10 +116,12 @@ impl Verifier {
                     Ok(false) => {
                         checks.with_label_values(&["claimed"]).inc();
                         let horizon = ledger.horizon;
-                        Checked::Step(Box::new(wait(metrics, attempts, held, horizon, since_ms)))
+                        Checked::Step(Box::new(wait(
+                            metrics, attempts, deferrals, horizon, since_ms,
+                        )))
                     }
                     Err(error) => {
-                        self.unavailable(metrics, job, (attempts, held, since_ms), &error)
+                        self.unavailable(metrics, job, (attempts, deferrals, since_ms), &error)
                     }
                 }
             }
@@ -125,7 +129,9 @@ impl Verifier {
                 checks.with_label_values(&["behind"]).inc();
                 if still_possible(since_ms, ledger.patience).is_some() {
                     let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
-                    return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
+                    return Checked::Step(Box::new(wait(
+                        metrics, attempts, deferrals, left, since_ms,
+                    )));
                 }
                 if !self.told_impatient.swap(true, Ordering::Relaxed) {
                     warn!(job_id = %job.job_id, waited_secs = ledger.patience.as_secs(),
@@ -144,7 +150,7 @@ impl Verifier {
         &self,
         metrics: &Metrics,
         job: &SendJob,
-        (attempts, held, since_ms): (u32, u32, i64),
+        (attempts, deferrals, since_ms): (u32, u32, i64),
         error: &LedgerError,
     ) -> Checked {
         metrics
@@ -163,7 +169,7 @@ impl Verifier {
         }
         if still_possible(since_ms, ledger.patience).is_some() {
             let left = still_possible(since_ms, ledger.horizon).unwrap_or(ledger.horizon);
-            return Checked::Step(Box::new(wait(metrics, attempts, held, left, since_ms)));
+            return Checked::Step(Box::new(wait(metrics, attempts, deferrals, left, since_ms)));
         }
         Checked::Send(Some("ledger_unavailable"))
     }
@@ -185,9 +191,9 @@ fn holder() -> String {
 }
 
 /// Back to a retry tier for `left`, still suspect since `since_ms`.
-fn wait(metrics: &Metrics, attempts: u32, held: u32, left: Duration, since_ms: i64) -> Step {
+fn wait(metrics: &Metrics, attempts: u32, deferrals: u32, left: Duration, since_ms: i64) -> Step {
     metrics.jobs_held.with_label_values(&["ledger_wait"]).inc();
-    let mut step = plan::hold(attempts, held, Some(left), "ledger_wait");
+    let mut step = plan::hold(attempts, deferrals, Some(left), "ledger_wait");
     step.verify_since(since_ms);
     step
 }

@@ -1,12 +1,12 @@
 //! `herald campaign send` and `--dry-run`: load and validate the campaign (every problem listed,
-//! exit 64/65, nothing published), pick the segment, check it against the page's daily call
-//! budget (`launch.rs`), then run the producer with a progress line and a summary. The run id is printed first because it is what `--resume` takes.
+//! exit 64/65, nothing published; `common.rs`), pick the segment, check it against the page's
+//! daily call budget (`launch.rs`), then run the producer with a progress line and a summary.
+//! The run id is printed first because it is what `--resume` takes.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use herald_core::campaign::{Campaign, SegmentSource};
+use herald_core::campaign::Campaign;
 use herald_producer::{
     DryRun, ProducerError, Progress, Run, SegmentInput, SendSpec, dry_run, dry_run_store,
 };
@@ -15,13 +15,11 @@ use herald_server::ops::start_key::StartKey;
 use herald_store::Store;
 
 use crate::cli::SendArgs;
+use crate::commands::common::{exit_code, load_campaign, open_store, segment_input};
 use crate::commands::launch;
 use crate::commands::text::out;
 use crate::commands::{amqp_settings, progress, topology_for};
 use crate::config::Config;
-
-/// Exit code when the broker cannot be reached or refuses messages (EX_UNAVAILABLE).
-const EX_UNAVAILABLE: u8 = 69;
 
 pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
     let campaign = match load_campaign(&args.campaign) {
@@ -161,65 +159,6 @@ async fn claim_key(
     })
 }
 
-/// Reads and validates a campaign file (TOML, or JSON by extension), listing every problem.
-pub(crate) fn load_campaign(path: &Path) -> Result<Campaign, ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        eprintln!("herald: cannot read campaign {}: {error}", path.display());
-        ExitCode::from(66)
-    })?;
-    let parsed = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    {
-        Campaign::from_json(&text)
-    } else {
-        Campaign::from_toml(&text)
-    };
-    parsed.map_err(|errors| {
-        eprintln!(
-            "herald: {} has {} problem(s); nothing was published:",
-            path.display(),
-            errors.problems().len()
-        );
-        for problem in errors.problems() {
-            eprintln!("  {}:{problem}", path.display());
-        }
-        ExitCode::from(errors.exit_code())
-    })
-}
-
-/// Opens the store (run records live there), saying what to check when it cannot.
-pub(crate) async fn open_store(config: &Config) -> Result<Store, ExitCode> {
-    Store::connect(&config.database_url).await.map_err(|error| {
-        eprintln!("herald: cannot open the store (HERALD_DATABASE_URL): {error}");
-        ExitCode::from(EX_UNAVAILABLE)
-    })
-}
-
-/// Where the users come from: `--segment` wins, else `segment.file` relative to the campaign
-/// file, else the store when `segment.source = "store"`.
-pub(crate) fn segment_input(
-    command: &str,
-    path: &Path,
-    campaign: &Campaign,
-    segment: Option<&Path>,
-) -> Result<SegmentInput, ExitCode> {
-    match (segment, &campaign.segment().source) {
-        (Some(file), _) => Ok(SegmentInput::File(file.to_path_buf())),
-        (None, SegmentSource::File(file)) => Ok(SegmentInput::File(
-            path.parent().unwrap_or(Path::new(".")).join(file),
-        )),
-        (None, SegmentSource::Store) => Ok(SegmentInput::Store),
-        (None, SegmentSource::Unset) => {
-            eprintln!(
-                "{command}: {} has no segment.file; pass --segment FILE",
-                path.display()
-            );
-            Err(ExitCode::from(64))
-        }
-    }
-}
-
 fn print_dry_run(report: &DryRun) {
     out(&format!("rows: {}", report.rows));
     out(&format!("audience (jobs): {}", report.jobs));
@@ -233,19 +172,6 @@ fn print_dry_run(report: &DryRun) {
     }
     for (index, sample) in report.samples.iter().enumerate() {
         out(&format!("sample {}: {sample}", index + 1));
-    }
-}
-
-/// The exit code of a producer that stopped with `error` (`herald campaign send` and
-/// `herald run` alike): 65 bad data, 64 a run that cannot be resumed as asked, 69 the broker
-/// or the store.
-pub(crate) fn exit_code(error: &ProducerError) -> u8 {
-    match error {
-        ProducerError::Segment(_) | ProducerError::Malformed(_) => 65,
-        ProducerError::WrongCampaign { .. }
-        | ProducerError::UnknownRun { .. }
-        | ProducerError::Cancelled { .. } => 64,
-        ProducerError::Store(_) | ProducerError::Amqp(_) => EX_UNAVAILABLE,
     }
 }
 

@@ -25,8 +25,8 @@ use herald_worker::{PageRates, PageTokens, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
-use crate::commands::campaign::load_campaign;
-use crate::commands::run::{Delivered, Delivery, Failed, Workers, amqp_flag, deliver};
+use crate::commands::common::load_campaign;
+use crate::commands::deliver::{Delivered, Failed, RunInputs, Workers, deliver};
 use crate::commands::text::{out, thousands};
 use crate::config::Config;
 use fleet::Fleet;
@@ -41,7 +41,7 @@ const FLEET_READY: Duration = Duration::from_secs(30);
 /// longer than both after the last worker attached means each sends at its share of the limit.
 const FLEET_SETTLE: Duration = Duration::from_millis(2_300);
 
-pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
+pub(crate) async fn run(args: DemoArgs, config: &Config) -> ExitCode {
     if args.users == 0 || args.rate_per_sec == 0 || args.workers == 0 {
         eprintln!("herald demo: --users, --rate-per-sec and --workers must be at least 1");
         return ExitCode::from(2);
@@ -56,15 +56,18 @@ pub(crate) async fn run(args: DemoArgs, _config: &Config) -> ExitCode {
     };
     // The people the page can message: everyone in the sample with a PSID.
     let engaged = sample.users - sample.blank_psid;
-    let config = sim_config(args.rate_per_sec, engaged);
-    let sim = match herald_sim::spawn(config, ([127, 0, 0, 1], 0).into()).await {
+    let simulated = sim_config(args.rate_per_sec, engaged);
+    let sim = match herald_sim::spawn(simulated, ([127, 0, 0, 1], 0).into()).await {
         Ok(sim) => sim,
         Err(error) => {
             eprintln!("herald demo: cannot start the Graph API simulator: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let amqp_url = amqp_flag();
+    // Only the `--amqp` flag moves the demo to RabbitMQ, not HERALD_AMQP_URL.
+    let amqp_url = config
+        .amqp_from_flag
+        .then(|| config.amqp_url.expose().to_owned());
     let broker = if amqp_url.is_some() {
         "RabbitMQ"
     } else {
@@ -305,7 +308,7 @@ async fn delivery(
     sample: &Sample,
     amqp: AmqpSettings,
     topology: Topology,
-) -> Result<Delivery, ExitCode> {
+) -> Result<RunInputs, ExitCode> {
     let campaign = load_campaign(&sample.campaign)?;
     let store = Store::connect(&Secret::new("sqlite::memory:"))
         .await
@@ -313,7 +316,7 @@ async fn delivery(
             eprintln!("herald demo: cannot open an in-memory store: {error}");
             ExitCode::FAILURE
         })?;
-    Ok(Delivery {
+    Ok(RunInputs {
         campaign: Arc::new(campaign),
         segment: SegmentInput::File(sample.segment.clone()),
         amqp,
@@ -340,6 +343,6 @@ fn worker_settings(
         default_per_sec: rate_per_sec,
         ..PageRates::default()
     };
-    settings.fleet_refresh = crate::commands::run::FLEET_REFRESH;
+    settings.fleet_refresh = crate::commands::deliver::FLEET_REFRESH;
     settings
 }

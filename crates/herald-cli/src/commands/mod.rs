@@ -1,8 +1,10 @@
 //! Dispatch from a parsed command to the library that does the work.
 
 mod campaign;
+mod common;
 mod control;
 mod dead;
+mod deliver;
 mod demo;
 mod docs;
 mod launch;

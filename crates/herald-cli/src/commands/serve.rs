@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::cli::ServeArgs;
-use crate::commands::campaign::open_store;
+use crate::commands::common::open_store;
 use crate::commands::ops::broker;
 use crate::commands::text::out;
 use crate::config::Config;

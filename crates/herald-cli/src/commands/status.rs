@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use herald_server::ops::status;
 
-use crate::commands::campaign::open_store;
+use crate::commands::common::open_store;
 use crate::commands::ops::failed;
 use crate::commands::text::out;
 use crate::config::Config;

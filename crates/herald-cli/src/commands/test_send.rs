@@ -9,7 +9,7 @@ use herald_core::{SendJob, User};
 use herald_graph::{GraphClient, GraphSettings};
 
 use crate::cli::TestArgs;
-use crate::commands::campaign::load_campaign;
+use crate::commands::common::load_campaign;
 use crate::commands::text::out;
 use crate::config::Config;
 

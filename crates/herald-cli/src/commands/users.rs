@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use herald_producer::SegmentFormat;
 use herald_server::ops::users::{self, ImportOptions};
 
-use crate::commands::campaign::open_store;
+use crate::commands::common::open_store;
 use crate::commands::ops::failed;
 use crate::commands::text::out;
 use crate::config::Config;

@@ -57,6 +57,10 @@ fn layers_override_in_order_file_env_flags() {
     assert_eq!(config.graph_version, "v24.0", "file beats default");
     assert_eq!(config.graph_url, "http://127.0.0.1:8900", "env beats file");
     assert_eq!(config.amqp_url.expose(), "amqp://flag", "flag beats env");
+    assert!(config.amqp_from_flag);
+    let unflagged = Config::load(&with_file(&toml), &vars).expect("valid");
+    assert_eq!(unflagged.amqp_url.expose(), "amqp://env");
+    assert!(!unflagged.amqp_from_flag, "the variable is not the flag");
     assert_eq!(config.page_tokens["42"].expose(), "from-env");
     assert_eq!(config.page_rates["42"].get(), 10);
     assert_eq!(config.page_rates["7"].get(), 5);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::sample::{PAGE_ID, PAGE_TOKEN, Sample};
-use crate::commands::run::Delivered;
+use crate::commands::deliver::Delivered;
 use crate::commands::text::out;
 use crate::commands::text::thousands;
 
