@@ -104,7 +104,7 @@ impl Config {
     /// The page ceilings as the workers and the launch check use them.
     pub(crate) fn page_rates(&self) -> PageRates {
         PageRates {
-            default_per_sec: self.page_rate_per_sec.get(),
+            default_ceiling: self.page_rate_per_sec.get(),
             pages: self
                 .page_rates
                 .iter()

@@ -17,7 +17,7 @@ pub const PACING_SHARE: f64 = 0.98;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRates {
     /// Ceiling for pages without their own (`HERALD_PAGE_RATE_PER_SEC`).
-    pub default_per_sec: u32,
+    pub default_ceiling: u32,
     /// Page id → ceiling (`HERALD_PAGE_RATE_PER_SEC_<PAGE_ID>`).
     pub pages: BTreeMap<String, u32>,
 }
@@ -25,7 +25,7 @@ pub struct PageRates {
 impl Default for PageRates {
     fn default() -> Self {
         Self {
-            default_per_sec: DEFAULT_PAGE_RATE_PER_SEC,
+            default_ceiling: DEFAULT_PAGE_RATE_PER_SEC,
             pages: BTreeMap::new(),
         }
     }
@@ -37,6 +37,6 @@ impl PageRates {
         self.pages
             .get(page_id)
             .copied()
-            .unwrap_or(self.default_per_sec)
+            .unwrap_or(self.default_ceiling)
     }
 }

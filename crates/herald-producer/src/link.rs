@@ -27,11 +27,11 @@ pub(crate) struct Message {
     verify_since: Option<i64>,
     /// A job of the priority lane (`x-herald-priority: high`).
     high_priority: bool,
-    state: Delivery,
+    state: Confirmation,
 }
 
 /// Where one message stands with the broker.
-pub(crate) enum Delivery {
+pub(crate) enum Confirmation {
     /// Not (successfully) written yet.
     Unsent,
     /// Written; the broker's confirm is awaited.
@@ -48,7 +48,7 @@ impl Message {
             body,
             verify_since: None,
             high_priority: false,
-            state: Delivery::Unsent,
+            state: Confirmation::Unsent,
         }
     }
 
@@ -74,18 +74,18 @@ impl Message {
     /// The outcome if it is known now: `None` while the confirm is outstanding.
     pub(crate) fn poll_settled(&mut self) -> Option<Result<(), AmqpError>> {
         let outcome = match &mut self.state {
-            Delivery::Confirmed => return Some(Ok(())),
-            Delivery::Unsent => return Some(Err(AmqpError::PublisherClosed)),
-            Delivery::Pending(pending) => pending.now_or_never()?,
+            Confirmation::Confirmed => return Some(Ok(())),
+            Confirmation::Unsent => return Some(Err(AmqpError::PublisherClosed)),
+            Confirmation::Pending(pending) => pending.now_or_never()?,
         };
         Some(self.record(outcome))
     }
 
     pub(crate) async fn settled(&mut self) -> Result<(), AmqpError> {
         let outcome = match &mut self.state {
-            Delivery::Confirmed => return Ok(()),
-            Delivery::Unsent => return Err(AmqpError::PublisherClosed),
-            Delivery::Pending(pending) => pending.await,
+            Confirmation::Confirmed => return Ok(()),
+            Confirmation::Unsent => return Err(AmqpError::PublisherClosed),
+            Confirmation::Pending(pending) => pending.await,
         };
         self.record(outcome)
     }
@@ -94,8 +94,8 @@ impl Message {
     /// (a lost connection makes `recover` look at every tracked message, this one included).
     fn record(&mut self, outcome: Result<(), AmqpError>) -> Result<(), AmqpError> {
         self.state = match outcome {
-            Ok(()) => Delivery::Confirmed,
-            Err(_) => Delivery::Unsent,
+            Ok(()) => Confirmation::Confirmed,
+            Err(_) => Confirmation::Unsent,
         };
         outcome
     }
@@ -128,7 +128,7 @@ impl Link {
         } else {
             &self.jobs_exchange
         };
-        message.state = Delivery::Unsent;
+        message.state = Confirmation::Unsent;
         let mut headers = match message.verify_since {
             Some(since) => Headers::new().with_verify_since(since),
             None => Headers::new(),
@@ -140,7 +140,7 @@ impl Link {
             .publisher
             .publish(exchange, &message.routing_key, &message.body, headers)
             .await?;
-        message.state = Delivery::Pending(pending);
+        message.state = Confirmation::Pending(pending);
         Ok(())
     }
 
@@ -178,7 +178,7 @@ impl Link {
                 continue;
             };
             if matches!(message.poll_settled(), Some(Ok(()))) {
-                message.state = Delivery::Confirmed;
+                message.state = Confirmation::Confirmed;
             } else {
                 self.publish(message).await?;
             }

@@ -532,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn priority_jobs_pass_the_waiting_bulk_jobs() {
         let rates = PageRates {
-            default_per_sec: 100,
+            default_ceiling: 100,
             ..PageRates::default()
         };
         let pacers = Arc::new(Pacers::new(rates, Duration::from_secs(10), Metrics::new()));

@@ -90,7 +90,7 @@ impl WorkerSettings {
         if self.concurrency == 0 {
             problems.push("concurrency: must be at least 1".to_owned());
         }
-        if self.rates.default_per_sec == 0 || self.rates.pages.values().any(|rate| *rate == 0) {
+        if self.rates.default_ceiling == 0 || self.rates.pages.values().any(|rate| *rate == 0) {
             problems.push("page rates: must be at least 1 per second".to_owned());
         }
         if self.backoff.min_delay.is_zero() || self.backoff.max_delay < self.backoff.min_delay {

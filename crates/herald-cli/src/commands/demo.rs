@@ -108,7 +108,7 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> ExitCode {
         done: &done,
         broker,
         workers: args.workers,
-        limit_per_sec: args.rate_per_sec,
+        page_ceiling: args.rate_per_sec,
         busiest_second: stats.max_per_second.get(PAGE_ID).copied(),
         metrics: &metrics,
         wall: started.elapsed(),
@@ -340,7 +340,7 @@ fn worker_settings(
     let mut settings = WorkerSettings::new(amqp, topology, graph, tokens);
     settings.concurrency = CONCURRENCY;
     settings.rates = PageRates {
-        default_per_sec: rate_per_sec,
+        default_ceiling: rate_per_sec,
         ..PageRates::default()
     };
     settings.fleet_refresh = crate::commands::deliver::FLEET_REFRESH;

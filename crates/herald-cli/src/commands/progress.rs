@@ -1,13 +1,14 @@
-//! The progress display of a run: on a terminal, one line on stderr redrawn twice a second with a
-//! bar, the rate and an ETA (from bytes of the segment read); otherwise a structured log line
-//! every five seconds, which is what a CI log or `kubectl logs` wants.
+//! The progress display of a run: on a terminal, an indicatif bar on stderr redrawn twice a
+//! second with the counts, the rate and an ETA (from bytes of the segment read); otherwise a
+//! structured log line every five seconds, which is what a CI log or `kubectl logs` wants.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use herald_producer::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -24,22 +25,49 @@ impl Display {
     }
 }
 
-/// The producer's display: segment bytes read, jobs and skips confirmed.
-pub(crate) fn spawn(progress: Arc<Progress>) -> Display {
-    spawn_with(move |elapsed, terminal, last| draw(&progress, elapsed, terminal, last))
+/// Where a reading goes: a redrawn bar on a terminal, a log line otherwise.
+pub(crate) enum Screen {
+    /// indicatif's bar on stderr: `pos` of `len`, the counts in its message, an ETA.
+    Bar(ProgressBar),
+    /// A structured log line each time.
+    Log,
 }
 
-/// Redraws with `draw(elapsed, terminal, last)` on a timer (twice a second on a terminal, every
+impl Screen {
+    /// Shows `pos` of `len` with `message` on the bar; the last reading leaves the line drawn.
+    pub(crate) fn bar(&self, pos: u64, len: u64, message: String, last: bool) {
+        if let Self::Bar(bar) = self {
+            bar.set_length(len.max(1));
+            bar.set_position(pos.min(len));
+            bar.set_message(message);
+            if last {
+                bar.finish();
+            }
+        }
+    }
+}
+
+/// The producer's display: segment bytes read, jobs and skips confirmed.
+pub(crate) fn spawn(progress: Arc<Progress>) -> Display {
+    spawn_with(move |screen, elapsed, last| draw(&progress, screen, elapsed, last))
+}
+
+/// Redraws with `draw(screen, elapsed, last)` on a timer (twice a second on a terminal, every
 /// five seconds otherwise) until `finish`, which draws once more with `last` set.
 pub(crate) fn spawn_with<F>(draw: F) -> Display
 where
-    F: Fn(Duration, bool, bool) + Send + 'static,
+    F: Fn(&Screen, Duration, bool) + Send + 'static,
 {
     let terminal = std::io::stderr().is_terminal();
-    let every = if terminal {
-        Duration::from_millis(500)
+    let (every, screen) = if terminal {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(BAR_TEMPLATE)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>-");
+        bar.set_style(style);
+        (Duration::from_millis(500), Screen::Bar(bar))
     } else {
-        Duration::from_secs(5)
+        (Duration::from_secs(5), Screen::Log)
     };
     let (stop, mut stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -51,7 +79,7 @@ where
                 _ = ticker.tick() => false,
                 _ = &mut stopped => true,
             };
-            draw(started.elapsed(), terminal, last);
+            draw(&screen, started.elapsed(), last);
             if last {
                 return;
             }
@@ -60,49 +88,37 @@ where
     Display { stop, task }
 }
 
-fn draw(progress: &Progress, elapsed: Duration, terminal: bool, last: bool) {
+/// The bar's layout: `[####>-----]  42%  <counts>  ETA 12s`.
+const BAR_TEMPLATE: &str = "[{bar:30}] {percent:>3}%  {msg}  ETA {eta}";
+
+fn draw(progress: &Progress, screen: &Screen, elapsed: Duration, last: bool) {
     let published = progress.published.load(Ordering::Relaxed);
     let skipped = progress.skipped.load(Ordering::Relaxed);
     let (bytes, total) = (
         progress.bytes.load(Ordering::Relaxed),
         progress.total_bytes.load(Ordering::Relaxed),
     );
-    let secs = elapsed.as_secs_f64().max(0.001);
-    let rate = (published + skipped) as f64 / secs;
-    let fraction = if total > 0 {
-        (bytes as f64 / total as f64).min(1.0)
-    } else {
-        0.0
-    };
-    let eta = if fraction > 0.0 {
-        secs * (1.0 - fraction) / fraction
-    } else {
-        f64::NAN
-    };
-    if terminal {
-        let filled = (fraction * 30.0) as usize;
-        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled));
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r[{bar}] {:>3.0}%  published {published}  skipped {skipped}  {rate:.0}/s  ETA {}",
-            fraction * 100.0,
-            if eta.is_finite() {
-                format!("{eta:.0}s")
+    let rate = (published + skipped) as f64 / elapsed.as_secs_f64().max(0.001);
+    match screen {
+        Screen::Bar(_) => screen.bar(
+            bytes,
+            total,
+            format!("published {published}  skipped {skipped}  {rate:.0}/s"),
+            last,
+        ),
+        Screen::Log => {
+            let percent = if total > 0 {
+                (bytes.saturating_mul(100) / total).min(100)
             } else {
-                "?".to_owned()
-            }
-        );
-        if last {
-            let _ = writeln!(err);
+                0
+            };
+            tracing::info!(
+                published,
+                skipped,
+                rate_per_sec = rate as u64,
+                percent,
+                "Run progress."
+            );
         }
-    } else {
-        tracing::info!(
-            published,
-            skipped,
-            rate_per_sec = rate as u64,
-            percent = (fraction * 100.0) as u64,
-            "Run progress."
-        );
     }
 }

@@ -1,25 +1,20 @@
 //! The progress display of `herald run` and `herald demo`: how many of the users published so
-//! far have their terminal result, by outcome. On a terminal one line on stderr redrawn twice a
-//! second, with a bar, the rate and an ETA; otherwise a structured log line every five seconds,
-//! like the producer's display in `commands/progress.rs`.
+//! far have their terminal result, by outcome: on a terminal the bar of `commands/progress.rs`
+//! with the counts and the rate, otherwise a structured log line every five seconds.
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Tally;
-use crate::commands::progress::{self, Display};
+use crate::commands::progress::{self, Display, Screen};
 use herald_core::ResultStatus;
 use herald_producer::Progress;
 
-/// Width of the bar in characters.
-const BAR: usize = 30;
-
 /// Starts the display; `finish` on the returned handle draws the last state.
 pub(crate) fn spawn(progress: Arc<Progress>, tally: Arc<Mutex<Tally>>) -> Display {
-    progress::spawn_with(move |elapsed, terminal, last| {
-        Line::read(&progress, &tally).draw(elapsed, terminal, last);
+    progress::spawn_with(move |screen, elapsed, last| {
+        Line::read(&progress, &tally).draw(screen, elapsed, last);
     })
 }
 
@@ -47,7 +42,7 @@ impl Line {
         }
     }
 
-    fn draw(&self, elapsed: Duration, terminal: bool, last: bool) {
+    fn draw(&self, screen: &Screen, elapsed: Duration, last: bool) {
         let Self {
             expected,
             done,
@@ -55,15 +50,18 @@ impl Line {
             failed,
             skipped,
         } = *self;
-        let fraction = if expected > 0 {
-            (done as f64 / expected as f64).min(1.0)
-        } else {
-            0.0
-        };
-        let secs = elapsed.as_secs_f64().max(0.001);
-        let rate = done as f64 / secs;
-        if !terminal {
-            tracing::info!(
+        let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+        match screen {
+            Screen::Bar(_) => screen.bar(
+                done,
+                expected,
+                format!(
+                    "results {done}/{expected}  sent {sent}  failed {failed}  skipped {skipped}  \
+                     {rate:.0}/s"
+                ),
+                last,
+            ),
+            Screen::Log => tracing::info!(
                 results = done,
                 expected,
                 sent,
@@ -71,25 +69,7 @@ impl Line {
                 skipped,
                 rate_per_sec = rate as u64,
                 "Delivery progress."
-            );
-            return;
-        }
-        let eta = if rate > 0.0 && expected >= done {
-            format!("{:.0}s", (expected - done) as f64 / rate)
-        } else {
-            "?".to_owned()
-        };
-        let filled = (fraction * BAR as f64) as usize;
-        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(BAR - filled));
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r[{bar}] {:>3.0}%  results {done}/{expected}  sent {sent}  failed {failed}  \
-             skipped {skipped}  {rate:.0}/s  ETA {eta}   ",
-            fraction * 100.0
-        );
-        if last {
-            let _ = writeln!(err);
+            ),
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct Report<'a> {
     /// `embedded queue` or `RabbitMQ`.
     pub(crate) broker: &'a str,
     pub(crate) workers: usize,
-    pub(crate) limit_per_sec: u32,
+    pub(crate) page_ceiling: u32,
     /// The simulator's highest accepted calls for the page in any 1-second span.
     pub(crate) busiest_second: Option<u32>,
     /// Prometheus text of every worker.
@@ -37,7 +37,7 @@ pub(crate) fn print(report: &Report<'_>) {
         thousands(report.sample.users),
         report.broker,
         report.workers,
-        thousands(u64::from(report.limit_per_sec))
+        thousands(u64::from(report.page_ceiling))
     ));
     out("");
     let mut rows: Vec<(String, u64)> = Vec::new();
@@ -64,8 +64,8 @@ pub(crate) fn print(report: &Report<'_>) {
             out(&format!(
                 "  achieved rate     {}/s over {secs:.1} s of first attempts: {:.0} % of the {}/s page limit",
                 thousands(rate.round() as u64),
-                rate * 100.0 / f64::from(report.limit_per_sec),
-                thousands(u64::from(report.limit_per_sec))
+                rate * 100.0 / f64::from(report.page_ceiling),
+                thousands(u64::from(report.page_ceiling))
             ));
             out("                    (the workers pace the page at 98 % of its limit)");
         }
@@ -75,7 +75,7 @@ pub(crate) fn print(report: &Report<'_>) {
         out(&format!(
             "  busiest second    {} calls accepted by the simulator (limit {})",
             thousands(u64::from(busiest)),
-            thousands(u64::from(report.limit_per_sec))
+            thousands(u64::from(report.page_ceiling))
         ));
     }
     match (
