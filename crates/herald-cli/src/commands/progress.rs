@@ -107,11 +107,10 @@ fn draw(progress: &Progress, screen: &Screen, elapsed: Duration, last: bool) {
             last,
         ),
         Screen::Log => {
-            let percent = if total > 0 {
-                (bytes.saturating_mul(100) / total).min(100)
-            } else {
-                0
-            };
+            let percent = bytes
+                .saturating_mul(100)
+                .checked_div(total)
+                .map_or(0, |p| p.min(100));
             tracing::info!(
                 published,
                 skipped,
