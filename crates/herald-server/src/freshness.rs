@@ -267,19 +267,32 @@ mod tests {
         assert!(!refusals.within(Duration::from_secs(30)));
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: a wait that cannot succeed runs its whole minute at once.
+    #[tokio::test(start_paused = true)]
     async fn a_mark_is_passed_when_every_earlier_delivery_is_closed() {
+        let minute = Duration::from_secs(60);
         let tracker = InFlight::new();
         let first = tracker.open();
         let second = tracker.open();
         let mark = tracker.mark();
         let later = tracker.open();
-        assert!(!tracker.passed(mark, Duration::from_millis(10)).await);
+        let started = tokio::time::Instant::now();
+        assert!(!tracker.passed(mark, minute).await);
+        assert_eq!(started.elapsed(), minute, "waited its whole time");
         drop(second);
-        assert!(!tracker.passed(mark, Duration::from_millis(10)).await);
-        drop(first);
+        assert!(!tracker.passed(mark, minute).await);
+        let closed = tokio::time::Instant::now();
+        // The wait ends when the last earlier delivery closes, not at its deadline.
+        let waiting = tracker.passed(mark, minute);
+        let closing = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(first);
+        };
+        let (passed, ()) = tokio::join!(waiting, closing);
+        assert!(passed);
+        assert_eq!(closed.elapsed(), Duration::from_secs(5));
         // A delivery received after the mark does not hold it back.
-        assert!(tracker.passed(mark, Duration::from_millis(10)).await);
+        assert!(tracker.passed(mark, minute).await);
         drop(later);
         assert!(tracker.passed(tracker.mark(), Duration::ZERO).await);
     }
