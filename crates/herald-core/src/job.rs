@@ -1,6 +1,10 @@
 //! `SendJob` v1: one rendered Send API request for one user, the unit on `herald.send`
 //! (ARCHITECTURE.md, "Wire formats"). The `request` is the exact JSON body, kept as raw bytes so
 //! the worker passes it through without re-serialising. Page tokens are never in a job.
+//!
+//! `not_before` and `window_closes_at` were added to v1 as optional fields, written only when
+//! set: a worker of this version reads jobs with or without them, an older one refuses a job
+//! that has them (it denies unknown fields), so workers are upgraded before producers.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -37,6 +41,23 @@ pub struct SendJob {
     /// When the producer published it.
     #[serde(with = "time::serde::rfc3339")]
     pub enqueued_at: OffsetDateTime,
+    /// Not sent before this (a campaign delivered at each user's local time, or quiet hours):
+    /// until then the worker holds the job in the broker's retry tiers. Absent: due at once.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub not_before: Option<OffsetDateTime>,
+    /// When the user's 24-hour window closes, for a campaign that enforces it and a user whose
+    /// last message is known: a job not sent by then gets a `skipped` result
+    /// (`outside_window`) from the worker instead of a Graph call. Absent: not checked.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub window_closes_at: Option<OffsetDateTime>,
 }
 
 impl SendJob {

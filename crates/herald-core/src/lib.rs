@@ -38,4 +38,4 @@ pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;
 pub use skip::SkipReason;
 pub use user::User;
-pub use window::{admit, window_check};
+pub use window::{admit, window_check, window_closes};

@@ -6,8 +6,8 @@
 //! A user whose `last_inbound_at` is unknown is let through on purpose: a CSV or JSONL segment
 //! may not carry the column, and the store only knows users who wrote since the webhook was
 //! connected. Graph then has the last word: 10/2018278 classifies as "drop user", a `failed`
-//! result, no retry. The check also runs at enqueue time only; a job that waits in the queue
-//! past the window's end meets the same Graph answer.
+//! result, no retry. A job carries when its user's window closes (`window_closes`), so a job
+//! that waits in the queue past it is skipped by the worker instead of sent.
 
 use std::time::Duration;
 
@@ -29,20 +29,24 @@ pub fn window_check(
     user: &User,
     now: OffsetDateTime,
 ) -> Result<(), SkipReason> {
+    match window_closes(campaign, user) {
+        Some(closes) if closes <= now => Err(SkipReason::OutsideWindow),
+        _ => Ok(()),
+    }
+}
+
+/// When the user's window closes, if the policy is `enforce`, the type is RESPONSE or UPDATE
+/// and the user's last inbound message is known: 24 hours after it. The producer checks it
+/// when it plans the job, and the job carries it so the worker checks it again when it sends.
+pub fn window_closes(campaign: &Campaign, user: &User) -> Option<OffsetDateTime> {
     if campaign.delivery().window == WindowPolicy::Off {
-        return Ok(());
+        return None;
     }
     match campaign.messaging_type() {
         MessagingType::Response | MessagingType::Update => {}
-        MessagingType::MessageTag | MessagingType::Utility => return Ok(()),
+        MessagingType::MessageTag | MessagingType::Utility => return None,
     }
-    let Some(last_inbound_at) = user.last_inbound_at else {
-        return Ok(());
-    };
-    if now - last_inbound_at >= STANDARD_WINDOW {
-        return Err(SkipReason::OutsideWindow);
-    }
-    Ok(())
+    Some(user.last_inbound_at? + STANDARD_WINDOW)
 }
 
 /// The attribute that marks a user who stopped this page's messages. The store sets it from
@@ -109,6 +113,35 @@ mod tests {
         for (user, expected) in table {
             assert_eq!(admit(&update, &user, now), expected);
         }
+    }
+
+    /// The time a job carries: 24 hours after the last inbound message, only where the
+    /// producer would check the window itself.
+    #[test]
+    fn the_window_closes_a_day_after_the_last_message() {
+        let last = datetime!(2026-04-30 09:30 UTC);
+        let user = User {
+            last_inbound_at: Some(last),
+            ..User::new("u", "42")
+        };
+        let closes = |messaging_type: &str, window: &str| {
+            window_closes(&campaign(messaging_type, window), &user)
+        };
+        assert_eq!(
+            closes("UPDATE", "enforce"),
+            Some(datetime!(2026-05-01 09:30 UTC))
+        );
+        assert_eq!(
+            closes("RESPONSE", "enforce"),
+            Some(datetime!(2026-05-01 09:30 UTC))
+        );
+        assert_eq!(closes("UPDATE", "off"), None);
+        assert_eq!(closes("MESSAGE_TAG", "enforce"), None);
+        let unknown = User::new("u", "42");
+        assert_eq!(
+            window_closes(&campaign("UPDATE", "enforce"), &unknown),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::hash::BuildHasher;
 use herald_core::campaign::Campaign;
 use herald_core::{
     DeliveryResult, JOB_VERSION, RESULT_VERSION, ResultStatus, SendJob, SkipReason, User, admit,
+    window_closes,
 };
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -105,6 +106,8 @@ impl<'a> Planner<'a> {
             max_attempts: delivery.max_attempts,
             not_after: now + delivery.expires_after,
             enqueued_at: now,
+            not_before: None,
+            window_closes_at: window_closes(self.campaign, user),
         }
     }
 

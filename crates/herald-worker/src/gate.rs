@@ -1,8 +1,9 @@
 //! The checks before a send and what a job does when it may not go now: expired (`expired`
-//! result), run cancelled (`cancelled`), run paused, page halted or without a token (held back
-//! in a retry tier, without counting an attempt).
+//! result), its user's 24-hour window closed (`skipped`, `outside_window`), run cancelled
+//! (`cancelled`), run paused, page halted or without a token, or not due yet (held back in a
+//! retry tier, without counting an attempt).
 
-use herald_core::{ResultStatus, SendJob};
+use herald_core::{ResultStatus, SendJob, SkipReason};
 use time::OffsetDateTime;
 use tracing::error;
 
@@ -10,10 +11,20 @@ use crate::context::Shared;
 use crate::control::RunGate;
 use crate::plan::{self, Step};
 
-/// Why the job cannot be sent now, if it cannot: expired, cancelled, paused, page halted.
+/// Why the job cannot be sent now, if it cannot: expired, its user's window closed (or closing
+/// before the job is due), cancelled, paused, page halted or without a token, not due yet.
 pub(crate) fn gate(shared: &Shared, job: &SendJob, attempts: u32, deferrals: u32) -> Option<Step> {
-    if job.not_after <= OffsetDateTime::now_utc() {
+    let now = OffsetDateTime::now_utc();
+    if job.not_after <= now {
         return Some(finish(job, ResultStatus::Expired, attempts));
+    }
+    let due = job.not_before.filter(|due| *due > now);
+    if let Some(closes) = job.window_closes_at
+        && closes <= due.unwrap_or(now)
+    {
+        let error = SkipReason::OutsideWindow.to_error_info();
+        let result = plan::result(job, ResultStatus::Skipped, attempts, None, Some(error));
+        return Some(Step::Finish(result));
     }
     match shared.control.run_gate(&job.run_id) {
         RunGate::Cancelled => return Some(finish(job, ResultStatus::Cancelled, attempts)),
@@ -30,6 +41,12 @@ pub(crate) fn gate(shared: &Shared, job: &SendJob, attempts: u32, deferrals: u32
                  variable (or add the page to the tokens file) and send SIGHUP.");
         }
         return Some(hold(shared, attempts, deferrals, "no_token", None));
+    }
+    if let Some(due) = due {
+        // The largest retry tier within the wait: a job due in 9 hours makes about a dozen
+        // trips through the broker, and holds no sending slot meanwhile.
+        let wait = std::time::Duration::try_from(due - now).unwrap_or_default();
+        return Some(hold(shared, attempts, deferrals, "not_due", Some(wait)));
     }
     None
 }

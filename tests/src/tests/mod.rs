@@ -47,3 +47,4 @@ mod worker_faults;
 mod worker_fleet;
 mod worker_ledger;
 mod worker_lifecycle;
+mod worker_timing;
