@@ -2,13 +2,16 @@
 //! (ARCHITECTURE.md, "Wire formats"). The `request` is the exact JSON body, kept as raw bytes so
 //! the worker passes it through without re-serialising. Page tokens are never in a job.
 //!
-//! `not_before` and `window_closes_at` were added to v1 as optional fields, written only when
-//! set: a worker of this version reads jobs with or without them, an older one refuses a job
-//! that has them (it denies unknown fields), so workers are upgraded before producers.
+//! `not_before`, `window_closes_at` and `quiet_hours` were added to v1 as optional fields,
+//! written only when set: a worker of this version reads jobs with or without them, an older
+//! one refuses a job that has them (it denies unknown fields), so workers are upgraded before
+//! producers.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
+
+use crate::local::JobQuietHours;
 
 /// The wire version this build writes and reads.
 pub const JOB_VERSION: u32 = 1;
@@ -58,6 +61,10 @@ pub struct SendJob {
         with = "time::serde::rfc3339::option"
     )]
     pub window_closes_at: Option<OffsetDateTime>,
+    /// The campaign's quiet hours in the user's zone: a job that comes due inside them waits
+    /// until they end. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<JobQuietHours>,
 }
 
 impl SendJob {

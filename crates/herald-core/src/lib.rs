@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod id;
 pub mod job;
 pub mod limits;
+pub mod local;
 mod path;
 pub mod rates;
 pub mod redact;

@@ -33,6 +33,12 @@ pub struct DryRun {
     pub malformed_examples: Vec<String>,
     /// The first rendered Send API bodies.
     pub samples: Vec<String>,
+    /// Jobs due later (local time, quiet hours), and the earliest and latest such time.
+    pub due_later: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_due: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_due: Option<OffsetDateTime>,
 }
 
 /// Plans every row of `segment` for `campaign` without publishing anything.
@@ -81,6 +87,11 @@ impl DryRun {
                 self.jobs += 1;
                 if self.samples.len() < SAMPLES {
                     self.samples.push(job.request.get().to_owned());
+                }
+                if let Some(due) = job.not_before {
+                    self.due_later += 1;
+                    self.first_due = Some(self.first_due.map_or(due, |first| first.min(due)));
+                    self.last_due = Some(self.last_due.map_or(due, |last| last.max(due)));
                 }
             }
             Some(Planned::Skip { reason, .. }) => {

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use herald_core::campaign::Campaign;
+use herald_core::local::{JobQuietHours, next_local};
 use herald_core::{
     DeliveryResult, JOB_VERSION, RESULT_VERSION, ResultStatus, SendJob, SkipReason, User, admit,
     window_closes,
@@ -26,6 +27,13 @@ pub enum Planned {
         /// Why, as a closed-set label.
         reason: &'static str,
     },
+}
+
+/// When one user's job is due and what the worker checks again when it sends.
+struct Timing {
+    due: OffsetDateTime,
+    window_closes_at: Option<OffsetDateTime>,
+    quiet_hours: Option<JobQuietHours>,
 }
 
 /// Turns users into `Planned` items for one run.
@@ -79,9 +87,36 @@ impl<'a> Planner<'a> {
         if let Err(reason) = admit(self.campaign, user, now) {
             return Some(self.skip(user, job_id, &reason, now));
         }
+        let timing = self.timing(user, now);
+        if timing
+            .window_closes_at
+            .is_some_and(|closes| closes <= timing.due)
+        {
+            // The window closes before the user's local time or the end of quiet hours.
+            return Some(self.skip(user, job_id, &SkipReason::OutsideWindow, now));
+        }
         match self.campaign.render_request(user, &job_id) {
-            Ok(body) => Some(Planned::Job(self.job(user, job_id, body, now))),
+            Ok(body) => Some(Planned::Job(self.job(user, job_id, body, timing, now))),
             Err(reason) => Some(self.skip(user, job_id, &reason, now)),
+        }
+    }
+
+    /// When the user's job is due: at once, or their next `local_time`, moved to the end of
+    /// quiet hours when it falls inside them (both in the user's zone).
+    fn timing(&self, user: &User, now: OffsetDateTime) -> Timing {
+        let (zone_name, zone) = self.campaign.user_zone(user);
+        let mut due = match self.campaign.schedule().local_time {
+            Some(at) => next_local(now, at, &zone),
+            None => now,
+        };
+        let quiet = self.campaign.delivery().quiet_hours;
+        if let Some(end) = quiet.and_then(|quiet| quiet.end_after(due, &zone)) {
+            due = end;
+        }
+        Timing {
+            due,
+            window_closes_at: window_closes(self.campaign, user),
+            quiet_hours: quiet.map(|quiet| quiet.for_job(&zone_name)),
         }
     }
 
@@ -89,7 +124,14 @@ impl<'a> Planner<'a> {
         self.hasher.hash_one(external_id)
     }
 
-    fn job(&self, user: &User, job_id: String, body: Vec<u8>, now: OffsetDateTime) -> SendJob {
+    fn job(
+        &self,
+        user: &User,
+        job_id: String,
+        body: Vec<u8>,
+        timing: Timing,
+        now: OffsetDateTime,
+    ) -> SendJob {
         let delivery = self.campaign.delivery();
         // The renderer writes JSON with serde_json, so it is valid UTF-8 and valid JSON.
         let text = String::from_utf8(body).expect("rendered body is UTF-8");
@@ -104,10 +146,12 @@ impl<'a> Planner<'a> {
             request,
             rate_per_sec: delivery.rate_per_sec,
             max_attempts: delivery.max_attempts,
-            not_after: now + delivery.expires_after,
+            // A job due later expires that long after it is due, not after it is queued.
+            not_after: timing.due.max(now) + delivery.expires_after,
             enqueued_at: now,
-            not_before: None,
-            window_closes_at: window_closes(self.campaign, user),
+            not_before: (timing.due > now).then_some(timing.due),
+            window_closes_at: timing.window_closes_at,
+            quiet_hours: timing.quiet_hours,
         }
     }
 
@@ -237,5 +281,58 @@ mod tests {
             outcome(planner.plan(&user("u1", "11", "BR"), now)),
             "skip duplicate"
         );
+    }
+
+    /// Local-time delivery and quiet hours: each user's job is due at their next 10:00 in
+    /// their zone, moved past quiet hours, expires that long after it is due, and is skipped
+    /// when the user's window closes first.
+    #[test]
+    fn jobs_are_due_at_each_users_local_time() {
+        let source = CAMPAIGN.replacen(
+            "priority = \"normal\"",
+            "priority = \"normal\"\nquiet_hours = { start = \"09:30\", end = \"10:15\" }",
+            1,
+        ) + "[schedule]\nlocal_time = \"10:00\"\n";
+        let campaign = Campaign::from_toml(&source).expect("valid campaign");
+        let mut planner = Planner::new(&campaign, "run1");
+        let now = datetime!(2026-12-07 12:00 UTC);
+        let job = |planned: Option<Planned>| match planned {
+            Some(Planned::Job(job)) => job,
+            other => panic!("{}", outcome(other)),
+        };
+        // São Paulo (UTC-3): 09:00 now; 10:00 is quiet, so 10:15 local = 13:15 UTC.
+        let sp = job(planner.plan(
+            &user("a", "1", "BR").with_attr("time_zone", "America/Sao_Paulo"),
+            now,
+        ));
+        assert_eq!(sp.not_before, Some(datetime!(2026-12-07 13:15 UTC)));
+        assert_eq!(
+            sp.not_after,
+            datetime!(2026-12-07 19:15 UTC),
+            "6 h after it is due"
+        );
+        let quiet = sp.quiet_hours.expect("quiet hours travel with the job");
+        assert_eq!(quiet.timezone, "America/Sao_Paulo");
+        // Tokyo (UTC+9): 21:00 now; tomorrow's 10:15 = 01:15 UTC.
+        let tokyo = job(planner.plan(
+            &user("b", "2", "BR").with_attr("time_zone", "Asia/Tokyo"),
+            now,
+        ));
+        assert_eq!(tokyo.not_before, Some(datetime!(2026-12-08 01:15 UTC)));
+        // No zone: UTC, tomorrow's 10:15.
+        let utc = job(planner.plan(&user("c", "3", "BR"), now));
+        assert_eq!(utc.not_before, Some(datetime!(2026-12-08 10:15 UTC)));
+        // Wrote 20 h ago: the window closes at 16:00 UTC, after São Paulo's 13:15: a job.
+        let recent = User {
+            last_inbound_at: Some(datetime!(2026-12-06 16:00 UTC)),
+            ..user("d", "4", "BR").with_attr("time_zone", "America/Sao_Paulo")
+        };
+        assert!(matches!(planner.plan(&recent, now), Some(Planned::Job(_))));
+        // In Tokyo the same window closes before tomorrow's 10:15: skipped now.
+        let closing = User {
+            last_inbound_at: Some(datetime!(2026-12-06 16:00 UTC)),
+            ..user("e", "5", "BR").with_attr("time_zone", "Asia/Tokyo")
+        };
+        assert_eq!(outcome(planner.plan(&closing, now)), "skip outside_window");
     }
 }

@@ -13,6 +13,7 @@ mod house_amqp;
 mod input_limits;
 mod launch_check;
 mod live_status;
+mod local_time;
 mod producer;
 mod producer_store;
 mod prometheus;

@@ -170,6 +170,19 @@ fn print_dry_run(report: &DryRun) {
     for example in &report.malformed_examples {
         out(&format!("  {example}"));
     }
+    if let (Some(first), Some(last)) = (report.first_due, report.last_due) {
+        let rfc = |at: time::OffsetDateTime| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        out(&format!(
+            "due later: {} job(s), the first at {}, the last at {} (each user's local time, \
+             outside quiet hours)",
+            report.due_later,
+            rfc(first),
+            rfc(last)
+        ));
+    }
     for (index, sample) in report.samples.iter().enumerate() {
         out(&format!("sample {}: {sample}", index + 1));
     }

@@ -9,6 +9,7 @@
 mod check;
 mod doc;
 mod problem;
+mod schedule;
 mod segment;
 mod spec;
 mod tags;
@@ -29,8 +30,8 @@ pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 pub use problem::{CampaignErrors, EXIT_DATA, EXIT_USAGE, Problem, ProblemKind};
 pub use spec::{
-    Delivery, MessageTag, MessagingType, NotificationType, Priority, Segment, SegmentSource,
-    WindowPolicy,
+    Delivery, MessageTag, MessagingType, NotificationType, Priority, Schedule, Segment,
+    SegmentSource, WindowPolicy,
 };
 
 use doc::{LineIndex, Node};
@@ -46,6 +47,7 @@ pub struct Campaign {
     pub(crate) message: Value,
     pub(crate) segment: Segment,
     pub(crate) delivery: Delivery,
+    pub(crate) schedule: Schedule,
     /// The compiled body; shared so clones (one per producer task) are cheap.
     pub(crate) request: Arc<RequestTemplate>,
 }
@@ -94,6 +96,9 @@ impl Campaign {
             "segment": self.segment.to_json(),
             "delivery": self.delivery.to_json(),
         });
+        if self.schedule != Schedule::default() {
+            out["schedule"] = self.schedule.to_json();
+        }
         if let Some(tag) = self.tag {
             out["tag"] = json!(tag.as_str());
         }
@@ -151,6 +156,25 @@ impl Campaign {
             .unwrap_or_else(|| Priority::default_for(self.messaging_type))
     }
 
+    /// When each user's job is due and where the user's time zone comes from.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The user's IANA time zone: the `timezone_attribute` when it names a zone, else the
+    /// `default_timezone`. Its name and the zone.
+    pub fn user_zone(&self, user: &User) -> (String, jiff::tz::TimeZone) {
+        let attribute = user.attributes.get(&self.schedule.timezone_attribute);
+        if let Some(name) = attribute
+            && let Some(zone) = crate::local::zone(name)
+        {
+            return (name.trim().to_owned(), zone);
+        }
+        let name = &self.schedule.default_timezone;
+        let zone = crate::local::zone(name).unwrap_or(jiff::tz::TimeZone::UTC);
+        (name.clone(), zone)
+    }
+
     /// Replaces the segment's source with a file (`--segment FILE` overrides `segment.file`).
     pub fn set_segment_file(&mut self, path: impl Into<String>) {
         self.segment.source = SegmentSource::File(path.into());
@@ -182,6 +206,7 @@ impl PartialEq for Campaign {
             && self.message == other.message
             && self.segment == other.segment
             && self.delivery == other.delivery
+            && self.schedule == other.schedule
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::duration::format_duration;
 use crate::filter::{Filter, FilterGroup, Match, Op};
+use crate::local::{LocalTime, QuietHours};
 
 /// The Send API `messaging_type` (docs/messenger-platform.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +81,30 @@ pub struct Delivery {
     /// `priority = "high" | "normal"` as written; unset, it follows the messaging type
     /// (`Campaign::priority`).
     pub priority: Option<Priority>,
+    /// `quiet_hours = { start, end }` in the user's local time: a job due inside them waits
+    /// until they end.
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// When each user's job is due (`[schedule]`), and in which time zone the user lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// `local_time = "HH:MM"`: each user's job is due at their next such time; unset, at once.
+    pub local_time: Option<LocalTime>,
+    /// The user attribute that holds their IANA time zone (default `time_zone`, Braze's name).
+    pub timezone_attribute: String,
+    /// The zone of users whose attribute is missing or not a zone (default `UTC`).
+    pub default_timezone: String,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            local_time: None,
+            timezone_attribute: "time_zone".to_owned(),
+            default_timezone: "UTC".to_owned(),
+        }
+    }
 }
 
 /// Which lane a campaign's jobs take: a page's limiter serves pending `High` jobs before
@@ -112,6 +137,7 @@ impl Default for Delivery {
             expires_after: Duration::from_secs(24 * 3600),
             window: WindowPolicy::Enforce,
             priority: None,
+            quiet_hours: None,
         }
     }
 }
@@ -219,6 +245,26 @@ impl Delivery {
         // Written only when the file names one: unset means "by messaging type".
         if let Some(priority) = self.priority {
             out["priority"] = json!(priority.as_str());
+        }
+        if let Some(quiet) = self.quiet_hours {
+            out["quiet_hours"] = json!({
+                "start": quiet.start.to_string(),
+                "end": quiet.end.to_string(),
+            });
+        }
+        out
+    }
+}
+
+impl Schedule {
+    /// The `schedule` table as JSON, in the campaign document's shape.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut out = json!({
+            "timezone_attribute": self.timezone_attribute,
+            "default_timezone": self.default_timezone,
+        });
+        if let Some(at) = self.local_time {
+            out["local_time"] = json!(at.to_string());
         }
         out
     }

@@ -13,14 +13,14 @@ use super::problem::{CampaignErrors, ProblemKind};
 use super::spec::{
     Delivery, MESSAGING_TYPES, MessageTag, MessagingType, NOTIFICATION_TYPES, PRIORITIES, WINDOWS,
 };
-use super::{segment, tags};
+use super::{schedule, segment, tags};
 use crate::duration::parse_duration;
 use crate::limits::{self, check_message_limits};
 use crate::path::FieldPath;
 use crate::render::{self, Header, RequestTemplate};
 use crate::user::User;
 
-const TOP_KEYS: [&str; 8] = [
+const TOP_KEYS: [&str; 9] = [
     "id",
     "page_id",
     "messaging_type",
@@ -29,13 +29,15 @@ const TOP_KEYS: [&str; 8] = [
     "message",
     "segment",
     "delivery",
+    "schedule",
 ];
-const DELIVERY_KEYS: [&str; 5] = [
+const DELIVERY_KEYS: [&str; 6] = [
     "rate_per_sec",
     "max_attempts",
     "expires_after",
     "window",
     "priority",
+    "quiet_hours",
 ];
 const MAX_ID_LEN: usize = 64;
 const SAMPLE_JOB_ID: &str = "sample-run:sample-user";
@@ -90,6 +92,7 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
     let delivery = top
         .get("delivery")
         .map_or(Some(Delivery::default()), |n| delivery(checker, n));
+    let schedule = schedule::schedule(checker, top.get("schedule"));
     top.finish(checker, &TOP_KEYS);
 
     let (message, message_node) = (message?, message_node?);
@@ -111,6 +114,7 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         message,
         segment: segment?,
         delivery: delivery?,
+        schedule: schedule?,
         request: Arc::new(request),
     })
 }
@@ -304,6 +308,10 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
     let window = fields.get("window").map_or(Some(defaults.window), |n| {
         checker.choice(n, &fields.at("window"), &WINDOWS)
     });
+    let quiet_hours = match fields.get("quiet_hours") {
+        None => Some(None),
+        Some(node) => schedule::quiet_hours(checker, node, fields.at("quiet_hours")).map(Some),
+    };
     let priority = match fields.get("priority") {
         None => Some(None),
         Some(node) => checker
@@ -317,6 +325,7 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
         expires_after: expires_after?,
         window: window?,
         priority: priority?,
+        quiet_hours: quiet_hours?,
     })
 }
 

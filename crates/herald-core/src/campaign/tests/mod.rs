@@ -48,6 +48,7 @@ fn smallest_campaign_parses_as_written() {
             expires_after: std::time::Duration::from_secs(6 * 3600),
             window: WindowPolicy::Enforce,
             priority: Some(Priority::Normal),
+            quiet_hours: None,
         }
     );
     assert_eq!(campaign.priority(), Priority::Normal, "UPDATE is bulk");
@@ -79,6 +80,74 @@ fn defaults_fill_what_the_file_leaves_out() {
         Priority::High,
         "RESPONSE answers the person"
     );
+}
+
+/// `[schedule]` and quiet hours: read, written back the same, and each user's zone taken from
+/// the attribute the file names (a value that is no zone falls back to the default).
+#[test]
+fn schedules_and_quiet_hours_read_and_round_trip() {
+    let source = SMALLEST.to_owned()
+        + "[schedule]\nlocal_time = \"10:00\"\ntimezone_attribute = \"tz\"\n\
+           default_timezone = \"America/Sao_Paulo\"\n";
+    let source = source.replacen(
+        "priority = \"normal\"",
+        "priority = \"normal\"\nquiet_hours = { start = \"21:00\", end = \"08:00\" }",
+        1,
+    );
+    let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{e}"));
+    let schedule = campaign.schedule();
+    assert_eq!(
+        schedule.local_time.map(|t| t.to_string()).as_deref(),
+        Some("10:00")
+    );
+    assert_eq!(schedule.timezone_attribute, "tz");
+    let quiet = campaign.delivery().quiet_hours.expect("quiet hours");
+    assert_eq!(
+        (quiet.start.to_string(), quiet.end.to_string()),
+        ("21:00".into(), "08:00".into())
+    );
+    let again = Campaign::from_json(&campaign.to_json().to_string()).unwrap();
+    assert_eq!(again, campaign, "JSON round trip");
+    let tokyo = User::new("u", "1").with_attr("tz", "Asia/Tokyo");
+    assert_eq!(campaign.user_zone(&tokyo).0, "Asia/Tokyo");
+    let nowhere = User::new("u", "1").with_attr("tz", "Atlantis/Capital");
+    assert_eq!(campaign.user_zone(&nowhere).0, "America/Sao_Paulo");
+    assert_eq!(
+        campaign.user_zone(&User::new("u", "1")).0,
+        "America/Sao_Paulo"
+    );
+    assert_eq!(
+        Campaign::from_toml(SMALLEST).unwrap().user_zone(&tokyo).0,
+        "UTC"
+    );
+
+    for (from, to, path) in [
+        (
+            "local_time = \"10:00\"",
+            "local_time = \"25:00\"",
+            "schedule.local_time",
+        ),
+        (
+            "\"America/Sao_Paulo\"",
+            "\"Mars/Base\"",
+            "schedule.default_timezone",
+        ),
+        (
+            "local_time = \"10:00\"",
+            "send_later = true",
+            "schedule.send_later",
+        ),
+        ("end = \"08:00\"", "end = \"21:00\"", "delivery.quiet_hours"),
+        (
+            "end = \"08:00\"",
+            "stop = \"08:00\"",
+            "delivery.quiet_hours.end",
+        ),
+    ] {
+        let wrong = source.replacen(from, to, 1);
+        let error = Campaign::from_toml(&wrong).unwrap_err().to_string();
+        assert!(error.contains(path), "{to}: {error}");
+    }
 }
 
 /// (messaging type, `priority` line, lane): the file's word wins, else the messaging type's.

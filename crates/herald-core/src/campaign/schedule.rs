@@ -1,0 +1,105 @@
+//! Reading `[schedule]` and `delivery.quiet_hours` out of a campaign document: when each user's
+//! job is due in their own time zone.
+//!
+//! ```toml
+//! [schedule]
+//! local_time = "10:00"                 # each user's next 10:00
+//! timezone_attribute = "time_zone"     # the attribute holding the user's IANA zone (Braze's)
+//! default_timezone = "America/Sao_Paulo"   # for users without a valid one (default UTC)
+//!
+//! [delivery]
+//! quiet_hours = { start = "21:00", end = "08:00" }   # in the user's local time
+//! ```
+
+use super::check::Checker;
+use super::doc::Node;
+use super::spec::Schedule;
+use crate::local::{self, LocalTime, QuietHours};
+use crate::path::FieldPath;
+
+const SCHEDULE_KEYS: [&str; 3] = ["local_time", "timezone_attribute", "default_timezone"];
+const QUIET_KEYS: [&str; 2] = ["start", "end"];
+
+/// `[schedule]`; absent means "due at once, zones from `time_zone`, else UTC".
+pub(crate) fn schedule(checker: &mut Checker<'_>, node: Option<&Node>) -> Option<Schedule> {
+    let defaults = Schedule::default();
+    let Some(node) = node else {
+        return Some(defaults);
+    };
+    let mut fields = checker.table(node, FieldPath::root().key("schedule"))?;
+    let local_time = match fields.get("local_time") {
+        None => Some(None),
+        Some(node) => time_of_day(checker, node, &fields.at("local_time")).map(Some),
+    };
+    let timezone_attribute = match fields.get("timezone_attribute") {
+        None => Some(defaults.timezone_attribute.clone()),
+        Some(node) => {
+            let path = fields.at("timezone_attribute");
+            match checker.string(node, &path) {
+                Some(name) if !name.trim().is_empty() => Some(name.trim().to_owned()),
+                Some(_) => {
+                    checker.data(&path, node, "must name an attribute");
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let default_timezone = match fields.get("default_timezone") {
+        None => Some(defaults.default_timezone.clone()),
+        Some(node) => {
+            let path = fields.at("default_timezone");
+            match checker.string(node, &path) {
+                Some(name) if local::zone(name).is_some() => Some(name.trim().to_owned()),
+                Some(name) => {
+                    let message = format!(
+                        "{name:?} is not an IANA time zone (e.g. \"America/Sao_Paulo\", \"UTC\")"
+                    );
+                    checker.data(&path, node, message);
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    fields.finish(checker, &SCHEDULE_KEYS);
+    Some(Schedule {
+        local_time: local_time?,
+        timezone_attribute: timezone_attribute?,
+        default_timezone: default_timezone?,
+    })
+}
+
+/// `quiet_hours = { start = "HH:MM", end = "HH:MM" }`.
+pub(crate) fn quiet_hours(
+    checker: &mut Checker<'_>,
+    node: &Node,
+    path: FieldPath,
+) -> Option<QuietHours> {
+    let mut fields = checker.table(node, path.clone())?;
+    let start = fields
+        .required(checker, "start")
+        .and_then(|n| time_of_day(checker, n, &fields.at("start")));
+    let end = fields
+        .required(checker, "end")
+        .and_then(|n| time_of_day(checker, n, &fields.at("end")));
+    fields.finish(checker, &QUIET_KEYS);
+    match QuietHours::new(start?, end?) {
+        Ok(quiet) => Some(quiet),
+        Err(message) => {
+            checker.data(&path, node, message);
+            None
+        }
+    }
+}
+
+fn time_of_day(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<LocalTime> {
+    let text = checker.string(node, path)?;
+    match LocalTime::parse(text) {
+        Ok(at) => Some(at),
+        Err(message) => {
+            checker.data(path, node, message);
+            None
+        }
+    }
+}
