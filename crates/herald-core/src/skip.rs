@@ -26,6 +26,10 @@ pub enum SkipReason {
     /// Liquid failed for this user (e.g. a filter got a value of the wrong type).
     #[error("the message could not be rendered for this user: {0}")]
     RenderError(String),
+    /// The user already got the campaign's `frequency_cap` of messages from this page in its
+    /// period (any campaign).
+    #[error("the user already got {max} message(s) from this page in the last {per}")]
+    FrequencyCap { max: u32, per: String },
 }
 
 impl SkipReason {
@@ -38,6 +42,7 @@ impl SkipReason {
             Self::MessageLimits(_) => "message_limits",
             Self::Duplicate => "duplicate",
             Self::RenderError(_) => "render_error",
+            Self::FrequencyCap { .. } => "frequency_cap",
         }
     }
 
@@ -78,6 +83,13 @@ mod tests {
             assert!(reason.to_error_info().message.starts_with(label));
         };
         check(SkipReason::BlankPsid, "blank_psid");
+        check(
+            SkipReason::FrequencyCap {
+                max: 1,
+                per: "24h".into(),
+            },
+            "frequency_cap",
+        );
         check(SkipReason::OutsideWindow, "outside_window");
         check(SkipReason::OptedOut, "opted_out");
         check(SkipReason::MessageLimits(Vec::new()), "message_limits");

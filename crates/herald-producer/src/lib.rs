@@ -4,6 +4,7 @@
 //! against the page's daily call budget (`budget` the arithmetic, `launch` the check).
 
 pub mod budget;
+mod cap;
 mod checkpoint;
 pub mod dry;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! one `skipped` `DeliveryResult` with its reason, in the order: duplicate, blank PSID / window,
 //! render and Meta's limits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use herald_core::campaign::Campaign;
@@ -45,6 +45,20 @@ pub struct Planner<'a> {
     /// million users) would skip one user as a duplicate; the result says so.
     seen: HashSet<u64>,
     hasher: std::hash::RandomState,
+    /// What each user already received in the campaign's frequency-cap period, when capped.
+    caps: Option<CapCounts>,
+}
+
+/// A capped campaign's view of the page: messages each user received from it (or has on their
+/// way from other runs) in the cap's period. Users who got none are absent.
+#[derive(Debug, Clone, Default)]
+pub struct CapCounts {
+    /// The cap's `max`.
+    pub max: u32,
+    /// The cap's period as written (`24h`), for the skip's message.
+    pub per: String,
+    /// External id → messages in the period.
+    pub counts: HashMap<String, u32>,
 }
 
 impl<'a> Planner<'a> {
@@ -55,7 +69,19 @@ impl<'a> Planner<'a> {
             run_id: run_id.into(),
             seen: HashSet::new(),
             hasher: std::hash::RandomState::new(),
+            caps: None,
         }
+    }
+
+    /// Skips users who reached the campaign's frequency cap (`FrequencyCap`).
+    pub fn with_caps(mut self, caps: Option<CapCounts>) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// Whether jobs of this planner reserve their user under a frequency cap.
+    pub fn capped(&self) -> bool {
+        self.caps.is_some()
     }
 
     /// The run this planner builds jobs for.
@@ -85,6 +111,15 @@ impl<'a> Planner<'a> {
             return Some(self.skip(user, job_id, &SkipReason::Duplicate, now));
         }
         if let Err(reason) = admit(self.campaign, user, now) {
+            return Some(self.skip(user, job_id, &reason, now));
+        }
+        if let Some(caps) = &self.caps
+            && caps.counts.get(&user.external_id).copied().unwrap_or(0) >= caps.max
+        {
+            let reason = SkipReason::FrequencyCap {
+                max: caps.max,
+                per: caps.per.clone(),
+            };
             return Some(self.skip(user, job_id, &reason, now));
         }
         let timing = self.timing(user, now);

@@ -13,6 +13,7 @@ use herald_store::RunProgress;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::cap::CapHold;
 use crate::checkpoint::Checkpoint;
 use crate::link::{Kind, Link, Message, Tracked};
 use crate::source::{self, Item, Progress, SourcePlan, StorePlan};
@@ -50,6 +51,8 @@ struct Pipeline {
     /// the send ledger before sending them.
     maybe_published: u64,
     resumed_at_ms: i64,
+    /// The page's frequency-cap claim, for a capped campaign.
+    cap: Option<CapHold>,
 }
 
 impl Run {
@@ -75,6 +78,8 @@ impl Run {
             return Ok(self.record.progress);
         }
         self.record.save().await?;
+        let capped = CapHold::take(&self.spec.store, &self.spec.campaign, &self.record.run_id);
+        let (cap, caps) = capped.await?.unzip();
         let now = OffsetDateTime::now_utc();
         let done = self.record.progress.confirmed_through_line;
         let mut batches = match &self.spec.segment {
@@ -83,6 +88,7 @@ impl Run {
                     segment: path.clone(),
                     run_id: self.record.run_id.clone(),
                     resume_after_line: done,
+                    caps,
                 };
                 source::spawn(self.spec.campaign.clone(), plan, progress.clone(), now)?
             }
@@ -92,6 +98,7 @@ impl Run {
                     run_id: self.record.run_id.clone(),
                     after: self.record.cursor()?,
                     after_line: done,
+                    caps,
                 };
                 source::spawn_store(self.spec.campaign.clone(), plan, progress.clone(), now)
             }
@@ -104,6 +111,7 @@ impl Run {
             last_save: Instant::now(),
             maybe_published: self.maybe_published(),
             resumed_at_ms: epoch_ms(now),
+            cap,
         };
         while let Some(batch) = batches.recv().await {
             for item in batch {
@@ -111,6 +119,9 @@ impl Run {
             }
         }
         self.settle(&mut pipe, &progress, true).await?;
+        if let Some(cap) = pipe.cap.take() {
+            cap.release().await?;
+        }
         self.record.progress.complete = true;
         self.record.save().await?;
         pipe.link.close().await;
@@ -139,7 +150,15 @@ impl Run {
         progress: &Progress,
     ) -> Result<(), ProducerError> {
         let entry = match item {
-            Item::Job { line, cursor, body } => {
+            Item::Job {
+                line,
+                cursor,
+                body,
+                reserve,
+            } => {
+                if let (Some(cap), Some(external_id)) = (pipe.cap.as_mut(), reserve) {
+                    cap.reserve(external_id);
+                }
                 let mut message = Message::job(body, self.spec.campaign.priority());
                 if pipe.maybe_published > 0 {
                     pipe.maybe_published -= 1;
@@ -213,6 +232,9 @@ impl Run {
         let due = pipe.last_save.elapsed() >= CHECKPOINT_EVERY
             || confirmed - pipe.saved_line >= CHECKPOINT_EVERY_ROWS;
         if confirmed > pipe.saved_line && due {
+            if let Some(cap) = pipe.cap.as_mut() {
+                cap.flush().await?;
+            }
             self.record.save().await?;
             (pipe.last_save, pipe.saved_line) = (Instant::now(), confirmed);
         }

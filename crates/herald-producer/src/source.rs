@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use futures_util::StreamExt;
 use herald_store::{AudienceCursor, Store, StoreError};
 
-use crate::plan::{Planned, Planner};
+use crate::plan::{CapCounts, Planned, Planner};
 use crate::segment::{ReadError, RowError, SegmentError, SegmentReader};
 
 /// One row's worth of work for the publisher. `line` is the file line, or the position in the
@@ -22,11 +22,13 @@ use crate::segment::{ReadError, RowError, SegmentError, SegmentReader};
 /// row (what a resume starts after), `None` for files.
 #[derive(Debug)]
 pub(crate) enum Item {
-    /// A serialised `SendJob`.
+    /// A serialised `SendJob`; `reserve` is its user's external id when the campaign is
+    /// frequency-capped (the run records a reservation for it).
     Job {
         line: u64,
         cursor: Option<String>,
         body: Vec<u8>,
+        reserve: Option<String>,
     },
     /// A serialised `skipped` result and its routing key.
     Skip {
@@ -74,6 +76,8 @@ pub(crate) struct SourcePlan {
     pub(crate) run_id: String,
     /// Rows on or before this line were handled by an earlier attempt.
     pub(crate) resume_after_line: u64,
+    /// The page's frequency-cap counts, when the campaign is capped.
+    pub(crate) caps: Option<CapCounts>,
 }
 
 /// Items travel in batches: one channel hand-off (and one task wake-up) per batch instead of
@@ -94,7 +98,7 @@ pub(crate) fn spawn(
     let (sender, receiver) = mpsc::channel(16);
     std::thread::Builder::new()
         .name("herald-segment".into())
-        .spawn(move || read_rows(&campaign, reader, &plan, &progress, now, &sender))
+        .spawn(move || read_rows(&campaign, reader, plan, &progress, now, &sender))
         .map_err(SegmentError::Io)?;
     Ok(receiver)
 }
@@ -102,12 +106,12 @@ pub(crate) fn spawn(
 fn read_rows(
     campaign: &Campaign,
     reader: SegmentReader,
-    plan: &SourcePlan,
+    plan: SourcePlan,
     progress: &Progress,
     now: OffsetDateTime,
     sender: &mpsc::Sender<Vec<Item>>,
 ) {
-    let mut planner = Planner::new(campaign, plan.run_id.clone());
+    let mut planner = Planner::new(campaign, plan.run_id.clone()).with_caps(plan.caps);
     let mut reader = reader;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(row) = reader.next() {
@@ -121,7 +125,10 @@ fn read_rows(
                 planner.remember(&row.user, now);
                 continue;
             }
-            Ok(row) => item(planner.plan(&row.user, now), row.line, None),
+            Ok(row) => {
+                let planned = planner.plan(&row.user, now);
+                item(&planner, planned, row.line, None)
+            }
         };
         batch.push(item);
         if batch.len() == BATCH {
@@ -138,13 +145,19 @@ fn read_rows(
 }
 
 /// The item for one planned user.
-fn item(planned: Option<Planned>, line: u64, cursor: Option<String>) -> Item {
+fn item(
+    planner: &Planner<'_>,
+    planned: Option<Planned>,
+    line: u64,
+    cursor: Option<String>,
+) -> Item {
     match planned {
         None => Item::Filtered { line, cursor },
         Some(Planned::Job(job)) => Item::Job {
             line,
             cursor,
             body: serde_json::to_vec(&job).expect("job serialises"),
+            reserve: planner.capped().then(|| job.external_id.clone()),
         },
         Some(Planned::Skip { result, reason }) => Item::Skip {
             line,
@@ -164,6 +177,8 @@ pub(crate) struct StorePlan {
     pub(crate) after: Option<AudienceCursor>,
     /// Positions already handled; the next user is `after_line + 1`.
     pub(crate) after_line: u64,
+    /// The page's frequency-cap counts, when the campaign is capped.
+    pub(crate) caps: Option<CapCounts>,
 }
 
 /// Spawns the task that streams the campaign's page audience from the store and plans it;
@@ -177,7 +192,7 @@ pub(crate) fn spawn_store(
 ) -> mpsc::Receiver<Vec<Item>> {
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
-        let mut planner = Planner::new(&campaign, plan.run_id.clone());
+        let mut planner = Planner::new(&campaign, plan.run_id.clone()).with_caps(plan.caps);
         let mut users = plan.store.audience(campaign.page_id(), plan.after);
         let mut line = plan.after_line;
         let mut batch = Vec::with_capacity(BATCH);
@@ -191,11 +206,8 @@ pub(crate) fn spawn_store(
             };
             line += 1;
             Progress::add(&progress.rows, 1);
-            batch.push(item(
-                planner.plan(&user, now),
-                line,
-                Some(cursor.to_string()),
-            ));
+            let planned = planner.plan(&user, now);
+            batch.push(item(&planner, planned, line, Some(cursor.to_string())));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 if sender.send(full).await.is_err() {

@@ -9,6 +9,7 @@
 mod audience;
 mod backend;
 mod batch;
+mod caps;
 mod claims;
 mod deliveries;
 mod echoes;

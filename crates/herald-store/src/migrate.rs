@@ -60,6 +60,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0007_send_claims.sql"),
         include_str!("../migrations/postgres/0007_send_claims.sql"),
     ),
+    (
+        8,
+        "cap reservations",
+        include_str!("../migrations/sqlite/0008_cap_reservations.sql"),
+        include_str!("../migrations/postgres/0008_cap_reservations.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -7,6 +7,7 @@ mod compose;
 mod demo;
 mod deploy;
 mod embedded;
+mod frequency_cap;
 mod graph_sim;
 mod house;
 mod house_amqp;

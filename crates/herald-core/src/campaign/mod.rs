@@ -30,8 +30,8 @@ pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 pub use problem::{CampaignErrors, EXIT_DATA, EXIT_USAGE, Problem, ProblemKind};
 pub use spec::{
-    Delivery, MessageTag, MessagingType, NotificationType, Priority, Schedule, Segment,
-    SegmentSource, WindowPolicy,
+    Delivery, FrequencyCap, MessageTag, MessagingType, NotificationType, Priority, Schedule,
+    Segment, SegmentSource, WindowPolicy,
 };
 
 use doc::{LineIndex, Node};

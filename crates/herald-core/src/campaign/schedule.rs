@@ -1,5 +1,6 @@
-//! Reading `[schedule]` and `delivery.quiet_hours` out of a campaign document: when each user's
-//! job is due in their own time zone.
+//! Reading `[schedule]`, `delivery.quiet_hours` and `delivery.frequency_cap` out of a campaign
+//! document: when each user's job is due in their own time zone, and how often one user may be
+//! reached.
 //!
 //! ```toml
 //! [schedule]
@@ -9,16 +10,24 @@
 //!
 //! [delivery]
 //! quiet_hours = { start = "21:00", end = "08:00" }   # in the user's local time
+//! frequency_cap = { max = 1, per = "24h" }           # from this page, any campaign
 //! ```
 
 use super::check::Checker;
 use super::doc::Node;
-use super::spec::Schedule;
+use std::time::Duration;
+
+use super::spec::{FrequencyCap, Schedule};
+use crate::duration::parse_duration;
 use crate::local::{self, LocalTime, QuietHours};
 use crate::path::FieldPath;
 
+/// The shortest and the longest frequency-cap period.
+const MIN_CAP_PERIOD: Duration = Duration::from_secs(60);
+const MAX_CAP_PERIOD: Duration = Duration::from_secs(90 * 86_400);
 const SCHEDULE_KEYS: [&str; 3] = ["local_time", "timezone_attribute", "default_timezone"];
 const QUIET_KEYS: [&str; 2] = ["start", "end"];
+const CAP_KEYS: [&str; 2] = ["max", "per"];
 
 /// `[schedule]`; absent means "due at once, zones from `time_zone`, else UTC".
 pub(crate) fn schedule(checker: &mut Checker<'_>, node: Option<&Node>) -> Option<Schedule> {
@@ -91,6 +100,46 @@ pub(crate) fn quiet_hours(
             None
         }
     }
+}
+
+/// `frequency_cap = { max = N, per = "24h" }`: `max` 1 to 1000, `per` 1 minute to 90 days.
+pub(crate) fn frequency_cap(
+    checker: &mut Checker<'_>,
+    node: &Node,
+    path: FieldPath,
+) -> Option<FrequencyCap> {
+    let mut fields = checker.table(node, path)?;
+    let max = fields.required(checker, "max").and_then(|n| {
+        let at = fields.at("max");
+        let value = checker.integer(n, &at)?;
+        match u32::try_from(value) {
+            Ok(max) if (1..=1000).contains(&max) => Some(max),
+            _ => {
+                checker.data(&at, n, format!("must be between 1 and 1000, got {value}"));
+                None
+            }
+        }
+    });
+    let per = fields.required(checker, "per").and_then(|n| {
+        let at = fields.at("per");
+        let text = checker.string(n, &at)?;
+        match parse_duration(text) {
+            Ok(per) if per >= MIN_CAP_PERIOD && per <= MAX_CAP_PERIOD => Some(per),
+            Ok(_) => {
+                checker.data(&at, n, "must be between 1m and 90d");
+                None
+            }
+            Err(error) => {
+                checker.data(&at, n, error.to_string());
+                None
+            }
+        }
+    });
+    fields.finish(checker, &CAP_KEYS);
+    Some(FrequencyCap {
+        max: max?,
+        per: per?,
+    })
 }
 
 fn time_of_day(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<LocalTime> {

@@ -84,6 +84,18 @@ pub struct Delivery {
     /// `quiet_hours = { start, end }` in the user's local time: a job due inside them waits
     /// until they end.
     pub quiet_hours: Option<QuietHours>,
+    /// `frequency_cap = { max, per }`: a user who got `max` messages from the page in the last
+    /// `per` (any campaign) is skipped.
+    pub frequency_cap: Option<FrequencyCap>,
+}
+
+/// At most `max` messages from the page to one user in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrequencyCap {
+    /// 1 or more.
+    pub max: u32,
+    /// The rolling period.
+    pub per: Duration,
 }
 
 /// When each user's job is due (`[schedule]`), and in which time zone the user lives.
@@ -138,6 +150,7 @@ impl Default for Delivery {
             window: WindowPolicy::Enforce,
             priority: None,
             quiet_hours: None,
+            frequency_cap: None,
         }
     }
 }
@@ -245,6 +258,9 @@ impl Delivery {
         // Written only when the file names one: unset means "by messaging type".
         if let Some(priority) = self.priority {
             out["priority"] = json!(priority.as_str());
+        }
+        if let Some(cap) = self.frequency_cap {
+            out["frequency_cap"] = json!({ "max": cap.max, "per": format_duration(cap.per) });
         }
         if let Some(quiet) = self.quiet_hours {
             out["quiet_hours"] = json!({

@@ -31,13 +31,14 @@ const TOP_KEYS: [&str; 9] = [
     "delivery",
     "schedule",
 ];
-const DELIVERY_KEYS: [&str; 6] = [
+const DELIVERY_KEYS: [&str; 7] = [
     "rate_per_sec",
     "max_attempts",
     "expires_after",
     "window",
     "priority",
     "quiet_hours",
+    "frequency_cap",
 ];
 const MAX_ID_LEN: usize = 64;
 const SAMPLE_JOB_ID: &str = "sample-run:sample-user";
@@ -312,6 +313,10 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
         None => Some(None),
         Some(node) => schedule::quiet_hours(checker, node, fields.at("quiet_hours")).map(Some),
     };
+    let frequency_cap = match fields.get("frequency_cap") {
+        None => Some(None),
+        Some(node) => schedule::frequency_cap(checker, node, fields.at("frequency_cap")).map(Some),
+    };
     let priority = match fields.get("priority") {
         None => Some(None),
         Some(node) => checker
@@ -326,6 +331,7 @@ fn delivery(checker: &mut Checker<'_>, node: &Node) -> Option<Delivery> {
         window: window?,
         priority: priority?,
         quiet_hours: quiet_hours?,
+        frequency_cap: frequency_cap?,
     })
 }
 

@@ -49,6 +49,7 @@ fn smallest_campaign_parses_as_written() {
             window: WindowPolicy::Enforce,
             priority: Some(Priority::Normal),
             quiet_hours: None,
+            frequency_cap: None,
         }
     );
     assert_eq!(campaign.priority(), Priority::Normal, "UPDATE is bulk");
@@ -91,7 +92,8 @@ fn schedules_and_quiet_hours_read_and_round_trip() {
            default_timezone = \"America/Sao_Paulo\"\n";
     let source = source.replacen(
         "priority = \"normal\"",
-        "priority = \"normal\"\nquiet_hours = { start = \"21:00\", end = \"08:00\" }",
+        "priority = \"normal\"\nquiet_hours = { start = \"21:00\", end = \"08:00\" }\n\
+         frequency_cap = { max = 2, per = \"7d\" }",
         1,
     );
     let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{e}"));
@@ -106,6 +108,8 @@ fn schedules_and_quiet_hours_read_and_round_trip() {
         (quiet.start.to_string(), quiet.end.to_string()),
         ("21:00".into(), "08:00".into())
     );
+    let cap = campaign.delivery().frequency_cap.expect("cap");
+    assert_eq!((cap.max, cap.per.as_secs()), (2, 7 * 86_400));
     let again = Campaign::from_json(&campaign.to_json().to_string()).unwrap();
     assert_eq!(again, campaign, "JSON round trip");
     let tokyo = User::new("u", "1").with_attr("tz", "Asia/Tokyo");
