@@ -119,7 +119,7 @@ pub(crate) enum CampaignCommand {
     /// Totals by status for a run.
     #[command(after_help = examples::CAMPAIGN_STATUS)]
     Status {
-        /// The run to report on (`campaign send` prints it first).
+        /// The run to report on (`campaign send` prints it first), or a schedule (`s…`).
         run_id: String,
         /// Print the report as JSON (the shape `GET /campaigns/runs/{run_id}` answers).
         #[arg(long)]
@@ -132,10 +132,17 @@ pub(crate) enum CampaignCommand {
     },
     /// Resume a paused run, or with --page a halted page.
     Resume(ResumeArgs),
-    /// Cancel a run: its unsent jobs end as `cancelled`. Final.
+    /// Cancel a run (its unsent jobs end as `cancelled`), or a schedule's future occurrences.
+    /// Final.
     Cancel {
-        /// The run to cancel.
+        /// The run to cancel, or a schedule (`s…`, from `campaign schedules`).
         run_id: String,
+    },
+    /// List scheduled campaigns (`send_at` or `cron`): state, next occurrence, runs started.
+    Schedules {
+        /// Print them as JSON (the shape `GET /campaigns/schedules` answers).
+        #[arg(long)]
+        json: bool,
     },
     /// Render for one user and send straight to the Graph API.
     Test(TestArgs),

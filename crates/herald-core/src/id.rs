@@ -41,6 +41,26 @@ pub fn validate_id(id: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// `<prefix><yyyymmddhhmmss>-<6 hex>` (UTC): sortable by creation time, unique without
+/// coordination. Run ids use `r`, schedule ids `s`.
+pub fn time_id(prefix: char) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = time::OffsetDateTime::now_utc();
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_i128(now.unix_timestamp_nanos());
+    hasher.write_u32(std::process::id());
+    format!(
+        "{prefix}{:04}{:02}{:02}{:02}{:02}{:02}-{:06x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        hasher.finish() & 0xff_ffff
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

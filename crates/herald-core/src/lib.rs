@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod class;
 pub mod clock;
 pub mod control;
+pub mod cron;
 mod decode;
 pub mod duration;
 pub mod filter;

@@ -93,19 +93,5 @@ impl Checkpoint {
 
 /// `r<yyyymmddhhmmss>-<6 hex>`: sortable by start time, unique without coordination.
 fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let now = OffsetDateTime::now_utc();
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_i128(now.unix_timestamp_nanos());
-    hasher.write_u32(std::process::id());
-    format!(
-        "r{:04}{:02}{:02}{:02}{:02}{:02}-{:06x}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        hasher.finish() & 0xff_ffff
-    )
+    herald_core::id::time_id('r')
 }

@@ -37,6 +37,8 @@ use crate::ops::Broker;
 use crate::ops::runs::RunTasks;
 use crate::webhook::{self, EventSink, WebhookConfig};
 
+/// How often due scheduled campaigns are looked for.
+const SCHEDULES_EVERY: Duration = Duration::from_secs(1);
 /// How often `/readyz` re-reads the webhook's broker connection.
 const READINESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -260,6 +262,7 @@ pub async fn serve(
             freshness.results(),
         ));
     }
+    let scheduler = tokio::spawn(run_schedules(settings.clone(), runs.clone(), stop.clone()));
     let readiness = tokio::spawn(track_readiness(
         events,
         health.clone(),
@@ -307,6 +310,7 @@ pub async fn serve(
         }
     }
     let _ = readiness.await;
+    let _ = scheduler.await;
     if runs.running() > 0 {
         info!(runs = runs.running(), "Stopping runs still publishing.");
     }
@@ -320,6 +324,29 @@ pub async fn serve(
         None => {
             info!("Server stopped.");
             Ok(())
+        }
+    }
+}
+
+/// Starts due scheduled occurrences every `SCHEDULES_EVERY` until `stop` (every serve process
+/// does; the store makes each start exactly-once).
+async fn run_schedules(settings: ServeSettings, runs: RunTasks, stop: CancellationToken) {
+    let mut every = tokio::time::interval(SCHEDULES_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let starter = crate::ops::schedules::Starter {
+            store: &settings.store,
+            broker: &settings.broker,
+            tasks: &runs,
+            segment_dir: settings.segment_dir.as_deref(),
+            rates: &settings.page_rates,
+        };
+        if let Err(error) = crate::ops::schedules::start_due(&starter).await {
+            warn!(error = %error, "Could not look for due schedules; trying again.");
         }
     }
 }

@@ -21,6 +21,7 @@ mod migrate;
 mod run_starts;
 mod run_state;
 mod runs;
+mod schedules;
 mod stamp;
 mod users;
 
@@ -37,6 +38,7 @@ pub use identities::Link;
 pub use run_starts::RunStart;
 pub use run_state::RunState;
 pub use runs::{NewRun, RunProgress, RunRecord};
+pub use schedules::ScheduleRecord;
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 
 use herald_core::Secret;

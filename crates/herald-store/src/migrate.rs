@@ -66,6 +66,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0008_cap_reservations.sql"),
         include_str!("../migrations/postgres/0008_cap_reservations.sql"),
     ),
+    (
+        9,
+        "schedules",
+        include_str!("../migrations/sqlite/0009_schedules.sql"),
+        include_str!("../migrations/postgres/0009_schedules.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

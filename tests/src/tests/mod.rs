@@ -20,6 +20,7 @@ mod producer_store;
 mod prometheus;
 mod records;
 mod run_starts;
+mod schedules;
 mod server_admin_addr;
 mod server_api;
 mod server_api_cli;

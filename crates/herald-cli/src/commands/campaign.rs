@@ -16,9 +16,9 @@ use herald_store::Store;
 
 use crate::cli::SendArgs;
 use crate::commands::common::{exit_code, load_campaign, open_store, segment_input};
-use crate::commands::launch;
 use crate::commands::text::out;
 use crate::commands::{amqp_settings, progress, topology_for};
+use crate::commands::{launch, schedules};
 use crate::config::Config;
 
 pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
@@ -57,6 +57,11 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
+    if campaign.schedule().starts_later() && args.resume.is_none() {
+        let code = schedules::create(&args, &campaign, &store, config).await;
+        store.close().await;
+        return code;
+    }
     if args.resume.is_none() && !args.over_budget {
         let check = launch::gather(config, &campaign, args.engaged_users).await;
         if let Some(refusal) = check

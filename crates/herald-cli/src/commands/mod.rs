@@ -12,6 +12,7 @@ mod ops;
 mod progress;
 mod refs;
 mod run;
+mod schedules;
 mod serve;
 mod sim;
 mod status;
@@ -40,7 +41,14 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
         Command::Campaign(CampaignCommand::Send(args)) => campaign::send(args, &config).await,
         Command::Campaign(CampaignCommand::Test(args)) => test_send::run(args, &config).await,
         Command::Campaign(CampaignCommand::Status { run_id, json }) => {
-            status::run(&run_id, json, &config).await
+            if schedules::is_schedule(&run_id) {
+                schedules::status(&run_id, json, &config).await
+            } else {
+                status::run(&run_id, json, &config).await
+            }
+        }
+        Command::Campaign(CampaignCommand::Schedules { json }) => {
+            schedules::list(json, &config).await
         }
         Command::Campaign(CampaignCommand::Pause { run_id }) => {
             control::run(Control::PauseRun(run_id), &config).await
@@ -53,7 +61,11 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
             control::run(command, &config).await
         }
         Command::Campaign(CampaignCommand::Cancel { run_id }) => {
-            control::run(Control::CancelRun(run_id), &config).await
+            if schedules::is_schedule(&run_id) {
+                schedules::cancel(&run_id, &config).await
+            } else {
+                control::run(Control::CancelRun(run_id), &config).await
+            }
         }
         Command::Run(args) => run::run(args, &config).await,
         Command::Users(UsersCommand::Import { file, page }) => {

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! [schedule]
+//! send_at = "2026-12-24T10:00:00-03:00"   # or: cron = "0 10 * * MON" (+ timezone = "...")
 //! local_time = "10:00"                 # each user's next 10:00
 //! timezone_attribute = "time_zone"     # the attribute holding the user's IANA zone (Braze's)
 //! default_timezone = "America/Sao_Paulo"   # for users without a valid one (default UTC)
@@ -18,14 +19,24 @@ use super::doc::Node;
 use std::time::Duration;
 
 use super::spec::{FrequencyCap, Schedule};
+use crate::cron::Cron;
 use crate::duration::parse_duration;
 use crate::local::{self, LocalTime, QuietHours};
 use crate::path::FieldPath;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// The shortest and the longest frequency-cap period.
 const MIN_CAP_PERIOD: Duration = Duration::from_secs(60);
 const MAX_CAP_PERIOD: Duration = Duration::from_secs(90 * 86_400);
-const SCHEDULE_KEYS: [&str; 3] = ["local_time", "timezone_attribute", "default_timezone"];
+const SCHEDULE_KEYS: [&str; 6] = [
+    "send_at",
+    "cron",
+    "timezone",
+    "local_time",
+    "timezone_attribute",
+    "default_timezone",
+];
 const QUIET_KEYS: [&str; 2] = ["start", "end"];
 const CAP_KEYS: [&str; 2] = ["max", "per"];
 
@@ -56,23 +67,53 @@ pub(crate) fn schedule(checker: &mut Checker<'_>, node: Option<&Node>) -> Option
     };
     let default_timezone = match fields.get("default_timezone") {
         None => Some(defaults.default_timezone.clone()),
+        Some(node) => zone_name(checker, node, &fields.at("default_timezone")),
+    };
+    let timezone = match fields.get("timezone") {
+        None => Some(defaults.timezone.clone()),
+        Some(node) => zone_name(checker, node, &fields.at("timezone")),
+    };
+    let send_at = match fields.get("send_at") {
+        None => Some(None),
         Some(node) => {
-            let path = fields.at("default_timezone");
-            match checker.string(node, &path) {
-                Some(name) if local::zone(name).is_some() => Some(name.trim().to_owned()),
-                Some(name) => {
-                    let message = format!(
-                        "{name:?} is not an IANA time zone (e.g. \"America/Sao_Paulo\", \"UTC\")"
-                    );
-                    checker.data(&path, node, message);
-                    None
+            let path = fields.at("send_at");
+            checker.string(node, &path).and_then(|text| {
+                match OffsetDateTime::parse(text.trim(), &Rfc3339) {
+                    Ok(at) => Some(Some(at)),
+                    Err(_) => {
+                        let message =
+                            "must be an RFC 3339 time, e.g. \"2026-12-24T10:00:00-03:00\"";
+                        checker.data(&path, node, message);
+                        None
+                    }
                 }
-                None => None,
-            }
+            })
         }
     };
+    let cron = match fields.get("cron") {
+        None => Some(None),
+        Some(node) => {
+            let path = fields.at("cron");
+            checker
+                .string(node, &path)
+                .and_then(|text| match Cron::parse(text) {
+                    Ok(cron) => Some(Some(cron)),
+                    Err(message) => {
+                        checker.data(&path, node, message);
+                        None
+                    }
+                })
+        }
+    };
+    if let (Some(Some(_)), Some(Some(_)), Some(node)) = (&send_at, &cron, fields.get("cron")) {
+        let message = "`send_at` (one run) and `cron` (a run per occurrence) exclude each other";
+        checker.data(&fields.at("cron"), node, message);
+    }
     fields.finish(checker, &SCHEDULE_KEYS);
     Some(Schedule {
+        send_at: send_at?,
+        cron: cron?,
+        timezone: timezone?,
         local_time: local_time?,
         timezone_attribute: timezone_attribute?,
         default_timezone: default_timezone?,
@@ -140,6 +181,17 @@ pub(crate) fn frequency_cap(
         max: max?,
         per: per?,
     })
+}
+
+fn zone_name(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<String> {
+    let name = checker.string(node, path)?;
+    if local::zone(name).is_some() {
+        return Some(name.trim().to_owned());
+    }
+    let message =
+        format!("{name:?} is not an IANA time zone (e.g. \"America/Sao_Paulo\", \"UTC\")");
+    checker.data(path, node, message);
+    None
 }
 
 fn time_of_day(checker: &mut Checker<'_>, node: &Node, path: &FieldPath) -> Option<LocalTime> {

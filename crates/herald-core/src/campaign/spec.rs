@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cron::Cron;
 use crate::duration::format_duration;
 use crate::filter::{Filter, FilterGroup, Match, Op};
 use crate::local::{LocalTime, QuietHours};
+use time::OffsetDateTime;
 
 /// The Send API `messaging_type` (docs/messenger-platform.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,9 +100,16 @@ pub struct FrequencyCap {
     pub per: Duration,
 }
 
-/// When each user's job is due (`[schedule]`), and in which time zone the user lives.
+/// When the campaign starts (`send_at`, or every `cron` occurrence on the clock of
+/// `timezone`), when each user's job is due (`local_time`), and in which zone each user lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
+    /// `send_at = "<RFC 3339>"`: one run, started then by `herald serve`.
+    pub send_at: Option<OffsetDateTime>,
+    /// `cron = "0 10 * * MON"`: a run per occurrence, started by `herald serve`.
+    pub cron: Option<Cron>,
+    /// The IANA zone the `cron` expression is read in (default `UTC`).
+    pub timezone: String,
     /// `local_time = "HH:MM"`: each user's job is due at their next such time; unset, at once.
     pub local_time: Option<LocalTime>,
     /// The user attribute that holds their IANA time zone (default `time_zone`, Braze's name).
@@ -112,6 +121,9 @@ pub struct Schedule {
 impl Default for Schedule {
     fn default() -> Self {
         Self {
+            send_at: None,
+            cron: None,
+            timezone: "UTC".to_owned(),
             local_time: None,
             timezone_attribute: "time_zone".to_owned(),
             default_timezone: "UTC".to_owned(),
@@ -278,11 +290,37 @@ impl Schedule {
         let mut out = json!({
             "timezone_attribute": self.timezone_attribute,
             "default_timezone": self.default_timezone,
+            "timezone": self.timezone,
         });
         if let Some(at) = self.local_time {
             out["local_time"] = json!(at.to_string());
         }
+        if let Some(at) = self.send_at {
+            out["send_at"] = json!(
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(cron) = &self.cron {
+            out["cron"] = json!(cron.as_str());
+        }
         out
+    }
+
+    /// Whether the campaign starts later (`send_at`) or repeatedly (`cron`), through
+    /// `herald serve`, rather than at once.
+    pub fn starts_later(&self) -> bool {
+        self.send_at.is_some() || self.cron.is_some()
+    }
+
+    /// The campaign's first start strictly after `after`: `send_at` if it is later, else the
+    /// next `cron` occurrence. `None` when neither is (still) ahead.
+    pub fn next_start(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
+        if let Some(at) = self.send_at {
+            return (at > after).then_some(at);
+        }
+        let zone = crate::local::zone(&self.timezone)?;
+        self.cron.as_ref()?.next_after(after, &zone)
     }
 }
 

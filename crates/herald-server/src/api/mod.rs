@@ -25,6 +25,7 @@ mod error;
 mod ledger;
 mod refs;
 mod runs;
+mod schedules;
 mod users;
 
 use axum::Router;
@@ -111,6 +112,17 @@ fn table() -> Vec<Route> {
             Method::POST,
             "/campaigns/runs/{run_id}/cancel",
             post(runs::cancel),
+        ),
+        route(Method::GET, "/campaigns/schedules", get(schedules::list)),
+        route(
+            Method::GET,
+            "/campaigns/schedules/{schedule_id}",
+            get(schedules::get),
+        ),
+        route(
+            Method::POST,
+            "/campaigns/schedules/{schedule_id}/cancel",
+            post(schedules::cancel),
         ),
         route(
             Method::POST,

@@ -16,6 +16,7 @@ use crate::api::ApiConfig;
 use crate::api::body::{self, media_type};
 use crate::api::error::ApiError;
 use crate::ops::control::{self, Applied, Command};
+use crate::ops::launch::{self, Launched};
 use crate::ops::runs::{self, DocumentFormat, StartRun};
 use crate::ops::status::{self, RunReport};
 
@@ -84,6 +85,7 @@ pub(crate) async fn start(
         idempotency_key,
         engaged_users: query.engaged_users,
         over_budget: query.over_budget,
+        occurrence: false,
     };
     let segment_dir = api.segment_dir.as_deref();
     if query.dry_run {
@@ -102,7 +104,7 @@ pub(crate) async fn start(
             "rate is a what-if for dry_run=true; a run's rate is the campaign's rate_per_sec",
         ));
     }
-    let started = runs::start(
+    let launched = launch::launch(
         &api.store,
         &api.broker,
         &api.runs,
@@ -111,6 +113,17 @@ pub(crate) async fn start(
         request,
     )
     .await?;
+    let started = match launched {
+        Launched::Started(started) => started,
+        Launched::Scheduled(schedule) => {
+            let location = format!("/campaigns/schedules/{}", schedule.schedule_id);
+            let mut response = (StatusCode::ACCEPTED, Json(schedule)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            return Ok(response);
+        }
+    };
     let location = format!("/campaigns/runs/{}", started.run_id);
     // A repeated start with its key: the run it started, 200 instead of 202.
     let status = if started.existing {

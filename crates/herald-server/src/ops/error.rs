@@ -97,6 +97,12 @@ pub enum OpsError {
         /// The run asked for.
         run_id: String,
     },
+    /// No such schedule.
+    #[error("no schedule {schedule_id} (is HERALD_DATABASE_URL the store it was created in?)")]
+    UnknownSchedule {
+        /// The schedule asked for.
+        schedule_id: String,
+    },
     /// The run's state forbids the operation.
     #[error("{0}")]
     Conflict(String),
@@ -126,7 +132,7 @@ impl OpsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid { kind, .. } => *kind,
-            Self::UnknownRun { .. } => ErrorKind::NotFound,
+            Self::UnknownRun { .. } | Self::UnknownSchedule { .. } => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Broker(_) => ErrorKind::Unavailable,
             Self::Store(error) => match error.as_ref() {

@@ -11,9 +11,11 @@
 pub mod control;
 pub mod dead;
 mod error;
+pub mod launch;
 pub mod ledger;
 pub mod refs;
 pub mod runs;
+pub mod schedules;
 pub mod start_key;
 pub mod status;
 pub mod track;

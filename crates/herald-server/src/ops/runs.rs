@@ -57,6 +57,9 @@ pub struct StartRun {
     pub engaged_users: Option<u64>,
     /// Start even when the campaign would exceed the page's daily call budget.
     pub over_budget: bool,
+    /// An occurrence of a schedule being started by `herald serve`: start now, whatever the
+    /// document's `[schedule]` says.
+    pub occurrence: bool,
 }
 
 /// What a run would do now, with the launch check (`POST /campaigns/runs?dry_run=true`).
@@ -127,6 +130,13 @@ pub async fn start(
     request: StartRun,
 ) -> Result<Started, OpsError> {
     let campaign = parse(&request.document, request.format)?;
+    if campaign.schedule().starts_later() && !request.occurrence {
+        return Err(OpsError::Conflict(
+            "the campaign has a [schedule] (send_at or cron): schedule it (`launch`), and \
+             herald serve starts it when it is due"
+                .to_owned(),
+        ));
+    }
     let named_segment = request
         .segment
         .as_ref()
@@ -301,7 +311,7 @@ fn campaign_problems(errors: CampaignErrors) -> OpsError {
 
 /// Where the run's users come from; a file must be a readable file of `segment_dir` now, not
 /// minutes later.
-async fn segment_of(
+pub(crate) async fn segment_of(
     campaign: &Campaign,
     file: Option<PathBuf>,
     segment_dir: Option<&Path>,

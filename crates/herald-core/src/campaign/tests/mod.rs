@@ -147,11 +147,79 @@ fn schedules_and_quiet_hours_read_and_round_trip() {
             "stop = \"08:00\"",
             "delivery.quiet_hours.end",
         ),
+        ("max = 2", "max = 0", "delivery.frequency_cap.max"),
+        ("per = \"7d\"", "per = \"1s\"", "delivery.frequency_cap.per"),
+        (
+            "per = \"7d\"",
+            "per = \"often\"",
+            "delivery.frequency_cap.per",
+        ),
+        (
+            "local_time = \"10:00\"",
+            "cron = \"0 25 * * *\"",
+            "schedule.cron",
+        ),
+        (
+            "local_time = \"10:00\"",
+            "send_at = \"tomorrow\"",
+            "schedule.send_at",
+        ),
+        (
+            "local_time = \"10:00\"",
+            "timezone = \"Moon/Base\"",
+            "schedule.timezone",
+        ),
+        (
+            "local_time = \"10:00\"",
+            "send_at = \"2026-12-24T10:00:00Z\"\ncron = \"0 10 * * *\"",
+            "schedule.cron",
+        ),
     ] {
         let wrong = source.replacen(from, to, 1);
         let error = Campaign::from_toml(&wrong).unwrap_err().to_string();
         assert!(error.contains(path), "{to}: {error}");
     }
+}
+
+/// `send_at` and `cron`: read, written back the same, and the next start computed on the
+/// schedule's zone.
+#[test]
+fn starts_later_read_and_round_trip() {
+    let now = datetime!(2026-12-07 09:00 UTC);
+    let cron = SMALLEST.to_owned()
+        + "[schedule]\ncron = \"0 10 * * MON\"\ntimezone = \"America/Sao_Paulo\"\n";
+    let campaign = Campaign::from_toml(&cron).unwrap_or_else(|e| panic!("{e}"));
+    assert!(campaign.schedule().starts_later());
+    assert_eq!(
+        campaign.schedule().next_start(now),
+        Some(datetime!(2026-12-07 13:00 UTC))
+    );
+    assert_eq!(
+        Campaign::from_json(&campaign.to_json().to_string()).unwrap(),
+        campaign
+    );
+    let once = SMALLEST.to_owned() + "[schedule]\nsend_at = \"2026-12-24T10:00:00-03:00\"\n";
+    let campaign = Campaign::from_toml(&once).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        campaign.schedule().next_start(now),
+        Some(datetime!(2026-12-24 13:00 UTC))
+    );
+    assert_eq!(
+        campaign
+            .schedule()
+            .next_start(datetime!(2026-12-25 00:00 UTC)),
+        None
+    );
+    assert_eq!(
+        Campaign::from_json(&campaign.to_json().to_string()).unwrap(),
+        campaign
+    );
+    assert!(
+        !Campaign::from_toml(SMALLEST)
+            .unwrap()
+            .schedule()
+            .starts_later()
+    );
 }
 
 /// (messaging type, `priority` line, lane): the file's word wins, else the messaging type's.
