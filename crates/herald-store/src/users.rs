@@ -213,6 +213,39 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The stored attributes of those of `external_ids` that exist (at most a few thousand
+    /// ids per call): what `/users/track` reads before it updates counters or honours
+    /// `_update_existing_only`.
+    pub async fn user_attributes(
+        &self,
+        external_ids: &[&str],
+    ) -> Result<HashMap<String, BTreeMap<String, String>>, StoreError> {
+        let mut found = HashMap::with_capacity(external_ids.len());
+        for chunk in external_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT external_id, attributes FROM users WHERE external_id IN ({})",
+                placeholders.join(", ")
+            );
+            let rows: Vec<(String, Json<BTreeMap<String, String>>)> =
+                with_pool!(&self.db, pool => {
+                    let mut statement = sqlx::query_as(&sql);
+                    for id in chunk {
+                        statement = statement.bind(*id);
+                    }
+                    statement.fetch_all(pool).await
+                })
+                .map_err(query("user_attributes"))?;
+            found.extend(
+                rows.into_iter()
+                    .map(|(id, Json(attributes))| (id, attributes)),
+            );
+        }
+        Ok(found)
+    }
+}
+
 /// Folds rows with the same external id (and identities with the same page and PSID) into one:
 /// one statement may not update the same row twice on PostgreSQL.
 fn merge(records: &[UserRecord]) -> (Vec<MergedUser<'_>>, Vec<ImportedIdentity<'_>>) {

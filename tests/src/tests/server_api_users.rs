@@ -164,7 +164,7 @@ async fn users_track_stores_the_good_objects_and_reports_the_bad_ones() {
     let reply = server.post_json("/users/track", &request).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["message"], "partial");
-    assert_eq!(reply.json["attributes_processed"], 2);
+    assert_eq!(reply.json["attributes_processed"], 3);
     let errors: Vec<(u64, &str)> = reply.json["errors"]
         .as_array()
         .expect("errors")
@@ -182,12 +182,12 @@ async fn users_track_stores_the_good_objects_and_reports_the_bad_ones() {
         [
             (1, "attributes[1].external_id"),
             (2, "attributes[2].messenger_id"),
-            (3, "attributes[3].tags"),
             (5, "attributes[5]"),
         ]
     );
     let stored = users(&server.store, PAGE).await;
-    assert_eq!(stored.keys().collect::<Vec<_>>(), ["t1", "t5"]);
+    assert_eq!(stored.keys().collect::<Vec<_>>(), ["t1", "t4", "t5"]);
+    assert_eq!(stored["t4"].attributes["tags"], r#"["a","b"]"#);
     let ana = &stored["t1"];
     assert_eq!(ana.messenger_id.as_deref(), Some("401"));
     assert_eq!(
@@ -216,10 +216,10 @@ async fn users_track_stores_the_good_objects_and_reports_the_bad_ones() {
     // The request as a whole: a JSON error with what is wrong.
     let cases: [(&str, Value, u16, &str); 3] = [
         (
-            "events",
-            json!({"attributes": [{"external_id": "e"}], "events": []}),
+            "nothing",
+            json!({"attributes": [], "events": []}),
             422,
-            "events",
+            "attributes",
         ),
         ("empty", json!({"attributes": []}), 422, "attributes"),
         ("missing", json!({"users": []}), 422, "users"),
@@ -319,5 +319,93 @@ async fn ids_are_checked_where_they_enter_the_store() {
     let stored = users(&server.store, PAGE).await;
     assert_eq!(stored.keys().collect::<Vec<_>>(), ["ok1", "ok2"]);
 
+    server.stop().await;
+}
+
+/// A request as Braze's client libraries build it (attributes with standard and nested values,
+/// `_update_existing_only`, events and purchases with their extra fields), through the API:
+/// stored, counted, and usable in a store campaign's filters and Liquid, as the API's dry run
+/// shows.
+#[tokio::test]
+async fn a_braze_request_with_events_and_purchases_feeds_filters_and_liquid() {
+    let Some(server) = ApiServer::start("test-api-braze").await else {
+        return;
+    };
+    let ago = |days: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let (one, two, three, sixty) = (ago(1), ago(2), ago(3), ago(60));
+    let request = json!({
+        "attributes": [
+            {"external_id": "b1", "messenger_id": "501", "email": "ana@example.com",
+             "phone": "+5511999990000", "first_name": "Ana", "last_name": "Lima",
+             "dob": "1990-04-01", "country": "BR", "language": "pt",
+             "time_zone": "America/Sao_Paulo", "colors": ["red", "blue"],
+             "prefs": {"color": "green"}, "_update_existing_only": false},
+            {"external_id": "b2", "messenger_id": "502", "first_name": "Bo",
+             "colors": ["blue"], "prefs": {"color": "black"}},
+            {"external_id": "ghost", "first_name": "Nobody", "_update_existing_only": true},
+        ],
+        "events": [
+            {"external_id": "b1", "app_id": "app", "name": "added_to_cart", "time": two,
+             "properties": {"sku": "A1"}},
+            {"external_id": "b1", "name": "added_to_cart", "time": one},
+        ],
+        "purchases": [
+            {"external_id": "b1", "app_id": "app", "product_id": "sku-1", "currency": "USD",
+             "price": 12.5, "quantity": 1, "time": three, "properties": {"gift": false}},
+            {"external_id": "b2", "product_id": "sku-2", "currency": "USD", "price": 5,
+             "time": sixty},
+        ],
+    });
+    let reply = server
+        .post_json(&format!("/users/track?page_id={PAGE}"), &request)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["message"], "partial", "{}", reply.text);
+    assert_eq!(
+        (
+            &reply.json["attributes_processed"],
+            &reply.json["events_processed"],
+            &reply.json["purchases_processed"]
+        ),
+        (&json!(2), &json!(2), &json!(2))
+    );
+    assert_eq!(
+        reply.json["errors"][0]["path"],
+        "attributes[2]._update_existing_only"
+    );
+    let stored = users(&server.store, PAGE).await;
+    assert!(
+        !stored.contains_key("ghost"),
+        "an update-only object created its user"
+    );
+    let ana = &stored["b1"].attributes;
+    assert_eq!(ana["email"], "ana@example.com");
+    assert_eq!(ana["time_zone"], "America/Sao_Paulo");
+    assert_eq!(ana["events.added_to_cart.count"], "2");
+    assert_eq!(ana["events.added_to_cart.last_at"], one);
+    assert_eq!(ana["purchases.count"], "1");
+    assert_eq!(ana["purchases.sku-1.last_at"], three);
+
+    // Bought within 30 days and likes red: Ana only, greeted in her colour.
+    let campaign = json!({
+        "id": "braze-filter", "page_id": PAGE, "messaging_type": "UPDATE",
+        "message": {"text": "Hi {{ first_name }}, {{ prefs.color }} it is"},
+        "segment": {"source": "store", "match": "all", "filter": [
+            {"attribute": "purchases.last_at", "op": "within", "value": "30d"},
+            {"attribute": "colors", "op": "contains", "value": "red"},
+        ]},
+        "delivery": {"window": "off"},
+    });
+    let dry = server
+        .post_json("/campaigns/runs?dry_run=true", &campaign)
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.text);
+    assert_eq!(dry.json["jobs"], 1, "{}", dry.text);
+    let sample = dry.json["samples"][0].as_str().expect("a sample");
+    assert!(sample.contains("Hi Ana, green it is"), "{sample}");
     server.stop().await;
 }

@@ -160,7 +160,15 @@ impl Condition {
                 .iter()
                 .any(|operand| ordering(operand) == Some(Ordering::Equal)),
             Op::Contains(needle) => value.is_some_and(|v| match v {
-                AttributeValue::Text(text) => text.contains(needle.as_str()),
+                AttributeValue::Text(text) => match json_array(text) {
+                    // An array (as `/users/track` stores one): one of its elements is the value.
+                    Some(items) => items.iter().any(|item| match item {
+                        serde_json::Value::String(item) => item == needle,
+                        other => serde_json::from_str::<serde_json::Value>(needle)
+                            .is_ok_and(|value| value == *other),
+                    }),
+                    None => text.contains(needle.as_str()),
+                },
                 AttributeValue::Time(at) => format_time(at).contains(needle.as_str()),
             }),
             Op::Gt(operand) => ordering(operand) == Some(Ordering::Greater),
@@ -241,3 +249,14 @@ pub(crate) fn parse_date(text: &str) -> Option<OffsetDateTime> {
 
 #[cfg(test)]
 mod tests;
+
+/// The elements of an attribute text that is a JSON array.
+fn json_array(text: &str) -> Option<Vec<serde_json::Value>> {
+    if !text.trim_start().starts_with('[') {
+        return None;
+    }
+    match serde_json::from_str(text).ok()? {
+        serde_json::Value::Array(items) => Some(items),
+        _ => None,
+    }
+}

@@ -21,6 +21,7 @@ fn user() -> User {
         .with_attr("signed_up", "2026-04-20")
         .with_attr("renewed_at", "2026-04-30T09:00:00-03:00")
         .with_attr("email", "ana@example.com")
+        .with_attr("colors", r#"["red","blue",7]"#)
         .with_attr("blank", "   ")
         .with_attr("empty", "")
 }
@@ -80,6 +81,10 @@ fn ops_table() {
     check("email", Op::Contains("EXAMPLE".into()), false);
     check("missing", Op::Contains("".into()), false);
     check("last_inbound_at", Op::Contains("2026-04-30".into()), true);
+    // contains on a JSON array (a nested value from /users/track): one element is the value.
+    check("colors", Op::Contains("red".into()), true);
+    check("colors", Op::Contains("re".into()), false);
+    check("colors", Op::Contains("7".into()), true);
     // gt/gte/lt/lte: numbers compare as numbers ("10" > "9"), not as strings.
     check("version", Op::Gt(o("9")), true);
     check("version", Op::Lt(o("9")), false);

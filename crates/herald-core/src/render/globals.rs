@@ -4,6 +4,7 @@
 //! works and `{{ x }}` renders empty instead of failing with "Unknown variable".
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use liquid::model::{DisplayCow, KStringCow, State, Value};
@@ -22,13 +23,22 @@ pub(crate) struct Globals<'u> {
     user: &'u User,
     /// `last_inbound_at` as RFC 3339, formatted only if a template asks for it.
     last_inbound_at: OnceCell<String>,
+    /// Attributes whose text is a JSON array or object (as `/users/track` stores nested
+    /// values), as Liquid values: `{{ prefs.color }}`, `{% for c in colors %}`.
+    structured: BTreeMap<&'u str, Value>,
 }
 
 impl<'u> Globals<'u> {
     pub(crate) fn new(user: &'u User) -> Self {
+        let structured = user
+            .attributes
+            .iter()
+            .filter_map(|(name, text)| Some((name.as_str(), structured(text)?)))
+            .collect();
         Self {
             user,
             last_inbound_at: OnceCell::new(),
+            structured,
         }
     }
 
@@ -42,7 +52,10 @@ impl<'u> Globals<'u> {
                     .get_or_init(|| at.format(&Rfc3339).unwrap_or_default());
                 as_view(text)
             }),
-            _ => self.user.attributes.get(name).map(as_view),
+            _ => match self.structured.get(name) {
+                Some(value) => Some(value as &dyn ValueView),
+                None => self.user.attributes.get(name).map(as_view),
+            },
         }
     }
 
@@ -55,9 +68,23 @@ impl<'u> Globals<'u> {
             .attributes
             .iter()
             .filter(|(name, _)| !BUILT_INS.contains(&name.as_str()))
-            .map(|(name, value)| (name.as_str(), as_view(value)));
+            .map(|(name, value)| match self.structured.get(name.as_str()) {
+                Some(structured) => (name.as_str(), structured as &dyn ValueView),
+                None => (name.as_str(), as_view(value)),
+            });
         built_ins.chain(columns)
     }
+}
+
+/// The Liquid value of an attribute text that is a JSON array or object; `None` for any other
+/// text (which stays a string).
+fn structured(text: &str) -> Option<Value> {
+    let trimmed = text.trim_start();
+    if !(trimmed.starts_with('[') || trimmed.starts_with('{')) {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    liquid::model::to_value(&json).ok()
 }
 
 fn as_view(value: &String) -> &dyn ValueView {

@@ -82,6 +82,21 @@ fn attributes_pass_through_unescaped_and_json_stays_valid() {
     check("{{ not liquid }}");
 }
 
+/// Nested values as `/users/track` stores them (compact JSON text) read as objects and arrays.
+#[test]
+fn json_attributes_are_objects_and_arrays_in_liquid() {
+    let user = User::new("u1", "42")
+        .with_attr("prefs", r#"{"color":"green","size":{"shoe":41}}"#)
+        .with_attr("colors", r#"["red","blue"]"#)
+        .with_attr("note", "[draft] not JSON");
+    let text = "{{ prefs.color }} {{ prefs.size.shoe }} \
+                {% for c in colors %}{{ c }},{% endfor %} {{ colors.size }} {{ note }}";
+    assert_eq!(
+        text_for(text, &user),
+        "green 41 red,blue, 2 [draft] not JSON"
+    );
+}
+
 #[test]
 fn unicode_is_written_raw_not_as_escapes() {
     let user = User::new("u1", "42").with_attr("name", "Zoë 🎉");
