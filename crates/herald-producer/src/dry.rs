@@ -79,6 +79,18 @@ pub async fn dry_run_store(campaign: &Campaign, store: &Store) -> Result<DryRun,
     Ok(report)
 }
 
+/// Plans users given in memory (an API-triggered send) without publishing anything.
+pub fn dry_run_users(campaign: &Campaign, users: &[herald_core::User]) -> DryRun {
+    let now = OffsetDateTime::now_utc();
+    let mut planner = Planner::new(campaign, "dry-run");
+    let mut report = DryRun::default();
+    for user in users {
+        report.rows += 1;
+        report.add(planner.plan(user, now));
+    }
+    report
+}
+
 impl DryRun {
     fn add(&mut self, planned: Option<Planned>) {
         match planned {

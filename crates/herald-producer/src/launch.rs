@@ -14,7 +14,7 @@ use herald_store::Store;
 use serde::Serialize;
 
 use crate::budget::{Budget, CALLS_PER_ENGAGED_USER, EngagedFrom, send_time};
-use crate::dry::{dry_run, dry_run_store};
+use crate::dry::{dry_run, dry_run_store, dry_run_users};
 use crate::spec::SegmentInput;
 
 /// What the check knows about the campaign's page before a send.
@@ -186,6 +186,7 @@ impl LaunchCheck {
                 .audience_bound(&self.page_id)
                 .await
                 .unwrap_or(u64::MAX),
+            SegmentInput::Users(users) => u64::try_from(users.len()).unwrap_or(u64::MAX),
         };
         if bound <= daily {
             return None;
@@ -199,6 +200,7 @@ impl LaunchCheck {
                     .ok()?
             }
             SegmentInput::Store => dry_run_store(campaign, store).await,
+            SegmentInput::Users(users) => Ok(dry_run_users(campaign, users)),
         };
         // A segment the dry run cannot read fails the send itself, with its own message.
         let report = counted.ok()?;

@@ -18,7 +18,7 @@ mod source;
 mod spec;
 
 pub use budget::{Budget, EngagedFrom};
-pub use dry::{DryRun, dry_run, dry_run_store};
+pub use dry::{DryRun, dry_run, dry_run_store, dry_run_users};
 pub use launch::{LaunchCheck, LaunchReport};
 pub use run::{CHECKPOINT_EVERY_ROWS, Run};
 pub use segment::{

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::cap::CapHold;
 use crate::checkpoint::Checkpoint;
 use crate::link::{Kind, Link, Message, Tracked};
-use crate::source::{self, Item, Progress, SourcePlan, StorePlan};
+use crate::source::{self, Item, Progress, SourcePlan, Start, StorePlan};
 use crate::spec::{ProducerError, SegmentInput, SendSpec};
 
 /// The run record is saved at least this often...
@@ -101,6 +101,15 @@ impl Run {
                     caps,
                 };
                 source::spawn_store(self.spec.campaign.clone(), plan, progress.clone(), now)
+            }
+            SegmentInput::Users(users) => {
+                let start = Start {
+                    run_id: self.record.run_id.clone(),
+                    after_line: done,
+                    caps,
+                };
+                let (campaign, users) = (self.spec.campaign.clone(), users.clone());
+                source::spawn_users(campaign, users, start, progress.clone(), now)
             }
         };
         let mut pipe = Pipeline {

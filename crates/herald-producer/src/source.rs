@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use herald_core::User;
 use herald_core::campaign::Campaign;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -190,11 +191,57 @@ pub(crate) fn spawn_store(
     progress: Arc<Progress>,
     now: OffsetDateTime,
 ) -> mpsc::Receiver<Vec<Item>> {
+    let users = plan
+        .store
+        .audience(campaign.page_id(), plan.after)
+        .map(|next| next.map(|(cursor, user)| (Some(cursor.to_string()), user)))
+        .boxed();
+    let start = Start {
+        run_id: plan.run_id,
+        after_line: plan.after_line,
+        caps: plan.caps,
+    };
+    spawn_planning(campaign, users, start, progress, now)
+}
+
+/// Spawns the task that plans users given in memory (an API-triggered send), in their order;
+/// a resume skips the first `after_line` of them.
+pub(crate) fn spawn_users(
+    campaign: Arc<Campaign>,
+    users: Vec<User>,
+    start: Start,
+    progress: Arc<Progress>,
+    now: OffsetDateTime,
+) -> mpsc::Receiver<Vec<Item>> {
+    let skip = usize::try_from(start.after_line).unwrap_or(usize::MAX);
+    let users = futures_util::stream::iter(users.into_iter().skip(skip).map(|user| Ok((None, user))))
+        .boxed();
+    spawn_planning(campaign, users, start, progress, now)
+}
+
+/// Where a planning task starts.
+pub(crate) struct Start {
+    pub(crate) run_id: String,
+    /// Positions already handled; the next user is `after_line + 1`.
+    pub(crate) after_line: u64,
+    /// The page's frequency-cap counts, when the campaign is capped.
+    pub(crate) caps: Option<CapCounts>,
+}
+
+type Users = futures_util::stream::BoxStream<'static, Result<(Option<String>, User), StoreError>>;
+
+/// Plans a stream of users (with their resume cursors) on a task; batches arrive in order.
+fn spawn_planning(
+    campaign: Arc<Campaign>,
+    mut users: Users,
+    start: Start,
+    progress: Arc<Progress>,
+    now: OffsetDateTime,
+) -> mpsc::Receiver<Vec<Item>> {
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
-        let mut planner = Planner::new(&campaign, plan.run_id.clone()).with_caps(plan.caps);
-        let mut users = plan.store.audience(campaign.page_id(), plan.after);
-        let mut line = plan.after_line;
+        let mut planner = Planner::new(&campaign, start.run_id.clone()).with_caps(start.caps);
+        let mut line = start.after_line;
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(next) = users.next().await {
             let (cursor, user) = match next {
@@ -207,7 +254,7 @@ pub(crate) fn spawn_store(
             line += 1;
             Progress::add(&progress.rows, 1);
             let planned = planner.plan(&user, now);
-            batch.push(item(&planner, planned, line, Some(cursor.to_string())));
+            batch.push(item(&planner, planned, line, cursor));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 if sender.send(full).await.is_err() {

@@ -18,6 +18,9 @@ pub enum SegmentInput {
     File(PathBuf),
     /// The store's users on the campaign's page (`segment.source = "store"`).
     Store,
+    /// Users given in memory, in order: the recipients of an API-triggered send, each with
+    /// their stored profile and the trigger's properties.
+    Users(Vec<herald_core::User>),
 }
 
 impl SegmentInput {
@@ -26,6 +29,7 @@ impl SegmentInput {
         match self {
             Self::File(path) => path.display().to_string(),
             Self::Store => "store".to_owned(),
+            Self::Users(users) => format!("trigger ({} recipients)", users.len()),
         }
     }
 }

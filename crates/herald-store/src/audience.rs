@@ -29,7 +29,8 @@ use crate::{OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, Store, StoreError};
 /// Rows per query of the stream.
 const PAGE_ROWS: i64 = 1000;
 
-const LINKED_SQL: &str = "\
+/// Users with their identity on page `$1`; `WHERE` and what follows are added.
+const LINKED_SELECT: &str = "\
 SELECT u.external_id, u.messenger_id, u.last_inbound_at_ms, u.attributes, \
        l.psid, l.last_inbound_at_ms, l.opted_out, l.opted_out_at_ms, \
        a.psid, a.last_inbound_at_ms, a.opted_out, a.opted_out_at_ms \
@@ -39,10 +40,7 @@ LEFT JOIN identities l ON l.page_id = $1 AND l.psid = ( \
     WHERE i.page_id = $1 AND i.external_id = u.external_id \
     ORDER BY i.last_inbound_at_ms DESC NULLS LAST, i.psid LIMIT 1) \
 LEFT JOIN identities a ON a.page_id = $1 AND a.psid = u.messenger_id \
-    AND (a.external_id IS NULL OR a.external_id = u.external_id) \
-WHERE u.external_id > $2 \
-ORDER BY u.external_id \
-LIMIT $3";
+    AND (a.external_id IS NULL OR a.external_id = u.external_id) ";
 
 const ANONYMOUS_SQL: &str = "\
 SELECT i.psid, i.anon_id, i.last_inbound_at_ms, i.opted_out, i.opted_out_at_ms \
@@ -136,6 +134,33 @@ impl Store {
         .boxed()
     }
 
+    /// The users of `external_ids` (at most a few hundred) as a campaign on `page_id` sees
+    /// them: attributes, PSID, last inbound time and opt-out from their identity on the page.
+    /// Ids the store does not know are left out.
+    pub async fn users_on_page(
+        &self,
+        page_id: &str,
+        external_ids: &[&str],
+    ) -> Result<Vec<User>, StoreError> {
+        if external_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> =
+            (2..external_ids.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "{LINKED_SELECT} WHERE u.external_id IN ({}) ORDER BY u.external_id",
+            placeholders.join(", ")
+        );
+        with_pool!(&self.db, pool => {
+            let mut statement = sqlx::query(&sql).bind(page_id);
+            for id in external_ids {
+                statement = statement.bind(*id);
+            }
+            let rows = statement.fetch_all(pool).await.map_err(query("users_on_page"))?;
+            rows.iter().map(|row| linked_user(row, "users_on_page")).collect()
+        })
+    }
+
     /// Whether the person behind `psid` opted out of `page_id`'s marketing messages (false when
     /// the store has never heard of them).
     pub async fn is_opted_out(&self, page_id: &str, psid: &str) -> Result<bool, StoreError> {
@@ -221,8 +246,9 @@ async fn linked_page(
     after: &str,
 ) -> Result<Vec<(AudienceCursor, User)>, StoreError> {
     let error = query("users_for_page");
+    let sql = format!("{LINKED_SELECT} WHERE u.external_id > $2 ORDER BY u.external_id LIMIT $3");
     with_pool!(db, pool => {
-        let rows = sqlx::query(LINKED_SQL)
+        let rows = sqlx::query(&sql)
             .bind(page_id)
             .bind(after)
             .bind(PAGE_ROWS)
@@ -231,34 +257,48 @@ async fn linked_page(
             .map_err(error)?;
         let mut users = Vec::with_capacity(rows.len());
         for row in &rows {
-            let identity = |index: usize| -> Result<Option<Identity>, sqlx::Error> {
-                let Some(psid) = row.try_get::<Option<String>, _>(index)? else {
-                    return Ok(None);
-                };
-                Ok(Some(Identity {
-                    psid,
-                    last_inbound_ms: row.try_get(index + 1)?,
-                    opted_out: row.try_get(index + 2)?,
-                    opted_out_at_ms: row.try_get(index + 3)?,
-                }))
-            };
-            let decoded = (|| -> Result<_, sqlx::Error> {
-                let Json(attributes): Json<BTreeMap<String, String>> = row.try_get(3)?;
-                let user = User {
-                    external_id: row.try_get(0)?,
-                    messenger_id: row.try_get(1)?,
-                    last_inbound_at: None,
-                    attributes,
-                };
-                let imported_ms: Option<i64> = row.try_get(2)?;
-                Ok((user, imported_ms, identity(4)?.or(identity(8)?)))
-            })();
-            let (user, imported_ms, identity) = decoded.map_err(query("users_for_page"))?;
-            let cursor = AudienceCursor::User(user.external_id.clone());
-            users.push((cursor, with_identity(user, imported_ms, identity)?));
+            let user = linked_user(row, "users_for_page")?;
+            users.push((AudienceCursor::User(user.external_id.clone()), user));
         }
         Ok(users)
     })
+}
+
+/// One row of `LINKED_SELECT` as a user with what their identity on the page says.
+fn linked_user<R>(row: &R, what: &'static str) -> Result<User, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<BTreeMap<String, String>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let identity = |index: usize| -> Result<Option<Identity>, sqlx::Error> {
+        let Some(psid) = row.try_get::<Option<String>, _>(index)? else {
+            return Ok(None);
+        };
+        Ok(Some(Identity {
+            psid,
+            last_inbound_ms: row.try_get(index + 1)?,
+            opted_out: row.try_get::<Option<bool>, _>(index + 2)?.unwrap_or(false),
+            opted_out_at_ms: row.try_get(index + 3)?,
+        }))
+    };
+    let decoded = (|| -> Result<_, sqlx::Error> {
+        let Json(attributes): Json<BTreeMap<String, String>> = row.try_get(3)?;
+        let user = User {
+            external_id: row.try_get(0)?,
+            messenger_id: row.try_get(1)?,
+            last_inbound_at: None,
+            attributes,
+        };
+        let imported_ms: Option<i64> = row.try_get(2)?;
+        Ok((user, imported_ms, identity(4)?.or(identity(8)?)))
+    })();
+    let (user, imported_ms, identity) = decoded.map_err(query(what))?;
+    with_identity(user, imported_ms, identity)
 }
 
 async fn anonymous_page(

@@ -38,6 +38,7 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
                 Ok(store) => dry_run_store(&campaign, &store).await,
                 Err(code) => return code,
             },
+            SegmentInput::Users(users) => Ok(herald_producer::dry_run_users(&campaign, users)),
         };
         return match report {
             Ok(report) => {

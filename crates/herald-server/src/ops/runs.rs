@@ -255,6 +255,7 @@ pub async fn dry_run_report(
                 .map_err(|error| OpsError::Internal(format!("the dry run stopped: {error}")))?
         }
         SegmentInput::Store => dry_run_store(&campaign, store).await,
+        SegmentInput::Users(users) => Ok(herald_producer::dry_run_users(&campaign, users)),
     }
     .map_err(producer_error)?;
     let ceiling = rates.ceiling(campaign.page_id());
