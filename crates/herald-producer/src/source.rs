@@ -214,8 +214,9 @@ pub(crate) fn spawn_users(
     now: OffsetDateTime,
 ) -> mpsc::Receiver<Vec<Item>> {
     let skip = usize::try_from(start.after_line).unwrap_or(usize::MAX);
-    let users = futures_util::stream::iter(users.into_iter().skip(skip).map(|user| Ok((None, user))))
-        .boxed();
+    let users =
+        futures_util::stream::iter(users.into_iter().skip(skip).map(|user| Ok((None, user))))
+            .boxed();
     spawn_planning(campaign, users, start, progress, now)
 }
 

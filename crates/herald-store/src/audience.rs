@@ -145,8 +145,9 @@ impl Store {
         if external_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> =
-            (2..external_ids.len() + 2).map(|n| format!("${n}")).collect();
+        let placeholders: Vec<String> = (2..external_ids.len() + 2)
+            .map(|n| format!("${n}"))
+            .collect();
         let sql = format!(
             "{LINKED_SELECT} WHERE u.external_id IN ({}) ORDER BY u.external_id",
             placeholders.join(", ")

@@ -25,11 +25,13 @@ use crate::stamp::to_ms;
 use crate::{Batch, Store, StoreError};
 
 mod history;
+mod outcomes;
 mod receipts;
 mod recent;
 mod status;
 
 pub use history::HistoryEntry;
+pub use outcomes::Outcome;
 pub use receipts::{Receipt, ReceiptKind};
 pub use recent::RecentResults;
 pub use status::{ErrorCount, RunStatus, StatusCounts};

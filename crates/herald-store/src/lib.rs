@@ -9,6 +9,7 @@
 mod audience;
 mod backend;
 mod batch;
+mod campaigns;
 mod caps;
 mod claims;
 mod deliveries;
@@ -28,9 +29,10 @@ mod users;
 pub use audience::AudienceCursor;
 pub use backend::Backend;
 pub use batch::Batch;
+pub use campaigns::StoredCampaign;
 pub use deliveries::{
-    ErrorCount, HistoryEntry, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults, RunStatus,
-    StatusCounts,
+    ErrorCount, HistoryEntry, Outcome, RECEIPT_SLACK, Receipt, ReceiptKind, RecentResults,
+    RunStatus, StatusCounts,
 };
 pub use echoes::Echo;
 pub use error::StoreError;

@@ -72,6 +72,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0009_schedules.sql"),
         include_str!("../migrations/postgres/0009_schedules.sql"),
     ),
+    (
+        10,
+        "stored campaigns",
+        include_str!("../migrations/sqlite/0010_stored_campaigns.sql"),
+        include_str!("../migrations/postgres/0010_stored_campaigns.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

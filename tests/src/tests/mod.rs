@@ -42,6 +42,7 @@ mod store_runs;
 mod store_timeout;
 mod store_tls;
 mod story;
+mod trigger;
 mod url_secrets;
 mod worker;
 mod worker_control;

@@ -175,6 +175,13 @@ impl Campaign {
         (name.clone(), zone)
     }
 
+    /// The same campaign in the lane `priority`, whatever its file says (API-triggered sends
+    /// take the priority lane).
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.delivery.priority = Some(priority);
+        self
+    }
+
     /// Replaces the segment's source with a file (`--segment FILE` overrides `segment.file`).
     pub fn set_segment_file(&mut self, path: impl Into<String>) {
         self.segment.source = SegmentSource::File(path.into());

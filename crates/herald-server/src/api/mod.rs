@@ -20,6 +20,7 @@
 
 mod auth;
 mod body;
+mod campaigns;
 mod dead;
 mod error;
 mod ledger;
@@ -32,7 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use herald_core::Secret;
 use herald_store::Store;
 
@@ -114,6 +115,28 @@ fn table() -> Vec<Route> {
             post(runs::cancel),
         ),
         route(Method::GET, "/campaigns/schedules", get(schedules::list)),
+        route(Method::GET, "/campaigns", get(campaigns::list)),
+        route(
+            Method::PUT,
+            "/campaigns/{campaign_id}",
+            put(campaigns::put).layer(document),
+        ),
+        route(Method::GET, "/campaigns/{campaign_id}", get(campaigns::get)),
+        route(
+            Method::DELETE,
+            "/campaigns/{campaign_id}",
+            delete(campaigns::delete),
+        ),
+        route(
+            Method::POST,
+            "/campaigns/{campaign_id}/trigger",
+            post(campaigns::trigger).layer(document),
+        ),
+        route(
+            Method::GET,
+            "/campaigns/dispatches/{dispatch_id}",
+            get(campaigns::dispatch),
+        ),
         route(
             Method::GET,
             "/campaigns/schedules/{schedule_id}",

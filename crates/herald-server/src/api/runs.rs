@@ -52,31 +52,11 @@ pub(crate) async fn start(
     document: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let query = body::query(query)?;
-    let format = match media_type(&headers).as_deref() {
-        None | Some("application/json") => DocumentFormat::Json,
-        Some("application/toml" | "text/toml" | "text/x-toml") => DocumentFormat::Toml,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "Content-Type {other} is not a campaign document: use application/json \
-                     or application/toml"
-                ),
-            ));
-        }
-    };
+    let format = document_format(&headers)?;
     let document = body::bytes(document)?;
     let document = String::from_utf8(document.to_vec())
         .map_err(|_| ApiError::bad_request("the campaign document is not valid UTF-8"))?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
-                .to_owned(),
-        ),
-    };
+    let idempotency_key = idempotency_key(&headers)?;
     let request = StartRun {
         document,
         format,
@@ -182,4 +162,30 @@ async fn apply(api: &ApiConfig, command: Command) -> Result<Json<Applied>, ApiEr
     Ok(Json(
         control::send(&api.broker, Some(&api.store), command).await?,
     ))
+}
+
+/// The campaign document's format from `Content-Type`: JSON (the default) or TOML.
+pub(crate) fn document_format(headers: &HeaderMap) -> Result<DocumentFormat, ApiError> {
+    match media_type(headers).as_deref() {
+        None | Some("application/json") => Ok(DocumentFormat::Json),
+        Some("application/toml" | "text/toml" | "text/x-toml") => Ok(DocumentFormat::Toml),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {other} is not a campaign document: use application/json or \
+                 application/toml"
+            ),
+        )),
+    }
+}
+
+/// The `Idempotency-Key` header, if given.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|key| Some(key.to_owned()))
+            .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII")),
+    }
 }

@@ -97,6 +97,14 @@ pub enum OpsError {
         /// The run asked for.
         run_id: String,
     },
+    /// No such stored campaign (or version).
+    #[error("no stored campaign {campaign_id}{} (save it with `herald campaigns put FILE`)", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    UnknownCampaign {
+        /// The campaign asked for.
+        campaign_id: String,
+        /// The version asked for, if one was.
+        version: Option<i64>,
+    },
     /// No such schedule.
     #[error("no schedule {schedule_id} (is HERALD_DATABASE_URL the store it was created in?)")]
     UnknownSchedule {
@@ -132,7 +140,9 @@ impl OpsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid { kind, .. } => *kind,
-            Self::UnknownRun { .. } | Self::UnknownSchedule { .. } => ErrorKind::NotFound,
+            Self::UnknownRun { .. }
+            | Self::UnknownSchedule { .. }
+            | Self::UnknownCampaign { .. } => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Broker(_) => ErrorKind::Unavailable,
             Self::Store(error) => match error.as_ref() {

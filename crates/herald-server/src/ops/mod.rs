@@ -8,6 +8,7 @@
 //! what kind of failure it is. How to show it (a table, JSON, an exit code, an HTTP status) is
 //! the caller's job: `herald-cli/src/commands/` and `api/`.
 
+pub mod campaigns;
 pub mod control;
 pub mod dead;
 mod error;
@@ -19,6 +20,7 @@ pub mod schedules;
 pub mod start_key;
 pub mod status;
 pub mod track;
+pub mod trigger;
 pub mod users;
 
 use herald_amqp::{AmqpSettings, Topology};
