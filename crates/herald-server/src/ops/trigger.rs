@@ -262,7 +262,7 @@ fn recipients(request: &Value) -> Result<Vec<(String, Option<String>)>, OpsError
             }
             _ => {
                 problems.push(Problem::at(
-                    &at(".external_user_id"),
+                    at(".external_user_id"),
                     "is required: a string",
                 ));
                 continue;
