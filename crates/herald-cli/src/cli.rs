@@ -52,6 +52,10 @@ pub(crate) enum Command {
     /// Producer and workers in one process over an in-process queue.
     #[command(after_help = examples::RUN)]
     Run(RunArgs),
+    /// Stored campaigns: saved under their id, every version kept, sent by `POST
+    /// /campaigns/{id}/trigger`.
+    #[command(subcommand)]
+    Campaigns(CampaignsCommand),
     /// Manage the profile store.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -235,6 +239,34 @@ pub(crate) struct DemoArgs {
     /// Where to write the sample campaign and segment (default: a new temporary directory).
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CampaignsCommand {
+    /// Validate a campaign file and save it under its id (a new version when it changed).
+    Put {
+        /// The campaign file (TOML, or the same document as JSON).
+        file: PathBuf,
+    },
+    /// The latest version of every stored campaign.
+    List {
+        /// Print them as JSON (the shape `GET /campaigns` answers).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a stored campaign's document: the latest version, or version VERSION.
+    Get {
+        /// The campaign's id.
+        campaign_id: String,
+        /// A saved version (1, 2, ...); the latest without it.
+        #[arg(value_name = "VERSION")]
+        saved: Option<i64>,
+    },
+    /// Delete a stored campaign (its versions stay for the runs that name them).
+    Delete {
+        /// The campaign's id.
+        campaign_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

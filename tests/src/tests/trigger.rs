@@ -181,3 +181,47 @@ async fn a_trigger_sends_each_recipient_their_message_once() {
     server.stop().await;
     rig.cleanup().await;
 }
+
+/// `herald campaigns put|list|get|delete` on a store of its own: versions by change, the
+/// document back as saved, a bad file refused with its problems.
+#[tokio::test]
+async fn the_cli_saves_lists_and_deletes_stored_campaigns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let env = [("HERALD_DATABASE_URL", database.as_str())];
+    let campaign = herald_core::campaign::EXAMPLE_TOML;
+    std::fs::write(dir.path().join("c.toml"), campaign).expect("write");
+    let put = ["campaigns", "put", "c.toml"];
+    let saved = crate::herald_ok(dir.path(), &env, &put).await;
+    assert!(
+        saved.contains("campaign_id: welcome-back\nversion: 1"),
+        "{saved}"
+    );
+    assert!(
+        crate::herald_ok(dir.path(), &env, &put)
+            .await
+            .contains("version: 1")
+    );
+    let changed = campaign.replace("rate_per_sec = 250", "rate_per_sec = 100");
+    std::fs::write(dir.path().join("c.toml"), changed).expect("write");
+    assert!(
+        crate::herald_ok(dir.path(), &env, &put)
+            .await
+            .contains("version: 2")
+    );
+    let listed = crate::herald_ok(dir.path(), &env, &["campaigns", "list"]).await;
+    assert!(listed.starts_with("welcome-back  version 2"), "{listed}");
+    let first = ["campaigns", "get", "welcome-back", "1"];
+    let first = crate::herald_ok(dir.path(), &env, &first).await;
+    assert!(first.contains("rate_per_sec = 250"), "{first}");
+    crate::herald_ok(dir.path(), &env, &["campaigns", "delete", "welcome-back"]).await;
+    let listed = crate::herald_ok(dir.path(), &env, &["campaigns", "list"]).await;
+    assert!(listed.contains("no stored campaigns"), "{listed}");
+    std::fs::write(dir.path().join("bad.toml"), "id = \"x\"\n").expect("write");
+    let refused = crate::herald(&env)
+        .args(["campaigns", "put", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+}

@@ -16,6 +16,7 @@ mod schedules;
 mod serve;
 mod sim;
 mod status;
+mod stored;
 mod test_send;
 mod text;
 mod topology;
@@ -68,6 +69,7 @@ pub(crate) async fn run(command: Command, config: Config) -> ExitCode {
             }
         }
         Command::Run(args) => run::run(args, &config).await,
+        Command::Campaigns(command) => stored::run(command, &config).await,
         Command::Users(UsersCommand::Import { file, page }) => {
             users::import(&file, page, &config).await
         }
