@@ -1,7 +1,8 @@
 //! The operations the CLI and the admin API share, one function per operation (ARCHITECTURE.md,
-//! Invariants: "the CLI and the API share one code path per operation"): start a campaign run, a
-//! run's status, pause / resume / cancel a run and resume a page, list and replay dead letters,
-//! import users from a CSV or JSONL stream, Braze-style `/users/track`, and minting signed refs.
+//! Invariants: "the CLI and the API share one code path per operation"): start a campaign run
+//! now or as a schedule, a run's status, pause / resume / cancel a run and resume a page, list
+//! and replay dead letters, import users from a CSV or JSONL stream, Braze-style
+//! `/users/track`, stored campaigns and their API-triggered sends, and minting signed refs.
 //!
 //! Every function takes what it needs explicitly (a `Store`, a `Broker`) and returns plain data
 //! (serialisable, documented in `openapi.json`) or an `OpsError` that says what went wrong and
