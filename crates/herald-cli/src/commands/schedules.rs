@@ -14,7 +14,7 @@ use herald_store::Store;
 use crate::cli::SendArgs;
 use crate::commands::common::open_store;
 use crate::commands::ops::failed;
-use crate::commands::text::out;
+use crate::commands::text::{json_out, out};
 use crate::config::Config;
 
 /// Whether `id` names a schedule rather than a run.
@@ -87,7 +87,7 @@ pub(crate) async fn list(json: bool, config: &Config) -> ExitCode {
     let listed = schedules::list(&store).await;
     store.close().await;
     match listed {
-        Ok(all) if json => json_out(&all),
+        Ok(all) if json => json_out("herald campaign schedules", &all),
         Ok(all) => {
             if all.is_empty() {
                 out("no schedules");
@@ -117,7 +117,7 @@ pub(crate) async fn status(schedule_id: &str, json: bool, config: &Config) -> Ex
     let info = schedules::get(&store, schedule_id).await;
     store.close().await;
     match info {
-        Ok(info) if json => json_out(&info),
+        Ok(info) if json => json_out("herald campaign status", &info),
         Ok(info) => {
             out(&format!("schedule_id: {}", info.schedule_id));
             print(&info);
@@ -170,19 +170,6 @@ fn when(info: &ScheduleInfo) -> String {
         (Some(at), _) => format!("once at {at}"),
         (None, Some(cron)) => format!("cron \"{cron}\" ({})", info.timezone),
         (None, None) => String::new(),
-    }
-}
-
-fn json_out<T: serde::Serialize>(value: &T) -> ExitCode {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            out(&text);
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("herald: {error}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use herald_server::ops::status;
 
 use crate::commands::common::open_store;
 use crate::commands::ops::failed;
-use crate::commands::text::out;
+use crate::commands::text::{json_out, out};
 use crate::config::Config;
 
 pub(crate) async fn run(run_id: &str, json: bool, config: &Config) -> ExitCode {
@@ -19,16 +19,7 @@ pub(crate) async fn run(run_id: &str, json: bool, config: &Config) -> ExitCode {
     let report = status::status(&store, run_id).await;
     store.close().await;
     match report {
-        Ok(report) if json => match serde_json::to_string_pretty(&report) {
-            Ok(text) => {
-                out(&text);
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("herald campaign status: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        Ok(report) if json => json_out("herald campaign status", &report),
         Ok(report) => {
             out(status::render(&report).trim_end());
             ExitCode::SUCCESS

@@ -4,13 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use herald_server::ops::campaigns::{self, CampaignVersion};
+use herald_server::ops::campaigns;
 use herald_server::ops::runs::DocumentFormat;
 
 use crate::cli::CampaignsCommand;
 use crate::commands::common::open_store;
 use crate::commands::ops::failed;
-use crate::commands::text::out;
+use crate::commands::text::{json_out, out};
 use crate::config::Config;
 
 pub(crate) async fn run(command: CampaignsCommand, config: &Config) -> ExitCode {
@@ -21,7 +21,7 @@ pub(crate) async fn run(command: CampaignsCommand, config: &Config) -> ExitCode 
     let done = match command {
         CampaignsCommand::Put { file } => put(&store, &file).await,
         CampaignsCommand::List { json } => match campaigns::list(&store).await {
-            Ok(all) if json => print_json(&all),
+            Ok(all) if json => json_out("herald campaigns list", &all),
             Ok(all) => {
                 if all.is_empty() {
                     out("no stored campaigns");
@@ -89,18 +89,5 @@ async fn put(store: &herald_store::Store, file: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => failed("herald campaigns put", &error),
-    }
-}
-
-fn print_json(value: &[CampaignVersion]) -> ExitCode {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            out(&text);
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("herald campaigns list: {error}");
-            ExitCode::FAILURE
-        }
     }
 }

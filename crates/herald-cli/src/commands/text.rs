@@ -11,3 +11,17 @@ pub(crate) fn out(line: &str) {
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
 }
+
+/// `value` as pretty JSON on stdout (the shape the API answers); `command` names who failed.
+pub(crate) fn json_out<T: serde::Serialize>(command: &str, value: &T) -> std::process::ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            out(&text);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{command}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

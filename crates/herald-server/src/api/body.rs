@@ -109,6 +109,22 @@ impl Read for ChannelReader {
     }
 }
 
+/// `value` as JSON with `status` and a `Location` header pointing at `location`.
+pub(crate) fn located<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    value: T,
+    location: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(value)).into_response();
+    if let Ok(location) = axum::http::HeaderValue::from_str(location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

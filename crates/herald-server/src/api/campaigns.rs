@@ -6,8 +6,8 @@
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -91,11 +91,7 @@ pub(crate) async fn trigger(
         StatusCode::CREATED
     };
     let location = format!("/campaigns/dispatches/{}", dispatch.dispatch_id);
-    let mut response = (status, Json(dispatch)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(body::located(status, dispatch, &location))
 }
 
 /// Each recipient's outcome so far.

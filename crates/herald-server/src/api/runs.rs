@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -97,11 +97,7 @@ pub(crate) async fn start(
         Launched::Started(started) => started,
         Launched::Scheduled(schedule) => {
             let location = format!("/campaigns/schedules/{}", schedule.schedule_id);
-            let mut response = (StatusCode::ACCEPTED, Json(schedule)).into_response();
-            if let Ok(location) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            return Ok(response);
+            return Ok(body::located(StatusCode::ACCEPTED, schedule, &location));
         }
     };
     let location = format!("/campaigns/runs/{}", started.run_id);
@@ -111,11 +107,7 @@ pub(crate) async fn start(
     } else {
         StatusCode::ACCEPTED
     };
-    let mut response = (status, Json(started)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(body::located(status, started, &location))
 }
 
 /// The run's report (the same JSON as `herald campaign status --json`).
