@@ -1,0 +1,188 @@
+//! API-triggered sends next to the producer, in one run (these machines are noisy, so only the
+//! ratio means much): `cargo bench -p herald-tests --bench trigger`.
+//!
+//! On a new SQLite store holding `BENCH_USERS` users with PSIDs (default 20,000), with
+//! RabbitMQ on 127.0.0.1:
+//! 1. **producer**: the release `herald campaign send` of the same users from a CSV segment:
+//!    confirmed jobs/s, end to end (process start included).
+//! 2. **trigger**: the release `herald serve` answers `POST /campaigns/{id}/trigger` calls of
+//!    50 recipients each from `BENCH_CLIENTS` (default 8) concurrent keep-alive clients; each
+//!    answer comes after the broker confirmed its jobs, so recipients/s here is recipients to
+//!    confirmed jobs, each read from the store with their profile and rendered.
+//!
+//! The producer's row is the baseline: a trigger does per call what the producer does once per
+//! run (a run record, a store read, a confirm wait), so the ratio says what that costs.
+#![allow(clippy::print_stdout)] // The report is the output.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_amqp::{AmqpSettings, Topology};
+use herald_tests::bench::free_addr;
+use serde_json::json;
+
+const PAGE: &str = "1000000001";
+const TOKEN: &str = "bench-api-token-0123456789abcdefghij";
+const PER_CALL: usize = 50;
+
+fn main() {
+    let setting = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let users = setting("BENCH_USERS", 20_000);
+    let clients = setting("BENCH_CLIENTS", 8);
+    let herald = herald_tests::build_herald(true);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut csv = String::from("external_id,messenger_id,first_name\n");
+    for n in 0..users {
+        csv.push_str(&format!("u{n},{},Ana\n", 90_000_000 + n));
+    }
+    std::fs::write(dir.path().join("users.csv"), &csv).expect("segment");
+    let campaign = format!(
+        "id = \"bench-trigger\"\npage_id = \"{PAGE}\"\nmessaging_type = \"UPDATE\"\n\
+         [message]\ntext = \"Hi {{{{ first_name }}}}, order {{{{ trigger.order_id }}}}\"\n\
+         [segment]\nfile = \"users.csv\"\n[delivery]\nwindow = \"off\"\n"
+    );
+    std::fs::write(dir.path().join("campaign.toml"), &campaign).expect("campaign");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let prefix = format!("bench-trigger-{}", std::process::id());
+    let env = [
+        ("HERALD_AMQP_URL", herald_tests::amqp_addr()),
+        ("HERALD_DATABASE_URL", database.clone()),
+        ("HERALD_TOPOLOGY_PREFIX", prefix.clone()),
+        ("HERALD_API_TOKEN", TOKEN.to_owned()),
+        ("HERALD_APP_SECRET", "bench-app-secret".to_owned()),
+        ("HERALD_VERIFY_TOKEN", "bench-verify-token".to_owned()),
+        ("HERALD_LOG", "warn".to_owned()),
+    ];
+    let run = |args: &[&str]| {
+        let status = Command::new(&herald)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run herald");
+        assert!(status.success(), "herald {args:?}: {status}");
+    };
+    run(&["users", "import", "users.csv", "--page", PAGE]);
+
+    let started = Instant::now();
+    run(&["campaign", "send", "campaign.toml"]);
+    let producer = started.elapsed();
+
+    let addr = free_addr();
+    let mut serve = Command::new(&herald)
+        .args(["serve", "--addr", &addr, "--no-ingest", "--no-results"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let base = format!("http://{addr}");
+    let trigger = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let up = herald_tests::eventually(Duration::from_secs(30), || async {
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up, "serve did not become ready");
+        let saved = client
+            .put(format!("{base}/campaigns/bench-trigger"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/toml")
+            .body(campaign.clone())
+            .send()
+            .await
+            .expect("put");
+        assert!(
+            saved.status().is_success(),
+            "{}",
+            saved.text().await.unwrap_or_default()
+        );
+        let calls: Vec<Vec<usize>> = (0..users)
+            .collect::<Vec<_>>()
+            .chunks(PER_CALL)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls = std::sync::Arc::new(calls);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (client, base, next, calls) =
+                (client.clone(), base.clone(), next.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(call) = calls.get(index) else { return };
+                    let recipients: Vec<_> = call
+                        .iter()
+                        .map(|n| {
+                            json!({"external_user_id": format!("u{n}"),
+                            "trigger_properties": {"order_id": format!("o{n}")}})
+                        })
+                        .collect();
+                    let reply = client
+                        .post(format!("{base}/campaigns/bench-trigger/trigger"))
+                        .bearer_auth(TOKEN)
+                        .json(&json!({ "recipients": recipients }))
+                        .send()
+                        .await
+                        .expect("trigger");
+                    assert_eq!(
+                        reply.status().as_u16(),
+                        201,
+                        "{}",
+                        reply.text().await.unwrap_or_default()
+                    );
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("client");
+        }
+        started.elapsed()
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    runtime.block_on(async {
+        let amqp = AmqpSettings {
+            url: herald_tests::amqp_addr().into(),
+            ..AmqpSettings::default()
+        };
+        let connection = herald_amqp::connect(&amqp).await.expect("connect");
+        let _ = Topology::new(&prefix)
+            .expect("prefix")
+            .delete(&connection)
+            .await;
+    });
+
+    let producer_rate = users as f64 / producer.as_secs_f64();
+    let trigger_rate = users as f64 / trigger.as_secs_f64();
+    println!("users: {users}, {PER_CALL} recipients a call, {clients} clients");
+    println!("{:<48} {:>12} {:>10}", "", "recipients/s", "seconds");
+    println!(
+        "{:<48} {producer_rate:>12.0} {:>10.2}",
+        "herald campaign send (baseline)",
+        producer.as_secs_f64()
+    );
+    println!(
+        "{:<48} {trigger_rate:>12.0} {:>10.2}",
+        "POST /campaigns/{id}/trigger through serve",
+        trigger.as_secs_f64()
+    );
+    println!(
+        "ratio trigger/producer: {:.2}",
+        trigger_rate / producer_rate
+    );
+}
