@@ -95,7 +95,7 @@ fn pacing(rig: &Rig, jobs: usize, first_psid: usize) -> Pacing {
 /// Stops every worker (each must exit 0) and deletes the rig's topology.
 async fn finish(rig: Rig, workers: Vec<Process>) {
     for worker in workers {
-        assert!(worker.terminate().success());
+        assert!(worker.terminate().await.success());
     }
     rig.cleanup().await;
 }

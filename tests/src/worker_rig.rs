@@ -269,15 +269,22 @@ impl Process {
         scrape(&self.metrics_url).await
     }
 
-    /// SIGTERM, then the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// SIGTERM, then the exit status. The wait yields to the runtime: the simulator the worker
+    /// is still calling while it drains runs on this test's runtime, and a blocking wait would
+    /// stall those calls until the worker's grace period ran out.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(status.success());
-        self.child.wait().expect("wait")
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

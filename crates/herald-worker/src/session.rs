@@ -1,6 +1,7 @@
 //! One broker connection's life: connect, declare the topology, replay the control log, consume
-//! the priority lane and the send queue (one task per delivery, tracked), re-read the fleet size, react to replaced
-//! tokens; then either drain gracefully on shutdown or give up the connection when it is lost.
+//! the priority lane and the send queue (one task per delivery, tracked), re-read the fleet
+//! size, react to replaced tokens; then either drain gracefully on shutdown or give up the
+//! connection when it is lost.
 //! Reconnecting is the caller's loop (`lib.rs`).
 
 use std::sync::Arc;

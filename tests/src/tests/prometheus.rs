@@ -217,7 +217,7 @@ async fn prometheus_counts_what_the_simulator_accepted() {
 
     drop(prometheus);
     for worker in workers {
-        assert!(worker.terminate().success());
+        assert!(worker.terminate().await.success());
     }
     assert!(serve.terminate(), "serve exits 0 on SIGTERM");
     rig.cleanup().await;

@@ -125,7 +125,7 @@ async fn a_revoked_token_halts_its_page_in_every_worker_while_another_page_keeps
         assert_eq!(sample(&worker.metrics().await, &halted), Some(0.0));
     }
     for worker in workers {
-        assert!(worker.terminate().success());
+        assert!(worker.terminate().await.success());
     }
     rig.cleanup().await;
 }

@@ -36,7 +36,7 @@ async fn sigterm_mid_run_loses_nothing_and_sends_nobody_twice() {
         .collect();
     rig.publish(&bodies).await;
     rig.wait_results(100, Duration::from_secs(30)).await;
-    let status = first.terminate();
+    let status = first.terminate().await;
     assert!(status.success(), "SIGTERM exit status {status}");
     let after_first = rig.wait_results(JOBS, Duration::from_secs(1)).await;
     assert!(after_first < JOBS, "finished before the SIGTERM; grow JOBS");
@@ -50,7 +50,7 @@ async fn sigterm_mid_run_loses_nothing_and_sends_nobody_twice() {
         (stats.accepted, stats.duplicate_recipients.count),
         (JOBS as u64, 0)
     );
-    assert!(second.terminate().success());
+    assert!(second.terminate().await.success());
     rig.cleanup().await;
 }
 
@@ -97,6 +97,6 @@ async fn sighup_rereads_the_tokens_file_and_resumes_a_page_halted_for_its_token(
     assert_eq!(rig.wait_results(10, Duration::from_secs(60)).await, 10);
     assert_eq!(rig.count(ResultStatus::Sent), 10);
     assert_eq!(sample(&worker.metrics().await, &halted), Some(0.0));
-    assert!(worker.terminate().success());
+    assert!(worker.terminate().await.success());
     rig.cleanup().await;
 }
