@@ -1,11 +1,13 @@
 //! Local-time delivery and quiet hours with the real producer (`herald campaign send`),
-//! RabbitMQ, a worker and the simulator. The clock is not compressed: the campaign's local
-//! time is 15 seconds from now on a UTC clock ("HH:MM:SS"), so the user in UTC is due 15 s after
-//! the send, and the users in Kolkata (UTC+5:30) and São Paulo (UTC-3), zones without daylight
-//! saving time, are due hours away. The first is sent at its time and not before; the other two
-//! wait in the broker (in the 1 h retry tier, not in a worker) with `not_before` at their own
-//! next local time, computed here by hand. A second campaign whose quiet hours began a minute
-//! ago and end 15 s from now holds its user's job until they end.
+//! RabbitMQ, a worker and the simulator, on the real clock. The campaign's local time is 15
+//! seconds from now on the clock of Kiritimati (UTC+14). Three time zones show that time at the
+//! same instant, on two different dates across the date line: Pacific/Kiritimati (+14),
+//! Pacific/Honolulu (-10) and Etc/GMT+10 (-10), none with daylight saving time. So the users in
+//! those three zones are each due 15 s after the send, at their own local time, and are sent
+//! then and not before; the users in UTC, Kolkata (+5:30) and São Paulo (-3) are due hours away
+//! and wait in the broker (the 1 h retry tier, not a worker) with `not_before` at their own next
+//! local time, computed here by hand. A second campaign whose quiet hours (on a UTC clock)
+//! began a minute ago and end 15 s from now holds its user's job until they end.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,8 +23,9 @@ use crate::worker_rig::{PAGE, Rig};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn clock(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
+/// `at` on a clock `offset` from UTC, as "HH:MM:SS".
+fn clock(at: OffsetDateTime, offset: UtcOffset) -> String {
+    let at = at.to_offset(offset);
     format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
 }
 
@@ -33,11 +36,10 @@ fn campaign(id: &str, extra: &str) -> String {
     )
 }
 
-/// The first instant at or after `from` when a clock at `offset` shows the time of day of
-/// `due_utc` (a UTC instant): done by hand, without the code under test.
-fn next_at(from: OffsetDateTime, due_utc: OffsetDateTime, offset: UtcOffset) -> OffsetDateTime {
+/// The first instant at or after `from` when a clock at `offset` shows `time_of_day`: done by
+/// hand, without the code under test.
+fn next_at(from: OffsetDateTime, time_of_day: time::Time, offset: UtcOffset) -> OffsetDateTime {
     let local_date = from.to_offset(offset).date();
-    let time_of_day = due_utc.to_offset(UtcOffset::UTC).time();
     let mut candidate = local_date.with_time(time_of_day).assume_offset(offset);
     if candidate < from {
         candidate += time::Duration::days(1);
@@ -61,7 +63,8 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
     std::fs::write(
         dir.path().join("local.csv"),
         "external_id,messenger_id,time_zone\nutc,9101,UTC\nkolkata,9102,Asia/Kolkata\n\
-         sao-paulo,9103,America/Sao_Paulo\n",
+         sao-paulo,9103,America/Sao_Paulo\nkiritimati,9105,Pacific/Kiritimati\n\
+         honolulu,9106,Pacific/Honolulu\ngmt-10,9107,Etc/GMT+10\n",
     )
     .expect("segment");
     std::fs::write(
@@ -74,16 +77,17 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
     // Whole seconds, so the clock strings name exactly these instants.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("ns");
     let due = now + time::Duration::seconds(15);
+    let kiritimati = UtcOffset::from_hms(14, 0, 0).expect("offset");
     let local = campaign(
         "local",
-        &format!("[schedule]\nlocal_time = \"{}\"\n", clock(due)),
+        &format!("[schedule]\nlocal_time = \"{}\"\n", clock(due, kiritimati)),
     );
     let quiet = campaign(
         "quiet",
         &format!(
             "quiet_hours = {{ start = \"{}\", end = \"{}\" }}\n",
-            clock(now - time::Duration::seconds(60)),
-            clock(due)
+            clock(now - time::Duration::seconds(60), UtcOffset::UTC),
+            clock(due, UtcOffset::UTC)
         ),
     );
     std::fs::write(dir.path().join("local.toml"), local).expect("campaign");
@@ -98,7 +102,7 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
         assert!(stdout.contains("published: "), "{stdout}");
     }
 
-    assert_eq!(rig.wait_results(2, WAIT).await, 2, "{:?}", rig.seen);
+    assert_eq!(rig.wait_results(4, WAIT).await, 4, "{:?}", rig.seen);
     let by_job = rig.by_job();
     let sent: Vec<_> = by_job
         .values()
@@ -108,10 +112,11 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
         sent.iter()
             .filter(|(_, status)| *status == ResultStatus::Sent)
             .count(),
-        2,
+        4,
         "{sent:?}"
     );
-    for psid in ["9101", "9104"] {
+    // Kiritimati, Honolulu and Etc/GMT+10 at their local time; the night owl after quiet hours.
+    for psid in ["9105", "9106", "9107", "9104"] {
         let messages = rig.sim.messages(psid);
         assert_eq!(messages.len(), 1, "{psid}");
         let late = messages[0].accepted_at_ms - ms(due);
@@ -120,9 +125,14 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
         // machine), not a tier later.
         assert!(late <= 10_000, "{psid} was sent {late} ms after it was due");
     }
-    assert!(rig.sim.messages("9102").is_empty() && rig.sim.messages("9103").is_empty());
+    for psid in ["9101", "9102", "9103"] {
+        assert!(
+            rig.sim.messages(psid).is_empty(),
+            "{psid} was sent hours early"
+        );
+    }
 
-    // The other two wait in the 1 h tier, each due at its own next local time.
+    // The other three wait in the 1 h tier, each due at its own next local time.
     worker.stop().await;
     let mut waiting = Consumer::start(
         &rig.connection,
@@ -132,7 +142,7 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
     .await
     .expect("consume the 1 h tier");
     let mut due_at = BTreeMap::new();
-    while due_at.len() < 2 {
+    while due_at.len() < 3 {
         let delivery = tokio::time::timeout(Duration::from_secs(10), waiting.next())
             .await
             .expect("a waiting job")
@@ -143,9 +153,18 @@ async fn each_user_is_due_at_their_local_time_and_quiet_hours_hold_a_job() {
         delivery.ack().await.expect("ack");
     }
     let _ = waiting.close().await;
-    let kolkata = UtcOffset::from_hms(5, 30, 0).expect("offset");
-    let sao_paulo = UtcOffset::from_hms(-3, 0, 0).expect("offset");
-    assert_eq!(due_at["kolkata"], Some(next_at(now, due, kolkata)));
-    assert_eq!(due_at["sao-paulo"], Some(next_at(now, due, sao_paulo)));
+    let local_time = due.to_offset(kiritimati).time();
+    for (user, offset) in [
+        ("utc", (0, 0)),
+        ("kolkata", (5, 30)),
+        ("sao-paulo", (-3, 0)),
+    ] {
+        let offset = UtcOffset::from_hms(offset.0, offset.1, 0).expect("offset");
+        assert_eq!(
+            due_at[user],
+            Some(next_at(now, local_time, offset)),
+            "{user}"
+        );
+    }
     rig.cleanup().await;
 }
