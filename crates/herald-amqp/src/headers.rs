@@ -83,9 +83,13 @@ impl Headers {
         self.with_text(PRIORITY_HEADER, "high")
     }
 
-    /// True when `x-herald-priority` is `high`.
+    /// True when `x-herald-priority` is `high` (read per job: no allocation).
     pub fn is_high_priority(&self) -> bool {
-        self.string(PRIORITY_HEADER).as_deref() == Some("high")
+        match self.0.inner().get(PRIORITY_HEADER) {
+            Some(AMQPValue::LongString(value)) => value.as_bytes() == b"high",
+            Some(AMQPValue::ShortString(value)) => value.as_str() == "high",
+            _ => false,
+        }
     }
 
     /// `x-herald-attempt`, if present and a non-negative integer that fits.

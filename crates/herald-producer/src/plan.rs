@@ -139,18 +139,28 @@ impl<'a> Planner<'a> {
     /// When the user's job is due: at once, or their next `local_time`, moved to the end of
     /// quiet hours when it falls inside them (both in the user's zone).
     fn timing(&self, user: &User, now: OffsetDateTime) -> Timing {
+        let window_closes_at = window_closes(self.campaign, user);
+        let local_time = self.campaign.schedule().local_time;
+        let quiet = self.campaign.delivery().quiet_hours;
+        if local_time.is_none() && quiet.is_none() {
+            // No clock of the user's matters: no zone lookup on the per-row path.
+            return Timing {
+                due: now,
+                window_closes_at,
+                quiet_hours: None,
+            };
+        }
         let (zone_name, zone) = self.campaign.user_zone(user);
-        let mut due = match self.campaign.schedule().local_time {
+        let mut due = match local_time {
             Some(at) => next_local(now, at, &zone),
             None => now,
         };
-        let quiet = self.campaign.delivery().quiet_hours;
         if let Some(end) = quiet.and_then(|quiet| quiet.end_after(due, &zone)) {
             due = end;
         }
         Timing {
             due,
-            window_closes_at: window_closes(self.campaign, user),
+            window_closes_at,
             quiet_hours: quiet.map(|quiet| quiet.for_job(&zone_name)),
         }
     }

@@ -72,7 +72,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, link: Arc<Link>, delivery: Deliv
             unsettled: &shared.unsettled,
         };
         let key = job_id.as_deref().map(|id| (id, attempts));
-        settler.settle(&delivery, step, key).await;
+        let high = priority == Priority::High;
+        settler.settle(&delivery, step, key, high).await;
     }
 }
 

@@ -53,9 +53,15 @@ pub(crate) struct Settler<'a> {
 
 impl Settler<'_> {
     /// Publishes the step, awaits the confirm(s), acks. `key` is (job id, attempt header) for
-    /// jobs, `None` for poison.
-    pub(crate) async fn settle(&self, delivery: &Delivery, step: Step, key: Option<(&str, u32)>) {
-        let high_priority = delivery.headers().is_high_priority();
+    /// jobs, `None` for poison; `high_priority`: the job is in the priority lane, and a retry
+    /// copy stays in it.
+    pub(crate) async fn settle(
+        &self,
+        delivery: &Delivery,
+        step: Step,
+        key: Option<(&str, u32)>,
+        high_priority: bool,
+    ) {
         match self.publish(delivery.body(), &step, high_priority).await {
             Ok(()) => {
                 self.count(&step);
