@@ -13,6 +13,7 @@ mod schedule;
 mod segment;
 mod spec;
 mod tags;
+mod trigger;
 mod validate;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub use spec::{
     Segment, SegmentSource, WindowPolicy,
 };
 
+pub use trigger::{MAX_TRIGGER_DELAY, TRIGGER_KINDS, Trigger, TriggerKind, has_keyword};
+
 use doc::{LineIndex, Node};
 
 /// A validated campaign, ready to render one Send API body per user.
@@ -48,6 +51,8 @@ pub struct Campaign {
     pub(crate) segment: Segment,
     pub(crate) delivery: Delivery,
     pub(crate) schedule: Schedule,
+    /// `[trigger]`: sent by `herald serve` when a person does something, not by a run.
+    pub(crate) trigger: Option<Trigger>,
     /// The compiled body; shared so clones (one per producer task) are cheap.
     pub(crate) request: Arc<RequestTemplate>,
 }
@@ -98,6 +103,9 @@ impl Campaign {
         });
         if self.schedule != Schedule::default() {
             out["schedule"] = self.schedule.to_json();
+        }
+        if let Some(trigger) = &self.trigger {
+            out["trigger"] = trigger.to_json();
         }
         if let Some(tag) = self.tag {
             out["tag"] = json!(tag.as_str());
@@ -161,6 +169,11 @@ impl Campaign {
         &self.schedule
     }
 
+    /// `[trigger]`, for a campaign sent when a person acts rather than by a run.
+    pub fn trigger(&self) -> Option<&Trigger> {
+        self.trigger.as_ref()
+    }
+
     /// The user's IANA time zone: the `timezone_attribute` when it names a zone, else the
     /// `default_timezone`. Its name and the zone.
     pub fn user_zone(&self, user: &User) -> (String, jiff::tz::TimeZone) {
@@ -214,6 +227,7 @@ impl PartialEq for Campaign {
             && self.segment == other.segment
             && self.delivery == other.delivery
             && self.schedule == other.schedule
+            && self.trigger == other.trigger
     }
 }
 

@@ -13,14 +13,14 @@ use super::problem::{CampaignErrors, ProblemKind};
 use super::spec::{
     Delivery, MESSAGING_TYPES, MessageTag, MessagingType, NOTIFICATION_TYPES, PRIORITIES, WINDOWS,
 };
-use super::{schedule, segment, tags};
+use super::{schedule, segment, tags, trigger};
 use crate::duration::parse_duration;
 use crate::limits::{self, check_message_limits};
 use crate::path::FieldPath;
 use crate::render::{self, Header, RequestTemplate};
 use crate::user::User;
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "id",
     "page_id",
     "messaging_type",
@@ -30,6 +30,7 @@ const TOP_KEYS: [&str; 9] = [
     "segment",
     "delivery",
     "schedule",
+    "trigger",
 ];
 const DELIVERY_KEYS: [&str; 7] = [
     "rate_per_sec",
@@ -94,6 +95,15 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         .get("delivery")
         .map_or(Some(Delivery::default()), |n| delivery(checker, n));
     let schedule = schedule::schedule(checker, top.get("schedule"));
+    let trigger = trigger::trigger(checker, top.get("trigger"));
+    if let (Some(Some(_)), Some(schedule), Some(node)) =
+        (&trigger, &schedule, top.get("trigger"))
+        && schedule.starts_later()
+    {
+        let message = "a campaign with a `[trigger]` is sent when its event happens; \
+                       `schedule.send_at` and `schedule.cron` do not apply to it";
+        checker.data(&top.at("trigger"), node, message);
+    }
     top.finish(checker, &TOP_KEYS);
 
     let (message, message_node) = (message?, message_node?);
@@ -116,6 +126,7 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         segment: segment?,
         delivery: delivery?,
         schedule: schedule?,
+        trigger: trigger?,
         request: Arc::new(request),
     })
 }
