@@ -47,6 +47,11 @@ pub struct Planner<'a> {
     hasher: std::hash::RandomState,
     /// What each user already received in the campaign's frequency-cap period, when capped.
     caps: Option<CapCounts>,
+    /// A trigger's event: its key ends the job id (`<run>:<user>:<fire>`), since one person
+    /// may fire a campaign more than once in a run's day.
+    fire: Option<String>,
+    /// How long after planning a job is due at the earliest (a trigger's `delay`).
+    delay: std::time::Duration,
 }
 
 /// A capped campaign's view of the page: messages each user received from it (or has on their
@@ -70,6 +75,24 @@ impl<'a> Planner<'a> {
             seen: HashSet::new(),
             hasher: std::hash::RandomState::new(),
             caps: None,
+            fire: None,
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A planner for one event `fire` (a short key naming it) of a `[trigger]` campaign, in
+    /// the run `run_id`: the job id is `<run_id>:<external_id>:<fire>` and the job is due
+    /// `delay` after planning (then the user's local time and quiet hours apply from there).
+    pub fn for_fire(
+        campaign: &'a Campaign,
+        run_id: impl Into<String>,
+        fire: impl Into<String>,
+        delay: std::time::Duration,
+    ) -> Self {
+        Self {
+            fire: Some(fire.into()),
+            delay,
+            ..Self::new(campaign, run_id)
         }
     }
 
@@ -105,7 +128,11 @@ impl<'a> Planner<'a> {
         if !self.campaign.matches(user, now) {
             return None;
         }
-        let job_id = SendJob::job_id_for(&self.run_id, &user.external_id);
+        let mut job_id = SendJob::job_id_for(&self.run_id, &user.external_id);
+        if let Some(fire) = &self.fire {
+            job_id.push(':');
+            job_id.push_str(fire);
+        }
         let key = self.key(&user.external_id);
         if !self.seen.insert(key) {
             return Some(self.skip(user, job_id, &SkipReason::Duplicate, now));
@@ -142,6 +169,7 @@ impl<'a> Planner<'a> {
         let window_closes_at = window_closes(self.campaign, user);
         let local_time = self.campaign.schedule().local_time;
         let quiet = self.campaign.delivery().quiet_hours;
+        let now = now + self.delay;
         if local_time.is_none() && quiet.is_none() {
             // No clock of the user's matters: no zone lookup on the per-row path.
             return Timing {
@@ -247,6 +275,30 @@ mod tests {
             Some(Planned::Job(job)) => format!("job {}", job.request.get()),
             Some(Planned::Skip { reason, .. }) => format!("skip {reason}"),
         }
+    }
+
+    /// A trigger's job: the event's key ends the job id, and it is due `delay` later (and
+    /// expires that long after it is due).
+    #[test]
+    fn a_fire_names_its_event_and_waits_its_delay() {
+        let campaign = Campaign::from_toml(CAMPAIGN).expect("valid campaign");
+        let now = datetime!(2026-11-21 12:00 UTC);
+        let delay = std::time::Duration::from_secs(5);
+        let mut planner = Planner::for_fire(&campaign, "c@2026-11-21", "ab12", delay);
+        let Some(Planned::Job(job)) = planner.plan(&user("u1", "11", "BR"), now) else {
+            panic!("expected a job");
+        };
+        assert_eq!(job.job_id, "c@2026-11-21:u1:ab12");
+        assert_eq!(job.not_before, Some(now + delay));
+        assert_eq!(
+            job.not_after,
+            now + delay + campaign.delivery().expires_after
+        );
+        let mut at_once = Planner::for_fire(&campaign, "r", "f", std::time::Duration::ZERO);
+        let Some(Planned::Job(job)) = at_once.plan(&user("u1", "11", "BR"), now) else {
+            panic!("expected a job");
+        };
+        assert_eq!((job.job_id.as_str(), job.not_before), ("r:u1:f", None));
     }
 
     #[test]

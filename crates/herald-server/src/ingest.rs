@@ -7,7 +7,9 @@
 //! webhook goes to `<prefix>.dead` byte for byte with the reason; a store failure keeps the
 //! bodies unacked and retries them.
 //! Dedupe keys older than `SEEN_RETENTION` are pruned every `PRUNE_EVERY`.
-//! Reading events is `parse.rs`, what they mean `event.rs`, applying them `apply.rs`.
+//! Reading events is `parse.rs`, what they mean `event.rs`, applying them `apply.rs`. An
+//! inbound action that matches a triggered campaign records its fire in the same transaction
+//! (`crate::fires`), and the dispatcher is woken after the commit.
 
 mod apply;
 mod event;
@@ -23,6 +25,7 @@ use herald_core::{ControlMessage, Secret};
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -74,15 +77,17 @@ pub async fn run_ingest(
         metrics,
         shutdown,
     };
-    run_ingest_tracked(store, keys, wiring, InFlight::new()).await
+    run_ingest_tracked(store, keys, wiring, InFlight::new(), None).await
 }
 
-/// `run_ingest`, counting the deliveries in hand in `in_flight` (for the send ledger).
+/// `run_ingest`, counting the deliveries in hand in `in_flight` (for the send ledger) and
+/// waking `fires` (the dispatcher of triggered campaigns) when events fired some.
 pub(crate) async fn run_ingest_tracked(
     store: Store,
     keys: IngestKeys,
     wiring: Wiring,
     in_flight: Arc<InFlight>,
+    fires: Option<Arc<Notify>>,
 ) -> Result<(), ConsumeError> {
     let prune = tokio::spawn(prune_seen(store.clone(), wiring.shutdown.child_token()));
     if keys.app_secret.is_blank() {
@@ -96,6 +101,7 @@ pub(crate) async fn run_ingest_tracked(
         keys,
         metrics: wiring.metrics.clone(),
         in_flight,
+        fires,
     };
     let ended = consume::run(ingest, wiring).await;
     prune.abort();
@@ -124,6 +130,7 @@ struct Ingest {
     keys: IngestKeys,
     metrics: Metrics,
     in_flight: Arc<InFlight>,
+    fires: Option<Arc<Notify>>,
 }
 
 impl Handler for Ingest {
@@ -163,7 +170,18 @@ impl Handler for Ingest {
     }
 
     fn committed(&self, report: Vec<Applied>) {
+        let mut fired = false;
         for applied in report {
+            for kind in &applied.fired.new {
+                self.metrics.trigger_fired.with_label_values(&[kind]).inc();
+                fired = true;
+            }
+            if applied.fired.repeated > 0 {
+                self.metrics
+                    .trigger_skipped
+                    .with_label_values(&["duplicate"])
+                    .inc_by(applied.fired.repeated);
+            }
             self.metrics
                 .ingest_events
                 .with_label_values(&[applied.kind, applied.outcome])
@@ -177,6 +195,9 @@ impl Handler for Ingest {
                     .with_label_values(&[action])
                     .inc();
             }
+        }
+        if fired && let Some(fires) = &self.fires {
+            fires.notify_one();
         }
     }
 }

@@ -1,10 +1,11 @@
 //! `herald serve`: the Messenger webhook (`webhook`), the consumers that turn webhook events and
 //! delivery results into store records (`ingest`, `results`), and the admin API (`api`) over the
-//! operations the CLI shares (`ops`). `serve` puts them together on one address with
-//! `/metrics`, `/healthz` and `/readyz`.
+//! operations the CLI shares (`ops`), and the dispatcher of triggered campaigns (`fires`).
+//! `serve` puts them together on one address with `/metrics`, `/healthz` and `/readyz`.
 
 pub mod api;
 mod consume;
+pub mod fires;
 pub mod freshness;
 #[cfg(test)]
 mod fuzz;

@@ -15,6 +15,7 @@
 //! whole server with that error, so the process exits non-zero and gets restarted.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,6 +26,7 @@ use herald_core::signed_ref::RefKeys;
 use herald_store::Store;
 use herald_telemetry::{Health, Metrics};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -116,9 +118,11 @@ pub fn router(
     metrics: Metrics,
     health: Health,
     freshness: Freshness,
+    fires: Arc<Notify>,
 ) -> Router {
-    webhook::router(settings.webhook.clone(), events, metrics.clone())
-        .merge(admin_router(settings, runs, metrics, health, freshness))
+    webhook::router(settings.webhook.clone(), events, metrics.clone()).merge(admin_router(
+        settings, runs, metrics, health, freshness, fires,
+    ))
 }
 
 /// The public address when the admin API has its own: the webhook, `/healthz` and `/readyz`.
@@ -140,8 +144,11 @@ fn admin_router(
     metrics: Metrics,
     health: Health,
     freshness: Freshness,
+    fires: Arc<Notify>,
 ) -> Router {
     let api = api::router(ApiConfig {
+        fires,
+        metrics: metrics.clone(),
         token: settings.api_token.clone(),
         ledger_token: settings.ledger_token.clone(),
         store: settings.store.clone(),
@@ -215,6 +222,8 @@ pub async fn serve(
         events.refused();
     }
     let runs = RunTasks::new();
+    // Woken when this process records fires of triggered campaigns (ingest, /users/track).
+    let fires = Arc::new(Notify::new());
     let (app, admin) = match listeners.admin {
         None => {
             let app = router(
@@ -224,6 +233,7 @@ pub async fn serve(
                 metrics.clone(),
                 health.clone(),
                 freshness.clone(),
+                fires.clone(),
             );
             (app, None)
         }
@@ -235,6 +245,7 @@ pub async fn serve(
                 metrics.clone(),
                 health.clone(),
                 freshness.clone(),
+                fires.clone(),
             );
             (public, Some((admin, routes)))
         }
@@ -252,6 +263,7 @@ pub async fn serve(
             keys,
             wiring(&broker, &metrics, &stop),
             freshness.ingest(),
+            Some(fires.clone()),
         ));
     }
     if settings.results {
@@ -263,6 +275,15 @@ pub async fn serve(
         ));
     }
     let scheduler = tokio::spawn(run_schedules(settings.clone(), runs.clone(), stop.clone()));
+    let dispatcher = tokio::spawn(crate::fires::run_dispatcher(
+        crate::fires::DispatchSettings {
+            store: settings.store.clone(),
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            wake: fires.clone(),
+        },
+        stop.clone(),
+    ));
     let readiness = tokio::spawn(track_readiness(
         events,
         health.clone(),
@@ -311,6 +332,7 @@ pub async fn serve(
     }
     let _ = readiness.await;
     let _ = scheduler.await;
+    let _ = dispatcher.await;
     if runs.running() > 0 {
         info!(runs = runs.running(), "Stopping runs still publishing.");
     }

@@ -162,6 +162,63 @@ impl Store {
         })
     }
 
+    /// The person behind `psid` on `page_id` as a campaign on the page sees them: the user
+    /// their identity is linked to (or whose `messenger_id` it is), else the unlinked identity
+    /// under its `anon-...` id. `None` when the store has never heard of the PSID.
+    pub async fn user_by_psid(
+        &self,
+        page_id: &str,
+        psid: &str,
+    ) -> Result<Option<User>, StoreError> {
+        type IdentityRow = (
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            bool,
+            Option<i64>,
+        );
+        let sql = "SELECT external_id, anon_id, last_inbound_at_ms, opted_out, opted_out_at_ms \
+                   FROM identities WHERE page_id = $1 AND psid = $2";
+        let row: Option<IdentityRow> = with_pool!(&self.db, pool => {
+            sqlx::query_as(sql).bind(page_id).bind(psid).fetch_optional(pool).await
+        })
+        .map_err(query("user_by_psid"))?;
+        let Some((external_id, anon_id, last_inbound_ms, opted_out, opted_out_at_ms)) = row else {
+            return Ok(None);
+        };
+        let owner = match &external_id {
+            Some(id) => Some(id.clone()),
+            None => {
+                let sql = "SELECT external_id FROM users WHERE messenger_id = $1 \
+                           ORDER BY external_id LIMIT 1";
+                with_pool!(&self.db, pool => {
+                    sqlx::query_scalar(sql).bind(psid).fetch_optional(pool).await
+                })
+                .map_err(query("user_by_psid"))?
+            }
+        };
+        if let Some(owner) = owner
+            && let Some(user) = self.users_on_page(page_id, &[owner.as_str()]).await?.pop()
+        {
+            return Ok(Some(user));
+        }
+        let id = external_id.or(anon_id).ok_or(StoreError::Corrupt {
+            what: "identities.anon_id",
+            value: "NULL".to_owned(),
+        })?;
+        let user = User {
+            external_id: id,
+            ..User::default()
+        };
+        let identity = Identity {
+            psid: psid.to_owned(),
+            last_inbound_ms,
+            opted_out,
+            opted_out_at_ms,
+        };
+        with_identity(user, None, Some(identity)).map(Some)
+    }
+
     /// Whether the person behind `psid` opted out of `page_id`'s marketing messages (false when
     /// the store has never heard of them).
     pub async fn is_opted_out(&self, page_id: &str, psid: &str) -> Result<bool, StoreError> {

@@ -6,6 +6,7 @@
 use crate::backend::with_pool;
 use crate::batch::{Batch, with_tx};
 use crate::error::query;
+use crate::triggers::TriggerEntry;
 use crate::{Store, StoreError};
 
 /// One saved version of a campaign.
@@ -80,18 +81,22 @@ impl Batch {
 }
 
 impl Store {
-    /// Saves a campaign document (see `Batch::put_campaign`); its version.
+    /// Saves a campaign document (see `Batch::put_campaign`) and what it waits for when it has
+    /// a `[trigger]` (`trigger`'s version is set to the one saved); its version.
     pub async fn put_campaign(
         &self,
         campaign_id: &str,
         document: &str,
         format: &str,
         at_ms: i64,
+        trigger: Option<TriggerEntry>,
     ) -> Result<i64, StoreError> {
         let mut batch = self.batch().await?;
         let version = batch
             .put_campaign(campaign_id, document, format, at_ms)
             .await?;
+        let trigger = trigger.map(|entry| TriggerEntry { version, ..entry });
+        batch.index_trigger(campaign_id, trigger.as_ref()).await?;
         batch.commit().await?;
         Ok(version)
     }
@@ -129,17 +134,21 @@ impl Store {
     }
 
     /// Marks a campaign deleted; false when there is no such campaign (or it was deleted).
+    /// Its trigger is forgotten with it: a deleted campaign fires no more.
     pub async fn delete_campaign(&self, campaign_id: &str) -> Result<bool, StoreError> {
         let sql = "UPDATE stored_campaigns SET deleted = TRUE \
                    WHERE campaign_id = $1 AND deleted = FALSE";
-        let changed = with_pool!(&self.db, pool => {
+        let mut batch = self.batch().await?;
+        let changed = with_tx!(&mut batch.tx, tx => {
             sqlx::query(sql)
                 .bind(campaign_id)
-                .execute(pool)
+                .execute(&mut **tx)
                 .await
                 .map(|done| done.rows_affected())
         })
         .map_err(query("delete_campaign"))?;
+        batch.index_trigger(campaign_id, None).await?;
+        batch.commit().await?;
         Ok(changed > 0)
     }
 }

@@ -24,6 +24,7 @@ mod run_state;
 mod runs;
 mod schedules;
 mod stamp;
+mod triggers;
 mod users;
 
 pub use audience::AudienceCursor;
@@ -41,6 +42,7 @@ pub use run_starts::RunStart;
 pub use run_state::RunState;
 pub use runs::{NewRun, RunProgress, RunRecord};
 pub use schedules::ScheduleRecord;
+pub use triggers::{ClaimedFire, FireDay, NewFire, SettledFire, TriggerEntry};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 
 use herald_core::Secret;

@@ -78,6 +78,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0010_stored_campaigns.sql"),
         include_str!("../migrations/postgres/0010_stored_campaigns.sql"),
     ),
+    (
+        11,
+        "triggers",
+        include_str!("../migrations/sqlite/0011_triggers.sql"),
+        include_str!("../migrations/postgres/0011_triggers.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -20,6 +20,10 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 5
 const WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 /// Buckets for publishing one webhook body and getting the broker's confirm: 1 ms to 10 s (the
 /// webhook gives up well before Meta's 20 s timeout).
+/// From an event to its triggered job: tens of milliseconds to hours (a `delay`).
+const TRIGGER_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+];
 const WEBHOOK_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -103,6 +107,21 @@ pub struct Metrics {
     pub consumer_batch_items: HistogramVec,
     /// `messaging_policy_enforcement` webhook events, by `action` (warning, block, unblock, other).
     pub policy_enforcement: IntCounterVec,
+    /// Events that fire a triggered campaign, by `kind` (event, postback, quick_reply, ref,
+    /// keyword), one per campaign fired; an event delivered twice counts once.
+    pub trigger_fired: IntCounterVec,
+    /// Jobs of triggered campaigns the broker confirmed.
+    pub trigger_enqueued: IntCounter,
+    /// Fires that sent nothing, by `reason` (duplicate, once_per, filtered, and the producer's
+    /// skip reasons such as blank_psid or outside_window).
+    pub trigger_skipped: IntCounterVec,
+    /// Seconds from Herald receiving an event to its triggered job, by `stage`: `enqueued`
+    /// (the broker confirmed the job) or `sent` (Graph accepted it; includes the `delay`).
+    pub trigger_latency: HistogramVec,
+    /// Fires waiting to be published.
+    pub trigger_pending: IntGauge,
+    /// Age in seconds of the oldest fire waiting to be published (0 when none).
+    pub trigger_oldest_pending: IntGauge,
 }
 
 impl Metrics {
@@ -188,6 +207,19 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(webhook_publish_duration.clone()))
+            .expect("unique metric");
+
+        let trigger_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "herald_trigger_latency_seconds",
+                "From Herald receiving an event to its triggered job, by stage (enqueued, sent).",
+            )
+            .buckets(TRIGGER_BUCKETS.to_vec()),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(trigger_latency.clone()))
             .expect("unique metric");
 
         Self {
@@ -322,6 +354,29 @@ impl Metrics {
                 "messaging_policy_enforcement webhook events, by action.",
                 &["action"],
             ),
+            trigger_fired: counter_vec(
+                "herald_trigger_fired_total",
+                "Events that fired a triggered campaign, by kind (one per campaign fired).",
+                &["kind"],
+            ),
+            trigger_enqueued: counter(
+                "herald_trigger_enqueued_total",
+                "Jobs of triggered campaigns confirmed by the broker.",
+            ),
+            trigger_skipped: counter_vec(
+                "herald_trigger_skipped_total",
+                "Fires of triggered campaigns that sent nothing, by reason.",
+                &["reason"],
+            ),
+            trigger_latency,
+            trigger_pending: int_gauge(
+                "herald_trigger_pending",
+                "Fires of triggered campaigns waiting to be published.",
+            ),
+            trigger_oldest_pending: int_gauge(
+                "herald_trigger_oldest_pending_seconds",
+                "Age of the oldest fire waiting to be published, in seconds (0 when none).",
+            ),
             registry,
         }
     }
@@ -414,6 +469,15 @@ mod tests {
             .policy_enforcement
             .with_label_values(&["block"])
             .inc();
+        metrics.trigger_fired.with_label_values(&["postback"]).inc();
+        metrics
+            .trigger_skipped
+            .with_label_values(&["once_per"])
+            .inc();
+        metrics
+            .trigger_latency
+            .with_label_values(&["enqueued"])
+            .observe(0.1);
         for family in metrics.registry.gather() {
             let name = family.name();
             assert!(name.starts_with("herald_"), "{name}");

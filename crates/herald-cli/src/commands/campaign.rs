@@ -15,7 +15,9 @@ use herald_server::ops::start_key::StartKey;
 use herald_store::Store;
 
 use crate::cli::SendArgs;
-use crate::commands::common::{exit_code, load_campaign, open_store, segment_input};
+use crate::commands::common::{
+    exit_code, load_campaign, open_store, refuse_triggered, segment_input,
+};
 use crate::commands::text::out;
 use crate::commands::{amqp_settings, progress, topology_for};
 use crate::commands::{launch, schedules};
@@ -26,6 +28,9 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         Ok(campaign) => campaign,
         Err(code) => return code,
     };
+    if let Err(code) = refuse_triggered("herald campaign send", &campaign) {
+        return code;
+    }
     let segment = match segment_input("herald", &args.campaign, &campaign, args.segment.as_deref())
     {
         Ok(segment) => segment,

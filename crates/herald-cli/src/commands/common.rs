@@ -41,6 +41,19 @@ pub(crate) fn load_campaign(path: &Path) -> Result<Campaign, ExitCode> {
     })
 }
 
+/// Refuses to start a campaign with a `[trigger]` as a run, saying how it is sent instead.
+pub(crate) fn refuse_triggered(command: &str, campaign: &Campaign) -> Result<(), ExitCode> {
+    if campaign.trigger().is_none() {
+        return Ok(());
+    }
+    eprintln!(
+        "{command}: campaign {} {}",
+        campaign.id(),
+        herald_core::campaign::SENT_BY_TRIGGER
+    );
+    Err(ExitCode::from(64))
+}
+
 /// Opens the store (run records live there), saying what to check when it cannot.
 pub(crate) async fn open_store(config: &Config) -> Result<Store, ExitCode> {
     Store::connect(&config.database_url).await.map_err(|error| {

@@ -13,7 +13,7 @@ use herald_amqp::{AmqpSettings, EmbeddedBroker};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
-use crate::commands::common::{load_campaign, open_store, segment_input};
+use crate::commands::common::{load_campaign, open_store, refuse_triggered, segment_input};
 use crate::commands::deliver::{Delivered, RunInputs, Workers, deliver, worker_settings};
 use crate::commands::text::out;
 use crate::commands::topology_for;
@@ -35,6 +35,9 @@ pub(crate) async fn run(args: RunArgs, config: &Config) -> ExitCode {
         Ok(campaign) => Arc::new(campaign),
         Err(code) => return code,
     };
+    if let Err(code) = refuse_triggered("herald run", &campaign) {
+        return code;
+    }
     let segment = match segment_input(
         "herald run",
         &args.campaign,

@@ -35,7 +35,9 @@ pub use spec::{
     Segment, SegmentSource, WindowPolicy,
 };
 
-pub use trigger::{MAX_TRIGGER_DELAY, TRIGGER_KINDS, Trigger, TriggerKind, has_keyword};
+pub use trigger::{
+    MAX_TRIGGER_DELAY, SENT_BY_TRIGGER, TRIGGER_KINDS, Trigger, TriggerKind, has_keyword,
+};
 
 use doc::{LineIndex, Node};
 

@@ -45,6 +45,12 @@ const MAX_ONCE_PER: Duration = Duration::from_secs(365 * 86_400);
 /// The longest key (Meta's payloads and refs are at most 1,000 characters).
 const MAX_KEY_BYTES: usize = 1_000;
 
+/// Why a campaign with a `[trigger]` is not started as a run (`campaign send`, `run`, `POST
+/// /campaigns/runs`).
+pub const SENT_BY_TRIGGER: &str = "has a [trigger]: it is sent to each person when they act, \
+    not to a segment by a run. Save it with `herald campaigns put FILE` (or PUT \
+    /campaigns/{id}); `herald serve` then sends it on each matching event";
+
 /// What a triggered campaign waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TriggerKind {
@@ -156,8 +162,7 @@ pub(crate) fn trigger(checker: &mut Checker<'_>, node: Option<&Node>) -> Option<
                 ok = false;
             }
             Some(text) if text.len() > MAX_KEY_BYTES || text.chars().any(char::is_control) => {
-                let message =
-                    format!("at most {MAX_KEY_BYTES} bytes, without control characters");
+                let message = format!("at most {MAX_KEY_BYTES} bytes, without control characters");
                 checker.data(&path, value, message);
                 ok = false;
             }

@@ -96,8 +96,7 @@ fn read(checker: &mut Checker<'_>, root: &Node, lines: Option<&LineIndex<'_>>) -
         .map_or(Some(Delivery::default()), |n| delivery(checker, n));
     let schedule = schedule::schedule(checker, top.get("schedule"));
     let trigger = trigger::trigger(checker, top.get("trigger"));
-    if let (Some(Some(_)), Some(schedule), Some(node)) =
-        (&trigger, &schedule, top.get("trigger"))
+    if let (Some(Some(_)), Some(schedule), Some(node)) = (&trigger, &schedule, top.get("trigger"))
         && schedule.starts_later()
     {
         let message = "a campaign with a `[trigger]` is sent when its event happens; \

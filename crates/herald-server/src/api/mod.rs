@@ -74,6 +74,10 @@ pub struct ApiConfig {
     pub freshness: crate::freshness::Freshness,
     /// The page ceilings, for the launch check of runs started over the API.
     pub page_rates: herald_core::rates::PageRates,
+    /// Wakes the dispatcher of triggered campaigns when `/users/track` recorded fires.
+    pub fires: std::sync::Arc<tokio::sync::Notify>,
+    /// The process's metrics (fires counted by `/users/track`).
+    pub metrics: herald_telemetry::Metrics,
 }
 
 /// One admin API route: its method, path, handler and body limit.

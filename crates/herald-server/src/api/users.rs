@@ -141,7 +141,19 @@ pub(crate) async fn track(
     let query = body::query(query)?;
     let request: Value = body::json(request, None)?;
     let report = track_users(&api.store, &request, query.page_id.as_deref()).await?;
-    let status = if report.attributes_processed == 0 {
+    for kind in &report.fired.new {
+        api.metrics.trigger_fired.with_label_values(&[kind]).inc();
+    }
+    if report.fired.repeated > 0 {
+        api.metrics
+            .trigger_skipped
+            .with_label_values(&["duplicate"])
+            .inc_by(report.fired.repeated);
+    }
+    if !report.fired.new.is_empty() {
+        api.fires.notify_one();
+    }
+    let status = if report.message == "failed" {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK

@@ -16,6 +16,7 @@
 //! once), so repeating it changes nothing twice. Metrics are counted by the caller after the
 //! commit, from what `apply` returns.
 
+use herald_core::clock::now_ms;
 use herald_core::signed_ref::{RefCheck, RefKeys};
 use herald_core::{ControlAction, ControlMessage};
 use herald_store::{Batch, Link, Receipt, ReceiptKind, StoreError};
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
 use super::event::{Event, PolicyAction};
+use crate::fires::{Fired, record_inbound};
 use crate::handler::Entry;
 
 /// What applying one event did, for the metrics counted after the commit.
@@ -39,6 +41,8 @@ pub(crate) struct Applied {
     /// What the action's `ref` did: `linked`, `unsigned`, `bad_signature`, `expired`,
     /// `kept_import` or `kept_newer`.
     pub(crate) reference: Option<&'static str>,
+    /// The triggered campaigns the action fired.
+    pub(crate) fired: Fired,
 }
 
 /// Applies a lane's `items` inside `batch`, in order; returns the control messages to publish
@@ -56,8 +60,15 @@ pub(crate) async fn apply_all(
     let mut report = Vec::with_capacity(items.len());
     for (entry, key) in items.iter().zip(&keys) {
         let fresh = key.is_none() || fresh_keys.next().unwrap_or(false);
-        let mut applied =
-            apply(batch, refs, &entry.item, fresh, entry.again, &mut receipts).await?;
+        let mut applied = apply(
+            batch,
+            refs,
+            &entry.item,
+            (key.as_deref(), fresh),
+            entry.again,
+            &mut receipts,
+        )
+        .await?;
         control.extend(applied.control.take());
         report.push(applied);
     }
@@ -66,13 +77,13 @@ pub(crate) async fn apply_all(
     Ok((control, report))
 }
 
-/// Applies one `event` inside `batch` (a receipt is only added to `receipts`). `fresh`: its
-/// dedupe key was new.
+/// Applies one `event` inside `batch` (a receipt is only added to `receipts`). `key`: its
+/// dedupe key, and whether it was new.
 async fn apply<'a>(
     batch: &mut Batch,
     refs: Option<&RefKeys>,
     event: &'a Event,
-    fresh: bool,
+    (key, fresh): (Option<&str>, bool),
     again: bool,
     receipts: &mut Vec<Receipt<'a>>,
 ) -> Result<Applied, StoreError> {
@@ -83,6 +94,7 @@ async fn apply<'a>(
         outcome: "duplicate",
         policy: None,
         reference: None,
+        fired: Fired::default(),
     };
     if !fresh && !again {
         debug!(kind, "Webhook event already applied; skipped.");
@@ -94,6 +106,7 @@ async fn apply<'a>(
             psid,
             at_ms,
             reference,
+            cue,
             ..
         } => {
             let at = time(*at_ms);
@@ -107,6 +120,12 @@ async fn apply<'a>(
                 RefCheck::Valid(_) => link.as_str(),
                 other => other.as_str(),
             });
+            if let Some(key) = key {
+                // Recorded fires are keyed by the event: applying it again fires nothing new.
+                applied.fired =
+                    record_inbound(batch, page, psid, key, reference.as_deref(), cue, now_ms())
+                        .await?;
+            }
             if link == Link::KeptImport {
                 warn!(page_id = %page,
                     "A signed ref would link a PSID that an import ties to another user; the \

@@ -6,6 +6,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::fires::Cue;
+
 /// A user action that opens the 24-hour window (docs/messenger-platform.md §6) and updates the
 /// identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub(crate) enum Event {
         at_ms: i64,
         reference: Option<String>,
         mid: Option<String>,
+        /// What it offers triggered campaigns (payloads, text).
+        cue: Cue,
     },
     /// Everything sent to `psid` before `watermark_ms` (and every message in `mids`) was delivered.
     Delivered {
@@ -246,6 +250,7 @@ mod tests {
             at_ms: 7,
             reference: None,
             mid: mid.map(str::to_owned),
+            cue: Cue::default(),
         }
     }
 

@@ -11,6 +11,7 @@
 use serde_json::Value;
 
 use super::event::{Action, Event, Ignored, PolicyAction};
+use crate::fires::Cue;
 
 /// Reads one webhook body. `received_ms` is when the webhook received it: the time given to
 /// items without a `timestamp` nor an entry `time`, and what an entry's age is measured from.
@@ -103,11 +104,20 @@ fn read_item(entry_page: Option<&str>, item: &Value, entry_ms: i64) -> Event {
             };
         }
         let reference = message.get("referral").and_then(|r| text(r, "ref"));
-        return user.inbound(Action::Message, reference, text(message, "mid"));
+        let cue = Cue {
+            quick_reply: message.get("quick_reply").and_then(|q| text(q, "payload")),
+            ..Cue::default()
+        }
+        .with_text(text(message, "text"));
+        return user.inbound_with(Action::Message, reference, text(message, "mid"), cue);
     }
     if let Some(postback) = item.get("postback") {
         let reference = postback.get("referral").and_then(|r| text(r, "ref"));
-        return user.inbound(Action::Postback, reference, text(postback, "mid"));
+        let cue = Cue {
+            postback: text(postback, "payload"),
+            ..Cue::default()
+        };
+        return user.inbound_with(Action::Postback, reference, text(postback, "mid"), cue);
     }
     if let Some(referral) = item.get("referral") {
         return user.inbound(Action::Referral, text(referral, "ref"), None);
@@ -184,6 +194,17 @@ impl Party {
     }
 
     fn inbound(self, action: Action, reference: Option<String>, mid: Option<String>) -> Event {
+        self.inbound_with(action, reference, mid, Cue::default())
+    }
+
+    /// An inbound action with what it offers triggered campaigns.
+    fn inbound_with(
+        self,
+        action: Action,
+        reference: Option<String>,
+        mid: Option<String>,
+        cue: Cue,
+    ) -> Event {
         let at_ms = self.at_ms;
         self.with(|page, psid| Event::Inbound {
             action,
@@ -192,6 +213,7 @@ impl Party {
             at_ms,
             reference,
             mid,
+            cue,
         })
     }
 

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::parse;
+use crate::fires::Cue;
 use crate::ingest::event::{Action, Event, Ignored, PolicyAction};
 
 const PAGE: &str = "1000000001";
@@ -33,6 +34,7 @@ fn inbound(action: Action, reference: Option<&str>, mid: Option<&str>) -> Event 
         at_ms: 1_458_692_752_478,
         reference: reference.map(str::to_owned),
         mid: mid.map(str::to_owned),
+        cue: Cue::default(),
     }
 }
 
@@ -45,6 +47,41 @@ fn opt(opted_out: bool) -> Event {
     }
 }
 
+/// `event` offering `cue` to triggered campaigns.
+fn cued(
+    event: Event,
+    postback: Option<&str>,
+    quick_reply: Option<&str>,
+    text: Option<&str>,
+) -> Event {
+    let Event::Inbound {
+        action,
+        page,
+        psid,
+        at_ms,
+        reference,
+        mid,
+        ..
+    } = event
+    else {
+        panic!("not an inbound action");
+    };
+    let cue = Cue {
+        postback: postback.map(str::to_owned),
+        quick_reply: quick_reply.map(str::to_owned),
+        text: text.map(str::to_owned),
+    };
+    Event::Inbound {
+        action,
+        page,
+        psid,
+        at_ms,
+        reference,
+        mid,
+        cue,
+    }
+}
+
 fn check(item: Value, expected: Event) {
     let events = parse(&body(json!([item.clone()])), FALLBACK, NO_MAX_AGE).expect("a page webhook");
     assert_eq!(events, [expected], "{item}");
@@ -54,14 +91,24 @@ fn check(item: Value, expected: Event) {
 fn every_kind_of_item() {
     check(
         from_user("message", json!({"mid": "m_1", "text": "hi"})),
-        inbound(Action::Message, None, Some("m_1")),
+        cued(
+            inbound(Action::Message, None, Some("m_1")),
+            None,
+            None,
+            Some("hi"),
+        ),
     );
     check(
         from_user(
             "message",
             json!({"mid": "m_2", "text": "Red", "quick_reply": {"payload": "RED"}}),
         ),
-        inbound(Action::Message, None, Some("m_2")),
+        cued(
+            inbound(Action::Message, None, Some("m_2")),
+            None,
+            Some("RED"),
+            Some("Red"),
+        ),
     );
     check(
         from_user(
@@ -69,7 +116,12 @@ fn every_kind_of_item() {
             json!({"mid": "m_3", "text": "hi",
                 "referral": {"ref": "ext-42", "source": "SHORTLINK", "type": "OPEN_THREAD"}}),
         ),
-        inbound(Action::Message, Some("ext-42"), Some("m_3")),
+        cued(
+            inbound(Action::Message, Some("ext-42"), Some("m_3")),
+            None,
+            None,
+            Some("hi"),
+        ),
     );
     check(
         from_user(
@@ -84,11 +136,21 @@ fn every_kind_of_item() {
             json!({"mid": "m_5", "title": "Get Started", "payload": "GO",
                 "referral": {"ref": "ext-7", "source": "SHORTLINK", "type": "OPEN_THREAD"}}),
         ),
-        inbound(Action::Postback, Some("ext-7"), Some("m_5")),
+        cued(
+            inbound(Action::Postback, Some("ext-7"), Some("m_5")),
+            Some("GO"),
+            None,
+            None,
+        ),
     );
     check(
         from_user("postback", json!({"title": "Buy", "payload": "BUY"})),
-        inbound(Action::Postback, None, None),
+        cued(
+            inbound(Action::Postback, None, None),
+            Some("BUY"),
+            None,
+            None,
+        ),
     );
     check(
         from_user(
@@ -293,6 +355,7 @@ fn all_entries_all_items_and_standby() {
             at_ms: 20,
             reference: None,
             mid: Some("m_2".into()),
+            cue: Cue::default(),
         }
     );
 }

@@ -1,11 +1,12 @@
 //! Stored campaigns: a campaign document saved under its id (`herald campaigns put`, `PUT
 //! /campaigns/{id}`), validated as `campaign send` validates it, every version kept so a run or
 //! a trigger names the version it used; list, get (a version, or the latest) and delete (the
-//! versions stay, the campaign is no longer listed or triggered).
+//! versions stay, the campaign is no longer listed or triggered). A campaign with a
+//! `[trigger]` starts waiting for its event when put, and stops when deleted.
 
 use herald_core::campaign::Campaign;
 use herald_core::clock::now_ms;
-use herald_store::{Store, StoredCampaign};
+use herald_store::{Store, StoredCampaign, TriggerEntry};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -56,8 +57,21 @@ pub async fn put(
             format!("{campaign_id:?} names API routes (/campaigns/{campaign_id}); pick another id"),
         ));
     }
+    let trigger = campaign.trigger().map(|trigger| TriggerEntry {
+        campaign_id: campaign_id.to_owned(),
+        version: 0,
+        page_id: campaign.page_id().to_owned(),
+        kind: trigger.kind.as_str().to_owned(),
+        key: trigger.key.clone(),
+    });
     let version = store
-        .put_campaign(campaign_id, document, format_name(format), now_ms())
+        .put_campaign(
+            campaign_id,
+            document,
+            format_name(format),
+            now_ms(),
+            trigger,
+        )
         .await?;
     get(store, campaign_id, Some(version)).await
 }

@@ -9,7 +9,8 @@ use herald_store::Store;
 
 use crate::ops::runs::{self, RunTasks, StartRun, Started};
 use crate::ops::schedules::{self, ScheduleInfo};
-use crate::ops::{Broker, OpsError};
+use crate::ops::{Broker, ErrorKind, OpsError};
+use herald_core::campaign::SENT_BY_TRIGGER;
 
 /// What starting a campaign document did: a run started now, or a schedule stored for later.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub async fn launch(
     request: StartRun,
 ) -> Result<Launched, OpsError> {
     let campaign = runs::parse(&request.document, request.format)?;
+    if campaign.trigger().is_some() {
+        let message = format!("campaign {} {SENT_BY_TRIGGER}", campaign.id());
+        return Err(OpsError::invalid(ErrorKind::Usage, "trigger", message));
+    }
     if campaign.schedule().starts_later() && !request.occurrence {
         let info = schedules::create(store, segment_dir, &campaign, request).await?;
         return Ok(Launched::Scheduled(info));

@@ -17,7 +17,10 @@
 //!   latest time per name become attributes (`events.<name>.count`, `events.<name>.last_at`,
 //!   `purchases.count`, `purchases.last_at`, `purchases.<product_id>.count` and `.last_at`),
 //!   usable in segment filters such as `purchases.last_at within 30d` (`counters.rs`). Their
-//!   properties are not stored. A user named only by an event or a purchase is created.
+//!   properties are not stored, but an event's `properties` (an object) reach the campaigns
+//!   it triggers as `trigger`. A user named only by an event or a purchase is created.
+//! - **Triggers**: each event fires the stored campaigns whose `[trigger]` waits for its name
+//!   (`crate::fires`), once per event even when the same call is made twice.
 
 mod counters;
 mod request;
@@ -28,7 +31,10 @@ use herald_store::{Store, UserRecord};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::fires::{Fired, TrackedEvent, record_events};
 use crate::ops::OpsError;
+use herald_core::clock::now_ms;
+use request::ActionKind;
 
 pub use request::MAX_TRACK_ITEMS;
 
@@ -58,6 +64,9 @@ pub struct TrackReport {
     pub purchases_processed: usize,
     /// The refused objects, by array and index.
     pub errors: Vec<TrackError>,
+    /// Triggered campaigns the events fired (not part of Braze's answer).
+    #[serde(skip)]
+    pub fired: Fired,
 }
 
 /// Checks every object of `request` and stores the good ones. `page_id` ties the
@@ -117,6 +126,22 @@ pub async fn track(
     if !records.is_empty() {
         store.upsert_users(&records).await?;
     }
+    // After the profiles are stored, so a fire's send sees what this call wrote.
+    let events: Vec<TrackedEvent> = parsed
+        .actions
+        .into_iter()
+        .filter_map(|action| match action.kind {
+            ActionKind::Event { name } => Some(TrackedEvent {
+                external_id: action.external_id,
+                name,
+                at_ms: i64::try_from(action.at.unix_timestamp_nanos() / 1_000_000)
+                    .unwrap_or(i64::MAX),
+                properties: action.properties,
+            }),
+            ActionKind::Purchase { .. } => None,
+        })
+        .collect();
+    let fired = record_events(store, &events, now_ms()).await?;
     errors.sort_by_key(|error| (error.input_array, error.index));
     let processed = attributes_processed + events_processed + purchases_processed;
     let message = match (processed, errors.len()) {
@@ -130,6 +155,7 @@ pub async fn track(
         events_processed,
         purchases_processed,
         errors,
+        fired,
     })
 }
 

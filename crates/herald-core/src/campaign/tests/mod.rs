@@ -226,7 +226,13 @@ fn starts_later_read_and_round_trip() {
 #[test]
 fn triggers_read_and_round_trip() {
     for (table, kind, key, delay, once_per) in [
-        ("postback = \"GET_STARTED\"", TriggerKind::Postback, "GET_STARTED", 0, None),
+        (
+            "postback = \"GET_STARTED\"",
+            TriggerKind::Postback,
+            "GET_STARTED",
+            0,
+            None,
+        ),
         (
             "event = \"order_shipped\"\ndelay = \"1h\"\nonce_per = \"7d\"",
             TriggerKind::Event,
@@ -234,9 +240,27 @@ fn triggers_read_and_round_trip() {
             3600,
             Some(7 * 86_400),
         ),
-        ("quick_reply = \"YES\"\nonce_per = \"0s\"", TriggerKind::QuickReply, "YES", 0, Some(0)),
-        ("ref = \"summer sale\"", TriggerKind::Ref, "summer sale", 0, None),
-        ("keyword = \" Menu \"", TriggerKind::Keyword, "menu", 0, None),
+        (
+            "quick_reply = \"YES\"\nonce_per = \"0s\"",
+            TriggerKind::QuickReply,
+            "YES",
+            0,
+            Some(0),
+        ),
+        (
+            "ref = \"summer sale\"",
+            TriggerKind::Ref,
+            "summer sale",
+            0,
+            None,
+        ),
+        (
+            "keyword = \" Menu \"",
+            TriggerKind::Keyword,
+            "menu",
+            0,
+            None,
+        ),
     ] {
         let source = format!("{SMALLEST}[trigger]\n{table}\n");
         let campaign = Campaign::from_toml(&source).unwrap_or_else(|e| panic!("{table}: {e}"));
@@ -251,16 +275,27 @@ fn triggers_read_and_round_trip() {
     assert!(Campaign::from_toml(SMALLEST).unwrap().trigger().is_none());
     for (table, path, words) in [
         ("delay = \"1h\"", "trigger", "needs what to wait for"),
-        ("event = \"a\"\npostback = \"b\"", "trigger", "not event and postback"),
+        (
+            "event = \"a\"\npostback = \"b\"",
+            "trigger",
+            "not event and postback",
+        ),
         ("event = \"  \"", "trigger.event", "must not be blank"),
-        ("event = \"a\"\ndelay = \"8d\"", "trigger.delay", "at most 7d"),
+        (
+            "event = \"a\"\ndelay = \"8d\"",
+            "trigger.delay",
+            "at most 7d",
+        ),
         ("event = \"a\"\nonce_per = \"soon\"", "trigger.once_per", ""),
         ("event = \"a\"\nwhen = \"now\"", "trigger.when", "unknown"),
         ("event = 3", "trigger.event", "expected a string"),
     ] {
         let source = format!("{SMALLEST}[trigger]\n{table}\n");
         let error = Campaign::from_toml(&source).unwrap_err().to_string();
-        assert!(error.contains(path) && error.contains(words), "{table}: {error}");
+        assert!(
+            error.contains(path) && error.contains(words),
+            "{table}: {error}"
+        );
     }
     let scheduled = format!(
         "{SMALLEST}[schedule]\nsend_at = \"2026-12-24T10:00:00Z\"\n[trigger]\nevent = \"a\"\n"

@@ -52,6 +52,7 @@ mod tests {
             external_id: "u1".into(),
             kind: ActionKind::Event { name: name.into() },
             at,
+            properties: None,
         }
     }
 
@@ -84,6 +85,7 @@ mod tests {
                 product_id: "sku-1".into(),
             },
             at: datetime!(2026-12-02 08:00 UTC),
+            properties: None,
         };
         apply(&purchase, None, &mut user);
         assert_eq!(user["purchases.count"], "1");

@@ -41,6 +41,8 @@ pub(super) struct Action {
     pub(super) external_id: String,
     pub(super) kind: ActionKind,
     pub(super) at: OffsetDateTime,
+    /// An event's `properties` object as compact JSON.
+    pub(super) properties: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +248,11 @@ pub(super) fn action_of(item: &Value, name_key: &str) -> Result<Action, ItemErro
         Some(value) => time_of(value).map_err(|message| at("time", message))?,
         None => return Err(at("time", "is required".to_owned())),
     };
+    let properties = match fields.get("properties") {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => Some(value.to_string()),
+        Some(_) => return Err(at("properties", "must be an object".to_owned())),
+    };
     let kind = if name_key == "name" {
         ActionKind::Event { name }
     } else {
@@ -255,6 +262,7 @@ pub(super) fn action_of(item: &Value, name_key: &str) -> Result<Action, ItemErro
         external_id,
         kind,
         at: when,
+        properties,
     })
 }
 

@@ -1,0 +1,419 @@
+//! The dispatcher: every `herald serve` runs one. Woken by its own ingest and `/users/track`
+//! (and every `POLL_EVERY` for fires recorded by other processes), it claims pending fires
+//! for `LEASE`, plans each one, publishes the jobs and skipped results with publisher confirms
+//! and only then settles the fires. A serve that dies holding a claim leaves the fires pending;
+//! another claims them when the lease lapses, and marks their jobs `x-herald-verify-since`
+//! so a worker checks the send ledger before sending one that may be out already.
+//!
+//! Planning one fire: the campaign version the fire names; the person (by external id for an
+//! event, by PSID for a webhook action; unknown means no PSID, a `blank_psid` skip); the
+//! event's properties as the attribute `trigger`; the segment's filters on the profile now (a
+//! miss settles the fire `filtered`, no result); the producer's `Planner` (window, opt-out,
+//! render, Meta's limits, `delay`); then `once_per`, checked and taken in one statement
+//! (`Store::mark_trigger_send`) just before publishing, so two serves never both send.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_amqp::{
+    AmqpError, Connection, Headers, PRIORITY_ROUTING_KEY, PendingConfirm, Publisher, connect,
+};
+use herald_core::campaign::{Campaign, Trigger};
+use herald_core::clock::now_ms;
+use herald_core::{SendJob, User};
+use herald_producer::plan::{Planned, Planner};
+use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError};
+use herald_telemetry::Metrics;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::ops::Broker;
+use crate::ops::trigger::TRIGGER_ATTRIBUTE;
+
+/// How long a claim on fires holds before another serve may take them.
+const LEASE: Duration = Duration::from_secs(30);
+/// Fires claimed at a time.
+const BATCH: i64 = 200;
+/// How often fires recorded by other processes are looked for.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Campaign versions kept parsed.
+const CAMPAIGNS_KEPT: usize = 256;
+
+/// What the dispatcher needs.
+#[derive(Clone)]
+pub(crate) struct DispatchSettings {
+    pub(crate) store: Store,
+    pub(crate) broker: Broker,
+    pub(crate) metrics: Metrics,
+    /// Notified when this process recorded fires.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// Dispatches fires until `stop`.
+pub(crate) async fn run_dispatcher(settings: DispatchSettings, stop: CancellationToken) {
+    let mut dispatcher = Dispatcher {
+        settings,
+        link: None,
+        campaigns: HashMap::new(),
+        runs: HashSet::new(),
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = dispatcher.settings.wake.notified() => {}
+            () = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        loop {
+            match dispatcher.round().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    warn!(error = %error, "Could not dispatch triggered campaigns; the fires \
+                        stay pending and are tried again.");
+                    dispatcher.link = None;
+                    break;
+                }
+            }
+        }
+        dispatcher.gauge().await;
+    }
+    if let Some(link) = dispatcher.link.take() {
+        let _ = link.publisher.close().await;
+        let _ = link.connection.close().await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+}
+
+struct Link {
+    connection: Connection,
+    publisher: Publisher,
+}
+
+struct Dispatcher {
+    settings: DispatchSettings,
+    link: Option<Link>,
+    /// (campaign id, version) → the campaign, `None` when the version cannot be read.
+    campaigns: HashMap<(String, i64), Option<Arc<Campaign>>>,
+    /// Day runs known to have a record.
+    runs: HashSet<String>,
+}
+
+/// What one fire comes to.
+enum Outcome {
+    /// Publish this job.
+    Job(SendJob),
+    /// Publish this skipped result.
+    Skip(herald_core::DeliveryResult, &'static str),
+    /// Nothing to publish: filtered out, or a reason without a result.
+    Settle(&'static str, Option<&'static str>),
+}
+
+impl Dispatcher {
+    /// Claims, plans, publishes and settles one batch of fires; how many there were.
+    async fn round(&mut self) -> Result<usize, DispatchError> {
+        let store = self.settings.store.clone();
+        let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        let claimed = store.claim_fires(lease, BATCH).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut planned = Vec::with_capacity(claimed.len());
+        for fire in &claimed {
+            planned.push(self.plan(fire, now).await?);
+        }
+        self.publish(&claimed, &planned).await?;
+        let settled: Vec<SettledFire> = claimed
+            .iter()
+            .zip(&planned)
+            .map(|(claimed, outcome)| settled(claimed, outcome))
+            .collect();
+        store.settle_fires(&settled).await?;
+        let metrics = &self.settings.metrics;
+        let done_ms = now_ms();
+        for (claimed, outcome) in claimed.iter().zip(&planned) {
+            match outcome {
+                Outcome::Job(_) => {
+                    metrics.trigger_enqueued.inc();
+                    let waited = done_ms.saturating_sub(claimed.fire.received_at_ms);
+                    metrics
+                        .trigger_latency
+                        .with_label_values(&["enqueued"])
+                        .observe(waited as f64 / 1000.0);
+                }
+                Outcome::Skip(_, reason) | Outcome::Settle(_, Some(reason)) => {
+                    metrics.trigger_skipped.with_label_values(&[reason]).inc();
+                }
+                Outcome::Settle(_, None) => {
+                    metrics
+                        .trigger_skipped
+                        .with_label_values(&["filtered"])
+                        .inc();
+                }
+            }
+        }
+        debug!(fires = claimed.len(), "Triggered campaigns dispatched.");
+        Ok(claimed.len())
+    }
+
+    async fn plan(
+        &mut self,
+        claimed: &ClaimedFire,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, DispatchError> {
+        let fire = &claimed.fire;
+        let Some(campaign) = self.campaign(&fire.campaign_id, fire.version).await? else {
+            return Ok(Outcome::Settle("skipped", Some("campaign_unreadable")));
+        };
+        let Some(trigger) = campaign.trigger() else {
+            return Ok(Outcome::Settle("skipped", Some("campaign_unreadable")));
+        };
+        let run_id = super::day_run_id(&fire.campaign_id, fire.received_at_ms);
+        self.ensure_run(&run_id, &campaign, trigger, fire.received_at_ms)
+            .await?;
+        let store = &self.settings.store;
+        let found = match (&fire.external_id, &fire.psid) {
+            (Some(id), _) => store.users_on_page(&fire.page_id, &[id]).await?.pop(),
+            (None, Some(psid)) => store.user_by_psid(&fire.page_id, psid).await?,
+            (None, None) => None,
+        };
+        let mut user = found.unwrap_or_else(|| {
+            // Unknown to the store: no PSID, so the planner skips it as `blank_psid`.
+            let id = fire
+                .external_id
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned());
+            User::new(id, "")
+        });
+        if let Some(properties) = &fire.properties {
+            user.attributes
+                .insert(TRIGGER_ATTRIBUTE.to_owned(), properties.clone());
+        }
+        if !campaign.matches(&user, now) {
+            return Ok(Outcome::Settle("filtered", None));
+        }
+        let mut planner =
+            Planner::for_fire(&campaign, run_id, fire_key(&fire.event_key), trigger.delay);
+        match planner.plan(&user, now) {
+            None => Ok(Outcome::Settle("filtered", None)),
+            Some(Planned::Skip { result, reason }) => Ok(Outcome::Skip(result, reason)),
+            Some(Planned::Job(job)) => {
+                let since = match trigger.once_per {
+                    Some(period) if period.is_zero() => return Ok(Outcome::Job(job)),
+                    Some(period) => Some(now_ms().saturating_sub(millis(period))),
+                    None => None,
+                };
+                let granted = store
+                    .mark_trigger_send(&fire.campaign_id, &user.external_id, &fire.event_key, since)
+                    .await?;
+                Ok(if granted {
+                    Outcome::Job(job)
+                } else {
+                    Outcome::Settle("skipped", Some("once_per"))
+                })
+            }
+        }
+    }
+
+    /// Publishes every job and result of the batch and waits for the broker's confirms.
+    async fn publish(
+        &mut self,
+        claimed: &[ClaimedFire],
+        planned: &[Outcome],
+    ) -> Result<(), DispatchError> {
+        if !planned
+            .iter()
+            .any(|outcome| matches!(outcome, Outcome::Job(_) | Outcome::Skip(..)))
+        {
+            return Ok(());
+        }
+        let topology = self.settings.broker.topology.clone();
+        let link = self.link().await?;
+        let (jobs, results) = (topology.jobs_exchange(), topology.results_exchange());
+        let mut pending: Vec<PendingConfirm> = Vec::new();
+        for (claimed, outcome) in claimed.iter().zip(planned) {
+            let confirm = match outcome {
+                Outcome::Job(job) => {
+                    let body = serde_json::to_vec(job).expect("a job serialises");
+                    // Triggered jobs answer a person: the priority lane.
+                    let mut headers = Headers::new().with_high_priority();
+                    if claimed.claims > 1 {
+                        // An earlier claim may have published it before its holder died.
+                        headers = headers.with_verify_since(claimed.first_claimed_at_ms);
+                    }
+                    link.publisher
+                        .publish(&jobs, PRIORITY_ROUTING_KEY, &body, headers)
+                        .await?
+                }
+                Outcome::Skip(result, _) => {
+                    let body = serde_json::to_vec(result).expect("a result serialises");
+                    link.publisher
+                        .publish(&results, &result.routing_key(), &body, Headers::new())
+                        .await?
+                }
+                Outcome::Settle(..) => continue,
+            };
+            pending.push(confirm);
+        }
+        for confirm in pending {
+            confirm.await?;
+        }
+        Ok(())
+    }
+
+    async fn link(&mut self) -> Result<&Link, DispatchError> {
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|link| !link.publisher.is_usable())
+        {
+            self.link = None;
+        }
+        if self.link.is_none() {
+            let broker = &self.settings.broker;
+            let connection = connect(&broker.amqp).await?;
+            broker.topology.declare(&connection).await?;
+            let publisher = Publisher::open(&connection, broker.amqp.confirm_window).await?;
+            self.link = Some(Link {
+                connection,
+                publisher,
+            });
+        }
+        Ok(self.link.as_ref().expect("just opened"))
+    }
+
+    /// The campaign version `version` of `campaign_id`, parsed once.
+    async fn campaign(
+        &mut self,
+        campaign_id: &str,
+        version: i64,
+    ) -> Result<Option<Arc<Campaign>>, DispatchError> {
+        let key = (campaign_id.to_owned(), version);
+        if let Some(known) = self.campaigns.get(&key) {
+            return Ok(known.clone());
+        }
+        let stored = self
+            .settings
+            .store
+            .stored_campaign(campaign_id, Some(version))
+            .await?;
+        let parsed = stored.and_then(|stored| {
+            let parsed = if stored.format == "json" {
+                Campaign::from_json(&stored.document)
+            } else {
+                Campaign::from_toml(&stored.document)
+            };
+            parsed
+                .map_err(|errors| {
+                    warn!(
+                        campaign_id,
+                        version,
+                        problems = errors.problems().len(),
+                        "A stored campaign version no longer reads; its fires are skipped. \
+                         Put the campaign again."
+                    );
+                })
+                .ok()
+                .map(Arc::new)
+        });
+        if self.campaigns.len() >= CAMPAIGNS_KEPT {
+            self.campaigns.clear();
+        }
+        self.campaigns.insert(key, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Makes sure the day's run has a record, so `campaign status` and results find it.
+    async fn ensure_run(
+        &mut self,
+        run_id: &str,
+        campaign: &Campaign,
+        trigger: &Trigger,
+        received_at_ms: i64,
+    ) -> Result<(), DispatchError> {
+        if self.runs.contains(run_id) {
+            return Ok(());
+        }
+        let day_start = received_at_ms - received_at_ms.rem_euclid(86_400_000);
+        let run = NewRun {
+            run_id: run_id.to_owned(),
+            campaign_id: campaign.id().to_owned(),
+            document: campaign.to_json().to_string(),
+            segment: format!("trigger: {} {:?}", trigger.kind.as_str(), trigger.key),
+            started_at: OffsetDateTime::from_unix_timestamp(day_start / 1000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        };
+        match self.settings.store.create_run(&run).await {
+            Ok(()) | Err(StoreError::RunExists { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if self.runs.len() >= CAMPAIGNS_KEPT {
+            self.runs.clear();
+        }
+        self.runs.insert(run_id.to_owned());
+        Ok(())
+    }
+
+    /// Keeps the pending-fires gauges current.
+    async fn gauge(&self) {
+        match self.settings.store.pending_fires().await {
+            Ok((pending, oldest)) => {
+                let metrics = &self.settings.metrics;
+                metrics
+                    .trigger_pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                let age = oldest.map_or(0, |oldest| now_ms().saturating_sub(oldest) / 1000);
+                metrics.trigger_oldest_pending.set(age.max(0));
+            }
+            Err(error) => debug!(error = %error, "Could not count pending fires."),
+        }
+    }
+}
+
+/// How a fire is recorded once its outcome is confirmed.
+fn settled(claimed: &ClaimedFire, outcome: &Outcome) -> SettledFire {
+    let fire = &claimed.fire;
+    let (state, reason, run_id, job_id) = match outcome {
+        Outcome::Job(job) => (
+            "published",
+            None,
+            Some(job.run_id.clone()),
+            Some(job.job_id.clone()),
+        ),
+        Outcome::Skip(result, reason) => (
+            "skipped",
+            Some((*reason).to_owned()),
+            Some(result.run_id.clone()),
+            Some(result.job_id.clone()),
+        ),
+        Outcome::Settle(state, reason) => (*state, reason.map(str::to_owned), None, None),
+    };
+    SettledFire {
+        campaign_id: fire.campaign_id.clone(),
+        event_key: fire.event_key.clone(),
+        state,
+        reason,
+        run_id,
+        job_id,
+    }
+}
+
+/// The short name of an event in its job id: 12 hex digits of a digest of its key.
+fn fire_key(event_key: &str) -> String {
+    hex::encode(&Sha256::digest(event_key.as_bytes())[..6])
+}
+
+fn millis(period: Duration) -> i64 {
+    i64::try_from(period.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,468 @@
+//! Triggered campaigns in the store: `campaign_triggers` (what each stored campaign with a
+//! `[trigger]` waits for, kept by `put_campaign` and `delete_campaign`), `trigger_fires` (one
+//! row per campaign and event: the dedupe of events delivered twice and the outbox of their
+//! jobs) and `trigger_marks` (each person's last send of a campaign, for `once_per`).
+//!
+//! A fire's life: recorded `pending` in the same transaction as the event that caused it (the
+//! ingest) or right after the event was counted (`/users/track`); claimed by one `herald serve`
+//! for a lease (`claim_fires`, the lease lapsing if that serve dies); then `published`,
+//! `skipped` (with the reason) or `filtered`, once its job or result is confirmed by the
+//! broker (`settle_fires`). A fire claimed more than once may have been published already: the
+//! caller marks such a job for the workers to verify. What a fire means (which campaign, which
+//! person, when due) is the caller's; this file keeps rows.
+
+use std::collections::BTreeMap;
+
+use crate::backend::with_pool;
+use crate::batch::{Batch, with_tx};
+use crate::error::query;
+use crate::stamp::{count, now_ms};
+use crate::{Store, StoreError};
+
+/// What a stored campaign waits for (its latest version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerEntry {
+    pub campaign_id: String,
+    pub version: i64,
+    pub page_id: String,
+    /// `event`, `postback`, `quick_reply`, `ref` or `keyword`.
+    pub kind: String,
+    /// The event name, payload or ref; a keyword in lower case.
+    pub key: String,
+}
+
+/// An event that fires a campaign, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFire {
+    pub campaign_id: String,
+    /// Names the event for this campaign: an event delivered twice has the same key.
+    pub event_key: String,
+    pub version: i64,
+    pub page_id: String,
+    /// Who acted: their external id (`/users/track`) or their PSID on the page (a webhook).
+    pub external_id: Option<String>,
+    pub psid: Option<String>,
+    /// The event's properties as a JSON object, given to Liquid as `trigger`.
+    pub properties: Option<String>,
+    /// When Herald received the event.
+    pub received_at_ms: i64,
+}
+
+/// A pending fire, claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedFire {
+    pub fire: NewFire,
+    /// How often it was claimed, this time included: above 1, its job may be out already.
+    pub claims: i64,
+    /// When it was first claimed.
+    pub first_claimed_at_ms: i64,
+}
+
+/// How a fire ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledFire {
+    pub campaign_id: String,
+    pub event_key: String,
+    /// `published`, `skipped` or `filtered`.
+    pub state: &'static str,
+    /// Why, for `skipped`.
+    pub reason: Option<String>,
+    /// The run it counts in, and its job (or skipped result) id, when it has one.
+    pub run_id: Option<String>,
+    pub job_id: Option<String>,
+}
+
+/// One day of a triggered campaign: its fires by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FireDay {
+    /// Fires recorded (events that matched).
+    pub fired: u64,
+    /// Still waiting to be published.
+    pub pending: u64,
+    /// Jobs published.
+    pub published: u64,
+    /// Left out by the segment's filters.
+    pub filtered: u64,
+    /// Skipped, by reason (`once_per`, and the producer's reasons).
+    pub skipped: BTreeMap<String, u64>,
+}
+
+type FireRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+const ENTRY_COLUMNS: &str = "campaign_id, version, page_id, kind, trigger_key";
+
+impl Batch {
+    /// Makes `entry` what `campaign_id` waits for, or (with `None`) says it waits for nothing.
+    pub async fn index_trigger(
+        &mut self,
+        campaign_id: &str,
+        entry: Option<&TriggerEntry>,
+    ) -> Result<(), StoreError> {
+        let delete = "DELETE FROM campaign_triggers WHERE campaign_id = $1";
+        with_tx!(&mut self.tx, tx => {
+            sqlx::query(delete).bind(campaign_id).execute(&mut **tx).await.map(|_| ())
+        })
+        .map_err(query("index_trigger"))?;
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        let insert =
+            format!("INSERT INTO campaign_triggers ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
+        with_tx!(&mut self.tx, tx => {
+            sqlx::query(&insert)
+                .bind(&entry.campaign_id)
+                .bind(entry.version)
+                .bind(&entry.page_id)
+                .bind(&entry.kind)
+                .bind(&entry.key)
+                .execute(&mut **tx)
+                .await
+                .map(|_| ())
+        })
+        .map_err(query("index_trigger"))
+    }
+
+    /// The campaigns on `page_id` that wait for one of `cues` (kind, key), plus, with
+    /// `keywords`, every keyword campaign of the page (the caller matches the text).
+    pub async fn page_triggers(
+        &mut self,
+        page_id: &str,
+        cues: &[(&str, &str)],
+        keywords: bool,
+    ) -> Result<Vec<TriggerEntry>, StoreError> {
+        let mut sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE page_id = $1 \
+             AND (kind = 'keyword' AND $2"
+        );
+        for n in 0..cues.len() {
+            sql.push_str(&format!(
+                " OR kind = ${} AND trigger_key = ${}",
+                2 * n + 3,
+                2 * n + 4
+            ));
+        }
+        sql.push(')');
+        let rows: Vec<(String, i64, String, String, String)> = with_tx!(&mut self.tx, tx => {
+            let mut statement = sqlx::query_as(&sql).bind(page_id).bind(keywords);
+            for (kind, key) in cues {
+                statement = statement.bind(*kind).bind(*key);
+            }
+            statement.fetch_all(&mut **tx).await
+        })
+        .map_err(query("page_triggers"))?;
+        Ok(rows.into_iter().map(entry).collect())
+    }
+
+    /// Records `fires`; each one whose (campaign, event) is recorded already is left as it is.
+    /// How many were new.
+    pub async fn record_fires(&mut self, fires: &[NewFire]) -> Result<u64, StoreError> {
+        let sql = "INSERT INTO trigger_fires (campaign_id, event_key, version, page_id, \
+                   external_id, psid, properties, received_at_ms, state) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending') \
+                   ON CONFLICT (campaign_id, event_key) DO NOTHING";
+        let mut new = 0;
+        for fire in fires {
+            new += with_tx!(&mut self.tx, tx => {
+                sqlx::query(sql)
+                    .bind(&fire.campaign_id)
+                    .bind(&fire.event_key)
+                    .bind(fire.version)
+                    .bind(&fire.page_id)
+                    .bind(&fire.external_id)
+                    .bind(&fire.psid)
+                    .bind(&fire.properties)
+                    .bind(fire.received_at_ms)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+            .map_err(query("record_fires"))?;
+        }
+        Ok(new)
+    }
+}
+
+impl Store {
+    /// The campaigns (any page) that wait for `kind` with one of `keys`.
+    pub async fn triggers_for(
+        &self,
+        kind: &str,
+        keys: &[&str],
+    ) -> Result<Vec<TriggerEntry>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..keys.len()).map(|n| format!("${}", n + 2)).collect();
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE kind = $1 AND trigger_key IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(String, i64, String, String, String)> = with_pool!(&self.db, pool => {
+            let mut statement = sqlx::query_as(&sql).bind(kind);
+            for key in keys {
+                statement = statement.bind(*key);
+            }
+            statement.fetch_all(pool).await
+        })
+        .map_err(query("triggers_for"))?;
+        Ok(rows.into_iter().map(entry).collect())
+    }
+
+    /// Records `fires` in one transaction (see `Batch::record_fires`).
+    pub async fn record_fires(&self, fires: &[NewFire]) -> Result<u64, StoreError> {
+        if fires.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = self.batch().await?;
+        let new = batch.record_fires(fires).await?;
+        batch.commit().await?;
+        Ok(new)
+    }
+
+    /// Claims up to `limit` pending fires nobody holds (or whose holder's lease lapsed) for
+    /// `lease_ms`, oldest first.
+    pub async fn claim_fires(
+        &self,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedFire>, StoreError> {
+        let now = now_ms();
+        let mut batch = self.batch().await?;
+        let pick = match self.backend() {
+            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        };
+        let select = format!(
+            "SELECT campaign_id, event_key FROM trigger_fires WHERE state = 'pending' \
+             AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
+             ORDER BY received_at_ms LIMIT $2{pick}"
+        );
+        let keys: Vec<(String, String)> = with_tx!(&mut batch.tx, tx => {
+            sqlx::query_as(&select).bind(now).bind(limit).fetch_all(&mut **tx).await
+        })
+        .map_err(query("claim_fires"))?;
+        let update = "UPDATE trigger_fires SET claims = claims + 1, claimed_until_ms = $3, \
+                      first_claimed_at_ms = COALESCE(first_claimed_at_ms, $4) \
+                      WHERE campaign_id = $1 AND event_key = $2 AND state = 'pending' \
+                      RETURNING campaign_id, event_key, version, page_id, external_id, psid, \
+                      properties, received_at_ms, claims, first_claimed_at_ms";
+        let mut claimed = Vec::with_capacity(keys.len());
+        for (campaign_id, event_key) in keys {
+            let row: Option<FireRow> = with_tx!(&mut batch.tx, tx => {
+                sqlx::query_as(update)
+                    .bind(&campaign_id)
+                    .bind(&event_key)
+                    .bind(now.saturating_add(lease_ms))
+                    .bind(now)
+                    .fetch_optional(&mut **tx)
+                    .await
+            })
+            .map_err(query("claim_fires"))?;
+            claimed.extend(row.map(claimed_fire));
+        }
+        batch.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Whether `user_key` may get `campaign_id` for the event `event_key`: true (and the event
+    /// is remembered as their last send) when they never got it, their last send was before
+    /// `since_ms` (`None`: once ever), or that last send was this same event (a retry).
+    pub async fn mark_trigger_send(
+        &self,
+        campaign_id: &str,
+        user_key: &str,
+        event_key: &str,
+        since_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO trigger_marks (campaign_id, user_key, event_key, fired_at_ms) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id, user_key) DO UPDATE \
+                   SET event_key = excluded.event_key, fired_at_ms = excluded.fired_at_ms \
+                   WHERE trigger_marks.event_key = excluded.event_key \
+                   OR trigger_marks.fired_at_ms < $5 RETURNING event_key";
+        let granted: Option<(String,)> = with_pool!(&self.db, pool => {
+            sqlx::query_as(sql)
+                .bind(campaign_id)
+                .bind(user_key)
+                .bind(event_key)
+                .bind(now_ms())
+                .bind(since_ms.unwrap_or(i64::MIN))
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(query("mark_trigger_send"))?;
+        Ok(granted.is_some())
+    }
+
+    /// Records how `fires` ended and adds their jobs and skips to their runs' records, in one
+    /// transaction.
+    pub async fn settle_fires(&self, fires: &[SettledFire]) -> Result<(), StoreError> {
+        if fires.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut runs: BTreeMap<&str, (i64, BTreeMap<String, u64>)> = BTreeMap::new();
+        for fire in fires {
+            let Some(run_id) = fire.run_id.as_deref() else {
+                continue;
+            };
+            let run = runs.entry(run_id).or_default();
+            match (fire.state, &fire.reason, &fire.job_id) {
+                ("published", _, _) => run.0 += 1,
+                ("skipped", Some(reason), Some(_)) => {
+                    *run.1.entry(reason.clone()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        let mut batch = self.batch().await?;
+        let sql = "UPDATE trigger_fires SET state = $3, reason = $4, run_id = $5, job_id = $6, \
+                   settled_at_ms = $7, claimed_until_ms = NULL \
+                   WHERE campaign_id = $1 AND event_key = $2 AND state = 'pending'";
+        for fire in fires {
+            with_tx!(&mut batch.tx, tx => {
+                sqlx::query(sql)
+                    .bind(&fire.campaign_id)
+                    .bind(&fire.event_key)
+                    .bind(fire.state)
+                    .bind(&fire.reason)
+                    .bind(&fire.run_id)
+                    .bind(&fire.job_id)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ())
+            })
+            .map_err(query("settle_fires"))?;
+        }
+        let lock = match self.backend() {
+            crate::Backend::Postgres => " FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        };
+        let read = format!("SELECT skipped FROM campaign_runs WHERE run_id = $1{lock}");
+        let write = "UPDATE campaign_runs SET published = published + $2, skipped = $3, \
+                     updated_at_ms = $4 WHERE run_id = $1";
+        for (run_id, (published, skipped)) in runs {
+            let before: Option<(String,)> = with_tx!(&mut batch.tx, tx => {
+                sqlx::query_as(&read).bind(run_id).fetch_optional(&mut **tx).await
+            })
+            .map_err(query("settle_fires"))?;
+            let mut total: BTreeMap<String, u64> = before
+                .and_then(|(text,)| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            for (reason, n) in skipped {
+                *total.entry(reason).or_default() += n;
+            }
+            let total = serde_json::to_string(&total).unwrap_or_else(|_| "{}".into());
+            with_tx!(&mut batch.tx, tx => {
+                sqlx::query(write)
+                    .bind(run_id)
+                    .bind(published)
+                    .bind(&total)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ())
+            })
+            .map_err(query("settle_fires"))?;
+        }
+        batch.commit().await
+    }
+
+    /// Fires still pending, and when the oldest of them was received.
+    pub async fn pending_fires(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let sql = "SELECT COUNT(*), MIN(received_at_ms) FROM trigger_fires WHERE state = 'pending'";
+        let (n, oldest): (i64, Option<i64>) = with_pool!(&self.db, pool => {
+            sqlx::query_as(sql).fetch_one(pool).await
+        })
+        .map_err(query("pending_fires"))?;
+        Ok((count(n), oldest))
+    }
+
+    /// A campaign's fires received at or after `since_ms`, by UTC day (the day's first
+    /// millisecond), oldest first.
+    pub async fn fire_days(
+        &self,
+        campaign_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, FireDay)>, StoreError> {
+        let sql = "SELECT received_at_ms - received_at_ms % 86400000, state, reason, COUNT(*) \
+                   FROM trigger_fires WHERE campaign_id = $1 AND received_at_ms >= $2 \
+                   GROUP BY 1, 2, 3 ORDER BY 1";
+        let rows: Vec<(i64, String, Option<String>, i64)> = with_pool!(&self.db, pool => {
+            sqlx::query_as(sql).bind(campaign_id).bind(since_ms).fetch_all(pool).await
+        })
+        .map_err(query("fire_days"))?;
+        let mut days: Vec<(i64, FireDay)> = Vec::new();
+        for (day, state, reason, n) in rows {
+            if days.last().is_none_or(|(last, _)| *last != day) {
+                days.push((day, FireDay::default()));
+            }
+            let Some((_, counts)) = days.last_mut() else {
+                continue;
+            };
+            let n = count(n);
+            counts.fired += n;
+            match state.as_str() {
+                "pending" => counts.pending += n,
+                "published" => counts.published += n,
+                "filtered" => counts.filtered += n,
+                _ => {
+                    let reason = reason.unwrap_or_else(|| "unknown".to_owned());
+                    *counts.skipped.entry(reason).or_default() += n;
+                }
+            }
+        }
+        Ok(days)
+    }
+}
+
+fn entry(row: (String, i64, String, String, String)) -> TriggerEntry {
+    let (campaign_id, version, page_id, kind, key) = row;
+    TriggerEntry {
+        campaign_id,
+        version,
+        page_id,
+        kind,
+        key,
+    }
+}
+
+fn claimed_fire(row: FireRow) -> ClaimedFire {
+    let (
+        campaign_id,
+        event_key,
+        version,
+        page_id,
+        external_id,
+        psid,
+        properties,
+        received,
+        claims,
+        first,
+    ) = row;
+    ClaimedFire {
+        fire: NewFire {
+            campaign_id,
+            event_key,
+            version,
+            page_id,
+            external_id,
+            psid,
+            properties,
+            received_at_ms: received,
+        },
+        claims,
+        first_claimed_at_ms: first.unwrap_or(received),
+    }
+}
