@@ -61,9 +61,31 @@ pub fn time_id(prefix: char) -> String {
     )
 }
 
+/// Whether `id` has the shape `time_id(prefix)` gives (`s20261207093000-a1b2c3`), so it
+/// cannot be a campaign id that happens to start with the same letter.
+pub fn is_time_id(id: &str, prefix: char) -> bool {
+    let Some(rest) = id.strip_prefix(prefix) else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    bytes.len() == 21
+        && bytes[..14].iter().all(u8::is_ascii_digit)
+        && bytes[14] == b'-'
+        && bytes[15..].iter().all(u8::is_ascii_hexdigit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_ids_are_told_from_other_ids() {
+        assert!(is_time_id(&time_id('s'), 's'));
+        assert!(is_time_id("s20261207093000-a1b2c3", 's'));
+        assert!(!is_time_id("s20261207093000-a1b2c3", 'r'));
+        assert!(!is_time_id("shipped", 's'));
+        assert!(!is_time_id("s20261207093000a1b2c3x", 's'));
+    }
 
     #[test]
     fn ids_are_non_empty_bounded_and_free_of_control_characters() {

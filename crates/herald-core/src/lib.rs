@@ -34,7 +34,7 @@ pub use campaign::{Campaign, CampaignErrors, Problem, ProblemKind};
 pub use class::{ErrorClass, Verdict};
 pub use control::{CONTROL_VERSION, ControlAction, ControlError, ControlMessage, ControlTarget};
 pub use decode::{Versioned, decode};
-pub use id::{IdError, MAX_ID_BYTES, validate_id};
+pub use id::{IdError, MAX_ID_BYTES, is_time_id, validate_id};
 pub use job::{JOB_VERSION, SendJob};
 pub use result::{DeliveryResult, ErrorInfo, RESULT_VERSION, ResultStatus};
 pub use secret::Secret;

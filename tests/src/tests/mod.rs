@@ -1,5 +1,6 @@
 //! The end-to-end tests, one file per capability.
 
+mod action_trigger;
 mod broker;
 mod broker_roles;
 mod campaign_test;

@@ -17,9 +17,9 @@ use crate::commands::ops::failed;
 use crate::commands::text::{json_out, out};
 use crate::config::Config;
 
-/// Whether `id` names a schedule rather than a run.
+/// Whether `id` names a schedule (`s<time>-<hex>`) rather than a run or a campaign.
 pub(crate) fn is_schedule(id: &str) -> bool {
-    id.starts_with('s')
+    herald_core::is_time_id(id, 's')
 }
 
 /// Stores the campaign of `args` as a schedule; nothing is published now.

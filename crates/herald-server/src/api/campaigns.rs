@@ -17,6 +17,7 @@ use crate::api::error::ApiError;
 use crate::api::runs::{document_format, idempotency_key};
 use crate::ops::campaigns::{self, CampaignVersion};
 use crate::ops::trigger::{self, DispatchStatus, Trigger};
+use crate::ops::trigger_days::{self, TriggerReport};
 
 /// `GET /campaigns/{campaign_id}` query parameters.
 #[derive(Debug, Deserialize)]
@@ -100,4 +101,14 @@ pub(crate) async fn dispatch(
     Path(dispatch_id): Path<String>,
 ) -> Result<Json<DispatchStatus>, ApiError> {
     Ok(Json(trigger::status(&api.store, &dispatch_id).await?))
+}
+
+/// A campaign with a `[trigger]`, day by day.
+pub(crate) async fn days(
+    State(api): State<ApiConfig>,
+    Path(campaign_id): Path<String>,
+) -> Result<Json<TriggerReport>, ApiError> {
+    Ok(Json(
+        trigger_days::trigger_days(&api.store, &campaign_id).await?,
+    ))
 }

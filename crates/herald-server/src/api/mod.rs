@@ -138,6 +138,11 @@ fn table() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/campaigns/{campaign_id}/days",
+            get(campaigns::days),
+        ),
+        route(
+            Method::GET,
             "/campaigns/dispatches/{dispatch_id}",
             get(campaigns::dispatch),
         ),

@@ -109,10 +109,23 @@ pub async fn delete(store: &Store, campaign_id: &str) -> Result<CampaignVersion,
 
 /// The latest version of a campaign that may be triggered, parsed: its version and campaign.
 pub(crate) async fn live(store: &Store, campaign_id: &str) -> Result<(i64, Campaign), OpsError> {
+    parsed(store, campaign_id, false).await
+}
+
+/// The latest version of a campaign, deleted or not, parsed.
+pub(crate) async fn latest(store: &Store, campaign_id: &str) -> Result<(i64, Campaign), OpsError> {
+    parsed(store, campaign_id, true).await
+}
+
+async fn parsed(
+    store: &Store,
+    campaign_id: &str,
+    deleted_too: bool,
+) -> Result<(i64, Campaign), OpsError> {
     let stored = store
         .stored_campaign(campaign_id, None)
         .await?
-        .filter(|stored| !stored.deleted)
+        .filter(|stored| deleted_too || !stored.deleted)
         .ok_or_else(|| unknown(campaign_id, None))?;
     let format = if stored.format == "json" {
         DocumentFormat::Json

@@ -2,7 +2,8 @@
 //! Invariants: "the CLI and the API share one code path per operation"): start a campaign run
 //! now or as a schedule, a run's status, pause / resume / cancel a run and resume a page, list
 //! and replay dead letters, import users from a CSV or JSONL stream, Braze-style
-//! `/users/track`, stored campaigns and their API-triggered sends, and minting signed refs.
+//! `/users/track`, stored campaigns, their API-triggered sends and the days of action-based
+//! ones, and minting signed refs.
 //!
 //! Every function takes what it needs explicitly (a `Store`, a `Broker`) and returns plain data
 //! (serialisable, documented in `openapi.json`) or an `OpsError` that says what went wrong and
@@ -22,6 +23,7 @@ pub mod start_key;
 pub mod status;
 pub mod track;
 pub mod trigger;
+pub mod trigger_days;
 pub mod users;
 
 use herald_amqp::{AmqpSettings, Topology};

@@ -1,0 +1,262 @@
+//! Action-based campaigns through a real `herald serve` process on each store (SQLite, then
+//! PostgreSQL), with RabbitMQ, a worker and the simulator:
+//! - a postback payload in a signed webhook fires its campaign once, though Meta delivers the
+//!   webhook twice, rendered with the person's stored profile;
+//! - a `/users/track` event fires a campaign with `delay = "5s"`: nothing before 5 s, then
+//!   the message, rendered with the event's properties; the same call made twice fires once;
+//! - `once_per = "1h"` stops a second event's send inside the hour;
+//! - the campaign's days (`GET /campaigns/{id}/days`, `herald campaign status ID`) count
+//!   what happened, and the answer matches the OpenAPI document.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use herald_core::Secret;
+use herald_sim::SimConfig;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::server_api_openapi::{conform, document};
+use super::server_api_rig::Reply;
+use crate::bench::free_addr;
+use crate::worker_rig::{PAGE, Rig};
+use crate::{Running, broker, eventually, herald, herald_ok, sign_webhook};
+
+const APP_SECRET: &str = "action-trigger-app-secret";
+const API_TOKEN: &str = "action-trigger-api-token-0123456789abc";
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn postbacks_and_events_fire_their_campaigns_once_on_both_stores() {
+    if broker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("herald.db").display());
+    scenario(Secret::new(sqlite)).await;
+    crate::postgres::in_new_schema(scenario).await;
+}
+
+/// `herald serve` as a process, and a client of its API.
+struct Serve {
+    url: String,
+    client: reqwest::Client,
+    _process: Running,
+}
+
+impl Serve {
+    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(API_TOKEN);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// POSTs a webhook body signed as Meta signs it.
+    async fn webhook(&self, body: &Value) -> u16 {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.client
+            .post(format!("{}/webhook", self.url))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sign_webhook(APP_SECRET, &bytes))
+            .body(bytes)
+            .send()
+            .await
+            .expect("webhook")
+            .status()
+            .as_u16()
+    }
+}
+
+fn campaign(id: &str, messaging_type: &str, text: &str, trigger: Value) -> Value {
+    json!({
+        "id": id, "page_id": PAGE, "messaging_type": messaging_type,
+        "message": {"text": text},
+        "delivery": {"window": if messaging_type == "RESPONSE" { "enforce" } else { "off" }},
+        "trigger": trigger,
+    })
+}
+
+fn event(external_id: &str, at: OffsetDateTime, order: &str) -> Value {
+    json!({"events": [{
+        "external_id": external_id, "name": "order_shipped",
+        "time": at.format(&Rfc3339).expect("time"),
+        "properties": {"order_id": order},
+    }]})
+}
+
+async fn scenario(database: Secret) {
+    let Some(rig) = Rig::new("test-actions", SimConfig::default()).await else {
+        return;
+    };
+    let worker = rig.spawn(rig.settings());
+    let dir = tempfile::tempdir().expect("dir");
+    let addr = free_addr();
+    let env = [
+        ("HERALD_DATABASE_URL", database.expose()),
+        ("HERALD_TOPOLOGY_PREFIX", rig.prefix.as_str()),
+        ("HERALD_APP_SECRET", APP_SECRET),
+        ("HERALD_VERIFY_TOKEN", "action-trigger-verify"),
+        ("HERALD_API_TOKEN", API_TOKEN),
+    ];
+    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
+    let process = herald(&env)
+        .args(["serve", "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start serve");
+    let serve = Serve {
+        url: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        _process: Running(process),
+    };
+    let ready = eventually(WAIT, || async {
+        let reply = serve
+            .client
+            .get(format!("{}/readyz", serve.url))
+            .send()
+            .await;
+        reply.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready, "herald serve never became ready");
+
+    let users = "external_id,messenger_id,first_name\nu1,601,Ana\nu2,602,Bo\n";
+    let imported = serve
+        .client
+        .post(format!("{}/users/import?page_id={PAGE}", serve.url))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "text/csv")
+        .body(users)
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(imported.status(), 200);
+    let welcome = campaign(
+        "welcome",
+        "RESPONSE",
+        "Welcome {{ first_name }}",
+        json!({"postback": "GET_STARTED"}),
+    );
+    let shipped = campaign(
+        "shipped",
+        "UPDATE",
+        "Order {{ trigger.order_id }} shipped",
+        json!({"event": "order_shipped", "delay": "5s", "once_per": "1h"}),
+    );
+    for (id, document) in [("welcome", &welcome), ("shipped", &shipped)] {
+        let put = serve
+            .call("PUT", &format!("/campaigns/{id}"), Some(document))
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text);
+    }
+    // A triggered campaign is not started as a run.
+    let run = serve.call("POST", "/campaigns/runs", Some(&shipped)).await;
+    assert_eq!(run.status, 422, "{}", run.text);
+    assert!(run.text.contains("[trigger]"), "{}", run.text);
+
+    // A postback, delivered twice by Meta: one message, with the stored profile.
+    let now_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).expect("now");
+    let postback = json!({"object": "page", "entry": [{"id": PAGE, "time": now_ms,
+        "messaging": [{"sender": {"id": "601"}, "recipient": {"id": PAGE}, "timestamp": now_ms,
+            "postback": {"mid": "m_get_started_1", "title": "Get Started",
+                "payload": "GET_STARTED"}}]}]});
+    assert_eq!(serve.webhook(&postback).await, 200);
+    assert_eq!(serve.webhook(&postback).await, 200);
+    let welcomed = eventually(WAIT, || async { !rig.sim.messages("601").is_empty() }).await;
+    assert!(welcomed, "the postback sent nothing");
+    assert_eq!(
+        rig.sim.messages("601")[0].body["message"]["text"],
+        "Welcome Ana"
+    );
+
+    // An event with a 5 s delay, the same call made twice: one message, not before 5 s.
+    let sent_at = OffsetDateTime::now_utc();
+    let first = event("u2", sent_at, "A-7");
+    for _ in 0..2 {
+        let tracked = serve.call("POST", "/users/track", Some(&first)).await;
+        assert_eq!(tracked.status, 200, "{}", tracked.text);
+    }
+    let sent_ms = i64::try_from(sent_at.unix_timestamp_nanos() / 1_000_000).expect("ms");
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    assert!(
+        rig.sim.messages("602").is_empty(),
+        "the delayed message came before its delay"
+    );
+    let shipped_sent = eventually(WAIT, || async { !rig.sim.messages("602").is_empty() }).await;
+    assert!(shipped_sent, "the delayed event never sent");
+    let message = &rig.sim.messages("602")[0];
+    assert_eq!(message.body["message"]["text"], "Order A-7 shipped");
+    assert!(
+        message.accepted_at_ms >= sent_ms + 5_000,
+        "sent {} ms after the event, before its 5 s delay",
+        message.accepted_at_ms - sent_ms
+    );
+
+    // Another order inside the hour: `once_per` sends nothing.
+    let second = event("u2", sent_at + time::Duration::seconds(1), "A-8");
+    let tracked = serve.call("POST", "/users/track", Some(&second)).await;
+    assert_eq!(tracked.status, 200, "{}", tracked.text);
+
+    // The days: both events fired, one published, one skipped by `once_per`.
+    let counted = eventually(WAIT, || async {
+        let days = serve.call("GET", "/campaigns/shipped/days", None).await;
+        let day = &days.json["days"][0];
+        day["fired"] == 2 && day["skipped"]["once_per"] == 1 && day["results"]["sent"] == 1
+    })
+    .await;
+    let days = serve.call("GET", "/campaigns/shipped/days", None).await;
+    assert!(counted, "{}", days.text);
+    let day = &days.json["days"][0];
+    assert_eq!(
+        (day["published"].as_u64(), day["pending"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(
+        day["run_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("shipped@"))
+    );
+    conform(&document(), "get", "/campaigns/{campaign_id}/days", &days);
+    let welcome_days = serve.call("GET", "/campaigns/welcome/days", None).await;
+    assert_eq!(
+        welcome_days.json["days"][0]["fired"], 1,
+        "{}",
+        welcome_days.text
+    );
+    assert_eq!(welcome_days.json["days"][0]["published"], 1);
+    let table = herald_ok(dir.path(), &env, &["campaign", "status", "shipped"]).await;
+    assert!(
+        table.contains("trigger: event \"order_shipped\""),
+        "{table}"
+    );
+    assert!(table.contains("once_per=1"), "{table}");
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(rig.sim.messages("601").len(), 1, "the postback sent twice");
+    assert_eq!(
+        rig.sim.messages("602").len(),
+        1,
+        "once_per or the repeated call sent twice"
+    );
+    worker.stop().await;
+    rig.cleanup().await;
+}
