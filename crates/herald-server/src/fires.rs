@@ -27,6 +27,11 @@ pub fn day_run_id(campaign_id: &str, received_at_ms: i64) -> String {
     format!("{campaign_id}@{day}")
 }
 
+/// Whether `run_id` is the day run of a triggered campaign (no other run id has an `@`).
+pub fn is_day_run(run_id: &str) -> bool {
+    run_id.contains('@')
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

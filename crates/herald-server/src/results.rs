@@ -10,12 +10,12 @@
 //! almost always means the run was started against another store (a `campaign send` whose
 //! `HERALD_DATABASE_URL` differs from serve's), and its `campaign status` would never move.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use herald_amqp::{AmqpSettings, Headers, Topology};
-use herald_core::{ControlMessage, DeliveryResult};
+use herald_core::{ControlMessage, DeliveryResult, ResultStatus};
 use herald_store::{Batch, Store, StoreError};
 use herald_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use tracing::warn;
 
 use crate::ConsumeError;
 use crate::consume::{self, Wiring};
+use crate::fires::is_day_run;
 use crate::freshness::InFlight;
 use crate::handler::Entry;
 use crate::handler::Handler;
@@ -97,6 +98,8 @@ pub(crate) struct Recorded {
     duplicates: u64,
     /// The batch's results, for the observer (empty without one).
     observed: Vec<DeliveryResult>,
+    /// Seconds from event to send of each new `sent` result of a triggered campaign.
+    trigger_latencies: Vec<f64>,
 }
 
 impl Handler for Results {
@@ -137,15 +140,33 @@ impl Handler for Results {
             new: Vec::with_capacity(new.len()),
             duplicates: 0,
             observed: Vec::new(),
+            trigger_latencies: Vec::new(),
         };
         if self.observer.is_some() {
             recorded.observed = items.iter().map(|entry| entry.item.clone()).collect();
         }
+        let mut triggered = Vec::new();
         for (entry, new) in items.iter().zip(new) {
             if new {
                 recorded.new.push(entry.item.status.as_str());
+                if entry.item.status == ResultStatus::Sent && is_day_run(&entry.item.run_id) {
+                    triggered.push(&entry.item);
+                }
             } else {
                 recorded.duplicates += 1;
+            }
+        }
+        if !triggered.is_empty() {
+            // From the event to Graph's acceptance, for the trigger latency metric.
+            let ids: Vec<&str> = triggered.iter().map(|r| r.job_id.as_str()).collect();
+            let received: HashMap<String, i64> =
+                batch.fire_received(&ids).await?.into_iter().collect();
+            for result in triggered {
+                if let Some(at_ms) = received.get(&result.job_id) {
+                    let finished_ms = result.finished_at.unix_timestamp_nanos() / 1_000_000;
+                    let seconds = (finished_ms - i128::from(*at_ms)) as f64 / 1000.0;
+                    recorded.trigger_latencies.push(seconds.max(0.0));
+                }
             }
         }
         Ok((Vec::new(), recorded))
@@ -163,6 +184,12 @@ impl Handler for Results {
                 .inc();
         }
         self.metrics.results_duplicates.inc_by(recorded.duplicates);
+        for seconds in recorded.trigger_latencies {
+            self.metrics
+                .trigger_latency
+                .with_label_values(&["sent"])
+                .observe(seconds);
+        }
         if let Some(observer) = &self.observer {
             for result in &recorded.observed {
                 observer(result);

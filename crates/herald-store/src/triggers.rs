@@ -193,6 +193,32 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// When Herald received the event behind each of `job_ids` (jobs of triggered
+    /// campaigns): (job id, epoch ms); ids of other jobs are left out.
+    pub async fn fire_received(
+        &mut self,
+        job_ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=job_ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT job_id, received_at_ms FROM trigger_fires WHERE job_id IN ({})",
+            placeholders.join(", ")
+        );
+        with_tx!(&mut self.tx, tx => {
+            let mut statement = sqlx::query_as(&sql);
+            for id in job_ids {
+                statement = statement.bind(*id);
+            }
+            statement.fetch_all(&mut **tx).await
+        })
+        .map_err(query("fire_received"))
+    }
+}
+
 impl Store {
     /// The campaigns (any page) that wait for `kind` with one of `keys`.
     pub async fn triggers_for(

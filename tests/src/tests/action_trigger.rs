@@ -5,8 +5,8 @@
 //! - a `/users/track` event fires a campaign with `delay = "5s"`: nothing before 5 s, then
 //!   the message, rendered with the event's properties; the same call made twice fires once;
 //! - `once_per = "1h"` stops a second event's send inside the hour;
-//! - the campaign's days (`GET /campaigns/{id}/days`, `herald campaign status ID`) count
-//!   what happened, and the answer matches the OpenAPI document.
+//! - the campaign's days (`GET /campaigns/{id}/days`, `herald campaign status ID`) and the
+//!   trigger metrics count what happened, and the answer matches the OpenAPI document.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -249,6 +249,29 @@ async fn scenario(database: Secret) {
         "{table}"
     );
     assert!(table.contains("once_per=1"), "{table}");
+
+    // The metrics: fires by kind, skips by reason, the latency to enqueue and to send.
+    let metrics = serve
+        .client
+        .get(format!("{}/metrics", serve.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "herald_trigger_fired_total{kind=\"postback\"} 1",
+        "herald_trigger_fired_total{kind=\"event\"} 2",
+        "herald_trigger_skipped_total{reason=\"once_per\"} 1",
+        "herald_trigger_skipped_total{reason=\"duplicate\"} 1",
+        "herald_trigger_enqueued_total 2",
+        "herald_trigger_latency_seconds_count{stage=\"enqueued\"} 2",
+        "herald_trigger_latency_seconds_count{stage=\"sent\"} 2",
+        "herald_trigger_pending 0",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
 
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(rig.sim.messages("601").len(), 1, "the postback sent twice");
