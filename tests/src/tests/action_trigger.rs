@@ -1,7 +1,9 @@
 //! Action-based campaigns through a real `herald serve` process on each store (SQLite, then
 //! PostgreSQL), with RabbitMQ, a worker and the simulator:
 //! - a postback payload in a signed webhook fires its campaign once, though Meta delivers the
-//!   webhook twice, rendered with the person's stored profile;
+//!   webhook twice, rendered with the person's stored profile; a quick reply's payload, a
+//!   keyword in a message (any case, a whole word: "menus" is not "menu") and an m.me link's
+//!   `ref` fire theirs;
 //! - a `/users/track` event fires a campaign with `delay = "5s"`: nothing before 5 s, then
 //!   the message, rendered with the event's properties; the same call made twice fires once;
 //! - `once_per = "1h"` stops a second event's send inside the hour;
@@ -138,7 +140,8 @@ async fn scenario(database: Secret) {
     .await;
     assert!(ready, "herald serve never became ready");
 
-    let users = "external_id,messenger_id,first_name\nu1,601,Ana\nu2,602,Bo\n";
+    let users = "external_id,messenger_id,first_name\nu1,601,Ana\nu2,602,Bo\nu3,603,Cy\n\
+                 u4,604,Di\nu5,605,Ed\n";
     let imported = serve
         .client
         .post(format!("{}/users/import?page_id={PAGE}", serve.url))
@@ -161,7 +164,26 @@ async fn scenario(database: Secret) {
         "Order {{ trigger.order_id }} shipped",
         json!({"event": "order_shipped", "delay": "5s", "once_per": "1h"}),
     );
-    for (id, document) in [("welcome", &welcome), ("shipped", &shipped)] {
+    let yes = campaign(
+        "yes",
+        "RESPONSE",
+        "Yes, {{ first_name }}",
+        json!({"quick_reply": "YES"}),
+    );
+    let menu = campaign("menu", "RESPONSE", "The menu", json!({"keyword": "Menu"}));
+    let summer = campaign(
+        "summer",
+        "RESPONSE",
+        "Summer sale",
+        json!({"ref": "summer-26"}),
+    );
+    for (id, document) in [
+        ("welcome", &welcome),
+        ("shipped", &shipped),
+        ("yes", &yes),
+        ("menu", &menu),
+        ("summer", &summer),
+    ] {
         let put = serve
             .call("PUT", &format!("/campaigns/{id}"), Some(document))
             .await;
@@ -187,6 +209,32 @@ async fn scenario(database: Secret) {
         rig.sim.messages("601")[0].body["message"]["text"],
         "Welcome Ana"
     );
+
+    // A quick reply, a keyword inside a message, an m.me link's ref: each its campaign, once.
+    let item = |psid: &str, key: &str, value: Value| json!({"sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": now_ms, key: value});
+    let actions = json!({"object": "page", "entry": [{"id": PAGE, "time": now_ms, "messaging": [
+        item("603", "message", json!({"mid": "m_yes", "text": "Yes",
+            "quick_reply": {"payload": "YES"}})),
+        item("604", "message", json!({"mid": "m_menu", "text": "show me the MENU, please"})),
+        item("605", "referral", json!({"ref": "summer-26", "source": "SHORTLINK",
+            "type": "OPEN_THREAD"})),
+        item("602", "message", json!({"mid": "m_menus", "text": "menus?"})),
+    ]}]});
+    assert_eq!(serve.webhook(&actions).await, 200);
+    let answered = eventually(WAIT, || async {
+        ["603", "604", "605"]
+            .iter()
+            .all(|psid| !rig.sim.messages(psid).is_empty())
+    })
+    .await;
+    assert!(answered, "a quick reply, keyword or ref sent nothing");
+    for (psid, text) in [
+        ("603", "Yes, Cy"),
+        ("604", "The menu"),
+        ("605", "Summer sale"),
+    ] {
+        assert_eq!(rig.sim.messages(psid)[0].body["message"]["text"], text);
+    }
 
     // An event with a 5 s delay, the same call made twice: one message, not before 5 s.
     let sent_at = OffsetDateTime::now_utc();
@@ -263,11 +311,14 @@ async fn scenario(database: Secret) {
     for line in [
         "herald_trigger_fired_total{kind=\"postback\"} 1",
         "herald_trigger_fired_total{kind=\"event\"} 2",
+        "herald_trigger_fired_total{kind=\"quick_reply\"} 1",
+        "herald_trigger_fired_total{kind=\"keyword\"} 1",
+        "herald_trigger_fired_total{kind=\"ref\"} 1",
         "herald_trigger_skipped_total{reason=\"once_per\"} 1",
         "herald_trigger_skipped_total{reason=\"duplicate\"} 1",
-        "herald_trigger_enqueued_total 2",
-        "herald_trigger_latency_seconds_count{stage=\"enqueued\"} 2",
-        "herald_trigger_latency_seconds_count{stage=\"sent\"} 2",
+        "herald_trigger_enqueued_total 5",
+        "herald_trigger_latency_seconds_count{stage=\"enqueued\"} 5",
+        "herald_trigger_latency_seconds_count{stage=\"sent\"} 5",
         "herald_trigger_pending 0",
     ] {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
@@ -280,6 +331,9 @@ async fn scenario(database: Secret) {
         1,
         "once_per or the repeated call sent twice"
     );
+    for psid in ["603", "604", "605"] {
+        assert_eq!(rig.sim.messages(psid).len(), 1, "{psid} was sent twice");
+    }
     worker.stop().await;
     rig.cleanup().await;
 }
