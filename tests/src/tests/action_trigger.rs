@@ -1,5 +1,8 @@
-//! Action-based campaigns through a real `herald serve` process on each store (SQLite, then
+//! Triggered campaigns through a real `herald serve` process on each store (SQLite, then
 //! PostgreSQL), with RabbitMQ, a worker and the simulator:
+//! - an API trigger for three recipients, one unknown to the store, sends two messages with
+//!   their trigger properties and skips the third; the same call with its `Idempotency-Key`
+//!   sends nothing more;
 //! - a postback payload in a signed webhook fires its campaign once, though Meta delivers the
 //!   webhook twice, rendered with the person's stored profile; a quick reply's payload, a
 //!   keyword in a message (any case, a whole word: "menus" is not "menu") and an m.me link's
@@ -30,7 +33,7 @@ const API_TOKEN: &str = "action-trigger-api-token-0123456789abc";
 const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
-async fn postbacks_and_events_fire_their_campaigns_once_on_both_stores() {
+async fn api_triggers_postbacks_and_events_send_once_on_both_stores() {
     if broker().await.is_none() {
         return;
     }
@@ -141,7 +144,7 @@ async fn scenario(database: Secret) {
     assert!(ready, "herald serve never became ready");
 
     let users = "external_id,messenger_id,first_name\nu1,601,Ana\nu2,602,Bo\nu3,603,Cy\n\
-                 u4,604,Di\nu5,605,Ed\n";
+                 u4,604,Di\nu5,605,Ed\nu6,606,Fa\nu7,607,Gus\n";
     let imported = serve
         .client
         .post(format!("{}/users/import?page_id={PAGE}", serve.url))
@@ -177,7 +180,11 @@ async fn scenario(database: Secret) {
         "Summer sale",
         json!({"ref": "summer-26"}),
     );
+    let receipt = json!({"id": "receipt", "page_id": PAGE, "messaging_type": "UPDATE",
+        "message": {"text": "{{ first_name }}, receipt {{ trigger.order_id }}"},
+        "delivery": {"window": "off"}});
     for (id, document) in [
+        ("receipt", &receipt),
         ("welcome", &welcome),
         ("shipped", &shipped),
         ("yes", &yes),
@@ -193,6 +200,44 @@ async fn scenario(database: Secret) {
     let run = serve.call("POST", "/campaigns/runs", Some(&shipped)).await;
     assert_eq!(run.status, 422, "{}", run.text);
     assert!(run.text.contains("[trigger]"), "{}", run.text);
+
+    // An API trigger for three recipients, one unknown: two messages with their properties and
+    // one `skipped`; the same call with its key again publishes nothing.
+    let recipients = json!({"recipients": [
+        {"external_user_id": "u6", "trigger_properties": {"order_id": "R-6"}},
+        {"external_user_id": "u7", "trigger_properties": {"order_id": "R-7"}},
+        {"external_user_id": "nobody", "trigger_properties": {"order_id": "R-0"}},
+    ]});
+    let mut dispatch = Value::Null;
+    for expected in [201, 200] {
+        let answer = serve
+            .client
+            .post(format!("{}/campaigns/receipt/trigger", serve.url))
+            .bearer_auth(API_TOKEN)
+            .header("idempotency-key", "receipts-1")
+            .json(&recipients)
+            .send()
+            .await
+            .expect("trigger");
+        assert_eq!(answer.status().as_u16(), expected);
+        let body: Value = answer.json().await.expect("dispatch");
+        if expected == 201 {
+            assert_eq!(body["published"], 2, "{body}");
+            assert_eq!(body["skipped"]["blank_psid"], 1, "{body}");
+            dispatch = body;
+        } else {
+            assert_eq!(body["dispatch_id"], dispatch["dispatch_id"], "{body}");
+            assert_eq!(body["published"], 0, "{body}");
+        }
+    }
+    let receipts = eventually(WAIT, || async {
+        !rig.sim.messages("606").is_empty() && !rig.sim.messages("607").is_empty()
+    })
+    .await;
+    assert!(receipts, "the API trigger sent nothing");
+    for (psid, text) in [("606", "Fa, receipt R-6"), ("607", "Gus, receipt R-7")] {
+        assert_eq!(rig.sim.messages(psid)[0].body["message"]["text"], text);
+    }
 
     // A postback, delivered twice by Meta: one message, with the stored profile.
     let now_ms =
@@ -331,7 +376,7 @@ async fn scenario(database: Secret) {
         1,
         "once_per or the repeated call sent twice"
     );
-    for psid in ["603", "604", "605"] {
+    for psid in ["603", "604", "605", "606", "607"] {
         assert_eq!(rig.sim.messages(psid).len(), 1, "{psid} was sent twice");
     }
     worker.stop().await;
