@@ -331,32 +331,19 @@ impl Store {
     }
 
     /// Records how `fires` ended and adds their jobs and skips to their runs' records, in one
-    /// transaction.
+    /// transaction. A fire settled already (a retry) is left alone and counted once.
     pub async fn settle_fires(&self, fires: &[SettledFire]) -> Result<(), StoreError> {
         if fires.is_empty() {
             return Ok(());
         }
         let now = now_ms();
-        let mut runs: BTreeMap<&str, (i64, BTreeMap<String, u64>)> = BTreeMap::new();
-        for fire in fires {
-            let Some(run_id) = fire.run_id.as_deref() else {
-                continue;
-            };
-            let run = runs.entry(run_id).or_default();
-            match (fire.state, &fire.reason, &fire.job_id) {
-                ("published", _, _) => run.0 += 1,
-                ("skipped", Some(reason), Some(_)) => {
-                    *run.1.entry(reason.clone()).or_default() += 1;
-                }
-                _ => {}
-            }
-        }
         let mut batch = self.batch().await?;
         let sql = "UPDATE trigger_fires SET state = $3, reason = $4, run_id = $5, job_id = $6, \
                    settled_at_ms = $7, claimed_until_ms = NULL \
                    WHERE campaign_id = $1 AND event_key = $2 AND state = 'pending'";
+        let mut runs: BTreeMap<&str, (i64, BTreeMap<String, u64>)> = BTreeMap::new();
         for fire in fires {
-            with_tx!(&mut batch.tx, tx => {
+            let changed = with_tx!(&mut batch.tx, tx => {
                 sqlx::query(sql)
                     .bind(&fire.campaign_id)
                     .bind(&fire.event_key)
@@ -367,9 +354,20 @@ impl Store {
                     .bind(now)
                     .execute(&mut **tx)
                     .await
-                    .map(|_| ())
+                    .map(|done| done.rows_affected())
             })
             .map_err(query("settle_fires"))?;
+            let Some(run_id) = fire.run_id.as_deref().filter(|_| changed > 0) else {
+                continue;
+            };
+            let run = runs.entry(run_id).or_default();
+            match (fire.state, &fire.reason, &fire.job_id) {
+                ("published", _, _) => run.0 += 1,
+                ("skipped", Some(reason), Some(_)) => {
+                    *run.1.entry(reason.clone()).or_default() += 1;
+                }
+                _ => {}
+            }
         }
         let lock = match self.backend() {
             crate::Backend::Postgres => " FOR UPDATE",

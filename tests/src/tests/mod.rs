@@ -42,6 +42,7 @@ mod store_deliveries;
 mod store_runs;
 mod store_timeout;
 mod store_tls;
+mod store_triggers;
 mod story;
 mod trigger;
 mod url_secrets;
