@@ -111,6 +111,65 @@ impl Store {
             .collect())
     }
 
+    /// What one person (`psid` on `page_id`, known as `external_id`) received since `since_ms`
+    /// or has reserved: `sent` results to the PSID plus reservations of theirs whose job has no
+    /// result yet. For a single send (a triggered campaign), where `cap_counts` would read the
+    /// whole page.
+    pub async fn user_cap_count(
+        &self,
+        page_id: &str,
+        psid: &str,
+        external_id: &str,
+        since_ms: i64,
+    ) -> Result<u32, StoreError> {
+        let sql = "SELECT CAST(COUNT(*) AS BIGINT) FROM ( \
+                SELECT job_id FROM deliveries \
+                WHERE page_id = $1 AND psid = $2 AND sent_at_ms >= $3 AND status = 'sent' \
+              UNION \
+                SELECT r.job_id FROM cap_reservations r \
+                WHERE r.page_id = $1 AND r.reserved_at_ms >= $3 AND r.external_id = $4 \
+                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = r.job_id) \
+            ) AS received";
+        let count: i64 = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql)
+                .bind(page_id)
+                .bind(psid)
+                .bind(since_ms)
+                .bind(external_id)
+                .fetch_one(pool)
+                .await
+        })
+        .map_err(query("user_cap_count"))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// Records one job's reservation under its own id (a triggered campaign's job id names its
+    /// event); a reservation already there stays as it was.
+    pub async fn reserve_cap_job(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        page_id: &str,
+        external_id: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO cap_reservations \
+                   (job_id, run_id, page_id, external_id, reserved_at_ms) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO NOTHING";
+        with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(job_id)
+                .bind(run_id)
+                .bind(page_id)
+                .bind(external_id)
+                .bind(at_ms)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(query("reserve_cap_job"))
+    }
+
     /// Takes the frequency-cap claim on `page_id` for `run_id` for `lease` (renew it by
     /// claiming again); false while another run holds it.
     pub async fn claim_cap(

@@ -6,7 +6,7 @@
 //! - a postback payload in a signed webhook fires its campaign once, though Meta delivers the
 //!   webhook twice, rendered with the person's stored profile; a quick reply's payload, a
 //!   keyword in a message (any case, a whole word: "menus" is not "menu") and an m.me link's
-//!   `ref` fire theirs;
+//!   `ref` fire theirs; a frequency cap stops the keyword's second send;
 //! - a `/users/track` event fires a campaign with `delay = "5s"`: nothing before 5 s, then
 //!   the message, rendered with the event's properties; the same call made twice fires once;
 //! - `once_per = "1h"` stops a second event's send inside the hour;
@@ -173,7 +173,14 @@ async fn scenario(database: Secret) {
         "Yes, {{ first_name }}",
         json!({"quick_reply": "YES"}),
     );
-    let menu = campaign("menu", "RESPONSE", "The menu", json!({"keyword": "Menu"}));
+    // Every time (`once_per = "0s"`), but at most once a day by its frequency cap.
+    let mut menu = campaign(
+        "menu",
+        "RESPONSE",
+        "The menu",
+        json!({"keyword": "Menu", "once_per": "0s"}),
+    );
+    menu["delivery"]["frequency_cap"] = json!({"max": 1, "per": "24h"});
     let summer = campaign(
         "summer",
         "RESPONSE",
@@ -280,6 +287,19 @@ async fn scenario(database: Secret) {
     ] {
         assert_eq!(rig.sim.messages(psid)[0].body["message"]["text"], text);
     }
+    // The keyword again: its frequency cap skips it.
+    let again = json!({"object": "page", "entry": [{"id": PAGE, "time": now_ms, "messaging": [
+        item("604", "message", json!({"mid": "m_menu_2", "text": "menu"})),
+    ]}]});
+    assert_eq!(serve.webhook(&again).await, 200);
+    let capped = eventually(WAIT, || async {
+        let days = serve.call("GET", "/campaigns/menu/days", None).await;
+        days.json["days"][0]["skipped"]["frequency_cap"] == 1
+    })
+    .await;
+    let menu_days = serve.call("GET", "/campaigns/menu/days", None).await;
+    assert!(capped, "{}", menu_days.text);
+    assert_eq!(menu_days.json["days"][0]["fired"], 2, "{}", menu_days.text);
 
     // An event with a 5 s delay, the same call made twice: one message, not before 5 s.
     let sent_at = OffsetDateTime::now_utc();
@@ -357,7 +377,8 @@ async fn scenario(database: Secret) {
         "herald_trigger_fired_total{kind=\"postback\"} 1",
         "herald_trigger_fired_total{kind=\"event\"} 2",
         "herald_trigger_fired_total{kind=\"quick_reply\"} 1",
-        "herald_trigger_fired_total{kind=\"keyword\"} 1",
+        "herald_trigger_fired_total{kind=\"keyword\"} 2",
+        "herald_trigger_skipped_total{reason=\"frequency_cap\"} 1",
         "herald_trigger_fired_total{kind=\"ref\"} 1",
         "herald_trigger_skipped_total{reason=\"once_per\"} 1",
         "herald_trigger_skipped_total{reason=\"duplicate\"} 1",

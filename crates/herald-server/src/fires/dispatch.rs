@@ -9,8 +9,9 @@
 //! event, by PSID for a webhook action; unknown means no PSID, a `blank_psid` skip); the
 //! event's properties as the attribute `trigger`; the segment's filters on the profile now (a
 //! miss settles the fire `filtered`, no result); the producer's `Planner` (window, opt-out,
-//! render, Meta's limits, `delay`); then `once_per`, checked and taken in one statement
-//! (`Store::mark_trigger_send`) just before publishing, so two serves never both send.
+//! render, Meta's limits, the campaign's frequency cap counted for this person, `delay`);
+//! then `once_per`, checked and taken in one statement (`Store::mark_trigger_send`) just
+//! before publishing, so two serves never both send.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use herald_amqp::{
 };
 use herald_core::campaign::{Campaign, Trigger};
 use herald_core::clock::now_ms;
+use herald_core::duration::format_duration;
 use herald_core::{SendJob, User};
-use herald_producer::plan::{Planned, Planner};
+use herald_producer::plan::{CapCounts, Planned, Planner};
 use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError};
 use herald_telemetry::Metrics;
 use sha2::{Digest, Sha256};
@@ -203,8 +205,11 @@ impl Dispatcher {
         if !campaign.matches(&user, now) {
             return Ok(Outcome::Settle("filtered", None));
         }
+        let caps = self.caps(&campaign, &user).await?;
         let mut planner =
-            Planner::for_fire(&campaign, run_id, fire_key(&fire.event_key), trigger.delay);
+            Planner::for_fire(&campaign, run_id, fire_key(&fire.event_key), trigger.delay)
+                .with_caps(caps);
+        let capped = planner.capped();
         match planner.plan(&user, now) {
             None => Ok(Outcome::Settle("filtered", None)),
             Some(Planned::Skip { result, reason }) => Ok(Outcome::Skip(result, reason)),
@@ -217,13 +222,43 @@ impl Dispatcher {
                 let granted = store
                     .mark_trigger_send(&fire.campaign_id, &user.external_id, &fire.event_key, since)
                     .await?;
-                Ok(if granted {
-                    Outcome::Job(job)
-                } else {
-                    Outcome::Settle("skipped", Some("once_per"))
-                })
+                if !granted {
+                    return Ok(Outcome::Settle("skipped", Some("once_per")));
+                }
+                if capped {
+                    let (job_id, run_id) = (&job.job_id, &job.run_id);
+                    store
+                        .reserve_cap_job(job_id, run_id, &fire.page_id, &user.external_id, now_ms())
+                        .await?;
+                }
+                Ok(Outcome::Job(job))
             }
         }
+    }
+
+    /// What `user` already received from the page in the campaign's frequency-cap period,
+    /// when the campaign has a cap. Counted for this one person without the page claim a
+    /// capped run takes: two capped sends to one person at the same moment may both pass.
+    async fn caps(
+        &self,
+        campaign: &Campaign,
+        user: &User,
+    ) -> Result<Option<CapCounts>, DispatchError> {
+        let (Some(cap), Some(psid)) = (campaign.delivery().frequency_cap, &user.messenger_id)
+        else {
+            return Ok(None);
+        };
+        let since = now_ms().saturating_sub(millis(cap.per));
+        let received = self
+            .settings
+            .store
+            .user_cap_count(campaign.page_id(), psid, &user.external_id, since)
+            .await?;
+        Ok(Some(CapCounts {
+            max: cap.max,
+            per: format_duration(cap.per),
+            counts: [(user.external_id.clone(), received)].into(),
+        }))
     }
 
     /// Publishes every job and result of the batch and waits for the broker's confirms.
