@@ -14,6 +14,7 @@ mod link;
 pub mod plan;
 pub mod run;
 pub mod segment;
+mod shared;
 mod source;
 mod spec;
 
@@ -24,5 +25,6 @@ pub use run::{CHECKPOINT_EVERY_ROWS, Run};
 pub use segment::{
     MAX_LINE_BYTES, ReadError, Row, RowError, SegmentError, SegmentFormat, SegmentReader,
 };
+pub use shared::SharedLink;
 pub use source::Progress;
 pub use spec::{ProducerError, SegmentInput, SendSpec};

@@ -4,15 +4,14 @@
 //! counts; this file only gets messages to the broker and reports their fate.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
-use herald_amqp::{
-    AmqpError, Connection, Headers, PRIORITY_ROUTING_KEY, PendingConfirm, Publisher,
-    SEND_ROUTING_KEY, connect,
-};
+use herald_amqp::{AmqpError, Headers, PRIORITY_ROUTING_KEY, PendingConfirm, SEND_ROUTING_KEY};
 use herald_core::campaign::Priority;
 use tracing::warn;
 
+use crate::shared::Connected;
 use crate::spec::{ProducerError, SendSpec};
 
 /// Reconnection attempts after a lost connection (each `connect` retries with backoff itself).
@@ -101,22 +100,31 @@ impl Message {
     }
 }
 
-/// The connection and publisher, rebuilt after a loss.
+/// The connection and publisher of a run (its own, or the process's `SharedLink`), rebuilt
+/// after a loss.
 pub(crate) struct Link {
-    connection: Connection,
-    publisher: Publisher,
+    connected: Arc<Connected>,
+    shared: bool,
     jobs_exchange: String,
     results_exchange: String,
 }
 
 impl Link {
     pub(crate) async fn open(spec: &SendSpec) -> Result<Self, AmqpError> {
-        let connection = connect(&spec.amqp).await?;
-        spec.topology.declare(&connection).await?;
-        let publisher = Publisher::open(&connection, spec.amqp.confirm_window).await?;
+        Self::reopen(spec, None).await
+    }
+
+    async fn reopen(spec: &SendSpec, stale: Option<&Arc<Connected>>) -> Result<Self, AmqpError> {
+        let (connected, shared) = match &spec.shared_link {
+            Some(link) => (link.get(&spec.amqp, &spec.topology, stale).await?, true),
+            None => {
+                let connected = Connected::open(&spec.amqp, &spec.topology).await?;
+                (Arc::new(connected), false)
+            }
+        };
         Ok(Self {
-            connection,
-            publisher,
+            connected,
+            shared,
             jobs_exchange: spec.topology.jobs_exchange(),
             results_exchange: spec.topology.results_exchange(),
         })
@@ -137,6 +145,7 @@ impl Link {
             headers = headers.with_high_priority();
         }
         let pending = self
+            .connected
             .publisher
             .publish(exchange, &message.routing_key, &message.body, headers)
             .await?;
@@ -158,7 +167,7 @@ impl Link {
         let mut last = cause;
         for attempt in 1..=RECONNECTS {
             warn!(attempt, error = %last, "Broker connection lost; reconnecting to republish the unconfirmed tail.");
-            match Self::open(spec).await {
+            match Self::reopen(spec, Some(&self.connected)).await {
                 Ok(link) => {
                     *self = link;
                     match self.republish(tracked).await {
@@ -186,9 +195,15 @@ impl Link {
         Ok(())
     }
 
+    /// Closes the run's own connection; a shared one stays open for the next run.
     pub(crate) async fn close(self) {
-        let _ = self.publisher.close().await;
-        let _ = self.connection.close().await;
+        if self.shared {
+            return;
+        }
+        if let Ok(connected) = Arc::try_unwrap(self.connected) {
+            let _ = connected.publisher.close().await;
+            let _ = connected.connection.close().await;
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct SendSpec {
     pub topology: Topology,
     /// Where run records live (and the users, for a store segment).
     pub store: Store,
+    /// Publish on this process-wide connection instead of opening one for the run.
+    pub shared_link: Option<std::sync::Arc<crate::shared::SharedLink>>,
 }
 
 /// Why a run stopped before the end of its segment.

@@ -23,6 +23,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use herald_core::Secret;
 use herald_core::signed_ref::RefKeys;
+use herald_producer::SharedLink;
 use herald_store::Store;
 use herald_telemetry::{Health, Metrics};
 use tokio::net::TcpListener;
@@ -118,11 +119,20 @@ pub fn router(
     metrics: Metrics,
     health: Health,
     freshness: Freshness,
-    fires: Arc<Notify>,
+    shared: Shared,
 ) -> Router {
     webhook::router(settings.webhook.clone(), events, metrics.clone()).merge(admin_router(
-        settings, runs, metrics, health, freshness, fires,
+        settings, runs, metrics, health, freshness, shared,
     ))
+}
+
+/// What the admin API shares with the rest of the process.
+#[derive(Clone)]
+pub struct Shared {
+    /// Wakes the dispatcher of triggered campaigns.
+    pub fires: Arc<Notify>,
+    /// The connection API triggers publish on.
+    pub trigger_link: Arc<SharedLink>,
 }
 
 /// The public address when the admin API has its own: the webhook, `/healthz` and `/readyz`.
@@ -144,10 +154,11 @@ fn admin_router(
     metrics: Metrics,
     health: Health,
     freshness: Freshness,
-    fires: Arc<Notify>,
+    shared: Shared,
 ) -> Router {
     let api = api::router(ApiConfig {
-        fires,
+        fires: shared.fires,
+        trigger_link: shared.trigger_link,
         metrics: metrics.clone(),
         token: settings.api_token.clone(),
         ledger_token: settings.ledger_token.clone(),
@@ -224,6 +235,10 @@ pub async fn serve(
     let runs = RunTasks::new();
     // Woken when this process records fires of triggered campaigns (ingest, /users/track).
     let fires = Arc::new(Notify::new());
+    let shared = Shared {
+        fires: fires.clone(),
+        trigger_link: Arc::new(SharedLink::new()),
+    };
     let (app, admin) = match listeners.admin {
         None => {
             let app = router(
@@ -233,7 +248,7 @@ pub async fn serve(
                 metrics.clone(),
                 health.clone(),
                 freshness.clone(),
-                fires.clone(),
+                shared.clone(),
             );
             (app, None)
         }
@@ -245,7 +260,7 @@ pub async fn serve(
                 metrics.clone(),
                 health.clone(),
                 freshness.clone(),
-                fires.clone(),
+                shared.clone(),
             );
             (public, Some((admin, routes)))
         }
@@ -337,6 +352,7 @@ pub async fn serve(
         info!(runs = runs.running(), "Stopping runs still publishing.");
     }
     runs.shutdown().await;
+    shared.trigger_link.close().await;
     settings.store.close().await;
     if let Err(error) = http_result {
         return Err(ServeError::Http(error));

@@ -168,6 +168,7 @@ async fn messy_segment(campaign: &str, prefix: &str) {
         amqp: amqp.clone(),
         topology: topology.clone(),
         store,
+        shared_link: None,
     };
     let run = Run::prepare(spec).await.expect("prepare");
     let run_id = run.run_id().to_owned();

@@ -84,6 +84,7 @@ impl Fixture {
             amqp: self.settings.clone(),
             topology: self.topology.clone(),
             store: self.store.clone(),
+            shared_link: None,
         }
     }
 

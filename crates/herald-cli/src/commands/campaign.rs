@@ -105,6 +105,7 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         amqp: amqp_settings(config),
         topology,
         store: store.clone(),
+        shared_link: None,
     };
     let run = match Run::prepare(spec).await {
         Ok(run) => run,

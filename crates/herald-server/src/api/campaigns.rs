@@ -84,6 +84,7 @@ pub(crate) async fn trigger(
         store: &api.store,
         broker: &api.broker,
         rates: &api.page_rates,
+        link: &api.trigger_link,
     };
     let dispatch = trigger::trigger(&at, &campaign_id, &request, key.as_deref()).await?;
     let status = if dispatch.existing {

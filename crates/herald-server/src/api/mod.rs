@@ -78,6 +78,8 @@ pub struct ApiConfig {
     pub fires: std::sync::Arc<tokio::sync::Notify>,
     /// The process's metrics (fires counted by `/users/track`).
     pub metrics: herald_telemetry::Metrics,
+    /// The connection API triggers publish on, shared by their runs.
+    pub trigger_link: std::sync::Arc<herald_producer::SharedLink>,
 }
 
 /// One admin API route: its method, path, handler and body limit.

@@ -191,6 +191,7 @@ pub async fn start(
         amqp: broker.amqp.clone(),
         topology: broker.topology.clone(),
         store: store.clone(),
+        shared_link: None,
     };
     let campaign_id = spec.campaign.id().to_owned();
     let run = match Run::prepare(spec).await {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use herald_core::campaign::Priority;
 use herald_core::rates::PageRates;
 use herald_core::{User, validate_id};
-use herald_producer::{LaunchCheck, Progress, Run, SegmentInput, SendSpec};
+use herald_producer::{LaunchCheck, Progress, Run, SegmentInput, SendSpec, SharedLink};
 use herald_store::Store;
 use serde::Serialize;
 use serde_json::Value;
@@ -75,6 +75,9 @@ pub struct Trigger<'a> {
     pub store: &'a Store,
     pub broker: &'a Broker,
     pub rates: &'a PageRates,
+    /// The serve's connection for triggers: each call is a small run, and opening a connection
+    /// and declaring the topology per call cost more than its 50 jobs.
+    pub link: &'a Arc<SharedLink>,
 }
 
 /// Sends the stored campaign `campaign_id` to the recipients of `body` (its raw bytes are what
@@ -202,6 +205,7 @@ async fn dispatch(
         amqp: at.broker.amqp.clone(),
         topology: at.broker.topology.clone(),
         store: at.store.clone(),
+        shared_link: Some(at.link.clone()),
     };
     let run = Run::prepare(spec).await.map_err(producer)?;
     let run_id = run.run_id().to_owned();

@@ -104,6 +104,7 @@ pub(crate) async fn deliver(
         amqp: job.amqp.clone(),
         topology: job.topology.clone(),
         store: job.store.clone(),
+        shared_link: None,
     };
     let run = Run::prepare(spec).await.map_err(Failed::Producer)?;
     let run_id = run.run_id().to_owned();
