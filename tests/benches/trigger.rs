@@ -10,8 +10,13 @@
 //!    answer comes after the broker confirmed its jobs, so recipients/s here is recipients to
 //!    confirmed jobs, each read from the store with their profile and rendered.
 //!
+//! 3. **events**: the same clients send `/users/track` calls of 50 events, one per user, each
+//!    firing a stored campaign with a `[trigger]`; timed until serve's
+//!    `herald_trigger_enqueued_total` shows every event's job confirmed.
+//!
 //! The producer's row is the baseline: a trigger does per call what the producer does once per
-//! run (a run record, a store read, a confirm wait), so the ratio says what that costs.
+//! run (a run record, a store read, a confirm wait), and a fire does per person what a run does
+//! per row plus its own store round trips (record, claim, once_per, settle).
 #![allow(clippy::print_stdout)] // The report is the output.
 
 use std::process::{Command, Stdio};
@@ -47,6 +52,11 @@ fn main() {
          [segment]\nfile = \"users.csv\"\n[delivery]\nwindow = \"off\"\n"
     );
     std::fs::write(dir.path().join("campaign.toml"), &campaign).expect("campaign");
+    let event_campaign = format!(
+        "id = \"bench-event\"\npage_id = \"{PAGE}\"\nmessaging_type = \"UPDATE\"\n\
+         [message]\ntext = \"Hi {{{{ first_name }}}}, order {{{{ trigger.order_id }}}}\"\n\
+         [delivery]\nwindow = \"off\"\n[trigger]\nevent = \"bench_event\"\n"
+    );
     let database = format!("sqlite://{}", dir.path().join("herald.db").display());
     let prefix = format!("bench-trigger-{}", std::process::id());
     let env = [
@@ -83,7 +93,7 @@ fn main() {
         .expect("serve");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let base = format!("http://{addr}");
-    let trigger = runtime.block_on(async {
+    let (trigger, fired) = runtime.block_on(async {
         let client = reqwest::Client::new();
         let up = herald_tests::eventually(Duration::from_secs(30), || async {
             client
@@ -107,49 +117,82 @@ fn main() {
             "{}",
             saved.text().await.unwrap_or_default()
         );
-        let calls: Vec<Vec<usize>> = (0..users)
+        let chunks: Vec<Vec<usize>> = (0..users)
             .collect::<Vec<_>>()
             .chunks(PER_CALL)
             .map(<[usize]>::to_vec)
             .collect();
-        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let calls = std::sync::Arc::new(calls);
+        let triggers: Vec<serde_json::Value> = chunks
+            .iter()
+            .map(|call| {
+                let recipients: Vec<_> = call
+                    .iter()
+                    .map(|n| {
+                        json!({"external_user_id": format!("u{n}"),
+                        "trigger_properties": {"order_id": format!("o{n}")}})
+                    })
+                    .collect();
+                json!({ "recipients": recipients })
+            })
+            .collect();
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (client, base, next, calls) =
-                (client.clone(), base.clone(), next.clone(), calls.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(call) = calls.get(index) else { return };
-                    let recipients: Vec<_> = call
-                        .iter()
-                        .map(|n| {
-                            json!({"external_user_id": format!("u{n}"),
-                            "trigger_properties": {"order_id": format!("o{n}")}})
-                        })
-                        .collect();
-                    let reply = client
-                        .post(format!("{base}/campaigns/bench-trigger/trigger"))
-                        .bearer_auth(TOKEN)
-                        .json(&json!({ "recipients": recipients }))
-                        .send()
-                        .await
-                        .expect("trigger");
-                    assert_eq!(
-                        reply.status().as_u16(),
-                        201,
-                        "{}",
-                        reply.text().await.unwrap_or_default()
-                    );
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.expect("client");
-        }
-        started.elapsed()
+        let path = format!("{base}/campaigns/bench-trigger/trigger");
+        hammer(&client, &path, triggers, clients, 201).await;
+        let trigger = started.elapsed();
+
+        // Action-based: one event per user to /users/track, each firing a stored campaign.
+        let saved = client
+            .put(format!("{base}/campaigns/bench-event"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/toml")
+            .body(event_campaign.clone())
+            .send()
+            .await
+            .expect("put");
+        assert!(saved.status().is_success());
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time");
+        let events: Vec<serde_json::Value> = chunks
+            .iter()
+            .map(|call| {
+                let events: Vec<_> = call
+                    .iter()
+                    .map(|n| {
+                        json!({"external_id": format!("u{n}"), "name": "bench_event",
+                        "time": at, "properties": {"order_id": format!("o{n}")}})
+                    })
+                    .collect();
+                json!({ "events": events })
+            })
+            .collect();
+        let started = Instant::now();
+        hammer(
+            &client,
+            &format!("{base}/users/track"),
+            events,
+            clients,
+            200,
+        )
+        .await;
+        let enqueued = herald_tests::eventually(Duration::from_secs(600), || async {
+            let metrics = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .unwrap_or_default();
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("herald_trigger_enqueued_total "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|n| n >= users)
+        })
+        .await;
+        assert!(enqueued, "not every event's job was enqueued");
+        (trigger, started.elapsed())
     });
     let _ = Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
@@ -169,6 +212,7 @@ fn main() {
 
     let producer_rate = users as f64 / producer.as_secs_f64();
     let trigger_rate = users as f64 / trigger.as_secs_f64();
+    let fired_rate = users as f64 / fired.as_secs_f64();
     println!("users: {users}, {PER_CALL} recipients a call, {clients} clients");
     println!("{:<48} {:>12} {:>10}", "", "recipients/s", "seconds");
     println!(
@@ -182,7 +226,54 @@ fn main() {
         trigger.as_secs_f64()
     );
     println!(
-        "ratio trigger/producer: {:.2}",
-        trigger_rate / producer_rate
+        "{:<48} {fired_rate:>12.0} {:>10.2}",
+        "/users/track events firing a [trigger] campaign",
+        fired.as_secs_f64()
     );
+    println!(
+        "ratio trigger/producer: {:.2}, events/producer: {:.2}",
+        trigger_rate / producer_rate,
+        fired_rate / producer_rate
+    );
+}
+
+/// `clients` concurrent keep-alive clients POST `bodies` to `url`, each answered `status`.
+async fn hammer(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<serde_json::Value>,
+    clients: usize,
+    status: u16,
+) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let bodies = std::sync::Arc::new(bodies);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next, bodies) =
+            (client.clone(), url.to_owned(), next.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(index) else {
+                    return;
+                };
+                let reply = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .json(body)
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(
+                    reply.status().as_u16(),
+                    status,
+                    "{}",
+                    reply.text().await.unwrap_or_default()
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client");
+    }
 }
