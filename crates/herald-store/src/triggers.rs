@@ -72,6 +72,17 @@ pub struct SettledFire {
     pub job_id: Option<String>,
 }
 
+/// A person about to be sent a triggered campaign, for `once_per`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerMark {
+    pub campaign_id: String,
+    /// The person (their external id, or anonymous id).
+    pub user_key: String,
+    pub event_key: String,
+    /// Their last send must be before this (epoch ms); `None`: they may get it once ever.
+    pub since_ms: Option<i64>,
+}
+
 /// One day of a triggered campaign: its fires by outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FireDay {
@@ -311,23 +322,46 @@ impl Store {
         event_key: &str,
         since_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
+        let mark = TriggerMark {
+            campaign_id: campaign_id.to_owned(),
+            user_key: user_key.to_owned(),
+            event_key: event_key.to_owned(),
+            since_ms,
+        };
+        let granted = self.mark_trigger_sends(std::slice::from_ref(&mark)).await?;
+        Ok(granted.first().copied().unwrap_or(false))
+    }
+
+    /// `mark_trigger_send` for each of `marks`, in order, in one transaction (a later mark for
+    /// the same person sees an earlier one).
+    pub async fn mark_trigger_sends(&self, marks: &[TriggerMark]) -> Result<Vec<bool>, StoreError> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = "INSERT INTO trigger_marks (campaign_id, user_key, event_key, fired_at_ms) \
                    VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id, user_key) DO UPDATE \
                    SET event_key = excluded.event_key, fired_at_ms = excluded.fired_at_ms \
                    WHERE trigger_marks.event_key = excluded.event_key \
                    OR trigger_marks.fired_at_ms < $5 RETURNING event_key";
-        let granted: Option<(String,)> = with_pool!(&self.db, pool => {
-            sqlx::query_as(sql)
-                .bind(campaign_id)
-                .bind(user_key)
-                .bind(event_key)
-                .bind(now_ms())
-                .bind(since_ms.unwrap_or(i64::MIN))
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(query("mark_trigger_send"))?;
-        Ok(granted.is_some())
+        let now = now_ms();
+        let mut batch = self.batch().await?;
+        let mut granted = Vec::with_capacity(marks.len());
+        for mark in marks {
+            let row: Option<(String,)> = with_tx!(&mut batch.tx, tx => {
+                sqlx::query_as(sql)
+                    .bind(&mark.campaign_id)
+                    .bind(&mark.user_key)
+                    .bind(&mark.event_key)
+                    .bind(now)
+                    .bind(mark.since_ms.unwrap_or(i64::MIN))
+                    .fetch_optional(&mut **tx)
+                    .await
+            })
+            .map_err(query("mark_trigger_sends"))?;
+            granted.push(row.is_some());
+        }
+        batch.commit().await?;
+        Ok(granted)
     }
 
     /// Records how `fires` ended and adds their jobs and skips to their runs' records, in one

@@ -25,7 +25,7 @@ use herald_core::clock::now_ms;
 use herald_core::duration::format_duration;
 use herald_core::{SendJob, User};
 use herald_producer::plan::{CapCounts, Planned, Planner};
-use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError};
+use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError, TriggerMark};
 use herald_telemetry::Metrics;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -131,9 +131,23 @@ impl Dispatcher {
             return Ok(0);
         }
         let now = OffsetDateTime::now_utc();
+        let mut known = self.users(&claimed).await?;
         let mut planned = Vec::with_capacity(claimed.len());
-        for fire in &claimed {
-            planned.push(self.plan(fire, now).await?);
+        let mut marks = Vec::new();
+        for (index, fire) in claimed.iter().enumerate() {
+            let (outcome, mark) = self.plan(fire, &mut known, now).await?;
+            if let Some(mark) = mark {
+                marks.push((index, mark));
+            }
+            planned.push(outcome);
+        }
+        // `once_per` of the uncapped fires, in one transaction.
+        let (indexes, marks): (Vec<usize>, Vec<TriggerMark>) = marks.into_iter().unzip();
+        let granted = store.mark_trigger_sends(&marks).await?;
+        for (index, granted) in indexes.into_iter().zip(granted) {
+            if !granted {
+                planned[index] = Outcome::Settle("skipped", Some("once_per"));
+            }
         }
         self.publish(&claimed, &planned).await?;
         let settled: Vec<SettledFire> = claimed
@@ -169,24 +183,51 @@ impl Dispatcher {
         Ok(claimed.len())
     }
 
+    /// The people the fires with an external id are for, read together, by (page, id).
+    async fn users(
+        &self,
+        claimed: &[ClaimedFire],
+    ) -> Result<HashMap<(String, String), User>, DispatchError> {
+        let mut by_page: HashMap<&str, Vec<&str>> = HashMap::new();
+        for fire in claimed {
+            if let Some(id) = &fire.fire.external_id {
+                by_page.entry(&fire.fire.page_id).or_default().push(id);
+            }
+        }
+        let mut known = HashMap::new();
+        for (page, mut ids) in by_page {
+            ids.sort_unstable();
+            ids.dedup();
+            for user in self.settings.store.users_on_page(page, &ids).await? {
+                known.insert((page.to_owned(), user.external_id.clone()), user);
+            }
+        }
+        Ok(known)
+    }
+
+    /// One fire's outcome; a job of an uncapped campaign with `once_per` comes with the mark
+    /// to take before it is published (the caller takes the batch's marks together).
     async fn plan(
         &mut self,
         claimed: &ClaimedFire,
+        known: &mut HashMap<(String, String), User>,
         now: OffsetDateTime,
-    ) -> Result<Outcome, DispatchError> {
+    ) -> Result<(Outcome, Option<TriggerMark>), DispatchError> {
+        let outcome = |outcome| Ok((outcome, None));
         let fire = &claimed.fire;
         let Some(campaign) = self.campaign(&fire.campaign_id, fire.version).await? else {
-            return Ok(Outcome::Settle("skipped", Some("campaign_unreadable")));
+            return outcome(Outcome::Settle("skipped", Some("campaign_unreadable")));
         };
         let Some(trigger) = campaign.trigger() else {
-            return Ok(Outcome::Settle("skipped", Some("campaign_unreadable")));
+            return outcome(Outcome::Settle("skipped", Some("campaign_unreadable")));
         };
         let run_id = super::day_run_id(&fire.campaign_id, fire.received_at_ms);
         self.ensure_run(&run_id, &campaign, trigger, fire.received_at_ms)
             .await?;
         let store = &self.settings.store;
         let found = match (&fire.external_id, &fire.psid) {
-            (Some(id), _) => store.users_on_page(&fire.page_id, &[id]).await?.pop(),
+            // Cloned, not taken: one person may fire several campaigns in a batch.
+            (Some(id), _) => known.get(&(fire.page_id.clone(), id.clone())).cloned(),
             (None, Some(psid)) => store.user_by_psid(&fire.page_id, psid).await?,
             (None, None) => None,
         };
@@ -203,7 +244,7 @@ impl Dispatcher {
                 .insert(TRIGGER_ATTRIBUTE.to_owned(), properties.clone());
         }
         if !campaign.matches(&user, now) {
-            return Ok(Outcome::Settle("filtered", None));
+            return outcome(Outcome::Settle("filtered", None));
         }
         let caps = self.caps(&campaign, &user).await?;
         let mut planner =
@@ -211,27 +252,34 @@ impl Dispatcher {
                 .with_caps(caps);
         let capped = planner.capped();
         match planner.plan(&user, now) {
-            None => Ok(Outcome::Settle("filtered", None)),
-            Some(Planned::Skip { result, reason }) => Ok(Outcome::Skip(result, reason)),
+            None => outcome(Outcome::Settle("filtered", None)),
+            Some(Planned::Skip { result, reason }) => outcome(Outcome::Skip(result, reason)),
             Some(Planned::Job(job)) => {
-                let since = match trigger.once_per {
-                    Some(period) if period.is_zero() => return Ok(Outcome::Job(job)),
-                    Some(period) => Some(now_ms().saturating_sub(millis(period))),
-                    None => None,
+                // `once_per = "0s"`: every event sends, nothing to mark.
+                let mark = match trigger.once_per {
+                    Some(period) if period.is_zero() => None,
+                    period => Some(TriggerMark {
+                        campaign_id: fire.campaign_id.clone(),
+                        user_key: user.external_id.clone(),
+                        event_key: fire.event_key.clone(),
+                        since_ms: period.map(|p| now_ms().saturating_sub(millis(p))),
+                    }),
                 };
-                let granted = store
-                    .mark_trigger_send(&fire.campaign_id, &user.external_id, &fire.event_key, since)
+                if !capped {
+                    return Ok((Outcome::Job(job), mark));
+                }
+                // A capped send marks and reserves at once, so the next fire of this batch
+                // for the same person counts it.
+                if let Some(mark) = mark
+                    && store.mark_trigger_sends(&[mark]).await?.first() != Some(&true)
+                {
+                    return outcome(Outcome::Settle("skipped", Some("once_per")));
+                }
+                let (job_id, run_id) = (&job.job_id, &job.run_id);
+                store
+                    .reserve_cap_job(job_id, run_id, &fire.page_id, &user.external_id, now_ms())
                     .await?;
-                if !granted {
-                    return Ok(Outcome::Settle("skipped", Some("once_per")));
-                }
-                if capped {
-                    let (job_id, run_id) = (&job.job_id, &job.run_id);
-                    store
-                        .reserve_cap_job(job_id, run_id, &fire.page_id, &user.external_id, now_ms())
-                        .await?;
-                }
-                Ok(Outcome::Job(job))
+                outcome(Outcome::Job(job))
             }
         }
     }
