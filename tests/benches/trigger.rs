@@ -93,7 +93,7 @@ fn main() {
         .expect("serve");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let base = format!("http://{addr}");
-    let (trigger, fired) = runtime.block_on(async {
+    let (trigger, fired, answered) = runtime.block_on(async {
         let client = reqwest::Client::new();
         let up = herald_tests::eventually(Duration::from_secs(30), || async {
             client
@@ -175,6 +175,7 @@ fn main() {
             200,
         )
         .await;
+        let answered = started.elapsed();
         let enqueued = herald_tests::eventually(Duration::from_secs(600), || async {
             let metrics = client
                 .get(format!("{base}/metrics"))
@@ -192,7 +193,7 @@ fn main() {
         })
         .await;
         assert!(enqueued, "not every event's job was enqueued");
-        (trigger, started.elapsed())
+        (trigger, started.elapsed(), answered)
     });
     let _ = Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
@@ -229,6 +230,10 @@ fn main() {
         "{:<48} {fired_rate:>12.0} {:>10.2}",
         "/users/track events firing a [trigger] campaign",
         fired.as_secs_f64()
+    );
+    println!(
+        "  (the track calls were all answered after {:.2} s)",
+        answered.as_secs_f64()
     );
     println!(
         "ratio trigger/producer: {:.2}, events/producer: {:.2}",
