@@ -111,6 +111,9 @@ type FireRow = (
     Option<i64>,
 );
 
+/// Fires inserted per statement (8 parameters each).
+const FIRES_PER_STATEMENT: usize = 200;
+
 const ENTRY_COLUMNS: &str = "campaign_id, version, page_id, kind, trigger_key";
 
 impl Batch {
@@ -178,25 +181,29 @@ impl Batch {
     /// Records `fires`; each one whose (campaign, event) is recorded already is left as it is.
     /// How many were new.
     pub async fn record_fires(&mut self, fires: &[NewFire]) -> Result<u64, StoreError> {
-        let sql = "INSERT INTO trigger_fires (campaign_id, event_key, version, page_id, \
-                   external_id, psid, properties, received_at_ms, state) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending') \
-                   ON CONFLICT (campaign_id, event_key) DO NOTHING";
+        let backend = self.backend();
         let mut new = 0;
-        for fire in fires {
+        for chunk in fires.chunks(FIRES_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO trigger_fires (campaign_id, event_key, version, page_id, \
+                 external_id, psid, properties, received_at_ms, state) VALUES {} \
+                 ON CONFLICT (campaign_id, event_key) DO NOTHING",
+                backend.values(chunk.len(), 8, ", 'pending'")
+            );
             new += with_tx!(&mut self.tx, tx => {
-                sqlx::query(sql)
-                    .bind(&fire.campaign_id)
-                    .bind(&fire.event_key)
-                    .bind(fire.version)
-                    .bind(&fire.page_id)
-                    .bind(&fire.external_id)
-                    .bind(&fire.psid)
-                    .bind(&fire.properties)
-                    .bind(fire.received_at_ms)
-                    .execute(&mut **tx)
-                    .await
-                    .map(|done| done.rows_affected())
+                let mut statement = sqlx::query(&sql);
+                for fire in chunk {
+                    statement = statement
+                        .bind(&fire.campaign_id)
+                        .bind(&fire.event_key)
+                        .bind(fire.version)
+                        .bind(&fire.page_id)
+                        .bind(&fire.external_id)
+                        .bind(&fire.psid)
+                        .bind(&fire.properties)
+                        .bind(fire.received_at_ms);
+                }
+                statement.execute(&mut **tx).await.map(|done| done.rows_affected())
             })
             .map_err(query("record_fires"))?;
         }
@@ -268,47 +275,42 @@ impl Store {
     }
 
     /// Claims up to `limit` pending fires nobody holds (or whose holder's lease lapsed) for
-    /// `lease_ms`, oldest first.
+    /// `lease_ms`, oldest first, in one statement (on PostgreSQL, rows another serve is
+    /// claiming are skipped, not waited for).
     pub async fn claim_fires(
         &self,
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedFire>, StoreError> {
         let now = now_ms();
-        let mut batch = self.batch().await?;
-        let pick = match self.backend() {
+        let skip_locked = match self.backend() {
             crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             crate::Backend::Sqlite => "",
         };
-        let select = format!(
-            "SELECT campaign_id, event_key FROM trigger_fires WHERE state = 'pending' \
-             AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
-             ORDER BY received_at_ms LIMIT $2{pick}"
+        let free = "state = 'pending' AND (claimed_until_ms IS NULL OR claimed_until_ms < $1)";
+        // The pick is a CTE so that it is evaluated once: PostgreSQL may run an `IN (SELECT
+        // ... LIMIT)` subquery again per row, claiming more than `limit`.
+        let sql = format!(
+            "WITH picked AS (SELECT campaign_id, event_key FROM trigger_fires WHERE {free} \
+               ORDER BY received_at_ms LIMIT $2{skip_locked}) \
+             UPDATE trigger_fires SET claims = claims + 1, claimed_until_ms = $3, \
+             first_claimed_at_ms = COALESCE(first_claimed_at_ms, $1) \
+             WHERE {free} AND (campaign_id, event_key) IN \
+               (SELECT campaign_id, event_key FROM picked) \
+             RETURNING campaign_id, event_key, version, page_id, external_id, psid, \
+             properties, received_at_ms, claims, first_claimed_at_ms"
         );
-        let keys: Vec<(String, String)> = with_tx!(&mut batch.tx, tx => {
-            sqlx::query_as(&select).bind(now).bind(limit).fetch_all(&mut **tx).await
+        let rows: Vec<FireRow> = with_pool!(&self.db, pool => {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(limit)
+                .bind(now.saturating_add(lease_ms))
+                .fetch_all(pool)
+                .await
         })
         .map_err(query("claim_fires"))?;
-        let update = "UPDATE trigger_fires SET claims = claims + 1, claimed_until_ms = $3, \
-                      first_claimed_at_ms = COALESCE(first_claimed_at_ms, $4) \
-                      WHERE campaign_id = $1 AND event_key = $2 AND state = 'pending' \
-                      RETURNING campaign_id, event_key, version, page_id, external_id, psid, \
-                      properties, received_at_ms, claims, first_claimed_at_ms";
-        let mut claimed = Vec::with_capacity(keys.len());
-        for (campaign_id, event_key) in keys {
-            let row: Option<FireRow> = with_tx!(&mut batch.tx, tx => {
-                sqlx::query_as(update)
-                    .bind(&campaign_id)
-                    .bind(&event_key)
-                    .bind(now.saturating_add(lease_ms))
-                    .bind(now)
-                    .fetch_optional(&mut **tx)
-                    .await
-            })
-            .map_err(query("claim_fires"))?;
-            claimed.extend(row.map(claimed_fire));
-        }
-        batch.commit().await?;
+        let mut claimed: Vec<ClaimedFire> = rows.into_iter().map(claimed_fire).collect();
+        claimed.sort_by_key(|claimed| claimed.fire.received_at_ms);
         Ok(claimed)
     }
 

@@ -39,7 +39,7 @@ use crate::ops::trigger::TRIGGER_ATTRIBUTE;
 /// How long a claim on fires holds before another serve may take them.
 const LEASE: Duration = Duration::from_secs(30);
 /// Fires claimed at a time.
-const BATCH: i64 = 200;
+const BATCH: i64 = 500;
 /// How often fires recorded by other processes are looked for.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Campaign versions kept parsed.
