@@ -104,19 +104,7 @@ fn main() {
         })
         .await;
         assert!(up, "serve did not become ready");
-        let saved = client
-            .put(format!("{base}/campaigns/bench-trigger"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/toml")
-            .body(campaign.clone())
-            .send()
-            .await
-            .expect("put");
-        assert!(
-            saved.status().is_success(),
-            "{}",
-            saved.text().await.unwrap_or_default()
-        );
+        put_campaign(&client, &base, "bench-trigger", &campaign).await;
         let chunks: Vec<Vec<usize>> = (0..users)
             .collect::<Vec<_>>()
             .chunks(PER_CALL)
@@ -141,15 +129,7 @@ fn main() {
         let trigger = started.elapsed();
 
         // Action-based: one event per user to /users/track, each firing a stored campaign.
-        let saved = client
-            .put(format!("{base}/campaigns/bench-event"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/toml")
-            .body(event_campaign.clone())
-            .send()
-            .await
-            .expect("put");
-        assert!(saved.status().is_success());
+        put_campaign(&client, &base, "bench-event", &event_campaign).await;
         let at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("time");
@@ -239,6 +219,23 @@ fn main() {
         "ratio trigger/producer: {:.2}, events/producer: {:.2}",
         trigger_rate / producer_rate,
         fired_rate / producer_rate
+    );
+}
+
+/// Saves a TOML campaign under `id` through the API.
+async fn put_campaign(client: &reqwest::Client, base: &str, id: &str, document: &str) {
+    let saved = client
+        .put(format!("{base}/campaigns/{id}"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/toml")
+        .body(document.to_owned())
+        .send()
+        .await
+        .expect("put");
+    assert!(
+        saved.status().is_success(),
+        "{}",
+        saved.text().await.unwrap_or_default()
     );
 }
 

@@ -202,21 +202,13 @@ impl Store {
         {
             return Ok(Some(user));
         }
-        let id = external_id.or(anon_id).ok_or(StoreError::Corrupt {
-            what: "identities.anon_id",
-            value: "NULL".to_owned(),
-        })?;
-        let user = User {
-            external_id: id,
-            ..User::default()
-        };
         let identity = Identity {
             psid: psid.to_owned(),
             last_inbound_ms,
             opted_out,
             opted_out_at_ms,
         };
-        with_identity(user, None, Some(identity)).map(Some)
+        anonymous_user(external_id.or(anon_id), identity).map(Some)
     }
 
     /// Whether the person behind `psid` opted out of `page_id`'s marketing messages (false when
@@ -388,19 +380,24 @@ async fn anonymous_page(
             let (anon_id, identity) = decoded.map_err(query("users_for_page"))?;
             last_psid = Some(identity.psid.clone());
             let cursor = AudienceCursor::Anonymous(identity.psid.clone());
-            // Every identity created unlinked has one; only linked ones may lack it.
-            let anon_id = anon_id.ok_or(StoreError::Corrupt {
-                what: "identities.anon_id",
-                value: "NULL".to_owned(),
-            })?;
-            let user = User {
-                external_id: anon_id,
-                ..User::default()
-            };
-            users.push((cursor, with_identity(user, None, Some(identity))?));
+            users.push((cursor, anonymous_user(anon_id, identity)?));
         }
         Ok((users, last_psid))
     })
+}
+
+/// A person known only by their identity on the page, under its `anon_id`.
+fn anonymous_user(anon_id: Option<String>, identity: Identity) -> Result<User, StoreError> {
+    // Every identity created unlinked has one; only linked ones may lack it.
+    let anon_id = anon_id.ok_or(StoreError::Corrupt {
+        what: "identities.anon_id",
+        value: "NULL".to_owned(),
+    })?;
+    let user = User {
+        external_id: anon_id,
+        ..User::default()
+    };
+    with_identity(user, None, Some(identity))
 }
 
 /// Completes a user with what their identity on the page says.

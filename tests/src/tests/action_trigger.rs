@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::server_api_openapi::{conform, document};
-use super::server_api_rig::Reply;
+use super::server_api_rig::{Reply, reply_of};
 use crate::bench::free_addr;
 use crate::worker_rig::{PAGE, Rig};
 use crate::{Running, broker, eventually, herald, herald_ok, sign_webhook};
@@ -60,17 +60,7 @@ impl Serve {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            text,
-            json,
-        }
+        reply_of(request.send().await.expect("request")).await
     }
 
     /// POSTs a webhook body signed as Meta signs it.

@@ -51,6 +51,20 @@ pub(crate) struct Reply {
     pub(crate) json: Value,
 }
 
+/// A response read whole.
+pub(crate) async fn reply_of(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
 /// What to start.
 pub(crate) struct Options {
     pub(crate) token: Option<&'static str>,
@@ -175,17 +189,7 @@ impl ApiServer {
         if let Some((content_type, bytes)) = body {
             request = request.header("content-type", content_type).body(bytes);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            text,
-            json,
-        }
+        reply_of(request.send().await.expect("request")).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Reply {
