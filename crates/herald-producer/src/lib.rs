@@ -25,6 +25,6 @@ pub use run::{CHECKPOINT_EVERY_ROWS, Run};
 pub use segment::{
     MAX_LINE_BYTES, ReadError, Row, RowError, SegmentError, SegmentFormat, SegmentReader,
 };
-pub use shared::SharedLink;
+pub use shared::{Connected, SharedLink};
 pub use source::Progress;
 pub use spec::{ProducerError, SegmentInput, SendSpec};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use herald_amqp::{AmqpError, AmqpSettings, Connection, Publisher, Topology, connect};
 
 /// A connection with the topology declared and a confirmed publisher on it.
-pub(crate) struct Connected {
+pub struct Connected {
     pub(crate) connection: Connection,
     pub(crate) publisher: Publisher,
 }
@@ -21,6 +21,11 @@ impl Connected {
             connection,
             publisher,
         })
+    }
+
+    /// The confirmed publisher.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     fn is_usable(&self) -> bool {
@@ -45,7 +50,7 @@ impl SharedLink {
 
     /// The usable connection, opened when there is none; `stale` (a run's connection that
     /// failed) is replaced even when it still looks usable.
-    pub(crate) async fn get(
+    pub async fn get(
         &self,
         amqp: &AmqpSettings,
         topology: &Topology,

@@ -131,7 +131,7 @@ pub fn router(
 pub struct Shared {
     /// Wakes the dispatcher of triggered campaigns.
     pub fires: Arc<Notify>,
-    /// The connection API triggers publish on.
+    /// The connection API triggers and the dispatcher of triggered campaigns publish on.
     pub trigger_link: Arc<SharedLink>,
 }
 
@@ -296,6 +296,7 @@ pub async fn serve(
             broker: broker.clone(),
             metrics: metrics.clone(),
             wake: fires.clone(),
+            link: shared.trigger_link.clone(),
         },
         stop.clone(),
     ));

@@ -10,21 +10,21 @@
 //! event's properties as the attribute `trigger`; the segment's filters on the profile now (a
 //! miss settles the fire `filtered`, no result); the producer's `Planner` (window, opt-out,
 //! render, Meta's limits, the campaign's frequency cap counted for this person, `delay`);
-//! then `once_per`, checked and taken in one statement (`Store::mark_trigger_send`) just
-//! before publishing, so two serves never both send.
+//! then `once_per`, each mark checked and taken in one statement (`Store::mark_trigger_sends`,
+//! the batch's marks in one transaction) before publishing, so two serves never both send.
+//! Jobs are published on the serve's shared broker connection (the API triggers' too).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_amqp::{
-    AmqpError, Connection, Headers, PRIORITY_ROUTING_KEY, PendingConfirm, Publisher, connect,
-};
+use herald_amqp::{AmqpError, Headers, PRIORITY_ROUTING_KEY, PendingConfirm};
 use herald_core::campaign::{Campaign, Trigger};
 use herald_core::clock::now_ms;
 use herald_core::duration::format_duration;
 use herald_core::{SendJob, User};
 use herald_producer::plan::{CapCounts, Planned, Planner};
+use herald_producer::{Connected, SharedLink};
 use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError, TriggerMark};
 use herald_telemetry::Metrics;
 use sha2::{Digest, Sha256};
@@ -53,13 +53,15 @@ pub(crate) struct DispatchSettings {
     pub(crate) metrics: Metrics,
     /// Notified when this process recorded fires.
     pub(crate) wake: Arc<Notify>,
+    /// The serve's broker connection.
+    pub(crate) link: Arc<SharedLink>,
 }
 
 /// Dispatches fires until `stop`.
 pub(crate) async fn run_dispatcher(settings: DispatchSettings, stop: CancellationToken) {
     let mut dispatcher = Dispatcher {
         settings,
-        link: None,
+        failed: None,
         campaigns: HashMap::new(),
         runs: HashSet::new(),
     };
@@ -76,16 +78,11 @@ pub(crate) async fn run_dispatcher(settings: DispatchSettings, stop: Cancellatio
                 Err(error) => {
                     warn!(error = %error, "Could not dispatch triggered campaigns; the fires \
                         stay pending and are tried again.");
-                    dispatcher.link = None;
                     break;
                 }
             }
         }
         dispatcher.gauge().await;
-    }
-    if let Some(link) = dispatcher.link.take() {
-        let _ = link.publisher.close().await;
-        let _ = link.connection.close().await;
     }
 }
 
@@ -97,14 +94,10 @@ enum DispatchError {
     Amqp(#[from] AmqpError),
 }
 
-struct Link {
-    connection: Connection,
-    publisher: Publisher,
-}
-
 struct Dispatcher {
     settings: DispatchSettings,
-    link: Option<Link>,
+    /// The connection a publish last failed on: opened again, not reused.
+    failed: Option<Arc<Connected>>,
     /// (campaign id, version) → the campaign, `None` when the version cannot be read.
     campaigns: HashMap<(String, i64), Option<Arc<Campaign>>>,
     /// Day runs known to have a record.
@@ -131,11 +124,11 @@ impl Dispatcher {
             return Ok(0);
         }
         let now = OffsetDateTime::now_utc();
-        let mut known = self.users(&claimed).await?;
+        let known = self.users(&claimed).await?;
         let mut planned = Vec::with_capacity(claimed.len());
         let mut marks = Vec::new();
         for (index, fire) in claimed.iter().enumerate() {
-            let (outcome, mark) = self.plan(fire, &mut known, now).await?;
+            let (outcome, mark) = self.plan(fire, &known, now).await?;
             if let Some(mark) = mark {
                 marks.push((index, mark));
             }
@@ -210,7 +203,7 @@ impl Dispatcher {
     async fn plan(
         &mut self,
         claimed: &ClaimedFire,
-        known: &mut HashMap<(String, String), User>,
+        known: &HashMap<(String, String), User>,
         now: OffsetDateTime,
     ) -> Result<(Outcome, Option<TriggerMark>), DispatchError> {
         let outcome = |outcome| Ok((outcome, None));
@@ -321,59 +314,18 @@ impl Dispatcher {
         {
             return Ok(());
         }
-        let topology = self.settings.broker.topology.clone();
-        let link = self.link().await?;
-        let (jobs, results) = (topology.jobs_exchange(), topology.results_exchange());
-        let mut pending: Vec<PendingConfirm> = Vec::new();
-        for (claimed, outcome) in claimed.iter().zip(planned) {
-            let confirm = match outcome {
-                Outcome::Job(job) => {
-                    let body = serde_json::to_vec(job).expect("a job serialises");
-                    // Triggered jobs answer a person: the priority lane.
-                    let mut headers = Headers::new().with_high_priority();
-                    if claimed.claims > 1 {
-                        // An earlier claim may have published it before its holder died.
-                        headers = headers.with_verify_since(claimed.first_claimed_at_ms);
-                    }
-                    link.publisher
-                        .publish(&jobs, PRIORITY_ROUTING_KEY, &body, headers)
-                        .await?
-                }
-                Outcome::Skip(result, _) => {
-                    let body = serde_json::to_vec(result).expect("a result serialises");
-                    link.publisher
-                        .publish(&results, &result.routing_key(), &body, Headers::new())
-                        .await?
-                }
-                Outcome::Settle(..) => continue,
-            };
-            pending.push(confirm);
-        }
-        for confirm in pending {
-            confirm.await?;
-        }
-        Ok(())
-    }
-
-    async fn link(&mut self) -> Result<&Link, DispatchError> {
-        if self
+        let broker = &self.settings.broker;
+        let stale = self.failed.take();
+        let link = self
+            .settings
             .link
-            .as_ref()
-            .is_some_and(|link| !link.publisher.is_usable())
-        {
-            self.link = None;
+            .get(&broker.amqp, &broker.topology, stale.as_ref())
+            .await?;
+        let published = publish_all(&link, broker, claimed, planned).await;
+        if published.is_err() {
+            self.failed = Some(link);
         }
-        if self.link.is_none() {
-            let broker = &self.settings.broker;
-            let connection = connect(&broker.amqp).await?;
-            broker.topology.declare(&connection).await?;
-            let publisher = Publisher::open(&connection, broker.amqp.confirm_window).await?;
-            self.link = Some(Link {
-                connection,
-                publisher,
-            });
-        }
-        Ok(self.link.as_ref().expect("just opened"))
+        published
     }
 
     /// The campaign version `version` of `campaign_id`, parsed once.
@@ -462,6 +414,48 @@ impl Dispatcher {
             Err(error) => debug!(error = %error, "Could not count pending fires."),
         }
     }
+}
+
+/// Publishes every job and skipped result of a batch on `link` and waits for their confirms.
+async fn publish_all(
+    link: &Connected,
+    broker: &Broker,
+    claimed: &[ClaimedFire],
+    planned: &[Outcome],
+) -> Result<(), DispatchError> {
+    let (jobs, results) = (
+        broker.topology.jobs_exchange(),
+        broker.topology.results_exchange(),
+    );
+    let mut pending: Vec<PendingConfirm> = Vec::new();
+    for (claimed, outcome) in claimed.iter().zip(planned) {
+        let confirm = match outcome {
+            Outcome::Job(job) => {
+                let body = serde_json::to_vec(job).expect("a job serialises");
+                // Triggered jobs answer a person: the priority lane.
+                let mut headers = Headers::new().with_high_priority();
+                if claimed.claims > 1 {
+                    // An earlier claim may have published it before its holder died.
+                    headers = headers.with_verify_since(claimed.first_claimed_at_ms);
+                }
+                link.publisher()
+                    .publish(&jobs, PRIORITY_ROUTING_KEY, &body, headers)
+                    .await?
+            }
+            Outcome::Skip(result, _) => {
+                let body = serde_json::to_vec(result).expect("a result serialises");
+                link.publisher()
+                    .publish(&results, &result.routing_key(), &body, Headers::new())
+                    .await?
+            }
+            Outcome::Settle(..) => continue,
+        };
+        pending.push(confirm);
+    }
+    for confirm in pending {
+        confirm.await?;
+    }
+    Ok(())
 }
 
 /// How a fire is recorded once its outcome is confirmed.
