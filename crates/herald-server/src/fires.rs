@@ -17,7 +17,7 @@ mod record;
 pub(crate) use dispatch::{DispatchSettings, run_dispatcher};
 pub use record::Cue;
 pub use record::Fired;
-pub(crate) use record::{TrackedEvent, record_events, record_inbound};
+pub(crate) use record::{InboundAction, TrackedEvent, record_events, record_inbound};
 
 /// The run of `campaign_id`'s fires received on the UTC day of `received_at_ms`.
 pub fn day_run_id(campaign_id: &str, received_at_ms: i64) -> String {

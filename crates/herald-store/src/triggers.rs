@@ -147,34 +147,28 @@ impl Batch {
         .map_err(query("index_trigger"))
     }
 
-    /// The campaigns on `page_id` that wait for one of `cues` (kind, key), plus, with
-    /// `keywords`, every keyword campaign of the page (the caller matches the text).
-    pub async fn page_triggers(
+    /// Every campaign waiting on one of `pages` (a handful per page): the ingest reads them
+    /// once per batch of events and matches each event in memory.
+    pub async fn triggers_on_pages(
         &mut self,
-        page_id: &str,
-        cues: &[(&str, &str)],
-        keywords: bool,
+        pages: &[&str],
     ) -> Result<Vec<TriggerEntry>, StoreError> {
-        let mut sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE page_id = $1 \
-             AND (kind = 'keyword' AND $2"
-        );
-        for n in 0..cues.len() {
-            sql.push_str(&format!(
-                " OR kind = ${} AND trigger_key = ${}",
-                2 * n + 3,
-                2 * n + 4
-            ));
+        if pages.is_empty() {
+            return Ok(Vec::new());
         }
-        sql.push(')');
+        let placeholders: Vec<String> = (1..=pages.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE page_id IN ({})",
+            placeholders.join(", ")
+        );
         let rows: Vec<(String, i64, String, String, String)> = with_tx!(&mut self.tx, tx => {
-            let mut statement = sqlx::query_as(&sql).bind(page_id).bind(keywords);
-            for (kind, key) in cues {
-                statement = statement.bind(*kind).bind(*key);
+            let mut statement = sqlx::query_as(&sql);
+            for page in pages {
+                statement = statement.bind(*page);
             }
             statement.fetch_all(&mut **tx).await
         })
-        .map_err(query("page_triggers"))?;
+        .map_err(query("triggers_on_pages"))?;
         Ok(rows.into_iter().map(entry).collect())
     }
 

@@ -1,7 +1,8 @@
 //! Recording the fires an action causes. An inbound action offers its postback payload, quick
 //! reply payload, `ref` and text (`Cue`); the campaigns of its page waiting for one of them
 //! (a keyword: found in the text as a whole word) get a fire each, keyed by the event's dedupe
-//! key, inside the ingest's transaction. A `/users/track` event fires the campaigns waiting for
+//! key, inside the ingest's transaction; the ingest reads the campaigns waiting on the pages of
+//! a whole batch of events at once, and each event is matched in memory. A `/users/track` event fires the campaigns waiting for
 //! its name, keyed by a digest of who, what, when and its properties, so a repeated call fires
 //! nothing new.
 
@@ -39,7 +40,8 @@ impl Cue {
         self
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether it offers nothing (a `ref` aside).
+    pub(crate) fn is_empty(&self) -> bool {
         self.postback.is_none() && self.quick_reply.is_none() && self.text.is_none()
     }
 }
@@ -62,44 +64,45 @@ impl Fired {
     }
 }
 
-/// Records in `batch` a fire for each campaign of `page` that the action of `psid` (its
-/// dedupe key `event_key`, its `ref`, its `cue`) matches.
-pub(crate) async fn record_inbound(
-    batch: &mut Batch,
-    page: &str,
-    psid: &str,
-    event_key: &str,
-    reference: Option<&str>,
-    cue: &Cue,
-    received_at_ms: i64,
-) -> Result<Fired, StoreError> {
-    if cue.is_empty() && reference.is_none() {
-        return Ok(Fired::default());
-    }
-    let mut offered: Vec<(&str, &str)> = Vec::new();
-    if let Some(payload) = &cue.postback {
-        offered.push((TriggerKind::Postback.as_str(), payload));
-    }
-    if let Some(payload) = &cue.quick_reply {
-        offered.push((TriggerKind::QuickReply.as_str(), payload));
-    }
-    if let Some(reference) = reference {
-        offered.push((TriggerKind::Ref.as_str(), reference));
-    }
-    let entries = batch
-        .page_triggers(page, &offered, cue.text.is_some())
-        .await?;
-    let matched: Vec<TriggerEntry> = entries
-        .into_iter()
-        .filter(|entry| match TriggerKind::parse(&entry.kind) {
-            Some(TriggerKind::Keyword) => cue
+/// An inbound action of `psid` on `page`: its dedupe key, its `ref` and what it offers.
+pub(crate) struct InboundAction<'a> {
+    pub(crate) page: &'a str,
+    pub(crate) psid: &'a str,
+    pub(crate) event_key: &'a str,
+    pub(crate) reference: Option<&'a str>,
+    pub(crate) cue: &'a Cue,
+}
+
+impl InboundAction<'_> {
+    /// Whether `entry` waits for this action.
+    fn fires(&self, entry: &TriggerEntry) -> bool {
+        if entry.page_id != self.page {
+            return false;
+        }
+        let key = Some(entry.key.as_str());
+        match TriggerKind::parse(&entry.kind) {
+            Some(TriggerKind::Postback) => self.cue.postback.as_deref() == key,
+            Some(TriggerKind::QuickReply) => self.cue.quick_reply.as_deref() == key,
+            Some(TriggerKind::Ref) => self.reference == key,
+            Some(TriggerKind::Keyword) => self
+                .cue
                 .text
                 .as_deref()
                 .is_some_and(|text| has_keyword(text, &entry.key)),
-            Some(_) => true,
-            None => false,
-        })
-        .collect();
+            Some(TriggerKind::Event) | None => false,
+        }
+    }
+}
+
+/// Records in `batch` a fire for each campaign of `triggers` (the campaigns waiting on the
+/// batch's pages) that `action` matches.
+pub(crate) async fn record_inbound(
+    batch: &mut Batch,
+    triggers: &[TriggerEntry],
+    action: &InboundAction<'_>,
+    received_at_ms: i64,
+) -> Result<Fired, StoreError> {
+    let matched: Vec<&TriggerEntry> = triggers.iter().filter(|e| action.fires(e)).collect();
     if matched.is_empty() {
         return Ok(Fired::default());
     }
@@ -110,12 +113,12 @@ pub(crate) async fn record_inbound(
     let fires: Vec<NewFire> = matched
         .into_iter()
         .map(|entry| NewFire {
-            campaign_id: entry.campaign_id,
-            event_key: event_key.to_owned(),
+            campaign_id: entry.campaign_id.clone(),
+            event_key: action.event_key.to_owned(),
             version: entry.version,
-            page_id: page.to_owned(),
+            page_id: action.page.to_owned(),
             external_id: None,
-            psid: Some(psid.to_owned()),
+            psid: Some(action.psid.to_owned()),
             properties: None,
             received_at_ms,
         })
@@ -219,6 +222,48 @@ mod tests {
         assert_ne!(event.key(), later.key());
         assert_ne!(event.key(), other_order.key());
         assert!(event.key().starts_with("event:") && event.key().len() == 38);
+    }
+
+    /// Each kind matches its own part of the action, exactly (a keyword as a whole word), and
+    /// only on the campaign's page; an event is never a webhook action.
+    #[test]
+    fn an_action_fires_the_campaigns_waiting_for_it() {
+        let cue = Cue {
+            postback: None,
+            quick_reply: Some("YES".into()),
+            text: Some("Yes, show me the Menu".into()),
+        };
+        let action = InboundAction {
+            page: "1",
+            psid: "601",
+            event_key: "message:m1",
+            reference: Some("summer"),
+            cue: &cue,
+        };
+        let entry = |page: &str, kind: &str, key: &str| TriggerEntry {
+            campaign_id: "c".into(),
+            version: 1,
+            page_id: page.into(),
+            kind: kind.into(),
+            key: key.into(),
+        };
+        for (kind, key, fires) in [
+            ("quick_reply", "YES", true),
+            ("quick_reply", "yes", false),
+            ("postback", "YES", false),
+            ("ref", "summer", true),
+            ("ref", "summer-26", false),
+            ("keyword", "menu", true),
+            ("keyword", "me the", true),
+            ("keyword", "men", false),
+            ("event", "YES", false),
+        ] {
+            assert_eq!(action.fires(&entry("1", kind, key)), fires, "{kind} {key}");
+        }
+        assert!(
+            !action.fires(&entry("2", "quick_reply", "YES")),
+            "another page"
+        );
     }
 
     #[test]

@@ -19,12 +19,12 @@
 use herald_core::clock::now_ms;
 use herald_core::signed_ref::{RefCheck, RefKeys};
 use herald_core::{ControlAction, ControlMessage};
-use herald_store::{Batch, Link, Receipt, ReceiptKind, StoreError};
+use herald_store::{Batch, Link, Receipt, ReceiptKind, StoreError, TriggerEntry};
 use time::OffsetDateTime;
 use tracing::{debug, error, info, warn};
 
 use super::event::{Event, PolicyAction};
-use crate::fires::{Fired, record_inbound};
+use crate::fires::{Fired, InboundAction, record_inbound};
 use crate::handler::Entry;
 
 /// What applying one event did, for the metrics counted after the commit.
@@ -55,6 +55,22 @@ pub(crate) async fn apply_all(
     let keys: Vec<Option<String>> = items.iter().map(|entry| entry.item.dedupe_key()).collect();
     let known: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
     let mut fresh_keys = batch.seen_events(&known).await?.into_iter();
+    // The triggered campaigns of the pages whose actions offer something, read once.
+    let mut pages: Vec<&str> = items
+        .iter()
+        .filter_map(|entry| match &entry.item {
+            Event::Inbound {
+                page,
+                reference,
+                cue,
+                ..
+            } if reference.is_some() || !cue.is_empty() => Some(page.as_str()),
+            _ => None,
+        })
+        .collect();
+    pages.sort_unstable();
+    pages.dedup();
+    let triggers = batch.triggers_on_pages(&pages).await?;
     let mut receipts = Vec::new();
     let mut control = Vec::new();
     let mut report = Vec::with_capacity(items.len());
@@ -62,7 +78,7 @@ pub(crate) async fn apply_all(
         let fresh = key.is_none() || fresh_keys.next().unwrap_or(false);
         let mut applied = apply(
             batch,
-            refs,
+            (refs, &triggers),
             &entry.item,
             (key.as_deref(), fresh),
             entry.again,
@@ -81,7 +97,7 @@ pub(crate) async fn apply_all(
 /// dedupe key, and whether it was new.
 async fn apply<'a>(
     batch: &mut Batch,
-    refs: Option<&RefKeys>,
+    (refs, triggers): (Option<&RefKeys>, &[TriggerEntry]),
     event: &'a Event,
     (key, fresh): (Option<&str>, bool),
     again: bool,
@@ -120,11 +136,18 @@ async fn apply<'a>(
                 RefCheck::Valid(_) => link.as_str(),
                 other => other.as_str(),
             });
-            if let Some(key) = key {
+            if let Some(event_key) = key
+                && !triggers.is_empty()
+            {
                 // Recorded fires are keyed by the event: applying it again fires nothing new.
-                applied.fired =
-                    record_inbound(batch, page, psid, key, reference.as_deref(), cue, now_ms())
-                        .await?;
+                let action = InboundAction {
+                    page,
+                    psid,
+                    event_key,
+                    reference: reference.as_deref(),
+                    cue,
+                };
+                applied.fired = record_inbound(batch, triggers, &action, now_ms()).await?;
             }
             if link == Link::KeptImport {
                 warn!(page_id = %page,
