@@ -433,6 +433,20 @@ impl Store {
         batch.commit().await
     }
 
+    /// Forgets settled fires received before `before_ms` (pending ones stay, however old);
+    /// how many.
+    pub async fn prune_fires(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM trigger_fires WHERE state <> 'pending' AND received_at_ms < $1";
+        with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(before_ms)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(query("prune_fires"))
+    }
+
     /// Fires still pending, and when the oldest of them was received.
     pub async fn pending_fires(&self) -> Result<(u64, Option<i64>), StoreError> {
         let sql = "SELECT COUNT(*), MIN(received_at_ms) FROM trigger_fires WHERE state = 'pending'";

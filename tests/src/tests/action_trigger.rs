@@ -160,7 +160,7 @@ async fn scenario(database: Secret) {
     let yes = campaign(
         "yes",
         "RESPONSE",
-        "Yes, {{ first_name }}",
+        "Yes, {{ first_name }} ({{ trigger.payload }})",
         json!({"quick_reply": "YES"}),
     );
     // Every time (`once_per = "0s"`), but at most once a day by its frequency cap.
@@ -174,7 +174,7 @@ async fn scenario(database: Secret) {
     let summer = campaign(
         "summer",
         "RESPONSE",
-        "Summer sale",
+        "Summer sale ({{ trigger.ref }})",
         json!({"ref": "summer-26"}),
     );
     let receipt = json!({"id": "receipt", "page_id": PAGE, "messaging_type": "UPDATE",
@@ -271,9 +271,9 @@ async fn scenario(database: Secret) {
     .await;
     assert!(answered, "a quick reply, keyword or ref sent nothing");
     for (psid, text) in [
-        ("603", "Yes, Cy"),
+        ("603", "Yes, Cy (YES)"),
         ("604", "The menu"),
-        ("605", "Summer sale"),
+        ("605", "Summer sale (summer-26)"),
     ] {
         assert_eq!(rig.sim.messages(psid)[0].body["message"]["text"], text);
     }

@@ -225,6 +225,27 @@ async fn fires_are_recorded_once_claimed_and_settled(rig: Rig) {
     assert_eq!((day.fired, day.published, day.pending), (2, 1, 0));
     assert_eq!(day.skipped.get("blank_psid"), Some(&1));
     assert_eq!(store.pending_fires().await.expect("pending"), (0, None));
+    // Pruning forgets settled fires received before the cutoff, never a pending one.
+    store
+        .record_fires(&[fire("postback:m3", now)])
+        .await
+        .expect("record");
+    assert_eq!(
+        store.prune_fires(now).await.expect("prune"),
+        0,
+        "none before"
+    );
+    assert_eq!(
+        store.prune_fires(now + 1).await.expect("prune"),
+        1,
+        "m1 only"
+    );
+    assert_eq!(
+        store.prune_fires(now + 2).await.expect("prune"),
+        1,
+        "m2; m3 is pending"
+    );
+    assert_eq!(store.pending_fires().await.expect("pending").0, 1);
 }
 
 async fn once_per_lets_a_retry_through_and_stops_another_event(rig: Rig) {

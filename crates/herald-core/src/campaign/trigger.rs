@@ -17,7 +17,8 @@
 //! - `keyword`: a word or phrase in a message the person wrote, as a whole word, ignoring case.
 //!
 //! The segment's filters are applied to the person's profile when the event is dispatched; the
-//! segment's source is not read.
+//! segment's source is not read. Liquid sees an event's properties as `trigger.<name>`, and a
+//! webhook action's payload and ref as `trigger.payload` and `trigger.ref`.
 
 use std::time::Duration;
 

@@ -42,6 +42,10 @@ const LEASE: Duration = Duration::from_secs(30);
 const BATCH: i64 = 500;
 /// How often fires recorded by other processes are looked for.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Settled fires are kept this long (the days report shows 30), then pruned...
+const FIRES_KEPT: Duration = Duration::from_secs(35 * 86_400);
+/// ...every this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Campaign versions kept parsed.
 const CAMPAIGNS_KEPT: usize = 256;
 
@@ -65,6 +69,7 @@ pub(crate) async fn run_dispatcher(settings: DispatchSettings, stop: Cancellatio
         campaigns: HashMap::new(),
         runs: HashSet::new(),
     };
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -83,6 +88,10 @@ pub(crate) async fn run_dispatcher(settings: DispatchSettings, stop: Cancellatio
             }
         }
         dispatcher.gauge().await;
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            dispatcher.prune().await;
+        }
     }
 }
 
@@ -398,6 +407,17 @@ impl Dispatcher {
         }
         self.runs.insert(run_id.to_owned());
         Ok(())
+    }
+
+    /// Forgets settled fires older than `FIRES_KEPT` (every serve does; deleting twice is
+    /// harmless).
+    async fn prune(&self) {
+        let before = now_ms().saturating_sub(millis(FIRES_KEPT));
+        match self.settings.store.prune_fires(before).await {
+            Ok(0) => {}
+            Ok(pruned) => debug!(pruned, "Old settled fires pruned."),
+            Err(error) => warn!(error = %error, "Could not prune old settled fires."),
+        }
     }
 
     /// Keeps the pending-fires gauges current.

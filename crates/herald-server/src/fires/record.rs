@@ -74,6 +74,20 @@ pub(crate) struct InboundAction<'a> {
 }
 
 impl InboundAction<'_> {
+    /// What Liquid sees as `trigger`: `payload` (a postback's or quick reply's) and `ref`, as
+    /// a JSON object; the person's text is not kept.
+    fn properties(&self) -> Option<String> {
+        let mut properties = serde_json::Map::new();
+        let payload = self.cue.postback.as_ref().or(self.cue.quick_reply.as_ref());
+        if let Some(payload) = payload {
+            properties.insert("payload".to_owned(), payload.clone().into());
+        }
+        if let Some(reference) = self.reference {
+            properties.insert("ref".to_owned(), reference.into());
+        }
+        (!properties.is_empty()).then(|| serde_json::Value::Object(properties).to_string())
+    }
+
     /// Whether `entry` waits for this action.
     fn fires(&self, entry: &TriggerEntry) -> bool {
         if entry.page_id != self.page {
@@ -110,6 +124,7 @@ pub(crate) async fn record_inbound(
         .iter()
         .map(|entry| kind_label(&entry.kind))
         .collect();
+    let properties = action.properties();
     let fires: Vec<NewFire> = matched
         .into_iter()
         .map(|entry| NewFire {
@@ -119,7 +134,7 @@ pub(crate) async fn record_inbound(
             page_id: action.page.to_owned(),
             external_id: None,
             psid: Some(action.psid.to_owned()),
-            properties: None,
+            properties: properties.clone(),
             received_at_ms,
         })
         .collect();
@@ -263,6 +278,10 @@ mod tests {
         assert!(
             !action.fires(&entry("2", "quick_reply", "YES")),
             "another page"
+        );
+        assert_eq!(
+            action.properties().as_deref(),
+            Some(r#"{"payload":"YES","ref":"summer"}"#)
         );
     }
 
