@@ -42,7 +42,9 @@ pub use run_starts::RunStart;
 pub use run_state::RunState;
 pub use runs::{NewRun, RunProgress, RunRecord};
 pub use schedules::ScheduleRecord;
-pub use triggers::{ClaimedFire, FireDay, NewFire, SettledFire, TriggerEntry, TriggerMark};
+pub use triggers::{
+    ClaimedFire, FireDay, NewFire, OncePer, PreparedFire, SettledFire, TriggerEntry,
+};
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 
 use herald_core::Secret;

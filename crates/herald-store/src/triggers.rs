@@ -72,13 +72,21 @@ pub struct SettledFire {
     pub job_id: Option<String>,
 }
 
-/// A person about to be sent a triggered campaign, for `once_per`.
+/// A fire about to be published: its job, and the `once_per` check its person must pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerMark {
+pub struct PreparedFire {
     pub campaign_id: String,
+    pub event_key: String,
+    /// Recorded on the fire before publishing, so the job's result finds its fire.
+    pub job_id: String,
+    pub once_per: Option<OncePer>,
+}
+
+/// The `once_per` check of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OncePer {
     /// The person (their external id, or anonymous id).
     pub user_key: String,
-    pub event_key: String,
     /// Their last send must be before this (epoch ms); `None`: they may get it once ever.
     pub since_ms: Option<i64>,
 }
@@ -318,43 +326,65 @@ impl Store {
         event_key: &str,
         since_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let mark = TriggerMark {
+        let fire = PreparedFire {
             campaign_id: campaign_id.to_owned(),
-            user_key: user_key.to_owned(),
             event_key: event_key.to_owned(),
-            since_ms,
+            job_id: String::new(),
+            once_per: Some(OncePer {
+                user_key: user_key.to_owned(),
+                since_ms,
+            }),
         };
-        let granted = self.mark_trigger_sends(std::slice::from_ref(&mark)).await?;
+        let granted = self.prepare_fires(std::slice::from_ref(&fire)).await?;
         Ok(granted.first().copied().unwrap_or(false))
     }
 
-    /// `mark_trigger_send` for each of `marks`, in order, in one transaction (a later mark for
-    /// the same person sees an earlier one).
-    pub async fn mark_trigger_sends(&self, marks: &[TriggerMark]) -> Result<Vec<bool>, StoreError> {
-        if marks.is_empty() {
+    /// For each of `fires`, in order and in one transaction: its `once_per` check (see
+    /// `mark_trigger_send`; a later fire for the same person sees an earlier one), then, when
+    /// it passed, its job id recorded on the fire. Whether each may be published.
+    pub async fn prepare_fires(&self, fires: &[PreparedFire]) -> Result<Vec<bool>, StoreError> {
+        if fires.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = "INSERT INTO trigger_marks (campaign_id, user_key, event_key, fired_at_ms) \
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id, user_key) DO UPDATE \
-                   SET event_key = excluded.event_key, fired_at_ms = excluded.fired_at_ms \
-                   WHERE trigger_marks.event_key = excluded.event_key \
-                   OR trigger_marks.fired_at_ms < $5 RETURNING event_key";
+        let mark = "INSERT INTO trigger_marks (campaign_id, user_key, event_key, fired_at_ms) \
+                    VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id, user_key) DO UPDATE \
+                    SET event_key = excluded.event_key, fired_at_ms = excluded.fired_at_ms \
+                    WHERE trigger_marks.event_key = excluded.event_key \
+                    OR trigger_marks.fired_at_ms < $5 RETURNING event_key";
+        let job = "UPDATE trigger_fires SET job_id = $3 \
+                   WHERE campaign_id = $1 AND event_key = $2 AND state = 'pending'";
         let now = now_ms();
         let mut batch = self.batch().await?;
-        let mut granted = Vec::with_capacity(marks.len());
-        for mark in marks {
-            let row: Option<(String,)> = with_tx!(&mut batch.tx, tx => {
-                sqlx::query_as(sql)
-                    .bind(&mark.campaign_id)
-                    .bind(&mark.user_key)
-                    .bind(&mark.event_key)
-                    .bind(now)
-                    .bind(mark.since_ms.unwrap_or(i64::MIN))
-                    .fetch_optional(&mut **tx)
+        let mut granted = Vec::with_capacity(fires.len());
+        for fire in fires {
+            if let Some(once) = &fire.once_per {
+                let row: Option<(String,)> = with_tx!(&mut batch.tx, tx => {
+                    sqlx::query_as(mark)
+                        .bind(&fire.campaign_id)
+                        .bind(&once.user_key)
+                        .bind(&fire.event_key)
+                        .bind(now)
+                        .bind(once.since_ms.unwrap_or(i64::MIN))
+                        .fetch_optional(&mut **tx)
+                        .await
+                })
+                .map_err(query("prepare_fires"))?;
+                if row.is_none() {
+                    granted.push(false);
+                    continue;
+                }
+            }
+            with_tx!(&mut batch.tx, tx => {
+                sqlx::query(job)
+                    .bind(&fire.campaign_id)
+                    .bind(&fire.event_key)
+                    .bind(&fire.job_id)
+                    .execute(&mut **tx)
                     .await
+                    .map(|_| ())
             })
-            .map_err(query("mark_trigger_sends"))?;
-            granted.push(row.is_some());
+            .map_err(query("prepare_fires"))?;
+            granted.push(true);
         }
         batch.commit().await?;
         Ok(granted)

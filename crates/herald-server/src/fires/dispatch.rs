@@ -10,8 +10,9 @@
 //! event's properties as the attribute `trigger`; the segment's filters on the profile now (a
 //! miss settles the fire `filtered`, no result); the producer's `Planner` (window, opt-out,
 //! render, Meta's limits, the campaign's frequency cap counted for this person, `delay`);
-//! then `once_per`, each mark checked and taken in one statement (`Store::mark_trigger_sends`,
-//! the batch's marks in one transaction) before publishing, so two serves never both send.
+//! then `once_per`, each check taken in one statement with the job id recorded on the fire
+//! (`Store::prepare_fires`, the batch's in one transaction) before publishing, so two serves
+//! never both send and the job's result finds its fire (the latency metric).
 //! Jobs are published on the serve's shared broker connection (the API triggers' too).
 
 use std::collections::{HashMap, HashSet};
@@ -25,7 +26,7 @@ use herald_core::duration::format_duration;
 use herald_core::{SendJob, User};
 use herald_producer::plan::{CapCounts, Planned, Planner};
 use herald_producer::{Connected, SharedLink};
-use herald_store::{ClaimedFire, NewRun, SettledFire, Store, StoreError, TriggerMark};
+use herald_store::{ClaimedFire, NewRun, OncePer, PreparedFire, SettledFire, Store, StoreError};
 use herald_telemetry::Metrics;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -135,17 +136,17 @@ impl Dispatcher {
         let now = OffsetDateTime::now_utc();
         let known = self.users(&claimed).await?;
         let mut planned = Vec::with_capacity(claimed.len());
-        let mut marks = Vec::new();
+        let mut prepared = Vec::new();
         for (index, fire) in claimed.iter().enumerate() {
-            let (outcome, mark) = self.plan(fire, &known, now).await?;
-            if let Some(mark) = mark {
-                marks.push((index, mark));
+            let (outcome, prepare) = self.plan(fire, &known, now).await?;
+            if let Some(prepare) = prepare {
+                prepared.push((index, prepare));
             }
             planned.push(outcome);
         }
-        // `once_per` of the uncapped fires, in one transaction.
-        let (indexes, marks): (Vec<usize>, Vec<TriggerMark>) = marks.into_iter().unzip();
-        let granted = store.mark_trigger_sends(&marks).await?;
+        // The uncapped jobs' `once_per` checks and job ids, in one transaction.
+        let (indexes, prepared): (Vec<usize>, Vec<PreparedFire>) = prepared.into_iter().unzip();
+        let granted = store.prepare_fires(&prepared).await?;
         for (index, granted) in indexes.into_iter().zip(granted) {
             if !granted {
                 planned[index] = Outcome::Settle("skipped", Some("once_per"));
@@ -207,14 +208,14 @@ impl Dispatcher {
         Ok(known)
     }
 
-    /// One fire's outcome; a job of an uncapped campaign with `once_per` comes with the mark
-    /// to take before it is published (the caller takes the batch's marks together).
+    /// One fire's outcome; a job of an uncapped campaign comes with what to record before it
+    /// is published (its `once_per` check and job id; the caller does the batch's together).
     async fn plan(
         &mut self,
         claimed: &ClaimedFire,
         known: &HashMap<(String, String), User>,
         now: OffsetDateTime,
-    ) -> Result<(Outcome, Option<TriggerMark>), DispatchError> {
+    ) -> Result<(Outcome, Option<PreparedFire>), DispatchError> {
         let outcome = |outcome| Ok((outcome, None));
         let fire = &claimed.fire;
         let Some(campaign) = self.campaign(&fire.campaign_id, fire.version).await? else {
@@ -257,24 +258,25 @@ impl Dispatcher {
             None => outcome(Outcome::Settle("filtered", None)),
             Some(Planned::Skip { result, reason }) => outcome(Outcome::Skip(result, reason)),
             Some(Planned::Job(job)) => {
-                // `once_per = "0s"`: every event sends, nothing to mark.
-                let mark = match trigger.once_per {
-                    Some(period) if period.is_zero() => None,
-                    period => Some(TriggerMark {
-                        campaign_id: fire.campaign_id.clone(),
-                        user_key: user.external_id.clone(),
-                        event_key: fire.event_key.clone(),
-                        since_ms: period.map(|p| now_ms().saturating_sub(millis(p))),
-                    }),
+                let prepare = PreparedFire {
+                    campaign_id: fire.campaign_id.clone(),
+                    event_key: fire.event_key.clone(),
+                    job_id: job.job_id.clone(),
+                    // `once_per = "0s"`: every event sends, nothing to check.
+                    once_per: match trigger.once_per {
+                        Some(period) if period.is_zero() => None,
+                        period => Some(OncePer {
+                            user_key: user.external_id.clone(),
+                            since_ms: period.map(|p| now_ms().saturating_sub(millis(p))),
+                        }),
+                    },
                 };
                 if !capped {
-                    return Ok((Outcome::Job(job), mark));
+                    return Ok((Outcome::Job(job), Some(prepare)));
                 }
-                // A capped send marks and reserves at once, so the next fire of this batch
+                // A capped send checks and reserves at once, so the next fire of this batch
                 // for the same person counts it.
-                if let Some(mark) = mark
-                    && store.mark_trigger_sends(&[mark]).await?.first() != Some(&true)
-                {
+                if store.prepare_fires(&[prepare]).await?.first() != Some(&true) {
                     return outcome(Outcome::Settle("skipped", Some("once_per")));
                 }
                 let (job_id, run_id) = (&job.job_id, &job.run_id);
