@@ -394,10 +394,13 @@ impl Fleet {
 
     pub(crate) async fn stop(mut self) {
         for worker in self.workers.iter_mut().filter_map(Option::take) {
-            assert!(worker.terminate(), "a worker did not exit 0 on SIGTERM");
+            assert!(
+                worker.terminate().await,
+                "a worker did not exit 0 on SIGTERM"
+            );
         }
         if let Some(serve) = self.serve.take() {
-            assert!(serve.terminate(), "serve did not exit 0 on SIGTERM");
+            assert!(serve.terminate().await, "serve did not exit 0 on SIGTERM");
         }
         let connection = herald_amqp::connect(&self.amqp).await.expect("connect");
         self.topology.delete(&connection).await.expect("cleanup");

@@ -181,7 +181,7 @@ async fn slow_and_greedy_clients_do_not_take_the_webhook_down() {
     );
     let peak_mb = peak_rss_kib(serve.0.id()) / 1024;
     assert!(peak_mb < 256, "serve peaked at {peak_mb} MB");
-    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+    assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
 
     herald_tests::delete_topology(&prefix).await;
 }

@@ -152,14 +152,28 @@ pub async fn drain(connection: &herald_amqp::Connection, queue: &str) -> Vec<Vec
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
 pub struct Running(pub std::process::Child);
 
+/// How long `Running::terminate` waits for a process to exit on SIGTERM (a worker drains for
+/// up to 30 s) before it kills it and reports failure.
+const EXIT_WAIT: Duration = Duration::from_secs(90);
+
 impl Running {
-    /// SIGTERM, then whether it exited 0.
-    pub fn terminate(mut self) -> bool {
+    /// SIGTERM, then whether it exited 0 within `EXIT_WAIT` (else it is killed: false). The
+    /// wait does not block the test's runtime, which may run the simulator or a webhook
+    /// receiver the process is still calling while it drains.
+    pub async fn terminate(mut self) -> bool {
         let pid = self.0.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status();
-        self.0.wait().is_ok_and(|status| status.success())
+        let deadline = Instant::now() + EXIT_WAIT;
+        while Instant::now() < deadline {
+            match self.0.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 

@@ -157,7 +157,7 @@ async fn run(services: &BTreeMap<String, Service>, database: &TestDatabase, vhos
         .expect("sim stats");
     let stats: Value = serde_json::from_slice(&stats.bytes().await.expect("body")).expect("JSON");
     assert_eq!(stats["accepted"], users + audience, "{stats:#}");
-    let failed = fleet.stop();
+    let failed = fleet.stop().await;
     assert!(failed.is_empty(), "did not exit 0 on SIGTERM: {failed:?}");
 }
 

@@ -219,6 +219,6 @@ async fn prometheus_counts_what_the_simulator_accepted() {
     for worker in workers {
         assert!(worker.terminate().await.success());
     }
-    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+    assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
     rig.cleanup().await;
 }

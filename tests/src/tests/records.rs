@@ -185,7 +185,7 @@ async fn two_serves(rig: Rig) {
         "{shares:?}"
     );
     for (serve, _) in serves {
-        assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+        assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
     }
     topology.delete(&connection).await.expect("cleanup");
     let _ = connection.close().await;

@@ -154,7 +154,7 @@ async fn scenario(connection: &herald_amqp::Connection, database: Secret) {
     );
 
     for serve in serves {
-        assert!(serve.terminate(), "serve did not stop cleanly");
+        assert!(serve.terminate().await, "serve did not stop cleanly");
     }
     // Every occurrence's jobs, once: 3 users × (1 + ticks) runs, one job per user per run.
     let jobs = drain(connection, &topology.send_queue()).await;

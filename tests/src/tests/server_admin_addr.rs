@@ -87,6 +87,6 @@ async fn the_admin_api_and_metrics_leave_the_public_address() {
         text.contains("nope"),
         "the admin API answered about the run: {text}"
     );
-    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+    assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
     crate::delete_topology(&prefix).await;
 }

@@ -162,7 +162,7 @@ async fn herald_serve_reports_its_broker_connection() {
         reads(1.0).await,
         "serve must report 1 again once reconnected"
     );
-    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+    assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
 
     crate::delete_topology(&prefix).await;
 }

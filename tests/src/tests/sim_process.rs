@@ -205,7 +205,7 @@ async fn receipts_flag_posts_signed_delivery_and_read_receipts() {
         assert_eq!(event["sender"]["id"], "24000000000000007", "{event}");
         assert_eq!(event["recipient"]["id"], "1000000001", "{event}");
     }
-    assert!(sim.terminate(), "herald sim exits 0 on SIGTERM");
+    assert!(sim.terminate().await, "herald sim exits 0 on SIGTERM");
 }
 
 #[test]

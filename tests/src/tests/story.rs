@@ -197,8 +197,8 @@ async fn the_whole_story(rig: Rig) {
     let accepted = sim.messages(PSID);
     assert_eq!(accepted.len(), 1, "one message to the linked PSID");
 
-    assert!(worker.terminate(), "worker exits 0 on SIGTERM");
-    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
+    assert!(worker.terminate().await, "worker exits 0 on SIGTERM");
+    assert!(serve.terminate().await, "serve exits 0 on SIGTERM");
     topology.delete(&broker).await.expect("delete topology");
     let _ = broker.close().await;
     sim.shutdown().await;

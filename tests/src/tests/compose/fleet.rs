@@ -166,13 +166,13 @@ impl Fleet {
     }
 
     /// SIGTERM to every replica, workers first; the services that exited non-zero.
-    pub(crate) fn stop(self) -> Vec<String> {
+    pub(crate) async fn stop(self) -> Vec<String> {
         let mut failed = Vec::new();
         let mut replicas = self.replicas;
         replicas.sort_by_key(|r| r.service != "worker");
         for replica in replicas {
             let name = format!("{} {}", replica.service, replica.addr);
-            if !replica.process.terminate() {
+            if !replica.process.terminate().await {
                 failed.push(name);
             }
         }
