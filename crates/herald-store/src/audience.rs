@@ -21,7 +21,7 @@ use sqlx::Row;
 use sqlx::types::Json;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backend::{Db, with_pool};
+use crate::backend::{Db, numbered, with_pool};
 use crate::error::query;
 use crate::stamp::from_opt_ms;
 use crate::{OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, Store, StoreError};
@@ -145,12 +145,9 @@ impl Store {
         if external_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (2..external_ids.len() + 2)
-            .map(|n| format!("${n}"))
-            .collect();
         let sql = format!(
             "{LINKED_SELECT} WHERE u.external_id IN ({}) ORDER BY u.external_id",
-            placeholders.join(", ")
+            numbered(2, external_ids.len())
         );
         with_pool!(&self.db, pool => {
             let mut statement = sqlx::query(&sql).bind(page_id);

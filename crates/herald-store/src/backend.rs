@@ -54,6 +54,12 @@ impl Backend {
     }
 }
 
+/// `count` numbered placeholders from `$first`, for an `IN (...)` list: `$2, $3, $4`.
+pub(crate) fn numbered(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    numbers.join(", ")
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

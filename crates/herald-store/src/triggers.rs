@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::with_pool;
+use crate::backend::{numbered, with_pool};
 use crate::batch::{Batch, with_tx};
 use crate::error::query;
 use crate::stamp::{count, now_ms};
@@ -164,10 +164,9 @@ impl Batch {
         if pages.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=pages.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE page_id IN ({})",
-            placeholders.join(", ")
+            numbered(1, pages.len())
         );
         let rows: Vec<(String, i64, String, String, String)> = with_tx!(&mut self.tx, tx => {
             let mut statement = sqlx::query_as(&sql);
@@ -223,10 +222,9 @@ impl Batch {
         if job_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=job_ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT job_id, received_at_ms FROM trigger_fires WHERE job_id IN ({})",
-            placeholders.join(", ")
+            numbered(1, job_ids.len())
         );
         with_tx!(&mut self.tx, tx => {
             let mut statement = sqlx::query_as(&sql);
@@ -249,10 +247,10 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (0..keys.len()).map(|n| format!("${}", n + 2)).collect();
+
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE kind = $1 AND trigger_key IN ({})",
-            placeholders.join(", ")
+            numbered(2, keys.len())
         );
         let rows: Vec<(String, i64, String, String, String)> = with_pool!(&self.db, pool => {
             let mut statement = sqlx::query_as(&sql).bind(kind);

@@ -14,7 +14,7 @@ use herald_core::User;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
-use crate::backend::with_pool;
+use crate::backend::{numbered, with_pool};
 use crate::error::query;
 use crate::stamp::{now_ms, to_ms};
 use crate::{Store, StoreError};
@@ -223,10 +223,9 @@ impl Store {
     ) -> Result<HashMap<String, BTreeMap<String, String>>, StoreError> {
         let mut found = HashMap::with_capacity(external_ids.len());
         for chunk in external_ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
             let sql = format!(
                 "SELECT external_id, attributes FROM users WHERE external_id IN ({})",
-                placeholders.join(", ")
+                numbered(1, chunk.len())
             );
             let rows: Vec<(String, Json<BTreeMap<String, String>>)> =
                 with_pool!(&self.db, pool => {
