@@ -188,6 +188,9 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
     herald_tests::postgres::in_new_schema(|database| async move {
         let options = Options {
             amqp_url: Some(url),
+            // The producer publishes about 8,000 jobs a second here and raising the alarm
+            // (`rabbitmqctl` starting up) takes 1.5 s: the run must outlast that many times over.
+            users: 80_000,
             ..Options::new("test-cluster-alarm", database.clone())
         };
         let Some(fleet) = Fleet::start(options).await else {
@@ -202,9 +205,10 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
             .await
             .expect("store");
         let (mut producer, run) = fleet.producer(&[]);
-        let going = fleet.published(&store, &run, 20).await;
+        let going = fleet.published(&store, &run, 1).await;
         assert!(going, "the producer never got going");
 
+        let raising = Instant::now();
         let alarm = Alarm::raise();
         let blocked = eventually(Duration::from_secs(30), || async {
             sample(&fleet.worker_metrics(0).await, "herald_broker_blocked") == Some(1.0)
@@ -218,9 +222,15 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
             "during the alarm"
         );
         let record = store.load_run(&run).await.expect("load").expect("run");
+        eprintln!(
+            "blocked {:.1} s after raising the alarm, {} of {} published",
+            raising.elapsed().as_secs_f64(),
+            record.progress.published,
+            fleet.users
+        );
         assert!(
             !record.progress.complete,
-            "the producer finished before the alarm; grow USERS"
+            "the producer finished before the alarm; grow users"
         );
         // Everyone waits: nothing exits, nothing errors.
         tokio::time::sleep(Duration::from_secs(3)).await;
