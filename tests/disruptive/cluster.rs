@@ -4,8 +4,9 @@
 //!   fails over to the next node of `HERALD_AMQP_URL`, the quorum queues (replicated on all
 //!   three nodes) keep every job, and every user gets exactly one message and one result;
 //! - a memory alarm mid-run blocks publishing: the producer and the workers wait (and say so in
-//!   `herald_broker_blocked`), the webhook answers 503 so Meta retries, and after the alarm
-//!   clears everything finishes, every user sent once, and the webhook answers 200 again.
+//!   `herald_broker_blocked`), the webhook answers 503 so Meta retries, a worker told to stop
+//!   during it exits, and after the alarm clears everything finishes, every user sent once,
+//!   and the webhook answers 200 again.
 
 use std::time::{Duration, Instant};
 
@@ -193,7 +194,7 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
             users: 80_000,
             ..Options::new("test-cluster-alarm", database.clone())
         };
-        let Some(fleet) = Fleet::start(options).await else {
+        let Some(mut fleet) = Fleet::start(options).await else {
             return;
         };
         assert_eq!(
@@ -237,6 +238,18 @@ async fn a_memory_alarm_pauses_a_campaign_and_loses_nothing() {
         assert!(
             producer.try_wait().expect("status").is_none(),
             "the producer gave up during the alarm"
+        );
+        // A worker told to stop during the alarm stops: the broker reads nothing more from its
+        // connection, so its last results and its closing frames go unanswered and it leaves
+        // without them once its grace is over; its unacked jobs go to the others.
+        let terminating = Instant::now();
+        assert!(
+            fleet.terminate_worker(2).await,
+            "a worker did not exit 0 on SIGTERM during the alarm"
+        );
+        eprintln!(
+            "worker 2 exited {:.1} s after SIGTERM during the alarm",
+            terminating.elapsed().as_secs_f64()
         );
         let cleared_at = Instant::now();
         drop(alarm);

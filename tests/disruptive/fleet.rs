@@ -265,6 +265,14 @@ impl Fleet {
         serve.chain(workers).collect()
     }
 
+    /// SIGTERMs worker `n` and forgets it; whether it exited 0 (within 90 s).
+    pub(crate) async fn terminate_worker(&mut self, n: usize) -> bool {
+        match self.workers[n].take() {
+            Some(worker) => worker.terminate().await,
+            None => true,
+        }
+    }
+
     /// SIGKILL worker `n`, then start a new one in its place.
     pub(crate) fn kill_and_restart(&mut self, n: usize) {
         if let Some(mut worker) = self.workers[n].take() {

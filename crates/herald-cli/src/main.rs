@@ -64,5 +64,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(commands::run(cli.command, config))
+    let code = runtime.block_on(commands::run(cli.command, config));
+    // Tasks still blocked on a dead peer (a worker's send past its grace period, a blocking
+    // read) must not keep the process from exiting once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }

@@ -2,10 +2,11 @@
 //! do something. The ingest (a postback, a quick reply, a referral's `ref`, a keyword in a
 //! message) and `/users/track` (an event) record a fire per campaign the action matches
 //! (`record.rs`), in the store, keyed by (campaign, event) so an event delivered twice fires
-//! once; `dispatch.rs`, a task of every `herald serve`, claims pending fires, plans each one's
-//! job with the producer's `Planner` (filters on the person's profile now, the 24-hour window,
-//! opt-out, Meta's limits, `delay` as the job's `not_before`, `once_per`), publishes it with
-//! publisher confirms and marks the fire settled. A delayed job waits in the broker.
+//! once, and due when the campaign's `delay` has passed; `dispatch.rs`, a task of every
+//! `herald serve`, claims due fires, plans each one's job with the producer's `Planner`
+//! (filters on the person's profile now, the 24-hour window, opt-out, Meta's limits,
+//! `once_per`), publishes it with publisher confirms and marks the fire settled. A delay is
+//! waited out in the store, so what is sent is decided when it is sent.
 //!
 //! Each campaign's fires of one UTC day are one run, `<campaign_id>@<yyyy-mm-dd>`, so
 //! `campaign status` and pause or cancel work per day; a job's id is

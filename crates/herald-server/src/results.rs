@@ -157,12 +157,12 @@ impl Handler for Results {
             }
         }
         if !triggered.is_empty() {
-            // From the event to Graph's acceptance, for the trigger latency metric.
+            // From the fire being due (its event, plus the campaign's delay) to Graph's
+            // acceptance, for the trigger latency metric.
             let ids: Vec<&str> = triggered.iter().map(|r| r.job_id.as_str()).collect();
-            let received: HashMap<String, i64> =
-                batch.fire_received(&ids).await?.into_iter().collect();
+            let due: HashMap<String, i64> = batch.fire_due(&ids).await?.into_iter().collect();
             for result in triggered {
-                if let Some(at_ms) = received.get(&result.job_id) {
+                if let Some(at_ms) = due.get(&result.job_id) {
                     let finished_ms = result.finished_at.unix_timestamp_nanos() / 1_000_000;
                     let seconds = (finished_ms - i128::from(*at_ms)) as f64 / 1000.0;
                     recorded.trigger_latencies.push(seconds.max(0.0));

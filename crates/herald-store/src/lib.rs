@@ -43,7 +43,7 @@ pub use run_state::RunState;
 pub use runs::{NewRun, RunProgress, RunRecord};
 pub use schedules::ScheduleRecord;
 pub use triggers::{
-    ClaimedFire, FireDay, NewFire, OncePer, PreparedFire, SettledFire, TriggerEntry,
+    ClaimedFire, FireDay, NewFire, OncePer, PendingFires, PreparedFire, SettledFire, TriggerEntry,
 };
 pub use users::{ANON_PREFIX, OPTED_OUT_AT_ATTRIBUTE, OPTED_OUT_ATTRIBUTE, UserRecord};
 

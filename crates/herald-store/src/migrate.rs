@@ -84,6 +84,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0011_triggers.sql"),
         include_str!("../migrations/postgres/0011_triggers.sql"),
     ),
+    (
+        12,
+        "fire due",
+        include_str!("../migrations/sqlite/0012_fire_due.sql"),
+        include_str!("../migrations/postgres/0012_fire_due.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -4,8 +4,9 @@
 //! jobs) and `trigger_marks` (each person's last send of a campaign, for `once_per`).
 //!
 //! A fire's life: recorded `pending` in the same transaction as the event that caused it (the
-//! ingest) or right after the event was counted (`/users/track`); claimed by one `herald serve`
-//! for a lease (`claim_fires`, the lease lapsing if that serve dies); then `published`,
+//! ingest) or right after the event was counted (`/users/track`), due when its campaign's
+//! `delay` has passed; once due, claimed by one `herald serve` for a lease (`claim_fires`, the
+//! lease lapsing if that serve dies); then `published`,
 //! `skipped` (with the reason) or `filtered`, once its job or result is confirmed by the
 //! broker (`settle_fires`). A fire claimed more than once may have been published already: the
 //! caller marks such a job for the workers to verify. What a fire means (which campaign, which
@@ -29,6 +30,8 @@ pub struct TriggerEntry {
     pub kind: String,
     /// The event name, payload or ref; a keyword in lower case.
     pub key: String,
+    /// The campaign's `delay`: a fire is due this long after its event.
+    pub delay_ms: i64,
 }
 
 /// An event that fires a campaign, to record.
@@ -46,6 +49,8 @@ pub struct NewFire {
     pub properties: Option<String>,
     /// When Herald received the event.
     pub received_at_ms: i64,
+    /// When it may be dispatched: `received_at_ms` plus the campaign's delay.
+    pub due_at_ms: i64,
 }
 
 /// A pending fire, claimed.
@@ -91,6 +96,17 @@ pub struct OncePer {
     pub since_ms: Option<i64>,
 }
 
+/// The pending fires at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingFires {
+    /// Due and not yet published.
+    pub due: u64,
+    /// When the longest due of them came due (epoch ms).
+    pub due_since_ms: Option<i64>,
+    /// Waiting for their campaign's delay.
+    pub waiting: u64,
+}
+
 /// One day of a triggered campaign: its fires by outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FireDay {
@@ -116,13 +132,16 @@ type FireRow = (
     Option<String>,
     i64,
     i64,
+    i64,
     Option<i64>,
 );
 
-/// Fires inserted per statement (8 parameters each).
+/// Fires inserted per statement (9 parameters each).
 const FIRES_PER_STATEMENT: usize = 200;
 
-const ENTRY_COLUMNS: &str = "campaign_id, version, page_id, kind, trigger_key";
+const ENTRY_COLUMNS: &str = "campaign_id, version, page_id, kind, trigger_key, delay_ms";
+
+type EntryRow = (String, i64, String, String, String, i64);
 
 impl Batch {
     /// Makes `entry` what `campaign_id` waits for, or (with `None`) says it waits for nothing.
@@ -139,8 +158,9 @@ impl Batch {
         let Some(entry) = entry else {
             return Ok(());
         };
-        let insert =
-            format!("INSERT INTO campaign_triggers ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
+        let insert = format!(
+            "INSERT INTO campaign_triggers ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        );
         with_tx!(&mut self.tx, tx => {
             sqlx::query(&insert)
                 .bind(&entry.campaign_id)
@@ -148,6 +168,7 @@ impl Batch {
                 .bind(&entry.page_id)
                 .bind(&entry.kind)
                 .bind(&entry.key)
+                .bind(entry.delay_ms)
                 .execute(&mut **tx)
                 .await
                 .map(|_| ())
@@ -168,7 +189,7 @@ impl Batch {
             "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE page_id IN ({})",
             numbered(1, pages.len())
         );
-        let rows: Vec<(String, i64, String, String, String)> = with_tx!(&mut self.tx, tx => {
+        let rows: Vec<EntryRow> = with_tx!(&mut self.tx, tx => {
             let mut statement = sqlx::query_as(&sql);
             for page in pages {
                 statement = statement.bind(*page);
@@ -187,9 +208,9 @@ impl Batch {
         for chunk in fires.chunks(FIRES_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO trigger_fires (campaign_id, event_key, version, page_id, \
-                 external_id, psid, properties, received_at_ms, state) VALUES {} \
+                 external_id, psid, properties, received_at_ms, due_at_ms, state) VALUES {} \
                  ON CONFLICT (campaign_id, event_key) DO NOTHING",
-                backend.values(chunk.len(), 8, ", 'pending'")
+                backend.values(chunk.len(), 9, ", 'pending'")
             );
             new += with_tx!(&mut self.tx, tx => {
                 let mut statement = sqlx::query(&sql);
@@ -202,7 +223,8 @@ impl Batch {
                         .bind(&fire.external_id)
                         .bind(&fire.psid)
                         .bind(&fire.properties)
-                        .bind(fire.received_at_ms);
+                        .bind(fire.received_at_ms)
+                        .bind(fire.due_at_ms);
                 }
                 statement.execute(&mut **tx).await.map(|done| done.rows_affected())
             })
@@ -213,17 +235,14 @@ impl Batch {
 }
 
 impl Batch {
-    /// When Herald received the event behind each of `job_ids` (jobs of triggered
-    /// campaigns): (job id, epoch ms); ids of other jobs are left out.
-    pub async fn fire_received(
-        &mut self,
-        job_ids: &[&str],
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    /// When the fire behind each of `job_ids` (jobs of triggered campaigns) was due: its
+    /// event's arrival plus the campaign's delay. (job id, epoch ms); other jobs are left out.
+    pub async fn fire_due(&mut self, job_ids: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
         if job_ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT job_id, received_at_ms FROM trigger_fires WHERE job_id IN ({})",
+            "SELECT job_id, due_at_ms FROM trigger_fires WHERE job_id IN ({})",
             numbered(1, job_ids.len())
         );
         with_tx!(&mut self.tx, tx => {
@@ -233,7 +252,7 @@ impl Batch {
             }
             statement.fetch_all(&mut **tx).await
         })
-        .map_err(query("fire_received"))
+        .map_err(query("fire_due"))
     }
 }
 
@@ -252,7 +271,7 @@ impl Store {
             "SELECT {ENTRY_COLUMNS} FROM campaign_triggers WHERE kind = $1 AND trigger_key IN ({})",
             numbered(2, keys.len())
         );
-        let rows: Vec<(String, i64, String, String, String)> = with_pool!(&self.db, pool => {
+        let rows: Vec<EntryRow> = with_pool!(&self.db, pool => {
             let mut statement = sqlx::query_as(&sql).bind(kind);
             for key in keys {
                 statement = statement.bind(*key);
@@ -274,8 +293,8 @@ impl Store {
         Ok(new)
     }
 
-    /// Claims up to `limit` pending fires nobody holds (or whose holder's lease lapsed) for
-    /// `lease_ms`, oldest first, in one statement (on PostgreSQL, rows another serve is
+    /// Claims up to `limit` due pending fires nobody holds (or whose holder's lease lapsed)
+    /// for `lease_ms`, the longest due first, in one statement (on PostgreSQL, rows another serve is
     /// claiming are skipped, not waited for).
     pub async fn claim_fires(
         &self,
@@ -287,18 +306,19 @@ impl Store {
             crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             crate::Backend::Sqlite => "",
         };
-        let free = "state = 'pending' AND (claimed_until_ms IS NULL OR claimed_until_ms < $1)";
+        let free = "state = 'pending' AND due_at_ms <= $1 \
+                    AND (claimed_until_ms IS NULL OR claimed_until_ms < $1)";
         // The pick is a CTE so that it is evaluated once: PostgreSQL may run an `IN (SELECT
         // ... LIMIT)` subquery again per row, claiming more than `limit`.
         let sql = format!(
             "WITH picked AS (SELECT campaign_id, event_key FROM trigger_fires WHERE {free} \
-               ORDER BY received_at_ms LIMIT $2{skip_locked}) \
+               ORDER BY due_at_ms LIMIT $2{skip_locked}) \
              UPDATE trigger_fires SET claims = claims + 1, claimed_until_ms = $3, \
              first_claimed_at_ms = COALESCE(first_claimed_at_ms, $1) \
              WHERE {free} AND (campaign_id, event_key) IN \
                (SELECT campaign_id, event_key FROM picked) \
              RETURNING campaign_id, event_key, version, page_id, external_id, psid, \
-             properties, received_at_ms, claims, first_claimed_at_ms"
+             properties, received_at_ms, due_at_ms, claims, first_claimed_at_ms"
         );
         let rows: Vec<FireRow> = with_pool!(&self.db, pool => {
             sqlx::query_as(&sql)
@@ -310,7 +330,7 @@ impl Store {
         })
         .map_err(query("claim_fires"))?;
         let mut claimed: Vec<ClaimedFire> = rows.into_iter().map(claimed_fire).collect();
-        claimed.sort_by_key(|claimed| claimed.fire.received_at_ms);
+        claimed.sort_by_key(|claimed| (claimed.fire.due_at_ms, claimed.fire.received_at_ms));
         Ok(claimed)
     }
 
@@ -475,14 +495,45 @@ impl Store {
         .map_err(query("prune_fires"))
     }
 
-    /// Fires still pending, and when the oldest of them was received.
-    pub async fn pending_fires(&self) -> Result<(u64, Option<i64>), StoreError> {
-        let sql = "SELECT COUNT(*), MIN(received_at_ms) FROM trigger_fires WHERE state = 'pending'";
-        let (n, oldest): (i64, Option<i64>) = with_pool!(&self.db, pool => {
-            sqlx::query_as(sql).fetch_one(pool).await
+    /// The pending fires: how many are due, since when the longest due one is, and how many
+    /// still wait for their delay.
+    pub async fn pending_fires(&self) -> Result<PendingFires, StoreError> {
+        let sql = "SELECT COALESCE(SUM(CASE WHEN due_at_ms <= $1 THEN 1 ELSE 0 END), 0), \
+                   MIN(CASE WHEN due_at_ms <= $1 THEN due_at_ms END), COUNT(*) \
+                   FROM trigger_fires WHERE state = 'pending'";
+        let (due, oldest, all): (i64, Option<i64>, i64) = with_pool!(&self.db, pool => {
+            sqlx::query_as(sql).bind(now_ms()).fetch_one(pool).await
         })
         .map_err(query("pending_fires"))?;
-        Ok((count(n), oldest))
+        Ok(PendingFires {
+            due: count(due),
+            due_since_ms: oldest,
+            waiting: count(all.saturating_sub(due)),
+        })
+    }
+
+    /// Which of `campaign_ids` are deleted.
+    pub async fn deleted_campaigns(
+        &self,
+        campaign_ids: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        if campaign_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT campaign_id FROM stored_campaigns \
+             WHERE deleted = TRUE AND campaign_id IN ({})",
+            numbered(1, campaign_ids.len())
+        );
+        let rows: Vec<(String,)> = with_pool!(&self.db, pool => {
+            let mut statement = sqlx::query_as(&sql);
+            for id in campaign_ids {
+                statement = statement.bind(*id);
+            }
+            statement.fetch_all(pool).await
+        })
+        .map_err(query("deleted_campaigns"))?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// A campaign's fires received at or after `since_ms`, by UTC day (the day's first
@@ -523,14 +574,15 @@ impl Store {
     }
 }
 
-fn entry(row: (String, i64, String, String, String)) -> TriggerEntry {
-    let (campaign_id, version, page_id, kind, key) = row;
+fn entry(row: EntryRow) -> TriggerEntry {
+    let (campaign_id, version, page_id, kind, key, delay_ms) = row;
     TriggerEntry {
         campaign_id,
         version,
         page_id,
         kind,
         key,
+        delay_ms,
     }
 }
 
@@ -544,6 +596,7 @@ fn claimed_fire(row: FireRow) -> ClaimedFire {
         psid,
         properties,
         received,
+        due,
         claims,
         first,
     ) = row;
@@ -557,6 +610,7 @@ fn claimed_fire(row: FireRow) -> ClaimedFire {
             psid,
             properties,
             received_at_ms: received,
+            due_at_ms: due,
         },
         claims,
         first_claimed_at_ms: first.unwrap_or(received),

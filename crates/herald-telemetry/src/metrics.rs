@@ -20,7 +20,7 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 5
 const WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 /// Buckets for publishing one webhook body and getting the broker's confirm: 1 ms to 10 s (the
 /// webhook gives up well before Meta's 20 s timeout).
-/// From an event to its triggered job: tens of milliseconds to hours (a `delay`).
+/// From a fire being due to its triggered job: tens of milliseconds to minutes.
 const TRIGGER_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
 ];
@@ -115,13 +115,16 @@ pub struct Metrics {
     /// Fires that sent nothing, by `reason` (duplicate, once_per, filtered, and the producer's
     /// skip reasons such as blank_psid or outside_window).
     pub trigger_skipped: IntCounterVec,
-    /// Seconds from Herald receiving an event to its triggered job, by `stage`: `enqueued`
-    /// (the broker confirmed the job) or `sent` (Graph accepted it; includes the `delay`).
+    /// Seconds from a fire being due (Herald receiving its event, plus the campaign's
+    /// `delay`) to its triggered job, by `stage`: `enqueued` (the broker confirmed the job) or
+    /// `sent` (Graph accepted it).
     pub trigger_latency: HistogramVec,
-    /// Fires waiting to be published.
+    /// Fires due and not yet published.
     pub trigger_pending: IntGauge,
-    /// Age in seconds of the oldest fire waiting to be published (0 when none).
+    /// Seconds since the longest due fire not yet published came due (0 when none).
     pub trigger_oldest_pending: IntGauge,
+    /// Fires waiting for their campaign's `delay` (in the store, not yet due).
+    pub trigger_waiting: IntGauge,
 }
 
 impl Metrics {
@@ -212,7 +215,8 @@ impl Metrics {
         let trigger_latency = HistogramVec::new(
             HistogramOpts::new(
                 "herald_trigger_latency_seconds",
-                "From Herald receiving an event to its triggered job, by stage (enqueued, sent).",
+                "From a fire being due (its event plus the campaign's delay) to its triggered job, \
+                 by stage (enqueued, sent).",
             )
             .buckets(TRIGGER_BUCKETS.to_vec()),
             &["stage"],
@@ -371,11 +375,15 @@ impl Metrics {
             trigger_latency,
             trigger_pending: int_gauge(
                 "herald_trigger_pending",
-                "Fires of triggered campaigns waiting to be published.",
+                "Fires of triggered campaigns due and not yet published.",
             ),
             trigger_oldest_pending: int_gauge(
                 "herald_trigger_oldest_pending_seconds",
-                "Age of the oldest fire waiting to be published, in seconds (0 when none).",
+                "Seconds since the longest due fire not yet published came due (0 when none).",
+            ),
+            trigger_waiting: int_gauge(
+                "herald_trigger_waiting",
+                "Fires of triggered campaigns waiting for their campaign's delay.",
             ),
             registry,
         }

@@ -50,9 +50,28 @@ pub(crate) async fn run(
     shared.metrics.broker_blocked.set(0);
     shared.metrics.broker_connected.set(0);
     if connection.is_connected() {
-        let _ = connection.close().await;
+        bounded(async {
+            let _ = connection.close().await;
+        })
+        .await;
     }
     result
+}
+
+/// Runs one step of closing down for at most `CHANNEL_CLOSE_TIMEOUT`. During a memory or disk
+/// alarm the broker stops reading a connection that published, so a cancel or close frame may
+/// never be answered; a worker told to stop must stop anyway (its unacked jobs go back to the
+/// queue when the process exits).
+async fn bounded(step: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(CHANNEL_CLOSE_TIMEOUT, step)
+        .await
+        .is_err()
+    {
+        warn!(
+            timeout_secs = CHANNEL_CLOSE_TIMEOUT.as_secs(),
+            "The broker did not answer while closing (a resource alarm?); going on without it."
+        );
+    }
 }
 
 async fn consume(
@@ -163,8 +182,11 @@ async fn consume(
     health.set_ready(false);
     // No new deliveries; jobs not yet sending give up (unacked, so the broker redelivers them);
     // jobs mid-send finish, publish and ack within the grace period.
-    let _ = priority.stop().await;
-    let _ = consumer.stop().await;
+    bounded(async {
+        let _ = priority.stop().await;
+        let _ = consumer.stop().await;
+    })
+    .await;
     link.stop.cancel();
     tasks.close();
     let grace = settings.shutdown_grace;
@@ -183,18 +205,21 @@ async fn consume(
         {
             follower.abort();
         }
-        let _ = priority.close().await;
-        let _ = consumer.close().await;
-        drop(publisher);
-        if let Ok(link) = Arc::try_unwrap(link) {
-            for publisher in link
-                .publishers
-                .into_iter()
-                .filter_map(|p| Arc::try_unwrap(p).ok())
-            {
-                let _ = publisher.close().await;
+        bounded(async {
+            let _ = priority.close().await;
+            let _ = consumer.close().await;
+            drop(publisher);
+            if let Ok(link) = Arc::try_unwrap(link) {
+                for publisher in link
+                    .publishers
+                    .into_iter()
+                    .filter_map(|p| Arc::try_unwrap(p).ok())
+                {
+                    let _ = publisher.close().await;
+                }
             }
-        }
+        })
+        .await;
         info!("Worker drained; every finished job is acked.");
     } else {
         follower.abort();

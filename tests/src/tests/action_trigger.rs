@@ -10,6 +10,8 @@
 //! - a `/users/track` event fires a campaign with `delay = "5s"`: nothing before 5 s, then
 //!   the message, rendered with the event's properties; the same call made twice fires once;
 //! - `once_per = "1h"` stops a second event's send inside the hour;
+//! - a delayed campaign's segment filter is read when the delay is over: a cart bought
+//!   during it is not reminded of; a campaign deleted during its delay sends nothing;
 //! - the campaign's days (`GET /campaigns/{id}/days`, `herald campaign status ID`) and the
 //!   trigger metrics count what happened, and the answer matches the OpenAPI document.
 
@@ -151,7 +153,8 @@ async fn scenario(database: Secret) {
     assert!(ready, "herald serve never became ready");
 
     let users = "external_id,messenger_id,first_name\nu1,601,Ana\nu2,602,Bo\nu3,603,Cy\n\
-                 u4,604,Di\nu5,605,Ed\nu6,606,Fa\nu7,607,Gus\nu8,,Hal\n";
+                 u4,604,Di\nu5,605,Ed\nu6,606,Fa\nu7,607,Gus\nu8,,Hal\nu9,609,Ivy\n\
+                 u10,610,Jo\n";
     let imported = serve
         .client
         .post(format!("{}/users/import?page_id={PAGE}", serve.url))
@@ -194,6 +197,20 @@ async fn scenario(database: Secret) {
         "Summer sale ({{ trigger.ref }})",
         json!({"ref": "summer-26"}),
     );
+    // Reminds of a cart still open 4 s after it was left; `gone` is deleted before its delay.
+    let mut cart = campaign(
+        "cart",
+        "UPDATE",
+        "{{ first_name }}, your cart",
+        json!({"event": "cart_left", "delay": "4s"}),
+    );
+    cart["segment"] = json!({"filter": [{"attribute": "cart", "op": "eq", "value": "open"}]});
+    let gone = campaign(
+        "gone",
+        "UPDATE",
+        "Never sent",
+        json!({"event": "cart_left", "delay": "4s"}),
+    );
     let receipt = json!({"id": "receipt", "page_id": PAGE, "messaging_type": "UPDATE",
         "message": {"text": "{{ first_name }}, receipt {{ trigger.order_id }}"},
         "delivery": {"window": "off"}});
@@ -204,6 +221,8 @@ async fn scenario(database: Secret) {
         ("yes", &yes),
         ("menu", &menu),
         ("summer", &summer),
+        ("cart", &cart),
+        ("gone", &gone),
     ] {
         let put = serve
             .call("PUT", &format!("/campaigns/{id}"), Some(document))
@@ -315,8 +334,29 @@ async fn scenario(database: Secret) {
         let tracked = serve.call("POST", "/users/track", Some(&first)).await;
         assert_eq!(tracked.status, 200, "{}", tracked.text);
     }
+    // Two carts left open; during the delay one is bought and `gone` is deleted.
+    let serve = &serve;
+    let track = |body: Value| async move {
+        let tracked = serve.call("POST", "/users/track", Some(&body)).await;
+        assert_eq!(tracked.status, 200, "{}", tracked.text);
+    };
+    track(json!({"attributes": [{"external_id": "u9", "cart": "open"},
+        {"external_id": "u10", "cart": "open"}]}))
+    .await;
+    track(json!({"events": [
+        {"external_id": "u9", "name": "cart_left", "time": sent_at.format(&Rfc3339).expect("time")},
+        {"external_id": "u10", "name": "cart_left", "time": sent_at.format(&Rfc3339).expect("time")},
+    ]}))
+    .await;
+    track(json!({"attributes": [{"external_id": "u10", "cart": "bought"}]})).await;
+    let deleted = serve.call("DELETE", "/campaigns/gone", None).await;
+    assert!(deleted.status < 300, "{} {}", deleted.status, deleted.text);
     let sent_ms = i64::try_from(sent_at.unix_timestamp_nanos() / 1_000_000).expect("ms");
-    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(
+        rig.sim.messages("609").is_empty(),
+        "the cart reminder came before its delay"
+    );
     assert!(
         rig.sim.messages("602").is_empty(),
         "the delayed message came before its delay"
@@ -329,6 +369,24 @@ async fn scenario(database: Secret) {
         message.accepted_at_ms >= sent_ms + 5_000,
         "sent {} ms after the event, before its 5 s delay",
         message.accepted_at_ms - sent_ms
+    );
+
+    let reminded = eventually(WAIT, || async { !rig.sim.messages("609").is_empty() }).await;
+    assert!(reminded, "the open cart was never reminded of");
+    assert_eq!(
+        rig.sim.messages("609")[0].body["message"]["text"],
+        "Ivy, your cart"
+    );
+    let cart_days = eventually(WAIT, || async {
+        let days = serve.call("GET", "/campaigns/cart/days", None).await;
+        total(&days.json, &["filtered"]) == 1 && total(&days.json, &["published"]) == 1
+    })
+    .await;
+    let days = serve.call("GET", "/campaigns/cart/days", None).await;
+    assert!(
+        cart_days,
+        "the bought cart was not filtered out: {}",
+        days.text
     );
 
     // Another order inside the hour: `once_per` sends nothing.
@@ -387,17 +445,20 @@ async fn scenario(database: Secret) {
         .expect("metrics text");
     for line in [
         "herald_trigger_fired_total{kind=\"postback\"} 1",
-        "herald_trigger_fired_total{kind=\"event\"} 2",
+        "herald_trigger_fired_total{kind=\"event\"} 6",
         "herald_trigger_fired_total{kind=\"quick_reply\"} 1",
         "herald_trigger_fired_total{kind=\"keyword\"} 2",
         "herald_trigger_skipped_total{reason=\"frequency_cap\"} 1",
         "herald_trigger_fired_total{kind=\"ref\"} 1",
         "herald_trigger_skipped_total{reason=\"once_per\"} 1",
         "herald_trigger_skipped_total{reason=\"duplicate\"} 1",
-        "herald_trigger_enqueued_total 5",
-        "herald_trigger_latency_seconds_count{stage=\"enqueued\"} 5",
-        "herald_trigger_latency_seconds_count{stage=\"sent\"} 5",
+        "herald_trigger_skipped_total{reason=\"campaign_deleted\"} 2",
+        "herald_trigger_skipped_total{reason=\"filtered\"} 1",
+        "herald_trigger_enqueued_total 6",
+        "herald_trigger_latency_seconds_count{stage=\"enqueued\"} 6",
+        "herald_trigger_latency_seconds_count{stage=\"sent\"} 6",
         "herald_trigger_pending 0",
+        "herald_trigger_waiting 0",
     ] {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
     }
@@ -409,7 +470,11 @@ async fn scenario(database: Secret) {
         1,
         "once_per or the repeated call sent twice"
     );
-    for psid in ["603", "604", "605", "606", "607"] {
+    assert!(
+        rig.sim.messages("610").is_empty(),
+        "the bought cart was reminded of"
+    );
+    for psid in ["603", "604", "605", "606", "607", "609"] {
         assert_eq!(rig.sim.messages(psid).len(), 1, "{psid} was sent twice");
     }
     worker.stop().await;

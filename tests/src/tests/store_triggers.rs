@@ -1,7 +1,8 @@
 //! Triggered campaigns in the store, on both databases (see `store.rs` for the rig): the
 //! trigger index follows puts and deletes, read by page (webhook actions) or event name; a fire recorded
-//! twice is one fire; a claim holds for its lease and a lapsed one is claimed again with the
-//! count that tells the dispatcher to have the job verified; settling adds to the day run;
+//! twice is one fire; a fire is claimed only once due; a claim holds for its lease and a lapsed
+//! one is claimed again with the count that tells the dispatcher to have the job verified;
+//! settling adds to the day run; a deleted campaign is told from a live one;
 //! `once_per` marks let a retry of the same event through and stop another one inside the
 //! period; a PSID resolves to its linked user or its anonymous identity.
 
@@ -27,6 +28,7 @@ fn entry(campaign_id: &str, page_id: &str, kind: &str, key: &str) -> TriggerEntr
         page_id: page_id.to_owned(),
         kind: kind.to_owned(),
         key: key.to_owned(),
+        delay_ms: 0,
     }
 }
 
@@ -55,12 +57,11 @@ async fn the_index_follows_puts_and_deletes_by_page_and_event(rig: Rig) {
         Some(entry("elsewhere", OTHER_PAGE, "postback", "GET_STARTED")),
     )
     .await;
-    put(
-        store,
-        "shipped",
-        Some(entry("shipped", OTHER_PAGE, "event", "order_shipped")),
-    )
-    .await;
+    let delayed = TriggerEntry {
+        delay_ms: 3_600_000,
+        ..entry("shipped", OTHER_PAGE, "event", "order_shipped")
+    };
+    put(store, "shipped", Some(delayed)).await;
     put(store, "plain", None).await;
     let ids = |entries: Vec<TriggerEntry>| {
         let mut ids: Vec<String> = entries.into_iter().map(|e| e.campaign_id).collect();
@@ -84,8 +85,12 @@ async fn the_index_follows_puts_and_deletes_by_page_and_event(rig: Rig) {
         .expect("read");
     assert_eq!(events.len(), 1);
     assert_eq!(
-        (events[0].page_id.as_str(), events[0].version),
-        (OTHER_PAGE, 1)
+        (
+            events[0].page_id.as_str(),
+            events[0].version,
+            events[0].delay_ms
+        ),
+        (OTHER_PAGE, 1, 3_600_000)
     );
     // A new version moves the index; without a trigger, or deleted, the campaign is gone from it.
     let version = put(
@@ -115,6 +120,21 @@ async fn the_index_follows_puts_and_deletes_by_page_and_event(rig: Rig) {
     let mut batch = store.batch().await.expect("batch");
     let found = batch.triggers_on_pages(&[PAGE]).await.expect("read");
     assert!(found.is_empty(), "{found:?}");
+    drop(batch);
+    let deleted = store
+        .deleted_campaigns(&["menu", "shipped", "never"])
+        .await
+        .expect("deleted");
+    assert_eq!(deleted, ["menu"]);
+    put(store, "menu", Some(entry("menu", PAGE, "keyword", "menus"))).await;
+    assert!(
+        store
+            .deleted_campaigns(&["menu"])
+            .await
+            .expect("deleted")
+            .is_empty(),
+        "put again, menu lives"
+    );
 }
 
 fn fire(event_key: &str, received_at_ms: i64) -> NewFire {
@@ -127,6 +147,7 @@ fn fire(event_key: &str, received_at_ms: i64) -> NewFire {
         psid: Some("601".to_owned()),
         properties: Some(r#"{"a":"1"}"#.to_owned()),
         received_at_ms,
+        due_at_ms: received_at_ms,
     }
 }
 
@@ -146,7 +167,15 @@ async fn fires_are_recorded_once_claimed_and_settled(rig: Rig) {
         1,
         "m1 was new again"
     );
-    assert_eq!(store.pending_fires().await.expect("pending").0, 2);
+    // A fire an hour from due waits; it is counted as waiting, not as due.
+    let later = NewFire {
+        due_at_ms: now + 3_600_000,
+        ..fire("postback:later", now)
+    };
+    store.record_fires(&[later]).await.expect("record");
+    let pending = store.pending_fires().await.expect("pending");
+    assert_eq!((pending.due, pending.waiting), (2, 1), "{pending:?}");
+    assert_eq!(pending.due_since_ms, Some(now));
 
     let claimed = store.claim_fires(60_000, 1).await.expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -172,7 +201,8 @@ async fn fires_are_recorded_once_claimed_and_settled(rig: Rig) {
             .claim_fires(60_000, 10)
             .await
             .expect("claim")
-            .is_empty()
+            .is_empty(),
+        "m1 and m2 are held, the later fire is not due"
     );
 
     let run_id = "welcome@2026-12-07";
@@ -208,23 +238,27 @@ async fn fires_are_recorded_once_claimed_and_settled(rig: Rig) {
     let record = store.load_run(run_id).await.expect("load").expect("run");
     assert_eq!(record.progress.published, 1, "{:?}", record.progress);
     assert_eq!(record.progress.skipped.get("blank_psid"), Some(&1));
-    let received = {
+    let due = {
         let mut batch = store.batch().await.expect("batch");
         batch
-            .fire_received(&[&format!("{run_id}:u1:aa"), "other:job"])
+            .fire_due(&[&format!("{run_id}:u1:aa"), "other:job"])
             .await
             .expect("read")
     };
-    assert_eq!(received, [(format!("{run_id}:u1:aa"), now)]);
+    assert_eq!(due, [(format!("{run_id}:u1:aa"), now)]);
     let days = store
         .fire_days("welcome", now - 86_400_000)
         .await
         .expect("days");
     assert_eq!(days.len(), 1);
     let day = &days[0].1;
-    assert_eq!((day.fired, day.published, day.pending), (2, 1, 0));
+    assert_eq!((day.fired, day.published, day.pending), (3, 1, 1));
     assert_eq!(day.skipped.get("blank_psid"), Some(&1));
-    assert_eq!(store.pending_fires().await.expect("pending"), (0, None));
+    let pending = store.pending_fires().await.expect("pending");
+    assert_eq!(
+        (pending.due, pending.due_since_ms, pending.waiting),
+        (0, None, 1)
+    );
     // Pruning forgets settled fires received before the cutoff, never a pending one.
     store
         .record_fires(&[fire("postback:m3", now)])
@@ -243,9 +277,9 @@ async fn fires_are_recorded_once_claimed_and_settled(rig: Rig) {
     assert_eq!(
         store.prune_fires(now + 2).await.expect("prune"),
         1,
-        "m2; m3 is pending"
+        "m2; m3 and the later fire are pending"
     );
-    assert_eq!(store.pending_fires().await.expect("pending").0, 1);
+    assert_eq!(store.pending_fires().await.expect("pending").due, 1);
 }
 
 async fn once_per_lets_a_retry_through_and_stops_another_event(rig: Rig) {

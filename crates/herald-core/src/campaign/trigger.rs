@@ -16,8 +16,8 @@
 //! - `ref`: the `ref` of an m.me link, ad or plugin (`referral.ref`), exactly.
 //! - `keyword`: a word or phrase in a message the person wrote, as a whole word, ignoring case.
 //!
-//! The segment's filters are applied to the person's profile when the event is dispatched; the
-//! segment's source is not read. Liquid sees an event's properties as `trigger.<name>`, and a
+//! The segment's filters are applied to the person's profile when the message is sent, after
+//! the delay; the segment's source is not read. Liquid sees an event's properties as `trigger.<name>`, and a
 //! webhook action's payload and ref as `trigger.payload` and `trigger.ref`.
 
 use std::time::Duration;
@@ -38,8 +38,8 @@ const TRIGGER_KEYS: [&str; 7] = [
     "delay",
     "once_per",
 ];
-/// The longest `delay`: a delayed job waits in the broker's retry tiers, and a week is already
-/// about 170 broker trips of the largest one.
+/// The longest `delay`: a fire waits it out as a row in the store, and a message a week after
+/// what the person did no longer answers it.
 pub const MAX_TRIGGER_DELAY: Duration = Duration::from_secs(7 * 86_400);
 /// The longest `once_per`.
 const MAX_ONCE_PER: Duration = Duration::from_secs(365 * 86_400);

@@ -1,15 +1,21 @@
 //! The dispatcher: every `herald serve` runs one. Woken by its own ingest and `/users/track`
-//! (and every `POLL_EVERY` for fires recorded by other processes), it claims pending fires
-//! for `LEASE`, plans each one, publishes the jobs and skipped results with publisher confirms
+//! (and every `POLL_EVERY` for fires recorded by other processes or come due), it claims due
+//! fires for `LEASE`, plans each one, publishes the jobs and skipped results with publisher confirms
 //! and only then settles the fires. A serve that dies holding a claim leaves the fires pending;
 //! another claims them when the lease lapses, and marks their jobs `x-herald-verify-since`
 //! so a worker checks the send ledger before sending one that may be out already.
 //!
-//! Planning one fire: the campaign version the fire names; the person (by external id for an
-//! event, by PSID for a webhook action; unknown means no PSID, a `blank_psid` skip); the
-//! event's properties as the attribute `trigger`; the segment's filters on the profile now (a
-//! miss settles the fire `filtered`, no result); the producer's `Planner` (window, opt-out,
-//! render, Meta's limits, the campaign's frequency cap counted for this person, `delay`);
+//! A campaign's `delay` is waited out in the store: a fire is claimed once due, so everything
+//! below reads the world as it is when the message goes out (a cart bought during the delay is
+//! filtered out, a campaign deleted during it sends nothing).
+//!
+//! Planning one fire: the campaign version the fire names, unless the campaign was deleted
+//! since (`campaign_deleted`); the person (by external id for an event, by PSID for a webhook
+//! action; unknown means no PSID, a `blank_psid` skip); the event's properties as the attribute
+//! `trigger`; the segment's filters on the profile now (a miss settles the fire `filtered`, no
+//! result); the producer's `Planner` (window, opt-out, render, Meta's limits, the campaign's
+//! frequency cap counted for this person, what is left of the `delay` for a fire recorded
+//! before its campaign's delay was known to the store);
 //! then `once_per`, each check taken in one statement with the job id recorded on the fire
 //! (`Store::prepare_fires`, the batch's in one transaction) before publishing, so two serves
 //! never both send and the job's result finds its fire (the latency metric).
@@ -135,9 +141,24 @@ impl Dispatcher {
         }
         let now = OffsetDateTime::now_utc();
         let known = self.users(&claimed).await?;
+        let mut campaigns: Vec<&str> = claimed
+            .iter()
+            .map(|claimed| claimed.fire.campaign_id.as_str())
+            .collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        let deleted: HashSet<String> = store
+            .deleted_campaigns(&campaigns)
+            .await?
+            .into_iter()
+            .collect();
         let mut planned = Vec::with_capacity(claimed.len());
         let mut prepared = Vec::new();
         for (index, fire) in claimed.iter().enumerate() {
+            if deleted.contains(&fire.fire.campaign_id) {
+                planned.push(Outcome::Settle("skipped", Some("campaign_deleted")));
+                continue;
+            }
             let (outcome, prepare) = self.plan(fire, &known, now).await?;
             if let Some(prepare) = prepare {
                 prepared.push((index, prepare));
@@ -165,7 +186,7 @@ impl Dispatcher {
             match outcome {
                 Outcome::Job(_) => {
                     metrics.trigger_enqueued.inc();
-                    let waited = done_ms.saturating_sub(claimed.fire.received_at_ms);
+                    let waited = done_ms.saturating_sub(claimed.fire.due_at_ms);
                     metrics
                         .trigger_latency
                         .with_label_values(&["enqueued"])
@@ -250,9 +271,12 @@ impl Dispatcher {
             return outcome(Outcome::Settle("filtered", None));
         }
         let caps = self.caps(&campaign, &user).await?;
+        // Nothing left once due; a fire recorded before the store knew its campaign's delay
+        // (put before the delay moved to the store) waits the rest in the broker.
+        let due_ms = fire.received_at_ms.saturating_add(millis(trigger.delay));
+        let left = Duration::from_millis(u64::try_from(due_ms - now_ms()).unwrap_or(0));
         let mut planner =
-            Planner::for_fire(&campaign, run_id, fire_key(&fire.event_key), trigger.delay)
-                .with_caps(caps);
+            Planner::for_fire(&campaign, run_id, fire_key(&fire.event_key), left).with_caps(caps);
         let capped = planner.capped();
         match planner.plan(&user, now) {
             None => outcome(Outcome::Settle("filtered", None)),
@@ -425,12 +449,14 @@ impl Dispatcher {
     /// Keeps the pending-fires gauges current.
     async fn gauge(&self) {
         match self.settings.store.pending_fires().await {
-            Ok((pending, oldest)) => {
+            Ok(pending) => {
                 let metrics = &self.settings.metrics;
-                metrics
-                    .trigger_pending
-                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
-                let age = oldest.map_or(0, |oldest| now_ms().saturating_sub(oldest) / 1000);
+                let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                metrics.trigger_pending.set(gauge(pending.due));
+                metrics.trigger_waiting.set(gauge(pending.waiting));
+                let age = pending
+                    .due_since_ms
+                    .map_or(0, |since| now_ms().saturating_sub(since) / 1000);
                 metrics.trigger_oldest_pending.set(age.max(0));
             }
             Err(error) => debug!(error = %error, "Could not count pending fires."),

@@ -136,6 +136,7 @@ pub(crate) async fn record_inbound(
             psid: Some(action.psid.to_owned()),
             properties: properties.clone(),
             received_at_ms,
+            due_at_ms: received_at_ms.saturating_add(entry.delay_ms),
         })
         .collect();
     let new = batch.record_fires(&fires).await?;
@@ -199,6 +200,7 @@ pub(crate) async fn record_events(
                 psid: None,
                 properties: event.properties.clone(),
                 received_at_ms,
+                due_at_ms: received_at_ms.saturating_add(entry.delay_ms),
             });
         }
     }
@@ -261,6 +263,7 @@ mod tests {
             page_id: page.into(),
             kind: kind.into(),
             key: key.into(),
+            delay_ms: 0,
         };
         for (kind, key, fires) in [
             ("quick_reply", "YES", true),
