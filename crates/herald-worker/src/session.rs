@@ -49,7 +49,7 @@ pub(crate) async fn run(
     blocked.abort();
     shared.metrics.broker_blocked.set(0);
     shared.metrics.broker_connected.set(0);
-    if connection.is_connected() {
+    if connection.is_connected() && !*connection.blocked().borrow() {
         bounded(async {
             let _ = connection.close().await;
         })
@@ -167,34 +167,59 @@ async fn consume(
                 Ok(delivery) => { tasks.spawn(handle(shared.clone(), link.clone(), delivery)); }
                 Err(error) => break Err(error),
             },
+            // Broker calls made here are raced with shutdown: during a resource alarm the
+            // broker reads nothing from this connection and they would wait for it to clear.
             _ = fleet.tick() => {
-                if let Err(error) = refresh_fleet(shared, connection).await {
-                    break Err(error);
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Ok(()),
+                    refreshed = refresh_fleet(shared, connection) => {
+                        if let Err(error) = refreshed {
+                            break Err(error);
+                        }
+                    }
                 }
             }
             Ok(()) = tokens.changed() => {
                 let current = tokens.borrow_and_update().clone();
-                tokens_replaced(shared, &link, &known_tokens, &current).await;
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Ok(()),
+                    () = tokens_replaced(shared, &link, &known_tokens, &current) => {}
+                }
                 known_tokens = current;
             }
         }
     };
     health.set_ready(false);
     // No new deliveries; jobs not yet sending give up (unacked, so the broker redelivers them);
-    // jobs mid-send finish, publish and ack within the grace period.
-    bounded(async {
-        let _ = priority.stop().await;
-        let _ = consumer.stop().await;
-    })
-    .await;
+    // jobs mid-send finish, publish and ack within the grace period. A connection the broker
+    // blocks (a resource alarm) answers nothing: its consumers are left, not cancelled.
+    let blocked = || *connection.blocked().borrow();
+    if !blocked() {
+        bounded(async {
+            let _ = priority.stop().await;
+            let _ = consumer.stop().await;
+        })
+        .await;
+    }
     link.stop.cancel();
     tasks.close();
     let grace = settings.shutdown_grace;
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+    let drained = tokio::time::timeout(grace, tasks.wait()).await.is_ok();
+    if !drained {
         warn!(
             grace_secs = grace.as_secs(),
             "Grace period over; unacked jobs will be redelivered to another worker."
         );
+    }
+    if blocked() {
+        warn!(
+            "RabbitMQ still blocks this connection (a resource alarm): leaving without closing \
+             it; the broker returns its unacked jobs to the queue when the process exits."
+        );
+        follower.abort();
+        return ended;
     }
     if ended.is_ok() {
         // Channels are closed one by one before the connection, so nothing is cut mid-close.
@@ -220,7 +245,9 @@ async fn consume(
             }
         })
         .await;
-        info!("Worker drained; every finished job is acked.");
+        if drained {
+            info!("Worker drained; every finished job is acked.");
+        }
     } else {
         follower.abort();
     }
