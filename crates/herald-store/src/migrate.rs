@@ -90,6 +90,12 @@ const VERSIONS: &[Version] = &[
         include_str!("../migrations/sqlite/0012_fire_due.sql"),
         include_str!("../migrations/postgres/0012_fire_due.sql"),
     ),
+    (
+        13,
+        "producer stopped",
+        include_str!("../migrations/sqlite/0013_producer_stopped.sql"),
+        include_str!("../migrations/postgres/0013_producer_stopped.sql"),
+    ),
 ];
 
 /// The embedded migrations of one backend.

@@ -71,11 +71,15 @@ pub struct RunRecord {
     pub updated_at: OffsetDateTime,
     /// The producer's checkpoint.
     pub progress: RunProgress,
+    /// Why its producer stopped before the end, when it did and none has saved progress
+    /// since (an API-started run whose producer failed or whose serve stopped).
+    pub producer_stopped: Option<String>,
 }
 
 const SELECT_RUN: &str = "\
 SELECT run_id, campaign_id, document, segment, status, started_at_ms, updated_at_ms, \
-       confirmed_through_line, published, skipped, malformed, complete, confirmed_cursor \
+       confirmed_through_line, published, skipped, malformed, complete, confirmed_cursor, \
+       producer_stopped \
 FROM campaign_runs WHERE run_id = $1";
 
 impl Store {
@@ -107,7 +111,8 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a run's checkpoint (the producer calls it every few seconds).
+    /// Replaces a run's checkpoint (the producer calls it every few seconds); a producer that
+    /// saves is running, so a recorded stop is cleared.
     pub async fn save_run_progress(
         &self,
         run_id: &str,
@@ -115,7 +120,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE campaign_runs SET confirmed_through_line = $2, published = $3, \
               skipped = $4, malformed = $5, complete = $6, updated_at_ms = $7, \
-              confirmed_cursor = $8 \
+              confirmed_cursor = $8, producer_stopped = NULL \
             WHERE run_id = $1";
         let skipped = serde_json::to_string(&progress.skipped).unwrap_or_else(|_| "{}".into());
         let updated = with_pool!(&self.db, pool => {
@@ -164,12 +169,30 @@ impl Store {
                     malformed: row.try_get(10)?,
                     complete: row.try_get(11)?,
                     cursor: row.try_get(12)?,
+                    producer_stopped: row.try_get(13)?,
                 })
             })
             .transpose()
             .map_err(query("load_run"))?
         });
         raw.map(RawRun::into_record).transpose()
+    }
+
+    /// Records why the run's producer stopped before the end (`campaign status` shows it until
+    /// a producer saves progress again).
+    pub async fn record_producer_stop(&self, run_id: &str, reason: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE campaign_runs SET producer_stopped = $2, updated_at_ms = $3 \
+                   WHERE run_id = $1";
+        with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(run_id)
+                .bind(reason)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(query("record_producer_stop"))
     }
 
     /// Moves a run to `state`. Running and paused go back and forth; cancelled and complete
@@ -221,6 +244,7 @@ struct RawRun {
     malformed: i64,
     complete: bool,
     cursor: Option<String>,
+    producer_stopped: Option<String>,
 }
 
 impl RawRun {
@@ -252,6 +276,7 @@ impl RawRun {
                 complete: self.complete,
                 cursor: self.cursor,
             },
+            producer_stopped: self.producer_stopped,
         })
     }
 }

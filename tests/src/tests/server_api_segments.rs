@@ -1,8 +1,8 @@
 //! Segment files of runs started over the admin API stay inside the server's segment directory:
 //! a path outside it, a missing file, a link out of it and a FIFO all get the one same answer
 //! (no oracle for the server's files, and nothing blocks the server), a file inside it starts a
-//! run (stopped at a row over the line cap), and a server without a segment directory refuses
-//! file segments.
+//! run (stopped at a row over the line cap, which the run's status then says, with how to
+//! resume it), and a server without a segment directory refuses file segments.
 
 use super::server_api_rig::{ApiServer, Auth, CAMPAIGN, Options};
 
@@ -58,7 +58,7 @@ async fn file_segments_over_the_api_stay_in_the_segment_directory() {
         assert_eq!(started.status, 202, "{segment}: {}", started.text);
     }
     // A row over the line cap stops the run there: the row before it is published, the run
-    // never completes.
+    // never completes, and its status says why.
     let long = format!(
         "external_id,messenger_id\nu1,101\nu2,{}\nu3,103\n",
         "1".repeat(herald_producer::MAX_LINE_BYTES)
@@ -75,10 +75,16 @@ async fn file_segments_over_the_api_stay_in_the_segment_directory() {
     })
     .await;
     assert!(published, "{}", server.get(&location).await.text);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stopped = crate::eventually(std::time::Duration::from_secs(20), || async {
+        server.get(&location).await.json["producer"]["stopped"].is_string()
+    })
+    .await;
+    assert!(stopped, "{}", server.get(&location).await.text);
     let status = server.get(&location).await.json;
     assert_eq!(status["producer"]["published"], 1, "{status}");
     assert_eq!(status["producer"]["complete"], false, "{status}");
+    let reason = status["producer"]["stopped"].as_str().expect("reason");
+    assert!(reason.contains("line 3"), "{reason}");
     owned.stop().await;
 
     let options = Options {

@@ -72,6 +72,9 @@ pub struct ProducerReport {
     pub skipped: BTreeMap<String, u64>,
     /// Rows that could not be read.
     pub malformed: u64,
+    /// Why the producer stopped before the end, when it did and nothing resumed it since
+    /// (`herald campaign send CAMPAIGN --resume RUN_ID` continues it).
+    pub stopped: Option<String>,
 }
 
 /// Results by status, and their sum.
@@ -121,6 +124,7 @@ pub async fn status(store: &Store, run_id: &str) -> Result<RunReport, OpsError> 
             published: record.progress.published,
             skipped: record.progress.skipped,
             malformed: record.progress.malformed,
+            stopped: record.producer_stopped,
         },
         results: ResultCounts {
             total: results.total,

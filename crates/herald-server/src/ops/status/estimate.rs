@@ -179,6 +179,7 @@ mod tests {
                 complete,
                 ..RunProgress::default()
             },
+            producer_stopped: None,
         }
     }
 

@@ -18,10 +18,21 @@ pub fn render(report: &RunReport) -> String {
     line("campaign", report.campaign_id.clone());
     let producer = if report.producer.complete {
         "producer done"
+    } else if report.producer.stopped.is_some() {
+        "producer stopped"
     } else {
         "producer publishing"
     };
     line("state", format!("{} ({producer})", report.state));
+    if let Some(reason) = &report.producer.stopped {
+        line(
+            "stopped",
+            format!(
+                "{reason}; `herald campaign send CAMPAIGN_FILE --resume {}` continues it",
+                report.run_id
+            ),
+        );
+    }
     line("segment", report.segment.clone());
     line("started", time(report.started_at));
     let skipped: u64 = report.producer.skipped.values().sum();
@@ -137,6 +148,7 @@ mod tests {
                 published: 10,
                 skipped: BTreeMap::from([("blank_psid".to_owned(), 2)]),
                 malformed: 1,
+                stopped: None,
             },
             results: ResultCounts {
                 total: 8,
@@ -180,6 +192,21 @@ mod tests {
             "top errors   10/2018278 ×1",
             "rate         2.0/s (6 results in the last 3 s)",
             "eta          2 s (at 2026-11-21T12:00:00Z; 4 jobs pending at 2.0/s)",
+        ] {
+            assert!(
+                table.contains(expected),
+                "{expected:?} missing from:\n{table}"
+            );
+        }
+        assert!(!table.contains("stopped"), "{table}");
+        let mut stopped = report.clone();
+        stopped.producer.complete = false;
+        stopped.producer.stopped = Some("line 7: no external_id".into());
+        let table = render(&stopped);
+        for expected in [
+            "state        running (producer stopped)",
+            "stopped      line 7: no external_id; `herald campaign send CAMPAIGN_FILE --resume r1` \
+             continues it",
         ] {
             assert!(
                 table.contains(expected),
