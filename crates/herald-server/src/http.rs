@@ -1,7 +1,9 @@
 //! Serving `herald serve`'s router over HTTP/1.1 with limits against slow and greedy clients:
 //! the webhook faces the internet, so one client must not be able to hold the server.
 //! - A connection that has not sent a request's headers within `HEADER_READ_TIMEOUT` is closed
-//!   (a client trickling headers a byte a second holds nothing for long).
+//!   (a client trickling headers a byte a second holds nothing for long); so is a keep-alive
+//!   connection idle that long, so Herald's own clients of serve (the worker's ledger) drop
+//!   pooled connections sooner.
 //! - At most `MAX_CONNECTIONS` connections are open; past that, new ones wait in the kernel's
 //!   backlog until one closes.
 //! - Shutdown stops accepting, lets requests in flight finish for up to `DRAIN`, then closes.

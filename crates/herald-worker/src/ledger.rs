@@ -119,12 +119,19 @@ struct EchoSeen {
     message_id: Option<String>,
 }
 
+/// How long an idle connection to serve is kept for the next lookup. herald serve closes a
+/// connection that sends no request for 5 s (its header read timeout, against slow clients); a
+/// lookup sent on a pooled connection just as serve closes it fails ("connection closed before
+/// message completed"), so connections are dropped well before that.
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
 impl Ledger {
     /// A client for valid `settings` (`problems` is empty); `None` otherwise.
     pub(crate) fn new(settings: &LedgerSettings) -> Option<Self> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .ok()?;
         Some(Self {
