@@ -182,13 +182,15 @@ async fn suspect_jobs_are_checked_against_the_ledger_before_any_call() {
         )
     };
     // `fresh`, `again` (the redelivered one) and one twin waited once and were found unknown
-    // (and claimed) once; the other twin found the claim taken, then the job settled.
+    // (and claimed) once. The other twin either found the claim taken (`claimed`) and, back
+    // from its retry tier, the job settled; or, looking after the first twin's result was
+    // recorded, found it settled at once. Which one is a matter of timing; neither calls Graph
+    // (7105 got one message, above).
     assert_eq!(
         (checks("echoed"), checks("unknown"), checks("unavailable")),
         (1.0, 3.0, 0.0)
     );
-    assert!(checks("claimed") >= 1.0, "{}", metrics.encode());
-    // The losing twin comes back from its retry tier and finds the job settled.
+    // `done`, and the losing twin.
     let settled = eventually(Duration::from_secs(30), || async {
         checks("settled") >= 2.0
     })
