@@ -115,6 +115,20 @@ fn event(external_id: &str, at: OffsetDateTime, order: &str) -> Value {
     }]})
 }
 
+/// Waits for `psid`'s first message, which must read `text` and have been accepted by Graph
+/// no sooner than `delay_ms` after `event_ms` (the event that fired it).
+async fn delayed_message(rig: &Rig, psid: &str, text: &str, event_ms: i64, delay_ms: i64) {
+    let sent = eventually(WAIT, || async { !rig.sim.messages(psid).is_empty() }).await;
+    assert!(sent, "{psid}: the delayed message never came");
+    let message = &rig.sim.messages(psid)[0];
+    assert_eq!(message.body["message"]["text"], text);
+    assert!(
+        message.accepted_at_ms >= event_ms + delay_ms,
+        "{psid}: sent {} ms after the event, before its {delay_ms} ms delay",
+        message.accepted_at_ms - event_ms
+    );
+}
+
 async fn scenario(database: Secret) {
     let Some(rig) = Rig::new("test-actions", SimConfig::default()).await else {
         return;
@@ -354,25 +368,8 @@ async fn scenario(database: Secret) {
     assert!(deleted.status < 300, "{} {}", deleted.status, deleted.text);
     // Not before the delay: the first message's acceptance by Graph is 5 s after the event.
     let sent_ms = i64::try_from(sent_at.unix_timestamp_nanos() / 1_000_000).expect("ms");
-    let shipped_sent = eventually(WAIT, || async { !rig.sim.messages("602").is_empty() }).await;
-    assert!(shipped_sent, "the delayed event never sent");
-    let message = &rig.sim.messages("602")[0];
-    assert_eq!(message.body["message"]["text"], "Order A-7 shipped");
-    assert!(
-        message.accepted_at_ms >= sent_ms + 5_000,
-        "sent {} ms after the event, before its 5 s delay",
-        message.accepted_at_ms - sent_ms
-    );
-
-    let reminded = eventually(WAIT, || async { !rig.sim.messages("609").is_empty() }).await;
-    assert!(reminded, "the open cart was never reminded of");
-    let reminder = &rig.sim.messages("609")[0];
-    assert_eq!(reminder.body["message"]["text"], "Ivy, your cart");
-    assert!(
-        reminder.accepted_at_ms >= cart_ms + 4_000,
-        "reminded {} ms after the cart was left, before its 4 s delay",
-        reminder.accepted_at_ms - cart_ms
-    );
+    delayed_message(&rig, "602", "Order A-7 shipped", sent_ms, 5_000).await;
+    delayed_message(&rig, "609", "Ivy, your cart", cart_ms, 4_000).await;
     let cart_days = eventually(WAIT, || async {
         let days = serve.call("GET", "/campaigns/cart/days", None).await;
         total(&days.json, &["filtered"]) == 1 && total(&days.json, &["published"]) == 1
