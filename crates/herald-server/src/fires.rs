@@ -17,7 +17,7 @@ mod record;
 
 pub(crate) use dispatch::{DispatchSettings, run_dispatcher};
 pub use record::Cue;
-pub use record::Fired;
+pub use record::{Fired, MAX_EVENT_SKEW_MS};
 pub(crate) use record::{InboundAction, TrackedEvent, record_events, record_inbound};
 
 /// The run of `campaign_id`'s fires received on the UTC day of `received_at_ms`.

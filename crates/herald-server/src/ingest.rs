@@ -172,16 +172,7 @@ impl Handler for Ingest {
     fn committed(&self, report: Vec<Applied>) {
         let mut fired = false;
         for applied in report {
-            for kind in &applied.fired.new {
-                self.metrics.trigger_fired.with_label_values(&[kind]).inc();
-                fired = true;
-            }
-            if applied.fired.repeated > 0 {
-                self.metrics
-                    .trigger_skipped
-                    .with_label_values(&["duplicate"])
-                    .inc_by(applied.fired.repeated);
-            }
+            fired |= applied.fired.observe(&self.metrics);
             self.metrics
                 .ingest_events
                 .with_label_values(&[applied.kind, applied.outcome])

@@ -141,16 +141,7 @@ pub(crate) async fn track(
     let query = body::query(query)?;
     let request: Value = body::json(request, None)?;
     let report = track_users(&api.store, &request, query.page_id.as_deref()).await?;
-    for kind in &report.fired.new {
-        api.metrics.trigger_fired.with_label_values(&[kind]).inc();
-    }
-    if report.fired.repeated > 0 {
-        api.metrics
-            .trigger_skipped
-            .with_label_values(&["duplicate"])
-            .inc_by(report.fired.repeated);
-    }
-    if !report.fired.new.is_empty() {
+    if report.fired.observe(&api.metrics) {
         api.fires.notify_one();
     }
     let status = if report.message == "failed" {

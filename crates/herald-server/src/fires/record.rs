@@ -8,6 +8,7 @@
 
 use herald_core::campaign::{TriggerKind, has_keyword};
 use herald_store::{Batch, NewFire, Store, StoreError, TriggerEntry};
+use herald_telemetry::Metrics;
 use sha2::{Digest, Sha256};
 
 /// The longest message text kept for keyword matching (Meta allows 2,000 characters).
@@ -46,6 +47,12 @@ impl Cue {
     }
 }
 
+/// A tracked event whose `time` is further than this from when Herald received it (either
+/// way) fires no campaign; its profile counters still count. A backfill of old history must
+/// not send a campaign for each past event, and a fire's dedupe key lives 35 days, so an old
+/// call made again after that would fire again.
+pub const MAX_EVENT_SKEW_MS: i64 = 24 * 3600 * 1000;
+
 /// The fires an action recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fired {
@@ -53,9 +60,29 @@ pub struct Fired {
     pub new: Vec<&'static str>,
     /// Fires the store had already (the event was delivered before).
     pub repeated: u64,
+    /// Fires not recorded because the event's `time` is more than `MAX_EVENT_SKEW_MS` from
+    /// its receipt.
+    pub stale: u64,
 }
 
 impl Fired {
+    /// Counts these fires in `metrics` (fired by kind, skipped as `duplicate` or
+    /// `stale_event`); whether any is new, i.e. the dispatcher has work.
+    pub(crate) fn observe(&self, metrics: &Metrics) -> bool {
+        for kind in &self.new {
+            metrics.trigger_fired.with_label_values(&[kind]).inc();
+        }
+        for (reason, count) in [("duplicate", self.repeated), ("stale_event", self.stale)] {
+            if count > 0 {
+                metrics
+                    .trigger_skipped
+                    .with_label_values(&[reason])
+                    .inc_by(count);
+            }
+        }
+        !self.new.is_empty()
+    }
+
     fn add(&mut self, kinds: Vec<&'static str>, new: u64) {
         let matched = u64::try_from(kinds.len()).unwrap_or(u64::MAX);
         self.repeated += matched.saturating_sub(new);
@@ -157,6 +184,11 @@ pub(crate) struct TrackedEvent {
 }
 
 impl TrackedEvent {
+    /// Whether its `time` is more than `MAX_EVENT_SKEW_MS` from `received_at_ms`.
+    fn is_stale(&self, received_at_ms: i64) -> bool {
+        self.at_ms.abs_diff(received_at_ms) > MAX_EVENT_SKEW_MS.unsigned_abs()
+    }
+
     /// The same event sent again has the same key.
     fn key(&self) -> String {
         let mut hasher = Sha256::new();
@@ -189,8 +221,14 @@ pub(crate) async fn record_events(
         return Ok(Fired::default());
     }
     let mut fires = Vec::new();
+    let mut fired = Fired::default();
     for event in events {
-        for entry in entries.iter().filter(|entry| entry.key == event.name) {
+        let matching = entries.iter().filter(|entry| entry.key == event.name);
+        if event.is_stale(received_at_ms) {
+            fired.stale += u64::try_from(matching.count()).unwrap_or(u64::MAX);
+            continue;
+        }
+        for entry in matching {
             fires.push(NewFire {
                 campaign_id: entry.campaign_id.clone(),
                 event_key: event.key(),
@@ -206,7 +244,6 @@ pub(crate) async fn record_events(
     }
     let kinds = vec![TriggerKind::Event.as_str(); fires.len()];
     let new = store.record_fires(&fires).await?;
-    let mut fired = Fired::default();
     fired.add(kinds, new);
     Ok(fired)
 }
@@ -218,6 +255,32 @@ fn kind_label(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_a_day_from_its_receipt_either_way_is_stale() {
+        let received = 10 * MAX_EVENT_SKEW_MS;
+        let at = |at_ms| TrackedEvent {
+            external_id: "u1".into(),
+            name: "order_shipped".into(),
+            at_ms,
+            properties: None,
+        };
+        for fresh in [
+            received,
+            received - MAX_EVENT_SKEW_MS,
+            received + MAX_EVENT_SKEW_MS,
+        ] {
+            assert!(!at(fresh).is_stale(received), "{fresh}");
+        }
+        for stale in [
+            received - MAX_EVENT_SKEW_MS - 1,
+            received + MAX_EVENT_SKEW_MS + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert!(at(stale).is_stale(received), "{stale}");
+        }
+    }
 
     #[test]
     fn an_event_sent_again_has_the_same_key_and_another_event_another() {

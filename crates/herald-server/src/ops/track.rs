@@ -20,7 +20,8 @@
 //!   properties are not stored, but an event's `properties` (an object) reach the campaigns
 //!   it triggers as `trigger`. A user named only by an event or a purchase is created.
 //! - **Triggers**: each event fires the stored campaigns whose `[trigger]` waits for its name
-//!   (`crate::fires`), once per event even when the same call is made twice.
+//!   (`crate::fires`), once per event even when the same call is made twice; an event whose
+//!   `time` is more than a day from now fires nothing (`fires::MAX_EVENT_SKEW_MS`).
 
 mod counters;
 mod request;
