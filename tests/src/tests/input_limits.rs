@@ -1,6 +1,6 @@
 //! Outside data is bounded where it enters, through the real binary: a segment row longer
-//! than the line cap stops `campaign send` and `users import` at that line (the rows before it
-//! kept), and an input with no line break at all (`/dev/zero`) is refused at once instead of
+//! than the line cap stops `campaign send` (its run then says why) and `users import` at that
+//! line (the rows before it kept), and an input with no line break at all (`/dev/zero`) is refused at once instead of
 //! growing the process's memory.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use herald_amqp::{AmqpSettings, Topology};
 use herald_producer::MAX_LINE_BYTES;
 
-use crate::{broker, drain, herald, unique_name};
+use crate::{broker, drain, herald, herald_ok, unique_name};
 
 const PAGE: &str = "1000000001";
 
@@ -40,10 +40,11 @@ async fn a_row_over_the_line_cap_stops_campaign_send_at_its_line() {
     std::fs::write(dir.path().join("users.csv"), long_third_line()).expect("segment");
     let prefix = unique_name("test-line-cap");
     let database = format!("sqlite://{}", dir.path().join("herald.db").display());
-    let mut command = herald(&[
-        ("HERALD_TOPOLOGY_PREFIX", &prefix),
-        ("HERALD_DATABASE_URL", &database),
-    ]);
+    let settings = [
+        ("HERALD_TOPOLOGY_PREFIX", prefix.as_str()),
+        ("HERALD_DATABASE_URL", database.as_str()),
+    ];
+    let mut command = herald(&settings);
     command
         .args([
             "campaign",
@@ -63,6 +64,16 @@ async fn a_row_over_the_line_cap_stops_campaign_send_at_its_line() {
     let topology = Topology::new(&prefix).expect("topology");
     let jobs = drain(&connection, &topology.send_queue()).await;
     assert_eq!(jobs.len(), 1, "the row before the long one was published");
+    // The run says why its producer stopped, with the way on.
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let run_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id: "))
+        .unwrap_or_else(|| panic!("no run id in {stdout}"));
+    let status = herald_ok(dir.path(), &settings, &["campaign", "status", run_id]).await;
+    assert!(status.contains("(producer stopped)"), "{status}");
+    assert!(status.contains("line 3 is longer than"), "{status}");
+    assert!(status.contains(&format!("--resume {run_id}")), "{status}");
     let amqp = AmqpSettings {
         url: crate::amqp_addr().into(),
         ..AmqpSettings::default()

@@ -1,9 +1,9 @@
 //! The producer against the real broker, through the real binary: exact jobs and skipped results
-//! for a messy segment, validation errors that publish nothing, and a producer killed mid-run
-//! and resumed with no gap.
+//! for a messy segment, validation errors that publish nothing, and a producer killed or
+//! interrupted mid-run and resumed with no gap.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -285,6 +285,26 @@ async fn invalid_campaigns_publish_nothing() {
 
 #[tokio::test]
 async fn a_killed_producer_resumes_with_no_gap() {
+    stopped_producer_resumes_with_no_gap(Stop::Kill).await;
+}
+
+/// Ctrl-C: the producer exits 130, saying how to resume, and the run says it stopped until
+/// the resume.
+#[tokio::test]
+async fn an_interrupted_producer_says_so_on_its_run_and_resumes_with_no_gap() {
+    stopped_producer_resumes_with_no_gap(Stop::Interrupt).await;
+}
+
+/// How the producer is stopped mid-run.
+#[derive(PartialEq)]
+enum Stop {
+    /// SIGKILL: a crash.
+    Kill,
+    /// SIGINT: an operator's Ctrl-C.
+    Interrupt,
+}
+
+async fn stopped_producer_resumes_with_no_gap(stop: Stop) {
     let Some(connection) = broker().await else {
         return;
     };
@@ -298,7 +318,10 @@ async fn a_killed_producer_resumes_with_no_gap() {
         .herald()
         .args(["campaign", "send", "campaign.toml"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match stop {
+            Stop::Kill => Stdio::null(),
+            Stop::Interrupt => Stdio::piped(),
+        })
         .spawn()
         .expect("spawn");
     let mut first = String::new();
@@ -319,10 +342,40 @@ async fn a_killed_producer_resumes_with_no_gap() {
         child.try_wait().expect("status").is_none(),
         "finished before it could be killed; grow USERS"
     );
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    let store = herald_store::Store::connect(&herald_core::Secret::new(format!(
+        "sqlite://{}",
+        fixture.path("herald.db")
+    )))
+    .await
+    .expect("store");
+    if stop == Stop::Kill {
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    } else {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(sent.success());
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr);
+        let status = child.wait().expect("reap");
+        assert_eq!(status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains(&format!("--resume {run}")), "{stderr}");
+        let record = store.load_run(&run).await.expect("load").expect("run");
+        assert_eq!(
+            record.producer_stopped.as_deref(),
+            Some("herald campaign send was interrupted"),
+            "{record:?}"
+        );
+        assert!(!record.progress.complete, "{record:?}");
+    }
     let before = amqp.message_count(&queue).await.expect("count") as usize;
-    assert!(before < USERS, "all {before} published before the kill");
+    assert!(before < USERS, "all {before} published before the stop");
 
     let stdout =
         run_ok(
@@ -347,14 +400,12 @@ async fn a_killed_producer_resumes_with_no_gap() {
         duplicates <= bound,
         "{duplicates} duplicates, more than {bound}"
     );
-    let store = herald_store::Store::connect(&herald_core::Secret::new(format!(
-        "sqlite://{}",
-        fixture.path("herald.db")
-    )))
-    .await
-    .expect("store");
     let record = store.load_run(&run).await.expect("load").expect("run");
     assert!(record.progress.complete, "{record:?}");
+    assert_eq!(
+        record.producer_stopped, None,
+        "the resume clears why it stopped"
+    );
     assert_eq!(record.progress.published, USERS as u64);
     let _ = amqp.close().await;
     fixture.cleanup().await;

@@ -123,13 +123,19 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
         eprintln!("herald: {error}; nothing was published");
         return ExitCode::from(error.kind().exit_code());
     }
-    out(&format!("run_id: {}", run.run_id()));
+    let run_id = run.run_id().to_owned();
+    out(&format!("run_id: {run_id}"));
     let counters = Arc::new(Progress::default());
     let display = progress::spawn(counters.clone());
-    let result = run.execute(counters).await;
+    // On SIGINT or SIGTERM the producer is dropped where it is, as if the process had died
+    // (confirmed rows are recorded), but the run says why it stopped.
+    let result = tokio::select! {
+        result = run.execute(counters) => Some(result),
+        () = crate::signal::terminated() => None,
+    };
     display.finish().await;
     match result {
-        Ok(record) => {
+        Some(Ok(record)) => {
             out(&format!("published: {}", record.published));
             for (reason, count) in &record.skipped {
                 out(&format!("skipped.{reason}: {count}"));
@@ -137,7 +143,26 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
             out(&format!("malformed: {}", record.malformed));
             ExitCode::SUCCESS
         }
-        Err(error) => producer_failed(&error),
+        Some(Err(error)) => {
+            record_stop(&store, &run_id, &error.to_string()).await;
+            producer_failed(&error)
+        }
+        None => {
+            record_stop(&store, &run_id, "herald campaign send was interrupted").await;
+            eprintln!(
+                "herald: interrupted; confirmed work is recorded; continue with `herald campaign \
+                 send CAMPAIGN --resume {run_id}`"
+            );
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Records on the run why its producer stopped, so `campaign status` says so instead of
+/// showing a run that looks busy.
+async fn record_stop(store: &Store, run_id: &str, reason: &str) {
+    if let Err(error) = store.record_producer_stop(run_id, reason).await {
+        eprintln!("herald: could not record on the run why it stopped: {error}");
     }
 }
 

@@ -84,6 +84,12 @@ pub(crate) fn eta(now: OffsetDateTime, record: &RunRecord, pending: u64, rate: &
         if record.state == RunState::Cancelled {
             return unknown("cancelled while the producer was publishing".to_owned());
         }
+        if record.producer_stopped.is_some() {
+            return unknown(format!(
+                "the producer stopped after {} jobs; the rest is sent once the run is resumed",
+                record.progress.published
+            ));
+        }
         return unknown(format!(
             "the producer is still publishing ({} jobs so far)",
             record.progress.published
@@ -216,6 +222,11 @@ mod tests {
             None,
             "cancelled",
         );
+        let stopped = RunRecord {
+            producer_stopped: Some("the broker connection was lost".into()),
+            ..record(Running, false, 10)
+        };
+        check(stopped, 10, at(Some(5.0)), None, "stopped after 10 jobs");
         check(
             record(Running, true, 10),
             0,
