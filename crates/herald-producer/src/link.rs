@@ -154,7 +154,9 @@ impl Link {
     }
 
     /// After `cause`: a lost connection is rebuilt and every unconfirmed message republished (same
-    /// bytes, same job id); anything else (unroutable, refused) ends the run, resumable.
+    /// bytes, same job id); anything else (unroutable, refused) ends the run, resumable. A
+    /// shared connection declared the topology when it opened, so after an unroutable message
+    /// (a queue deleted since) it declares it again: the next run on it routes, or a resume.
     pub(crate) async fn recover(
         &mut self,
         spec: &SendSpec,
@@ -162,6 +164,12 @@ impl Link {
         cause: AmqpError,
     ) -> Result<(), ProducerError> {
         if !(cause.is_connection_lost() || cause.is_retryable()) {
+            if self.shared
+                && matches!(cause, AmqpError::Returned { .. })
+                && let Err(error) = spec.topology.declare(&self.connected.connection).await
+            {
+                warn!(error = %error, "Could not declare the topology again after an unroutable message.");
+            }
             return Err(cause.into());
         }
         let mut last = cause;

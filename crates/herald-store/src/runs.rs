@@ -195,6 +195,31 @@ impl Store {
         .map_err(query("record_producer_stop"))
     }
 
+    /// Takes over an unfinished run to resume it, when its producer stopped (`producer_stopped`
+    /// is set) or went silent (no update since `silent_since_ms`): clears the stop and touches
+    /// the run in one statement, so of two callers at once only one gets it. Whether this one
+    /// did; `false` for a complete run, an unknown one, or one whose producer is still busy.
+    pub async fn take_stopped_run(
+        &self,
+        run_id: &str,
+        silent_since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE campaign_runs SET producer_stopped = NULL, updated_at_ms = $3 \
+                   WHERE run_id = $1 AND NOT complete \
+                   AND (producer_stopped IS NOT NULL OR updated_at_ms < $2)";
+        let taken = with_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(run_id)
+                .bind(silent_since_ms)
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(query("take_stopped_run"))?;
+        Ok(taken == 1)
+    }
+
     /// Moves a run to `state`. Running and paused go back and forth; cancelled and complete
     /// are final (`Transition` error when leaving them); repeating the current state is a no-op.
     pub async fn set_run_status(&self, run_id: &str, state: RunState) -> Result<(), StoreError> {

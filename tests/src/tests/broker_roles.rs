@@ -219,7 +219,9 @@ pub(crate) fn delete_vhost(vhost: &str) {
     let _ = rabbitmqctl(&["delete_vhost", vhost]);
 }
 
-fn rabbitmqctl(args: &[&str]) -> bool {
+/// Runs `rabbitmqctl` with `args` on the test broker; whether it succeeded (what it said is
+/// printed when not).
+pub(crate) fn rabbitmqctl(args: &[&str]) -> bool {
     let output = std::process::Command::new("rabbitmqctl")
         .args(args)
         .stdin(Stdio::null())

@@ -10,7 +10,12 @@ use time::macros::datetime;
 
 use super::store::{PAGE, Rig, both_backends, record, users};
 
-both_backends!(seen_event_dedupes, migrations_run_once, run_lifecycle);
+both_backends!(
+    seen_event_dedupes,
+    migrations_run_once,
+    run_lifecycle,
+    a_stopped_run_is_taken_over_once
+);
 
 async fn seen_event_dedupes(rig: Rig) {
     let store = &rig.store;
@@ -128,6 +133,76 @@ async fn run_lifecycle(rig: Rig) {
     assert!(
         matches!(unknown, Err(StoreError::UnknownRun { .. })),
         "{unknown:?}"
+    );
+}
+
+/// A run whose producer stopped, or went silent, is taken over by one caller; a busy or
+/// complete run by none.
+async fn a_stopped_run_is_taken_over_once(rig: Rig) {
+    let store = &rig.store;
+    let run = NewRun {
+        run_id: "d1".into(),
+        campaign_id: "receipt".into(),
+        document: r#"{"id":"receipt","page_id":"1000000001"}"#.into(),
+        segment: "3 recipients".into(),
+        started_at: OffsetDateTime::now_utc(),
+    };
+    store.create_run(&run).await.expect("create");
+    let silent_since = |ms: i64| herald_core::clock::now_ms() + ms;
+    // Busy: updated just now, no stop recorded.
+    assert!(
+        !store
+            .take_stopped_run("d1", silent_since(-60_000))
+            .await
+            .expect("busy")
+    );
+    store
+        .record_producer_stop("d1", "broker nacked a job")
+        .await
+        .expect("stop");
+    assert!(
+        store
+            .take_stopped_run("d1", silent_since(-60_000))
+            .await
+            .expect("take")
+    );
+    let loaded = store.load_run("d1").await.expect("load").expect("exists");
+    assert_eq!(loaded.producer_stopped, None, "taking clears the stop");
+    assert!(
+        !store
+            .take_stopped_run("d1", silent_since(-60_000))
+            .await
+            .expect("again"),
+        "a second caller does not get it"
+    );
+    // Silent since before the threshold: taken without a recorded stop.
+    assert!(
+        store
+            .take_stopped_run("d1", silent_since(60_000))
+            .await
+            .expect("silent")
+    );
+    let done = RunProgress {
+        complete: true,
+        ..RunProgress::default()
+    };
+    store.save_run_progress("d1", &done).await.expect("save");
+    store
+        .record_producer_stop("d1", "late")
+        .await
+        .expect("stop");
+    assert!(
+        !store
+            .take_stopped_run("d1", silent_since(60_000))
+            .await
+            .expect("complete"),
+        "a complete run is never taken"
+    );
+    assert!(
+        !store
+            .take_stopped_run("nope", silent_since(60_000))
+            .await
+            .expect("unknown")
     );
 }
 

@@ -2,13 +2,16 @@
 //! worker and the simulator: a campaign saved under its id keeps its versions; a trigger for
 //! three recipients (one without a PSID) sends two messages rendered with their trigger
 //! properties and gives the third a `skipped` result, the dispatch shows each outcome, and the
-//! same call again with its `Idempotency-Key` sends nothing more.
+//! same call again with its `Idempotency-Key` sends nothing more; a trigger the broker fails
+//! midway is finished by its retry with the key, and no recipient gets two jobs.
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use herald_sim::SimConfig;
 use serde_json::{Value, json};
 
+use super::broker_roles::rabbitmqctl;
 use super::server_api_rig::{ApiServer, Auth, Options, TOKEN};
 use crate::eventually;
 use crate::worker_rig::{PAGE, Rig};
@@ -180,6 +183,108 @@ async fn a_trigger_sends_each_recipient_their_message_once() {
     worker.stop().await;
     server.stop().await;
     rig.cleanup().await;
+}
+
+/// A trigger the broker fails midway (its priority queue deleted under a serve already
+/// connected, so the jobs come back unroutable after the skipped results were confirmed)
+/// answers 503 and keeps what was confirmed; the same call with its key finishes that dispatch
+/// (the serve connects again and declares the queue): one dispatch, each recipient one job or
+/// one skip, and a job published twice only with the workers' ledger check on a copy.
+#[tokio::test]
+async fn a_failed_trigger_is_finished_by_its_retry_and_sends_no_one_twice() {
+    const HALF: usize = 10;
+    let Some(server) = ApiServer::start("test-trigger-refused").await else {
+        return;
+    };
+    // u1..u10 have no PSID (a skipped result each), u11..u20 do (a job each).
+    let mut users = String::from("external_id,messenger_id\nwarm,6999\n");
+    for i in 1..=2 * HALF {
+        let psid = if i > HALF {
+            (7000 + i).to_string()
+        } else {
+            String::new()
+        };
+        users.push_str(&format!("u{i},{psid}\n"));
+    }
+    let imported = server
+        .post(&format!("/users/import?page_id={PAGE}"), "text/csv", &users)
+        .await;
+    assert_eq!(imported.status, 200, "{}", imported.text);
+    let (status, saved) = put(&server, &document("Your order shipped")).await;
+    assert_eq!(status, 200, "{saved}");
+    let warm = json!({"recipients": [{"external_user_id": "warm"}]});
+    let (status, warmed) = trigger(&server, "warm", &warm).await;
+    assert_eq!(status, 201, "the serve's broker link is open: {warmed}");
+    let queue = server.topology.priority_queue();
+    if !rabbitmqctl(&["delete_queue", &queue]) {
+        assert!(std::env::var_os("CI").is_none(), "rabbitmqctl unavailable");
+        server.stop().await;
+        return;
+    }
+
+    let request = json!({"recipients": (1..=2 * HALF)
+        .map(|i| json!({"external_user_id": format!("u{i}")}))
+        .collect::<Vec<_>>()});
+    let (status, failed) = trigger(&server, "refused-1", &request).await;
+    assert_eq!(status, 503, "{failed}");
+    let (status, finished) = trigger(&server, "refused-1", &request).await;
+    assert_eq!(status, 200, "the key's dispatch, finished: {finished}");
+    assert_eq!(finished["published"], HALF, "{finished}");
+    let dispatch_id = finished["dispatch_id"].as_str().expect("id").to_owned();
+    let (status, repeat) = trigger(&server, "refused-1", &request).await;
+    assert_eq!(status, 200, "{repeat}");
+    assert_eq!(
+        (repeat["dispatch_id"].as_str(), repeat["published"].as_u64()),
+        (Some(dispatch_id.as_str()), Some(0)),
+        "{repeat}"
+    );
+    let record = server.store.load_run(&dispatch_id).await.expect("load");
+    let record = record.expect("the dispatch's run");
+    assert!(record.progress.complete, "{record:?}");
+    assert_eq!(record.progress.published, HALF as u64, "{record:?}");
+    assert_eq!(
+        record.progress.skipped.get("blank_psid"),
+        Some(&(HALF as u64))
+    );
+    assert_eq!(record.producer_stopped, None);
+    let path = format!("/campaigns/dispatches/{dispatch_id}");
+    let skips = eventually(WAIT, || async {
+        server.get(&path).await.json["recipients"]
+            .as_array()
+            .is_some_and(|r| r.len() == HALF)
+    })
+    .await;
+    assert!(skips, "{}", server.get(&path).await.text);
+
+    // The jobs: u11..u20 of the one dispatch.
+    let mut copies: std::collections::BTreeMap<String, Vec<bool>> = Default::default();
+    let mut consumer = herald_amqp::Consumer::start(&server.connection, &queue, 100)
+        .await
+        .expect("consume");
+    let wait = Duration::from_millis(500);
+    while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
+        let delivery = delivery.expect("delivery");
+        let job: Value = serde_json::from_slice(delivery.body()).expect("job");
+        let id = job["job_id"].as_str().expect("job id").to_owned();
+        let checked = delivery.headers().verify_since().is_some();
+        copies.entry(id).or_default().push(checked);
+        delivery.ack().await.expect("ack");
+    }
+    let _ = consumer.close().await;
+    let mut expected: Vec<String> = (HALF + 1..=2 * HALF)
+        .map(|i| format!("{dispatch_id}:u{i}"))
+        .collect();
+    expected.sort();
+    let ids: Vec<String> = copies.keys().cloned().collect();
+    assert_eq!(ids, expected, "one dispatch, every recipient with a PSID");
+    for (id, marks) in &copies {
+        assert!(
+            marks.len() == 1 || marks.iter().any(|checked| *checked),
+            "{id} published {} times without the ledger check",
+            marks.len()
+        );
+    }
+    server.stop().await;
 }
 
 /// `herald campaigns put|list|get|delete` on a store of its own: versions by change, the

@@ -8,18 +8,23 @@
 //! store does not know), outside the window, opted out, capped. The run is published before the
 //! answer, whose `dispatch_id` is the run's id: `dispatch` shows each recipient's outcome, and
 //! `campaign status` the run. With an `Idempotency-Key`, the same request again answers the
-//! same dispatch and publishes nothing.
+//! same dispatch and publishes nothing, unless that dispatch stopped before its end (the broker
+//! failed it, or its serve died): then it continues after its last confirmed recipient, so a
+//! client retrying a 503 with its key reaches each recipient once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_core::campaign::Priority;
+use herald_core::clock::now_ms;
 use herald_core::rates::PageRates;
-use herald_core::{User, validate_id};
+use herald_core::{Campaign, User, validate_id};
 use herald_producer::{LaunchCheck, Progress, Run, SegmentInput, SendSpec, SharedLink};
-use herald_store::Store;
+use herald_store::{RunProgress, RunRecord, RunState, Store};
 use serde::Serialize;
 use serde_json::Value;
+use tracing::{error, warn};
 
 use crate::ops::campaigns;
 use crate::ops::start_key::StartKey;
@@ -29,6 +34,12 @@ use crate::ops::{Broker, ErrorKind, OpsError, Problem};
 pub const MAX_RECIPIENTS: usize = 50;
 /// The attribute trigger properties are given to Liquid as.
 pub const TRIGGER_ATTRIBUTE: &str = "trigger";
+/// How long a request waits for its key's dispatch, still publishing in another request, to
+/// end before it answers 409.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// A dispatch whose run has not moved for this long lost its request (its serve died): a
+/// retry with its key continues it.
+const SILENT_AFTER: Duration = Duration::from_secs(120);
 
 /// What a trigger call did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,7 +53,9 @@ pub struct Dispatch {
     pub published: u64,
     /// Recipients with a `skipped` result, by reason.
     pub skipped: BTreeMap<String, u64>,
-    /// The Idempotency-Key had dispatched this already: nothing new was published.
+    /// The Idempotency-Key had dispatched this already (answered 200): `published` and
+    /// `skipped` count what this call added, nothing unless it finished a dispatch that had
+    /// stopped.
     #[serde(skip)]
     pub existing: bool,
 }
@@ -96,21 +109,23 @@ pub async fn trigger(
         None => None,
         Some(key) => Some(StartKey::new(campaign_id, key, &[body])?),
     };
+    let answer = |dispatch_id: String, added: RunProgress, existing: bool| Dispatch {
+        dispatch_id,
+        campaign_id: campaign_id.to_owned(),
+        version,
+        published: added.published,
+        skipped: added.skipped,
+        existing,
+    };
     if let Some(key) = &key
         && let Some(run_id) = key.claim(at.store).await?
     {
-        return Ok(Dispatch {
-            dispatch_id: run_id,
-            campaign_id: campaign_id.to_owned(),
-            version,
-            published: 0,
-            skipped: BTreeMap::new(),
-            existing: true,
-        });
+        let added = again(at, &run_id, &recipients).await?;
+        return Ok(answer(run_id, added, true));
     }
-    let dispatched = dispatch(at, campaign, &recipients).await;
-    let (run_id, record) = match dispatched {
-        Ok(done) => done,
+    let campaign = campaign.with_priority(Priority::High);
+    let run = match prepare(at, campaign, &recipients, None).await {
+        Ok(run) => run,
         Err(error) => {
             if let Some(key) = &key {
                 key.release(at.store).await;
@@ -118,17 +133,116 @@ pub async fn trigger(
             return Err(error);
         }
     };
-    if let Some(key) = &key {
-        key.bind(at.store, &run_id).await?;
+    let run_id = run.run_id().to_owned();
+    // Bound before anything is published: a retry with the key finds this dispatch, to answer
+    // or to finish, never a second one.
+    if let Some(key) = &key
+        && let Err(error) = key.bind(at.store, &run_id).await
+    {
+        key.release(at.store).await;
+        return Err(error);
     }
-    Ok(Dispatch {
-        dispatch_id: run_id,
-        campaign_id: campaign_id.to_owned(),
-        version,
-        published: record.published,
-        skipped: record.skipped,
-        existing: false,
+    let record = execute(at, run, &run_id).await?;
+    Ok(answer(run_id, record, false))
+}
+
+/// The key's dispatch `run_id` again: nothing when it is complete (or cancelled); continued
+/// after its last confirmed recipient when it stopped or went silent (`SILENT_AFTER`); waited
+/// for (up to `BUSY_WAIT`) while another request is publishing it. What this call added.
+async fn again(
+    at: &Trigger<'_>,
+    run_id: &str,
+    recipients: &[(String, Option<String>)],
+) -> Result<RunProgress, OpsError> {
+    let waited = tokio::time::Instant::now();
+    loop {
+        let record = at
+            .store
+            .load_run(run_id)
+            .await?
+            .ok_or_else(|| OpsError::UnknownRun {
+                run_id: run_id.to_owned(),
+            })?;
+        if record.progress.complete || record.state == RunState::Cancelled {
+            return Ok(RunProgress::default());
+        }
+        let silent_since = now_ms().saturating_sub(millis(SILENT_AFTER));
+        if at.store.take_stopped_run(run_id, silent_since).await? {
+            return resume(at, record, recipients).await;
+        }
+        if waited.elapsed() >= BUSY_WAIT {
+            return Err(OpsError::Conflict(format!(
+                "dispatch {run_id}, started with this idempotency key, is still publishing; \
+                 retry in a moment"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Continues `record`'s dispatch after its last confirmed recipient, with the campaign as it
+/// was sent; what it added.
+async fn resume(
+    at: &Trigger<'_>,
+    record: RunRecord,
+    recipients: &[(String, Option<String>)],
+) -> Result<RunProgress, OpsError> {
+    let run_id = record.run_id.as_str();
+    let campaign = Campaign::from_json(&record.document).map_err(|errors| {
+        OpsError::Internal(format!(
+            "dispatch {run_id}'s campaign cannot be read: {errors}"
+        ))
+    })?;
+    let run = match prepare(at, campaign, recipients, Some(run_id)).await {
+        Ok(run) => run,
+        Err(failure) => {
+            record_stop(at.store, run_id, &failure.to_string()).await;
+            return Err(failure);
+        }
+    };
+    let after = execute(at, run, run_id).await?;
+    let before = record.progress;
+    let skipped = after
+        .skipped
+        .into_iter()
+        .map(|(reason, n)| {
+            let earlier = before.skipped.get(&reason).copied().unwrap_or(0);
+            (reason, n.saturating_sub(earlier))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    Ok(RunProgress {
+        published: after.published.saturating_sub(before.published),
+        skipped,
+        ..after
     })
+}
+
+/// Publishes `run` and waits for its confirms; when it fails, the run says why, so a retry
+/// with its key continues it.
+async fn execute(at: &Trigger<'_>, run: Run, run_id: &str) -> Result<RunProgress, OpsError> {
+    match run.execute(Arc::new(Progress::default())).await {
+        Ok(record) => Ok(record),
+        Err(failure) => {
+            error!(dispatch_id = %run_id, error = %failure,
+                "A trigger dispatch stopped; confirmed recipients are recorded, and the same \
+                 call with its Idempotency-Key continues it.");
+            record_stop(at.store, run_id, &failure.to_string()).await;
+            Err(producer(failure))
+        }
+    }
+}
+
+async fn record_stop(store: &Store, run_id: &str, reason: &str) {
+    if let Err(error) = store.record_producer_stop(run_id, reason).await {
+        warn!(dispatch_id = %run_id, error = %error,
+            "Could not record why a trigger dispatch stopped; a retry with its key continues \
+             it two minutes after it stopped.");
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Each recipient's outcome so far.
@@ -158,13 +272,13 @@ pub async fn status(store: &Store, dispatch_id: &str) -> Result<DispatchStatus, 
     })
 }
 
-/// Publishes the campaign to the recipients; the run id and its final record.
-async fn dispatch(
+/// The run sending `campaign` to the recipients, new or `resume`d.
+async fn prepare(
     at: &Trigger<'_>,
-    campaign: herald_core::Campaign,
+    campaign: Campaign,
     recipients: &[(String, Option<String>)],
-) -> Result<(String, herald_store::RunProgress), OpsError> {
-    let campaign = campaign.with_priority(Priority::High);
+    resume: Option<&str>,
+) -> Result<Run, OpsError> {
     let ids: Vec<&str> = recipients.iter().map(|(id, _)| id.as_str()).collect();
     let known: BTreeMap<String, User> = at
         .store
@@ -200,20 +314,14 @@ async fn dispatch(
     let spec = SendSpec {
         campaign: Arc::new(campaign),
         segment,
-        resume: None,
+        resume: resume.map(str::to_owned),
         strict: false,
         amqp: at.broker.amqp.clone(),
         topology: at.broker.topology.clone(),
         store: at.store.clone(),
         shared_link: Some(at.link.clone()),
     };
-    let run = Run::prepare(spec).await.map_err(producer)?;
-    let run_id = run.run_id().to_owned();
-    let record = run
-        .execute(Arc::new(Progress::default()))
-        .await
-        .map_err(producer)?;
-    Ok((run_id, record))
+    Run::prepare(spec).await.map_err(producer)
 }
 
 /// The recipients: (external id, trigger properties as compact JSON), or every problem.
