@@ -24,13 +24,8 @@ pub fn amqp_addr() -> String {
 pub async fn broker() -> Option<herald_amqp::Connection> {
     let addr = amqp_addr();
     let settings = herald_amqp::AmqpSettings {
-        url: addr.clone().into(),
-        connection_name: "herald-tests".to_owned(),
         connect_attempts: 1,
-        // A probe connection sits idle while a long test runs herald processes; without
-        // heartbeats the broker never drops it for a late one on a loaded machine.
-        heartbeat_secs: 0,
-        ..herald_amqp::AmqpSettings::default()
+        ..test_amqp()
     };
     match herald_amqp::connect(&settings).await {
         Ok(connection) => Some(connection),
@@ -256,13 +251,22 @@ pub fn webhook_message(secret: &str, body: Vec<u8>) -> (Vec<u8>, herald_amqp::He
     (body, headers)
 }
 
+/// Settings for a test's own broker connection (a probe, a rig's, a cleanup's), never for a
+/// Herald process under test: no heartbeats. Such a connection may sit idle through a long
+/// test while herald processes load the machine, and the broker closed one for late heartbeats
+/// (in CI, failing the test at its cleanup).
+pub fn test_amqp() -> herald_amqp::AmqpSettings {
+    herald_amqp::AmqpSettings {
+        url: amqp_addr().into(),
+        connection_name: "herald-tests".to_owned(),
+        heartbeat_secs: 0,
+        ..herald_amqp::AmqpSettings::default()
+    }
+}
+
 /// Deletes every exchange and queue of the topology `prefix` on the test broker (cleanup).
 pub async fn delete_topology(prefix: &str) {
-    let amqp = herald_amqp::AmqpSettings {
-        url: amqp_addr().into(),
-        ..herald_amqp::AmqpSettings::default()
-    };
-    let connection = herald_amqp::connect(&amqp).await.expect("connect");
+    let connection = herald_amqp::connect(&test_amqp()).await.expect("connect");
     herald_amqp::Topology::new(prefix)
         .expect("topology")
         .delete(&connection)

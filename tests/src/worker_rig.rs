@@ -62,7 +62,10 @@ impl Rig {
             url: crate::amqp_addr().into(),
             ..AmqpSettings::default()
         };
-        let connection = herald_amqp::connect(&amqp).await.expect("connect");
+        // The rig's own connection (idle for most of a test); workers get `amqp`.
+        let connection = herald_amqp::connect(&crate::test_amqp())
+            .await
+            .expect("connect");
         topology.declare(&connection).await.expect("declare");
         let publisher = Publisher::open(&connection, 1024).await.expect("publisher");
         let sim = herald_sim::spawn(sim, "127.0.0.1:0".parse().expect("addr"))

@@ -118,7 +118,10 @@ impl ApiServer {
             url: crate::amqp_addr().into(),
             ..AmqpSettings::default()
         };
-        let connection = herald_amqp::connect(&amqp).await.expect("connect");
+        // The test's own connection; the server gets `amqp`.
+        let connection = herald_amqp::connect(&crate::test_amqp())
+            .await
+            .expect("connect");
         topology.declare(&connection).await.expect("declare");
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
