@@ -165,7 +165,7 @@ impl Topology {
         ];
         for tier in RetryTier::ALL {
             let mut arguments = quorum();
-            let ttl_ms = i64::try_from(tier.delay().as_millis()).unwrap_or(i64::MAX);
+            let ttl_ms = herald_core::clock::millis(tier.delay());
             insert(
                 &mut arguments,
                 "x-message-ttl",

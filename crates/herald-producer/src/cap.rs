@@ -56,7 +56,7 @@ impl CapHold {
             tokio::time::sleep(WAIT_STEP).await;
         }
         let renew = tokio::spawn(renew(store.clone(), page_id.clone(), run_id.to_owned()));
-        let period_ms = i64::try_from(cap.per.as_millis()).unwrap_or(i64::MAX);
+        let period_ms = herald_core::clock::millis(cap.per);
         let since = herald_core::clock::now_ms().saturating_sub(period_ms);
         let hold = Self {
             store: store.clone(),

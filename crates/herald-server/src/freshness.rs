@@ -138,7 +138,7 @@ impl Refusals {
     /// True when the last refusal is less than `memory` ago.
     fn within(&self, memory: Duration) -> bool {
         let last = self.last_ms.load(Ordering::Relaxed);
-        let memory = i64::try_from(memory.as_millis()).unwrap_or(i64::MAX);
+        let memory = herald_core::clock::millis(memory);
         last > 0 && now_ms().saturating_sub(last) < memory
     }
 }

@@ -21,7 +21,7 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let expires = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let expires = now.saturating_add(herald_core::clock::millis(lease));
         let sql = "INSERT INTO send_claims (job_id, holder, expires_at_ms) VALUES ($1, $2, $3) \
             ON CONFLICT (job_id) DO UPDATE \
             SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \

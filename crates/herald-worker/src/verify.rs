@@ -201,7 +201,7 @@ fn wait(metrics: &Metrics, attempts: u32, deferrals: u32, left: Duration, since_
 /// The time left before an echo of a send at `since_ms` can no longer be on its way.
 fn still_possible(since_ms: i64, horizon: Duration) -> Option<Duration> {
     let elapsed_ms = now_ms().saturating_sub(since_ms).max(0);
-    let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
+    let horizon_ms = herald_core::clock::millis(horizon);
     let left = horizon_ms.saturating_sub(elapsed_ms);
     (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
 }

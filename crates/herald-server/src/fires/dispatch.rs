@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use herald_amqp::{AmqpError, Headers, PRIORITY_ROUTING_KEY, PendingConfirm};
 use herald_core::campaign::{Campaign, Trigger};
-use herald_core::clock::now_ms;
+use herald_core::clock::{millis, now_ms};
 use herald_core::duration::format_duration;
 use herald_core::{SendJob, User};
 use herald_producer::plan::{CapCounts, Planned, Planner};
@@ -134,7 +134,7 @@ impl Dispatcher {
     /// Claims, plans, publishes and settles one batch of fires; how many there were.
     async fn round(&mut self) -> Result<usize, DispatchError> {
         let store = self.settings.store.clone();
-        let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        let lease = millis(LEASE);
         let claimed = store.claim_fires(lease, BATCH).await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -537,8 +537,4 @@ fn settled(claimed: &ClaimedFire, outcome: &Outcome) -> SettledFire {
 /// The short name of an event in its job id: 12 hex digits of a digest of its key.
 fn fire_key(event_key: &str) -> String {
     hex::encode(&Sha256::digest(event_key.as_bytes())[..6])
-}
-
-fn millis(period: Duration) -> i64 {
-    i64::try_from(period.as_millis()).unwrap_or(i64::MAX)
 }

@@ -63,7 +63,7 @@ pub async fn put(
         page_id: campaign.page_id().to_owned(),
         kind: trigger.kind.as_str().to_owned(),
         key: trigger.key.clone(),
-        delay_ms: i64::try_from(trigger.delay.as_millis()).unwrap_or(i64::MAX),
+        delay_ms: herald_core::clock::millis(trigger.delay),
     });
     let version = store
         .put_campaign(

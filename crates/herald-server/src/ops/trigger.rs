@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::campaign::Priority;
-use herald_core::clock::now_ms;
+use herald_core::clock::{millis, now_ms};
 use herald_core::rates::PageRates;
 use herald_core::{Campaign, User, validate_id};
 use herald_producer::{LaunchCheck, Progress, Run, SegmentInput, SendSpec, SharedLink};
@@ -239,10 +239,6 @@ async fn record_stop(store: &Store, run_id: &str, reason: &str) {
             "Could not record why a trigger dispatch stopped; a retry with its key continues \
              it two minutes after it stopped.");
     }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Each recipient's outcome so far.
