@@ -83,10 +83,33 @@ start_cluster_node() { # start_cluster_node N: start node N unless its port answ
   local n=$1
   amqp_handshake $((5680 + n)) && return 0
   log "rabbitmq cluster: starting herald-c$n@localhost on $((5680 + n))"
+  # From its own directory: a node keeps the working directory it was started in, and one
+  # started inside a checkout that is later deleted can no longer stop or start its app.
   # shellcheck disable=SC2046 # one word per line of cluster_env
-  runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq $(cluster_env "$n") \
-    /usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null 2>&1
+  (cd "$CLUSTER_BASE" && runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq $(cluster_env "$n") \
+    /usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null 2>&1)
 }
+
+cluster_sound() { # every node's working directory still exists (see start_cluster_node)
+  local n
+  for n in 1 2 3; do
+    [[ $(cluster_ctl "$n" eval 'element(1, file:get_cwd()).' 2>/dev/null) == ok ]] || return 1
+  done
+}
+
+stop_cluster() { # stops every node by its pid file (rabbitmqctl stop needs a sound node)
+  local n pid
+  for n in 1 2 3; do
+    pid=$(cat "$CLUSTER_BASE/herald-c$n.pid" 2>/dev/null) || continue
+    kill "$pid" 2>/dev/null || continue
+    # SIGTERM stops the VM gracefully; a node that cannot is killed.
+    wait_for 30 "rabbitmq cluster node $n stopping on SIGTERM" pid_gone "$pid" ||
+      kill -KILL "$pid" 2>/dev/null || true
+    wait_for 10 "rabbitmq cluster node $n exiting on SIGKILL" pid_gone "$pid" || true
+  done
+}
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 cluster_ctl() { rabbitmqctl -q -n "herald-c$1@localhost" "${@:2}"; }
 
@@ -104,8 +127,12 @@ ensure_rabbitmq_cluster() {
     return 1
   fi
   if cluster_joined 2>/dev/null; then
-    log "rabbitmq cluster: already running on 5681..5683"
-    return 0
+    if cluster_sound; then
+      log "rabbitmq cluster: already running on 5681..5683"
+      return 0
+    fi
+    log "rabbitmq cluster: a node was started in a directory since deleted; restarting the nodes"
+    stop_cluster
   fi
   mkdir -p "$CLUSTER_BASE/mnesia" "$CLUSTER_BASE/log"
   [[ -f $CLUSTER_BASE/enabled_plugins ]] || echo '[].' >"$CLUSTER_BASE/enabled_plugins"
