@@ -71,8 +71,23 @@ impl Run {
         &self.record.run_id
     }
 
-    /// Publishes the whole segment and returns the final progress.
-    pub async fn execute(mut self, progress: Arc<Progress>) -> Result<RunProgress, ProducerError> {
+    /// Publishes the whole segment and returns the final progress. When it fails, the run
+    /// records why (`campaign status` shows `producer stopped` until a producer saves progress
+    /// again, i.e. a resume).
+    pub async fn execute(self, progress: Arc<Progress>) -> Result<RunProgress, ProducerError> {
+        let (store, run_id) = (self.spec.store.clone(), self.record.run_id.clone());
+        let result = self.publish(progress).await;
+        if let Err(failure) = &result
+            && let Err(error) = store
+                .record_producer_stop(&run_id, &failure.to_string())
+                .await
+        {
+            warn!(run_id = %run_id, error = %error, "Could not record on the run why it stopped.");
+        }
+        result
+    }
+
+    async fn publish(mut self, progress: Arc<Progress>) -> Result<RunProgress, ProducerError> {
         if self.record.progress.complete {
             info!(run_id = %self.record.run_id, "Run already fully confirmed; nothing to publish.");
             return Ok(self.record.progress);

@@ -143,26 +143,20 @@ pub(crate) async fn send(args: SendArgs, config: &Config) -> ExitCode {
             out(&format!("malformed: {}", record.malformed));
             ExitCode::SUCCESS
         }
-        Some(Err(error)) => {
-            record_stop(&store, &run_id, &error.to_string()).await;
-            producer_failed(&error)
-        }
+        // The producer recorded why on the run.
+        Some(Err(error)) => producer_failed(&error),
         None => {
-            record_stop(&store, &run_id, "herald campaign send was interrupted").await;
+            // So `campaign status` says so instead of showing a run that looks busy.
+            let reason = "herald campaign send was interrupted";
+            if let Err(error) = store.record_producer_stop(&run_id, reason).await {
+                eprintln!("herald: could not record on the run why it stopped: {error}");
+            }
             eprintln!(
                 "herald: interrupted; confirmed work is recorded; continue with `herald campaign \
                  send CAMPAIGN --resume {run_id}`"
             );
             ExitCode::from(130)
         }
-    }
-}
-
-/// Records on the run why its producer stopped, so `campaign status` says so instead of
-/// showing a run that looks busy.
-async fn record_stop(store: &Store, run_id: &str, reason: &str) {
-    if let Err(error) = store.record_producer_stop(run_id, reason).await {
-        eprintln!("herald: could not record on the run why it stopped: {error}");
     }
 }
 

@@ -217,30 +217,25 @@ pub async fn start(
     let store = store.clone();
     tasks.tracker.spawn(async move {
         let progress = Arc::new(Progress::default());
-        let stopped = tokio::select! {
+        // A failed run records why itself; one stopped here is recorded here, so `campaign
+        // status` shows it instead of a run that looks busy.
+        tokio::select! {
             result = run.execute(progress) => match result {
-                Ok(done) => {
-                    info!(run_id = %id, published = done.published,
-                        "Run started over the API is fully confirmed.");
-                    return;
-                }
-                Err(failure) => {
-                    error!(run_id = %id, error = %failure,
-                        "Run started over the API stopped; confirmed rows are recorded, \
-                         `herald campaign send CAMPAIGN --resume RUN_ID` continues it.");
-                    failure.to_string()
-                }
+                Ok(done) => info!(run_id = %id, published = done.published,
+                    "Run started over the API is fully confirmed."),
+                Err(failure) => error!(run_id = %id, error = %failure,
+                    "Run started over the API stopped; confirmed rows are recorded, \
+                     `herald campaign send CAMPAIGN --resume RUN_ID` continues it."),
             },
             () = stop.cancelled() => {
                 warn!(run_id = %id,
                     "Server stopping with the run still publishing; confirmed rows are \
                      recorded, `herald campaign send CAMPAIGN --resume RUN_ID` continues it.");
-                "herald serve stopped while it was publishing".to_owned()
+                let reason = "herald serve stopped while it was publishing";
+                if let Err(error) = store.record_producer_stop(&id, reason).await {
+                    warn!(run_id = %id, error = %error, "Could not record why the run stopped.");
+                }
             }
-        };
-        // `campaign status` shows it, instead of a run that looks busy.
-        if let Err(error) = store.record_producer_stop(&id, &stopped).await {
-            warn!(run_id = %id, error = %error, "Could not record why the run stopped.");
         }
     });
     Ok(Started {

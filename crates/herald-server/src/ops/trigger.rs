@@ -142,7 +142,7 @@ pub async fn trigger(
         key.release(at.store).await;
         return Err(error);
     }
-    let record = execute(at, run, &run_id).await?;
+    let record = execute(run, &run_id).await?;
     Ok(answer(run_id, record, false))
 }
 
@@ -200,7 +200,7 @@ async fn resume(
             return Err(failure);
         }
     };
-    let after = execute(at, run, run_id).await?;
+    let after = execute(run, run_id).await?;
     let before = record.progress;
     let skipped = after
         .skipped
@@ -218,21 +218,21 @@ async fn resume(
     })
 }
 
-/// Publishes `run` and waits for its confirms; when it fails, the run says why, so a retry
-/// with its key continues it.
-async fn execute(at: &Trigger<'_>, run: Run, run_id: &str) -> Result<RunProgress, OpsError> {
-    match run.execute(Arc::new(Progress::default())).await {
-        Ok(record) => Ok(record),
-        Err(failure) => {
+/// Publishes `run` and waits for its confirms; when it fails, the run says why (the producer
+/// records it), so a retry with its key continues it.
+async fn execute(run: Run, run_id: &str) -> Result<RunProgress, OpsError> {
+    run.execute(Arc::new(Progress::default()))
+        .await
+        .map_err(|failure| {
             error!(dispatch_id = %run_id, error = %failure,
                 "A trigger dispatch stopped; confirmed recipients are recorded, and the same \
                  call with its Idempotency-Key continues it.");
-            record_stop(at.store, run_id, &failure.to_string()).await;
-            Err(producer(failure))
-        }
-    }
+            producer(failure)
+        })
 }
 
+/// Records on the dispatch's run why it stopped before the producer ran (a resume that could
+/// not start), so the next retry with its key can take it over again.
 async fn record_stop(store: &Store, run_id: &str, reason: &str) {
     if let Err(error) = store.record_producer_stop(run_id, reason).await {
         warn!(dispatch_id = %run_id, error = %error,
